@@ -1,0 +1,132 @@
+# nnc - a model-definition compiler: DSL -> specialized C trainers.
+#
+#   make                 build/nnc and build/libnncrt.a
+#   make train [MODEL=models/x.nn] [ARGS="--epochs 1"]
+#                        compile, build and train one model (default: cnn_baseline)
+#   make test            every test (Criterion), plus the generated/ freshness check
+#   make generated       regenerate generated/ from models/
+#   make bench           nnc against PyTorch, same machine, same run
+#   make install PREFIX=/usr/local
+#
+# Missing packages are installed with apt-get when running as root; otherwise
+# the exact command is printed (see `make deps`).
+
+PREFIX  ?= /usr/local
+CC      ?= cc
+BUILD   := build
+MODEL   ?= models/cnn_baseline.nn
+ARGS    ?=
+
+WARN    := -Wall -Wextra -Werror
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) -Icompiler -I$(BUILD)/gen -Iruntime
+# Generated trainers: shapes are constants, so let the compiler specialize for this CPU.
+TRAINER_CFLAGS ?= -O3 -march=native -fopenmp
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+RT_LIBS     := $(BLAS_LIBS) -lz -lm -fopenmp
+
+COMPILER_SRC := compiler/diag.c compiler/ast.c compiler/check.c compiler/summary.c compiler/emit.c
+COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o
+RUNTIME_SRC  := $(sort $(wildcard runtime/*.c))
+RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+MODELS       := $(sort $(wildcard models/*.nn))
+GENERATED    := $(MODELS:models/%.nn=generated/%.c)
+TEST_SRC     := $(sort $(wildcard tests/test_*.c))
+DEPS_STAMP   := $(BUILD)/.deps-ok
+
+.PHONY: all deps test test-asan generated check-generated train bench install clean fuzz reference
+.DELETE_ON_ERROR:
+
+all: $(BUILD)/nnc $(BUILD)/libnncrt.a
+
+# ---- dependencies --------------------------------------------------------
+deps $(DEPS_STAMP):
+	@sh tools/deps.sh
+	@mkdir -p $(BUILD) && touch $(DEPS_STAMP)
+
+# ---- the compiler --------------------------------------------------------
+$(BUILD)/gen/parser.c $(BUILD)/gen/parser.h: compiler/parser.y | $(DEPS_STAMP)
+	@mkdir -p $(BUILD)/gen
+	bison -Wall -Werror -d -o $(BUILD)/gen/parser.c $<
+
+$(BUILD)/gen/lexer.c $(BUILD)/gen/lexer.h: compiler/lexer.l $(BUILD)/gen/parser.h
+	@mkdir -p $(BUILD)/gen
+	flex -o $(BUILD)/gen/lexer.c --header-file=$(BUILD)/gen/lexer.h $<
+
+# flex's skeleton trips a few warnings that are not ours to fix.
+$(BUILD)/gen/lexer.o: $(BUILD)/gen/lexer.c
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -Wno-sign-compare -c $< -o $@
+
+$(BUILD)/gen/parser.o: $(BUILD)/gen/parser.c $(BUILD)/gen/lexer.h
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/compiler/%.o: compiler/%.c compiler/*.h runtime/nncrt.h $(BUILD)/gen/parser.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/nnc: $(COMPILER_OBJ) $(BUILD)/compiler/main.o
+	$(CC) $(CFLAGS) -o $@ $^ -lm
+
+# ---- the runtime ---------------------------------------------------------
+$(BUILD)/runtime/%.o: runtime/%.c runtime/*.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(BLAS_CFLAGS) -fopenmp -c $< -o $@
+
+$(BUILD)/libnncrt.a: $(RUNTIME_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/nncrt.pc:
+	@mkdir -p $(BUILD)
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: nncrt\nDescription: runtime for nnc-generated trainers\nVersion: 0.1.0\nCflags: -I$${includedir} -fopenmp\nLibs: -L$${libdir} -lnncrt %s\n' \
+		'$(PREFIX)' '$(RT_LIBS)' > $@
+
+# ---- generated code ------------------------------------------------------
+generated/%.c: models/%.nn $(BUILD)/nnc
+	$(BUILD)/nnc $< -o $@
+
+generated: $(GENERATED)
+
+# Fails when generated/ is not what the compiler emits today.
+check-generated: $(BUILD)/nnc
+	@stale=0; for f in $(MODELS); do \
+		n=$$(basename $$f .nn); \
+		$(BUILD)/nnc $$f -o $(BUILD)/check-$$n.c || exit 1; \
+		if ! cmp -s $(BUILD)/check-$$n.c generated/$$n.c; then \
+			echo "generated/$$n.c is stale: run 'make generated' and commit it"; stale=1; fi; \
+	done; \
+	if [ $$stale = 0 ]; then echo "generated/ is fresh ($(words $(MODELS)) models)"; fi; exit $$stale
+
+# ---- trainers ------------------------------------------------------------
+$(BUILD)/bin/%: generated/%.c $(BUILD)/libnncrt.a
+	@mkdir -p $(BUILD)/bin
+	$(CC) -std=c11 $(WARN) $(TRAINER_CFLAGS) -Iruntime $(BLAS_CFLAGS) $< -o $@ $(BUILD)/libnncrt.a $(RT_LIBS)
+
+train: $(BUILD)/bin/$(notdir $(basename $(MODEL)))
+	$(BUILD)/bin/$(notdir $(basename $(MODEL))) $(ARGS)
+
+# ---- tests ---------------------------------------------------------------
+$(BUILD)/tests/nnc_tests: $(TEST_SRC) tests/*.h $(COMPILER_OBJ) $(BUILD)/libnncrt.a $(GENERATED)
+	@mkdir -p $(BUILD)/tests
+	$(CC) -std=c11 $(WARN) -O2 -g -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests $(BLAS_CFLAGS) \
+		-DNNC_ROOT='"$(CURDIR)"' $(TEST_SRC) $(COMPILER_OBJ) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
+
+test: $(BUILD)/nnc $(BUILD)/tests/nnc_tests
+	$(MAKE) --no-print-directory check-generated
+	$(BUILD)/tests/nnc_tests --jobs 2
+
+# ---- benchmark -----------------------------------------------------------
+bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%)
+	sh tools/bench.sh
+
+# ---- install -------------------------------------------------------------
+install: all $(BUILD)/nncrt.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/nnc $(DESTDIR)$(PREFIX)/bin/nnc
+	install -m 644 $(BUILD)/libnncrt.a $(DESTDIR)$(PREFIX)/lib/libnncrt.a
+	install -m 644 runtime/nncrt.h $(DESTDIR)$(PREFIX)/include/nncrt.h
+	install -m 644 $(BUILD)/nncrt.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/nncrt.pc
+
+clean:
+	rm -rf $(BUILD)

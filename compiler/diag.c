@@ -1,0 +1,136 @@
+/* diag.c - gcc-style diagnostics with the offending line and a caret. */
+#define _POSIX_C_SOURCE 200809L
+#include "diag.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int nnc_source_read(nnc_source *src, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (cap - len - 1 == 0) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    int failed = ferror(f) || !buf;
+    int saved = errno;
+    fclose(f);
+    if (failed) {
+        free(buf);
+        errno = saved ? saved : EIO;
+        return -1;
+    }
+    buf[len] = '\0';
+    memset(src, 0, sizeof *src);
+    src->path = path;
+    src->text = buf;
+    src->length = len;
+    src->out = stderr;
+    return 0;
+}
+
+void nnc_source_from_string(nnc_source *src, const char *path, const char *text, size_t length)
+{
+    memset(src, 0, sizeof *src);
+    src->path = path;
+    src->text = malloc(length + 1);
+    if (!src->text) {
+        fprintf(stderr, "nnc: out of memory\n");
+        exit(1);
+    }
+    memcpy(src->text, text, length);
+    src->text[length] = '\0';
+    src->length = length;
+    src->out = stderr;
+}
+
+void nnc_source_free(nnc_source *src)
+{
+    free(src->text);
+    src->text = NULL;
+}
+
+const char *nnc_source_line(const nnc_source *src, int line, int *len)
+{
+    const char *p = src->text, *end = src->text + src->length;
+    for (int l = 1; l < line && p < end; p++)
+        if (*p == '\n')
+            l++;
+    const char *eol = p;
+    while (eol < end && *eol != '\n' && *eol != '\r')
+        eol++;
+    *len = (int)(eol - p);
+    return p;
+}
+
+/* Print the source line under the message, with ^~~~ under the span. */
+static void show_line(const nnc_source *src, nnc_loc loc)
+{
+    if (loc.first_line < 1)
+        return;
+    int len;
+    const char *text = nnc_source_line(src, loc.first_line, &len);
+    fprintf(src->out, "%5d | %.*s\n      | ", loc.first_line, len, text);
+    int first = loc.first_column < 1 ? 1 : loc.first_column;
+    int last = loc.last_line == loc.first_line ? loc.last_column : len;
+    if (last < first)
+        last = first;
+    for (int col = 1; col < first; col++)
+        fputc(col <= len && text[col - 1] == '\t' ? '\t' : ' ', src->out);
+    fputc('^', src->out);
+    for (int col = first + 1; col <= last; col++)
+        fputc('~', src->out);
+    fputc('\n', src->out);
+}
+
+static void report(nnc_source *src, nnc_loc loc, const char *kind, const char *fmt, va_list ap)
+{
+    if (loc.first_line > 0)
+        fprintf(src->out, "%s:%d:%d: %s: ", src->path, loc.first_line, loc.first_column, kind);
+    else
+        fprintf(src->out, "%s: %s: ", src->path, kind);
+    vfprintf(src->out, fmt, ap);
+    fputc('\n', src->out);
+    show_line(src, loc);
+}
+
+void nnc_error(nnc_source *src, nnc_loc loc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report(src, loc, "error", fmt, ap);
+    va_end(ap);
+    src->errors++;
+}
+
+void nnc_warning(nnc_source *src, nnc_loc loc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report(src, loc, "warning", fmt, ap);
+    va_end(ap);
+    src->warnings++;
+}
+
+void nnc_note(nnc_source *src, nnc_loc loc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report(src, loc, "note", fmt, ap);
+    va_end(ap);
+}

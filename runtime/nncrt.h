@@ -1,0 +1,257 @@
+/*
+ * nncrt.h - the runtime that nnc-generated trainers link against.
+ *
+ * A generated file describes one fixed-shape model as an `nnc_model`: its
+ * constants, its recipe (the DSL's `train` block) and four functions that do
+ * the maths (init, train_batch, infer_batch). Everything that is the same for
+ * every model lives here instead: reading MNIST, the RNG, the optimizers, the
+ * training loop, checkpoints and the command line. The generated main() is one
+ * line: `return nnc_main(&nnc_model_def, argc, argv);`.
+ *
+ * Conventions
+ *  - Tensors are float32, row-major, NHWC (batch, height, width, channels),
+ *    the layout Keras uses with the TensorFlow backend.
+ *  - All trainable parameters live in one flat buffer; gradients and the
+ *    optimizer's state use the same layout, so an update is one flat loop.
+ *  - Non-trainable state (batchnorm running statistics) lives in a second
+ *    flat buffer that the optimizer never touches.
+ *  - Nothing here reads the clock to seed anything: same seed, same run.
+ */
+#ifndef NNCRT_H
+#define NNCRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define NNC_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Random numbers: PCG32 (O'Neill, pcg-random.org, pcg32_random_r).        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t state;
+    uint64_t inc; /* stream selector, always odd */
+} nnc_rng;
+
+/* pcg32_srandom_r: seed and stream as in the reference implementation. */
+void nnc_rng_seed(nnc_rng *rng, uint64_t seed, uint64_t stream);
+uint32_t nnc_rng_u32(nnc_rng *rng);
+/* Uniform in [0, 1) with 24 random bits. */
+float nnc_rng_uniform(nnc_rng *rng);
+/* Uniform integer in [0, bound), unbiased (rejection). */
+uint32_t nnc_rng_below(nnc_rng *rng, uint32_t bound);
+/* Standard normal (Box-Muller, both values used in turn are not cached). */
+float nnc_rng_normal(nnc_rng *rng);
+
+/*
+ * Counter-based uniform in [0, 1): a pure function of (key, index).
+ * Dropout masks use it so that a mask does not depend on which thread
+ * computed which sample: the result is the same with 1 or 2 threads.
+ */
+float nnc_hash_uniform(uint64_t key, uint64_t index);
+
+/* ------------------------------------------------------------------------ */
+/* Initializers (Keras 2 definitions).                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    NNC_INIT_ZEROS,
+    NNC_INIT_ONES,
+    NNC_INIT_GLOROT_UNIFORM, /* U(-l, l), l = sqrt(6 / (fan_in + fan_out)) */
+    NNC_INIT_GLOROT_NORMAL,  /* truncated N(0, sqrt(2 / (fan_in + fan_out))) */
+    NNC_INIT_HE_UNIFORM,     /* U(-l, l), l = sqrt(6 / fan_in) */
+    NNC_INIT_HE_NORMAL,      /* truncated N(0, sqrt(2 / fan_in)) */
+    NNC_INIT_UNIFORM,        /* Keras 1 'uniform': U(-0.05, 0.05) */
+} nnc_init_kind;
+
+/* Fill w[0..n) by `kind`; fan_in/fan_out as Keras computes them. */
+void nnc_init_fill(float *w, size_t n, nnc_init_kind kind, int fan_in, int fan_out, nnc_rng *rng);
+
+/* ------------------------------------------------------------------------ */
+/* The recipe: what the DSL's `train` block says.                           */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { NNC_LOSS_CROSSENTROPY, NNC_LOSS_MSE } nnc_loss_kind;
+typedef enum { NNC_OPT_SGD, NNC_OPT_ADAM, NNC_OPT_RMSPROP } nnc_optimizer_kind;
+typedef enum { NNC_PREP_NONE, NNC_PREP_SCALE, NNC_PREP_NORMALIZE } nnc_prep_kind;
+
+typedef struct {
+    nnc_optimizer_kind kind;
+    float lr;
+    float momentum; /* sgd */
+    int nesterov;   /* sgd */
+    float beta1, beta2; /* adam */
+    float rho;      /* rmsprop */
+    float eps;      /* adam, rmsprop */
+} nnc_optimizer_cfg;
+
+/* One piece of a piecewise-constant schedule: `epochs` epochs at `lr`. */
+typedef struct {
+    int epochs;
+    float lr;
+} nnc_schedule_phase;
+
+typedef struct {
+    float rotation;     /* degrees, uniform in [-r, r] */
+    float width_shift;  /* fraction of the width */
+    float height_shift; /* fraction of the height */
+    float shear;        /* radians, as Keras 2's shear_range */
+    float zoom;         /* scale in [1 - z, 1 + z] */
+} nnc_augment_cfg;
+
+typedef struct {
+    nnc_loss_kind loss;
+    nnc_optimizer_cfg optimizer;
+    int batch;
+    int epochs; /* total; the sum of the schedule's phases when there is one */
+    int n_phases;
+    const nnc_schedule_phase *phases; /* NULL: constant optimizer.lr */
+    uint64_t seed;
+    int augment; /* 0: no augmentation */
+    nnc_augment_cfg aug;
+} nnc_recipe;
+
+/* ------------------------------------------------------------------------ */
+/* The model a generated file describes.                                    */
+/* ------------------------------------------------------------------------ */
+
+/* What one training step reports back. */
+typedef struct {
+    double loss_sum; /* sum over the batch of each sample's loss (penalties excluded) */
+    int correct;     /* samples whose argmax matched the label */
+} nnc_batch_stats;
+
+typedef struct {
+    int threads;          /* 1 or more; results do not depend on it */
+    uint64_t dropout_key; /* fresh for every step; masks are hash(key, index) */
+} nnc_step_ctx;
+
+typedef struct nnc_model {
+    const char *name;
+    const char *source; /* the .nn file it was compiled from */
+    int in_h, in_w, in_c;
+    int n_classes;
+    size_t n_params; /* trainable floats */
+    size_t n_state;  /* non-trainable floats (batchnorm running statistics) */
+    uint64_t signature; /* hash of every layer's kind and shape: guards checkpoints */
+    int max_batch;      /* the batch the buffers were sized for (recipe.batch) */
+    nnc_prep_kind prep;
+    float prep_scale; /* NNC_PREP_SCALE: x * prep_scale */
+    nnc_recipe recipe;
+
+    /* Draw the initial parameters and reset the state buffer. */
+    void (*init)(float *params, float *state, nnc_rng *rng);
+    /*
+     * Forward in training mode, loss, backward. x: [n][in_h][in_w][in_c]
+     * preprocessed floats; labels: [n]. Writes grads (overwritten, not
+     * accumulated) as the gradient of the batch-mean loss plus penalties,
+     * and updates the running statistics in state. 1 <= n <= max_batch.
+     */
+    nnc_batch_stats (*train_batch)(const nnc_step_ctx *ctx, const float *x, const uint8_t *labels, int n,
+                                   const float *params, float *grads, float *state);
+    /* Forward in inference mode; probs: [n][n_classes]. 1 <= n <= max_batch. */
+    void (*infer_batch)(const nnc_step_ctx *ctx, const float *x, int n, const float *params,
+                        const float *state, float *probs);
+    /* Human-readable summary table (the same as `nnc --summary`). */
+    const char *summary;
+} nnc_model;
+
+/* ------------------------------------------------------------------------ */
+/* Data: MNIST's IDX layout, raw or gzip-compressed.                        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int n, h, w; /* images are n x h x w bytes, one channel */
+    uint8_t *images;
+    uint8_t *labels;
+} nnc_dataset;
+
+/*
+ * Read `<dir>/<prefix>-images-idx3-ubyte[.gz]` and the matching labels
+ * (prefix "train" or "t10k"). On failure returns -1 and writes a message
+ * naming the file and the problem into err.
+ */
+int nnc_dataset_load(nnc_dataset *ds, const char *dir, const char *prefix, char *err, size_t errlen);
+void nnc_dataset_free(nnc_dataset *ds);
+/* Read one IDX file whole (gzip or raw). Exposed for tests and fuzzing.
+ * dims gets the sizes (unused ones 1), *data a malloc'ed copy of the bytes,
+ * *count the number of bytes (the product of the sizes). */
+int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data, size_t *count, char *err,
+                 size_t errlen);
+/* (added) Does the dataset fit the model: h x w == in_h x in_w, in_c == 1 and
+ * every label < n_classes? `what` names the data in the message. */
+int nnc_dataset_check(const nnc_dataset *ds, const nnc_model *m, const char *what, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Optimizers: flat loops over parameter, gradient and state buffers.       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    nnc_optimizer_cfg cfg;
+    size_t n;
+    float *slot1; /* sgd: velocity; adam: m; rmsprop: mean square */
+    float *slot2; /* adam: v */
+    long step;    /* updates done, for adam's bias correction */
+} nnc_optimizer;
+
+int nnc_optimizer_init(nnc_optimizer *opt, const nnc_optimizer_cfg *cfg, size_t n);
+void nnc_optimizer_free(nnc_optimizer *opt);
+void nnc_optimizer_update(nnc_optimizer *opt, float *params, const float *grads, float lr);
+
+/* The learning rate for a 0-based epoch under the recipe's schedule. */
+float nnc_schedule_lr(const nnc_recipe *recipe, int epoch);
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints.                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Written to a temporary file, flushed, fsync'ed and renamed into place. */
+int nnc_checkpoint_save(const char *path, const nnc_model *m, const float *params, const float *state,
+                        const float prep[2], char *err, size_t errlen);
+int nnc_checkpoint_load(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
+                        char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* The trainer: the whole command line of a generated program.              */
+/* ------------------------------------------------------------------------ */
+
+int nnc_main(const nnc_model *m, int argc, char **argv);
+
+/* (added) The pieces nnc_main is made of, usable on in-memory datasets. */
+
+typedef struct {
+    int epochs;       /* how many epochs to run */
+    uint64_t seed;    /* seeds the one RNG used for init, shuffling, dropout keys, augmentation */
+    int threads;      /* passed to the model in nnc_step_ctx */
+    int init_params;  /* 1: draw params with m->init; 0: params/state already hold weights */
+    FILE *log;        /* one line per epoch goes here; NULL: quiet */
+} nnc_train_opts;
+
+typedef struct {
+    int epochs_done;
+    double train_loss, train_acc; /* last epoch; acc in [0, 1] */
+    double test_loss, test_acc;   /* last epoch; 0 when there is no test set */
+} nnc_train_result;
+
+/* Preprocessing constants for m->prep: NORMALIZE {mean, std} of all training
+ * pixels; SCALE {prep_scale, 0}; NONE {0, 0}. Stored in checkpoints. */
+void nnc_prep_compute(const nnc_model *m, const nnc_dataset *train, float prep[2]);
+/* uint8 pixel value -> model input, for all 256 values. */
+void nnc_prep_table(const nnc_model *m, const float prep[2], float table[256]);
+
+/* Test-set loss (the recipe's loss, crossentropy clipped at 1e-7 as Keras) and
+ * accuracy in [0, 1], in inference mode. */
+int nnc_evaluate(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
+                 const float prep[2], int threads, double *loss, double *acc, char *err, size_t errlen);
+
+/* The training loop. test may be NULL. Returns 0, or -1 with a message (e.g.
+ * a non-finite loss, naming the epoch and step). */
+int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *test, const nnc_train_opts *opts,
+              float *params, float *state, const float prep[2], nnc_train_result *result, char *err, size_t errlen);
+
+/* (added) One random Keras-style affine distortion of an h x w x c image. */
+void nnc_augment_image(const nnc_augment_cfg *cfg, int h, int w, int c, const float *src, float *dst, nnc_rng *rng);
+
+#endif /* NNCRT_H */
