@@ -617,6 +617,29 @@ static void emit_parameter_offsets(emitter *e)
     }
 }
 
+/* A table of the parameter tensors: names for diagnostics, offsets for tests. */
+static void emit_tensor_table(emitter *e)
+{
+    const model *m = e->m;
+    char up[64];
+    emit(e, "\n/* ---- every parameter tensor, by name (diagnostics and gradient checks) ---- */\n");
+    emit(e, "static const nnc_tensor_info param_tensors[] = {\n");
+    int count = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        if (l->n_weights == 0)
+            continue;
+        upper(up, l->ident, sizeof up);
+        int bn = l->kind == LAYER_BATCHNORM;
+        emit(e, "    {\"%s.%s\", %s_%s, %zu},\n", l->name, bn ? "gamma" : "kernel", up, bn ? "GAMMA" : "W", l->n_weights);
+        emit(e, "    {\"%s.%s\", %s_%s, %zu},\n", l->name, bn ? "beta" : "bias", up, bn ? "BETA" : "B", l->n_bias);
+        count += 2;
+    }
+    if (count == 0)
+        emit(e, "    {\"(none)\", 0, 0},\n");
+    emit(e, "};\n#define N_TENSORS %d\n", count);
+}
+
 static void emit_buffers(emitter *e)
 {
     const model *m = e->m;
@@ -938,7 +961,8 @@ static void emit_model_description(emitter *e)
     emit(e, ";\n");
     free(summary);
 
-    emit(e, "\nconst nnc_model nnc_model_%s = {\n", m->name);
+    emit(e, "\n#ifndef NNC_BARE /* tests include this file bare, in double precision */\n");
+    emit(e, "const nnc_model nnc_model_%s = {\n", m->name);
     emit(e, "    .name = \"%s\",\n    .source = \"%s\",\n", m->name, m->source_path);
     emit(e, "    .in_h = %d,\n    .in_w = %d,\n    .in_c = %d,\n    .n_classes = %d,\n", m->input.h, m->input.w, m->input.c,
          m->n_classes);
@@ -963,8 +987,9 @@ static void emit_model_description(emitter *e)
              flt(c, sizeof c, r->aug.height_shift), flt(d, sizeof d, r->aug.shear), flt(f, sizeof f, r->aug.zoom));
     }
     emit(e, "    },\n");
+    emit(e, "    .n_tensors = N_TENSORS,\n    .tensors = param_tensors,\n");
     emit(e, "    .init = init,\n    .train_batch = train_batch,\n    .infer_batch = infer_batch,\n    .summary = summary,\n};\n");
-    emit(e, "\n#ifndef NNC_NO_MAIN\nint main(int argc, char **argv)\n{\n    return nnc_main(&nnc_model_%s, argc, argv);\n}\n#endif\n",
+    emit(e, "\n#ifndef NNC_NO_MAIN\nint main(int argc, char **argv)\n{\n    return nnc_main(&nnc_model_%s, argc, argv);\n}\n#endif\n#endif\n",
          m->name);
 }
 
@@ -1016,6 +1041,7 @@ int nnc_emit(FILE *out, const model *m)
     }
     emit_header(&e);
     emit_parameter_offsets(&e);
+    emit_tensor_table(&e);
     emit_buffers(&e);
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];

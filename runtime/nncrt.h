@@ -128,6 +128,12 @@ typedef struct {
     uint64_t dropout_key; /* fresh for every step; masks are hash(key, index) */
 } nnc_step_ctx;
 
+/* One named parameter tensor: a slice [offset, offset + count) of the flat buffer. */
+typedef struct {
+    const char *name; /* "conv2d_1.kernel" */
+    size_t offset, count;
+} nnc_tensor_info;
+
 typedef struct nnc_model {
     const char *name;
     const char *source; /* the .nn file it was compiled from */
@@ -140,6 +146,9 @@ typedef struct nnc_model {
     nnc_prep_kind prep;
     float prep_scale; /* NNC_PREP_SCALE: x * prep_scale */
     nnc_recipe recipe;
+
+    int n_tensors;
+    const nnc_tensor_info *tensors;
 
     /* Draw the initial parameters and reset the state buffer. */
     void (*init)(float *params, float *state, nnc_rng *rng);
