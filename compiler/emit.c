@@ -27,11 +27,14 @@
 #include "model.h"
 
 #define CHUNKS 2
+#define VEC 16        /* floats in one v16: an AVX-512 register */
+#define MAX_ACC 16    /* vector accumulators a blocked kernel keeps in registers */
 
 typedef enum {
     KERNEL_NONE,        /* no arithmetic: flatten */
     KERNEL_SGEMM,       /* dense: OpenBLAS sgemm on the slice's rows */
     KERNEL_DIRECT,      /* conv: direct loops with constant bounds, NHWC, vectorized over output channels */
+    KERNEL_BLOCKED,     /* conv: register-blocked pixels x 16-float vectors of channels, NHWC */
     KERNEL_ELEMENTWISE, /* pools, batchnorm, dropout, activations */
 } kernel_kind;
 
@@ -118,6 +121,9 @@ static kernel_kind choose_kernel(const layer *l)
     case LAYER_DENSE:
         return KERNEL_SGEMM;
     case LAYER_CONV:
+        /* Register blocking needs whole 16-float vectors of output channels and no padding. */
+        if (l->u.conv.filters % VEC == 0 && !l->u.conv.same)
+            return KERNEL_BLOCKED;
         return KERNEL_DIRECT;
     default:
         return KERNEL_ELEMENTWISE;
@@ -130,6 +136,7 @@ static const char *kernel_name(kernel_kind k)
     case KERNEL_NONE: return "none (a view of its input)";
     case KERNEL_SGEMM: return "OpenBLAS sgemm on the slice's rows";
     case KERNEL_DIRECT: return "direct loops, constant bounds, vectorized over output channels";
+    case KERNEL_BLOCKED: return "register-blocked direct convolution, 16-float vectors";
     case KERNEL_ELEMENTWISE: return "elementwise loops";
     }
     return "?";
@@ -362,6 +369,166 @@ static void emit_conv(emitter *e, int i)
         emit(e, "                        }\n");
     }
     emit(e, "                    }\n                }\n            }\n}\n");
+}
+
+/* The largest block in {8, 6, 4, 2, 1} whose blocks x vectors fit the accumulator budget. */
+static int pixel_block(int vectors, int limit)
+{
+    static const int sizes[] = {8, 6, 4, 2, 1};
+    for (int i = 0; i < 5; i++)
+        if (sizes[i] * vectors <= MAX_ACC && sizes[i] <= limit)
+            return sizes[i];
+    return 1;
+}
+
+/*
+ * conv, register-blocked (valid padding, filters a multiple of 16). Forward
+ * and input gradient keep a block of NP pixels x (channels / 16) vectors in
+ * registers; the weight gradient keeps CIB input channels x (filters / 16)
+ * vectors, swept along an output row.
+ */
+static void emit_conv_blocked(emitter *e, int i)
+{
+    const layer *l = &e->m->layers[i];
+    const conv_params *c = &l->u.conv;
+    const char *id = l->ident;
+    int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
+    int KH = c->kh, KW = c->kw, SH = c->sh, SW = c->sw;
+    int V = CO / VEC;
+    int NP = pixel_block(V, OW);
+    char buf[128];
+
+    emit(e, "/* %d output pixels along x at (b, oy, ox0), each %d channels as %d vectors, accumulated in registers. */\n", NP, CO, V);
+    emit(e, "static inline __attribute__((always_inline)) void %s_forward_block(float *restrict out, const float *restrict in,\n", id);
+    emit(e, "        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)\n{\n");
+    emit(e, "    v16 acc[%d][%d];\n", NP, V);
+    emit(e, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n            acc[p][v] = load16(bias + %d * v);\n", V, VEC);
+    emit(e, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", KH, KW);
+    emit(e, "            const float *px = in + (((size_t)b * %d + oy * %d + ky) * %d + ox0 * %d + kx) * %d;\n", IH, SH, IW, SW, CI);
+    emit(e, "            const float *wk = w + (ky * %d + kx) * %d;\n", KW, CI * CO);
+    emit(e, "            for (int ci = 0; ci < %d; ci++) {\n", CI);
+    emit(e, "                v16 wv[%d];\n                for (int v = 0; v < %d; v++)\n                    wv[v] = load16(wk + ci * %d + %d * v);\n", V, V, CO, VEC);
+    emit(e, "                for (int p = 0; p < np; p++) {\n");
+    emit(e, "                    float x = px[p * %d + ci];\n", SW * CI);
+    emit(e, "                    for (int v = 0; v < %d; v++)\n                        acc[p][v] += x * wv[v];\n                }\n", V);
+    emit(e, "            }\n        }\n");
+    emit(e, "    float *o = out + (((size_t)b * %d + oy) * %d + ox0) * %d;\n", OH, OW, CO);
+    emit(e, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n            store16(o + p * %d + %d * v, acc[p][v]);\n", V, CO, VEC);
+    if (l->act != ACT_LINEAR)
+        emit(e, "    for (int j = 0; j < np * %d; j++) {\n        float v = o[j];\n        o[j] = %s;\n    }\n", CO,
+             act_expr(l->act, buf, sizeof buf, "v"));
+    emit(e, "}\n\n");
+
+    emit(e, "static void %s_forward(float *restrict out, const float *restrict in, const float *restrict w,\n", id);
+    emit(e, "                            const float *restrict bias, int lo, int hi)\n{\n");
+    emit(e, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
+    if (OW / NP > 0)
+        emit(e, "            for (int ox = 0; ox + %d <= %d; ox += %d)\n                %s_forward_block(out, in, w, bias, b, oy, ox, %d);\n", NP, OW, NP, id, NP);
+    if (OW % NP)
+        emit(e, "            %s_forward_block(out, in, w, bias, b, oy, %d, %d); /* the row's last %d pixels */\n", id, OW - OW % NP, OW % NP, OW % NP);
+    emit(e, "        }\n}\n\n");
+
+    /* Weight gradient. */
+    int CIB = 1;
+    for (int cand = 8; cand >= 1; cand /= 2)
+        if (CI % cand == 0 && cand * V + V <= MAX_ACC + 4) {
+            CIB = cand;
+            break;
+        }
+    emit(e, "/* dw += in^T . dz over the slice, one output row at a time: %d input channels x %d vectors in registers. */\n", CIB, V);
+    emit(e, "static void %s_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)\n{\n", id);
+    emit(e, "    memset(dw, 0, sizeof(float) * %d);\n", KH * KW * CI * CO);
+    emit(e, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
+    emit(e, "            const float *dzrow = dz + ((size_t)b * %d + oy) * %d;\n", OH, OW * CO);
+    emit(e, "            for (int ky = 0; ky < %d; ky++)\n                for (int kx = 0; kx < %d; kx++) {\n", KH, KW);
+    emit(e, "                    const float *inrow = in + (((size_t)b * %d + oy * %d + ky) * %d + kx) * %d;\n", IH, SH, IW, CI);
+    emit(e, "                    float *dwk = dw + (ky * %d + kx) * %d;\n", KW, CI * CO);
+    emit(e, "                    for (int ci0 = 0; ci0 < %d; ci0 += %d) {\n", CI, CIB);
+    emit(e, "                        v16 acc[%d][%d];\n", CIB, V);
+    emit(e, "                        for (int k = 0; k < %d; k++)\n                            for (int v = 0; v < %d; v++)\n", CIB, V);
+    emit(e, "                                acc[k][v] = load16(dwk + (ci0 + k) * %d + %d * v);\n", CO, VEC);
+    emit(e, "                        for (int ox = 0; ox < %d; ox++) {\n", OW);
+    emit(e, "                            v16 g[%d];\n                            for (int v = 0; v < %d; v++)\n", V, V);
+    emit(e, "                                g[v] = load16(dzrow + ox * %d + %d * v);\n", CO, VEC);
+    emit(e, "                            for (int k = 0; k < %d; k++) {\n", CIB);
+    emit(e, "                                float x = inrow[ox * %d + ci0 + k];\n", SW * CI);
+    emit(e, "                                for (int v = 0; v < %d; v++)\n                                    acc[k][v] += x * g[v];\n", V);
+    emit(e, "                            }\n                        }\n");
+    emit(e, "                        for (int k = 0; k < %d; k++)\n                            for (int v = 0; v < %d; v++)\n", CIB, V);
+    emit(e, "                                store16(dwk + (ci0 + k) * %d + %d * v, acc[k][v]);\n", CO, VEC);
+    emit(e, "                    }\n                }\n        }\n}\n\n");
+
+    int need_din = !e->input_is_x[i];
+    int din_blocked = need_din && CI % VEC == 0;
+    if (need_din) {
+        emit(e, "/* w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add. */\n");
+        emit(e, "static float %s_wt[%d * %d * %d * %d];\n\n", id, KH, KW, CO, CI);
+        emit(e, "static void %s_transpose_weights(const float *restrict w)\n{\n", id);
+        emit(e, "    for (int k = 0; k < %d; k++)\n", KH * KW);
+        emit(e, "        for (int ci = 0; ci < %d; ci++)\n", CI);
+        emit(e, "            for (int co = 0; co < %d; co++)\n", CO);
+        emit(e, "                %s_wt[(k * %d + co) * %d + ci] = w[(k * %d + ci) * %d + co];\n", id, CO, CI, CI, CO);
+        emit(e, "}\n\n");
+    }
+    if (din_blocked) {
+        int VI = CI / VEC;
+        int NPI = pixel_block(VI, OW);
+        emit(e, "/* din at the %d input pixels that tap (ky, kx) of output pixels ox0.., %d vectors of channels each. */\n", NPI, VI);
+        emit(e, "static inline __attribute__((always_inline)) void %s_input_grad_block(float *restrict din, const float *restrict dz,\n", id);
+        emit(e, "        int b, int oy, int ox0, const int np)\n{\n");
+        emit(e, "    const float *g = dz + (((size_t)b * %d + oy) * %d + ox0) * %d;\n", OH, OW, CO);
+        emit(e, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", KH, KW);
+        emit(e, "            float *dp = din + (((size_t)b * %d + oy * %d + ky) * %d + ox0 * %d + kx) * %d;\n", IH, SH, IW, SW, CI);
+        emit(e, "            const float *wtk = %s_wt + (ky * %d + kx) * %d;\n", id, KW, CO * CI);
+        emit(e, "            v16 acc[%d][%d];\n", NPI, VI);
+        emit(e, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
+        emit(e, "                    acc[p][v] = load16(dp + p * %d + %d * v);\n", SW * CI, VEC);
+        emit(e, "            for (int co = 0; co < %d; co++) {\n", CO);
+        emit(e, "                v16 wv[%d];\n                for (int v = 0; v < %d; v++)\n", VI, VI);
+        emit(e, "                    wv[v] = load16(wtk + co * %d + %d * v);\n", CI, VEC);
+        emit(e, "                for (int p = 0; p < np; p++) {\n");
+        emit(e, "                    float x = g[p * %d + co];\n", CO);
+        emit(e, "                    for (int v = 0; v < %d; v++)\n                        acc[p][v] += x * wv[v];\n                }\n", VI);
+        emit(e, "            }\n");
+        emit(e, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
+        emit(e, "                    store16(dp + p * %d + %d * v, acc[p][v]);\n", SW * CI, VEC);
+        emit(e, "        }\n}\n\n");
+        emit(e, "static void %s_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)\n{\n", id);
+        emit(e, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IH * IW * CI, IH * IW * CI);
+        emit(e, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
+        if (OW / NPI > 0)
+            emit(e, "            for (int ox = 0; ox + %d <= %d; ox += %d)\n                %s_input_grad_block(din, dz, b, oy, ox, %d);\n", NPI, OW, NPI, id, NPI);
+        if (OW % NPI)
+            emit(e, "            %s_input_grad_block(din, dz, b, oy, %d, %d);\n", id, OW - OW % NPI, OW % NPI);
+        emit(e, "        }\n}\n\n");
+    } else if (need_din) {
+        emit(e, "/* din = dz . w^T scattered back over each window (input channels are too few for vectors). */\n");
+        emit(e, "static void %s_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)\n{\n", id);
+        emit(e, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IH * IW * CI, IH * IW * CI);
+        emit(e, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++)\n            for (int ox = 0; ox < %d; ox++) {\n", OH, OW);
+        emit(e, "                const float *g = dz + (((size_t)b * %d + oy) * %d + ox) * %d;\n", OH, OW, CO);
+        emit(e, "                for (int ky = 0; ky < %d; ky++)\n                    for (int kx = 0; kx < %d; kx++) {\n", KH, KW);
+        emit(e, "                        float *dp = din + (((size_t)b * %d + oy * %d + ky) * %d + ox * %d + kx) * %d;\n", IH, SH, IW, SW, CI);
+        emit(e, "                        const float *wtk = %s_wt + (ky * %d + kx) * %d;\n", id, KW, CO * CI);
+        emit(e, "                        for (int co = 0; co < %d; co++)\n                            for (int ci = 0; ci < %d; ci++)\n", CO, CI);
+        emit(e, "                                dp[ci] += g[co] * wtk[co * %d + ci];\n", CI);
+        emit(e, "                    }\n            }\n}\n\n");
+    }
+
+    emit(e, "/* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */\n");
+    emit(e, "static void %s_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,\n", id);
+    emit(e, "                             const float *restrict out, const float *restrict in, int lo, int hi)\n{\n");
+    emit_act_backward(e, l->act, "dout", "out", OH * OW * CO);
+    if (l->act == ACT_LINEAR)
+        emit(e, "    (void)out;\n");
+    emit(e, "    memset(db, 0, sizeof(float) * %d);\n", CO);
+    emit(e, "    for (size_t p = (size_t)lo * %d; p < (size_t)hi * %d; p++)\n        for (int co = 0; co < %d; co++)\n            db[co] += dout[p * %d + co];\n", OH * OW, OH * OW, CO, CO);
+    emit(e, "    %s_weight_grad(dw, dout, in, lo, hi);\n", id);
+    if (need_din)
+        emit(e, "    %s_input_grad(din, dout, lo, hi);\n", id);
+    else
+        emit(e, "    (void)din; /* the network input needs no gradient */\n");
+    emit(e, "}\n");
 }
 
 /* maxpool / avgpool over valid windows. */
@@ -1012,6 +1179,15 @@ static void emit_header(emitter *e)
     emit(e, "#define HI(c) (n * ((c) + 1) / CHUNKS)\n");
     emit(e, "#define N_PARAMS %zu\n#define N_STATE %zu\n", m->n_params, m->n_state);
     emit(e, "#define ALIGNED __attribute__((aligned(64)))\n");
+    int vectors = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        vectors |= choose_kernel(&m->layers[i]) == KERNEL_BLOCKED;
+    if (vectors) {
+        emit(e, "\n/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */\n");
+        emit(e, "typedef float v16 __attribute__((vector_size(64)));\n");
+        emit(e, "static inline v16 load16(const float *p)\n{\n    v16 v;\n    memcpy(&v, p, sizeof v);\n    return v;\n}\n");
+        emit(e, "static inline void store16(float *p, v16 v)\n{\n    memcpy(p, &v, sizeof v);\n}\n");
+    }
 }
 
 int nnc_emit(FILE *out, const model *m)
@@ -1050,7 +1226,12 @@ int nnc_emit(FILE *out, const model *m)
         emit_layer_banner(&e, l);
         switch (l->kind) {
         case LAYER_DENSE: emit_dense(&e, i); break;
-        case LAYER_CONV: emit_conv(&e, i); break;
+        case LAYER_CONV:
+            if (choose_kernel(l) == KERNEL_BLOCKED)
+                emit_conv_blocked(&e, i);
+            else
+                emit_conv(&e, i);
+            break;
         case LAYER_MAXPOOL:
         case LAYER_AVGPOOL: emit_pool(&e, i); break;
         case LAYER_DROPOUT: emit_dropout(&e, i); break;

@@ -21,6 +21,19 @@
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
 
+/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
+typedef float v16 __attribute__((vector_size(64)));
+static inline v16 load16(const float *p)
+{
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void store16(float *p, v16 v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
 /* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
 #define CONV2D_1_W 0 /* [3][3][1][32] */
 #define CONV2D_1_B 288 /* [32] */
@@ -82,94 +95,179 @@ static float dense_2_dout[B * 10] ALIGNED;
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
 
 /* ---- conv2d_1: `conv 32 3x3 relu` (models/vgg_dropout.nn:7) ----
- * in [n][28][28][1] -> out [n][26][26][32]; kernel: direct loops, constant bounds, vectorized over output channels */
+ * in [n][28][28][1] -> out [n][26][26][32]; kernel: register-blocked direct convolution, 16-float vectors */
+/* 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers. */
+static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *restrict out, const float *restrict in,
+        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    v16 acc[8][2];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++)
+            acc[p][v] = load16(bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + ox0 * 1 + kx) * 1;
+            const float *wk = w + (ky * 3 + kx) * 32;
+            for (int ci = 0; ci < 1; ci++) {
+                v16 wv[2];
+                for (int v = 0; v < 2; v++)
+                    wv[v] = load16(wk + ci * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 1 + ci];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 26 + oy) * 26 + ox0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++)
+            store16(o + p * 32 + 16 * v, acc[p][v]);
+    for (int j = 0; j < np * 32; j++) {
+        float v = o[j];
+        o[j] = v > 0.0f ? v : 0.0f;
+    }
+}
+
 static void conv2d_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
                             const float *restrict bias, int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 26; oy++)
-            for (int ox = 0; ox < 26; ox++) {
-                float acc[32];
-                for (int co = 0; co < 32; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        const float *px = in + (((size_t)b * 28 + iy) * 28 + ix) * 1;
-                        const float *wk = w + (ky * 3 + kx) * 32;
-                        for (int ci = 0; ci < 1; ci++)
-                            for (int co = 0; co < 32; co++)
-                                acc[co] += px[ci] * wk[ci * 32 + co];
+        for (int oy = 0; oy < 26; oy++) {
+            for (int ox = 0; ox + 8 <= 26; ox += 8)
+                conv2d_1_forward_block(out, in, w, bias, b, oy, ox, 8);
+            conv2d_1_forward_block(out, in, w, bias, b, oy, 24, 2); /* the row's last 2 pixels */
+        }
+}
+
+/* dw += in^T . dz over the slice, one output row at a time: 1 input channels x 2 vectors in registers. */
+static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 288);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 26; oy++) {
+            const float *dzrow = dz + ((size_t)b * 26 + oy) * 832;
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++) {
+                    const float *inrow = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + kx) * 1;
+                    float *dwk = dw + (ky * 3 + kx) * 32;
+                    for (int ci0 = 0; ci0 < 1; ci0 += 1) {
+                        v16 acc[1][2];
+                        for (int k = 0; k < 1; k++)
+                            for (int v = 0; v < 2; v++)
+                                acc[k][v] = load16(dwk + (ci0 + k) * 32 + 16 * v);
+                        for (int ox = 0; ox < 26; ox++) {
+                            v16 g[2];
+                            for (int v = 0; v < 2; v++)
+                                g[v] = load16(dzrow + ox * 32 + 16 * v);
+                            for (int k = 0; k < 1; k++) {
+                                float x = inrow[ox * 1 + ci0 + k];
+                                for (int v = 0; v < 2; v++)
+                                    acc[k][v] += x * g[v];
+                            }
+                        }
+                        for (int k = 0; k < 1; k++)
+                            for (int v = 0; v < 2; v++)
+                                store16(dwk + (ci0 + k) * 32 + 16 * v, acc[k][v]);
                     }
                 }
-                float *o = out + (((size_t)b * 26 + oy) * 26 + ox) * 32;
-                for (int co = 0; co < 32; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+        }
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_1_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
                              const float *restrict out, const float *restrict in, int lo, int hi)
 {
-    (void)din; /* the network input needs no gradient */
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 21632; i < (size_t)hi * 21632; i++) {
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 288);
     memset(db, 0, sizeof(float) * 32);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 26; oy++)
-            for (int ox = 0; ox < 26; ox++) {
-                const float *dz = dout + (((size_t)b * 26 + oy) * 26 + ox) * 32;
-                for (int co = 0; co < 32; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        size_t at = (((size_t)b * 28 + iy) * 28 + ix) * 1;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 32;
-                        for (int ci = 0; ci < 1; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 32; co++)
-                                dwk[ci * 32 + co] += x * dz[co];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 676; p < (size_t)hi * 676; p++)
+        for (int co = 0; co < 32; co++)
+            db[co] += dout[p * 32 + co];
+    conv2d_1_weight_grad(dw, dout, in, lo, hi);
+    (void)din; /* the network input needs no gradient */
 }
 
 /* ---- conv2d_2: `conv 32 3x3 relu` (models/vgg_dropout.nn:8) ----
- * in [n][26][26][32] -> out [n][24][24][32]; kernel: direct loops, constant bounds, vectorized over output channels */
+ * in [n][26][26][32] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float vectors */
+/* 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers. */
+static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *restrict out, const float *restrict in,
+        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    v16 acc[8][2];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++)
+            acc[p][v] = load16(bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 26 + oy * 1 + ky) * 26 + ox0 * 1 + kx) * 32;
+            const float *wk = w + (ky * 3 + kx) * 1024;
+            for (int ci = 0; ci < 32; ci++) {
+                v16 wv[2];
+                for (int v = 0; v < 2; v++)
+                    wv[v] = load16(wk + ci * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 32 + ci];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++)
+            store16(o + p * 32 + 16 * v, acc[p][v]);
+    for (int j = 0; j < np * 32; j++) {
+        float v = o[j];
+        o[j] = v > 0.0f ? v : 0.0f;
+    }
+}
+
 static void conv2d_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
                             const float *restrict bias, int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 24; oy++)
-            for (int ox = 0; ox < 24; ox++) {
-                float acc[32];
-                for (int co = 0; co < 32; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        const float *px = in + (((size_t)b * 26 + iy) * 26 + ix) * 32;
-                        const float *wk = w + (ky * 3 + kx) * 1024;
-                        for (int ci = 0; ci < 32; ci++)
-                            for (int co = 0; co < 32; co++)
-                                acc[co] += px[ci] * wk[ci * 32 + co];
+        for (int oy = 0; oy < 24; oy++) {
+            for (int ox = 0; ox + 8 <= 24; ox += 8)
+                conv2d_2_forward_block(out, in, w, bias, b, oy, ox, 8);
+        }
+}
+
+/* dw += in^T . dz over the slice, one output row at a time: 8 input channels x 2 vectors in registers. */
+static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 9216);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            const float *dzrow = dz + ((size_t)b * 24 + oy) * 768;
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++) {
+                    const float *inrow = in + (((size_t)b * 26 + oy * 1 + ky) * 26 + kx) * 32;
+                    float *dwk = dw + (ky * 3 + kx) * 1024;
+                    for (int ci0 = 0; ci0 < 32; ci0 += 8) {
+                        v16 acc[8][2];
+                        for (int k = 0; k < 8; k++)
+                            for (int v = 0; v < 2; v++)
+                                acc[k][v] = load16(dwk + (ci0 + k) * 32 + 16 * v);
+                        for (int ox = 0; ox < 24; ox++) {
+                            v16 g[2];
+                            for (int v = 0; v < 2; v++)
+                                g[v] = load16(dzrow + ox * 32 + 16 * v);
+                            for (int k = 0; k < 8; k++) {
+                                float x = inrow[ox * 32 + ci0 + k];
+                                for (int v = 0; v < 2; v++)
+                                    acc[k][v] += x * g[v];
+                            }
+                        }
+                        for (int k = 0; k < 8; k++)
+                            for (int v = 0; v < 2; v++)
+                                store16(dwk + (ci0 + k) * 32 + 16 * v, acc[k][v]);
                     }
                 }
-                float *o = out + (((size_t)b * 24 + oy) * 24 + ox) * 32;
-                for (int co = 0; co < 32; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+        }
 }
 
 /* w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add. */
@@ -183,6 +281,45 @@ static void conv2d_2_transpose_weights(const float *restrict w)
                 conv2d_2_wt[(k * 32 + co) * 32 + ci] = w[(k * 32 + ci) * 32 + co];
 }
 
+/* din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each. */
+static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(float *restrict din, const float *restrict dz,
+        int b, int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 26 + oy * 1 + ky) * 26 + ox0 * 1 + kx) * 32;
+            const float *wtk = conv2d_2_wt + (ky * 3 + kx) * 1024;
+            v16 acc[8][2];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++)
+                    acc[p][v] = load16(dp + p * 32 + 16 * v);
+            for (int co = 0; co < 32; co++) {
+                v16 wv[2];
+                for (int v = 0; v < 2; v++)
+                    wv[v] = load16(wtk + co * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 32 + co];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++)
+                    store16(dp + p * 32 + 16 * v, acc[p][v]);
+        }
+}
+
+static void conv2d_2_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)
+{
+    memset(din + (size_t)lo * 21632, 0, sizeof(float) * (size_t)(hi - lo) * 21632);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            for (int ox = 0; ox + 8 <= 24; ox += 8)
+                conv2d_2_input_grad_block(din, dz, b, oy, ox, 8);
+        }
+}
+
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_2_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
                              const float *restrict out, const float *restrict in, int lo, int hi)
@@ -192,36 +329,12 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 9216);
     memset(db, 0, sizeof(float) * 32);
-    memset(din + (size_t)lo * 21632, 0, sizeof(float) * (size_t)(hi - lo) * 21632);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 24; oy++)
-            for (int ox = 0; ox < 24; ox++) {
-                const float *dz = dout + (((size_t)b * 24 + oy) * 24 + ox) * 32;
-                for (int co = 0; co < 32; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        size_t at = (((size_t)b * 26 + iy) * 26 + ix) * 32;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 1024;
-                        for (int ci = 0; ci < 32; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 32; co++)
-                                dwk[ci * 32 + co] += x * dz[co];
-                        }
-                        const float *wtk = conv2d_2_wt + k * 1024;
-                        for (int co = 0; co < 32; co++) {
-                            float g = dz[co];
-                            for (int ci = 0; ci < 32; ci++)
-                                din[at + ci] += g * wtk[co * 32 + ci];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
+        for (int co = 0; co < 32; co++)
+            db[co] += dout[p * 32 + co];
+    conv2d_2_weight_grad(dw, dout, in, lo, hi);
+    conv2d_2_input_grad(din, dout, lo, hi);
 }
 
 /* ---- max_pooling2d_1: `maxpool 2x2` (models/vgg_dropout.nn:9) ----
@@ -274,31 +387,83 @@ static void dropout_1_backward(float *restrict din, const float *restrict dout, 
 }
 
 /* ---- conv2d_3: `conv 64 3x3 relu` (models/vgg_dropout.nn:11) ----
- * in [n][12][12][32] -> out [n][10][10][64]; kernel: direct loops, constant bounds, vectorized over output channels */
+ * in [n][12][12][32] -> out [n][10][10][64]; kernel: register-blocked direct convolution, 16-float vectors */
+/* 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers. */
+static inline __attribute__((always_inline)) void conv2d_3_forward_block(float *restrict out, const float *restrict in,
+        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    v16 acc[4][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            acc[p][v] = load16(bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 12 + oy * 1 + ky) * 12 + ox0 * 1 + kx) * 32;
+            const float *wk = w + (ky * 3 + kx) * 2048;
+            for (int ci = 0; ci < 32; ci++) {
+                v16 wv[4];
+                for (int v = 0; v < 4; v++)
+                    wv[v] = load16(wk + ci * 64 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 32 + ci];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 10 + oy) * 10 + ox0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            store16(o + p * 64 + 16 * v, acc[p][v]);
+    for (int j = 0; j < np * 64; j++) {
+        float v = o[j];
+        o[j] = v > 0.0f ? v : 0.0f;
+    }
+}
+
 static void conv2d_3_forward(float *restrict out, const float *restrict in, const float *restrict w,
                             const float *restrict bias, int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 10; oy++)
-            for (int ox = 0; ox < 10; ox++) {
-                float acc[64];
-                for (int co = 0; co < 64; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        const float *px = in + (((size_t)b * 12 + iy) * 12 + ix) * 32;
-                        const float *wk = w + (ky * 3 + kx) * 2048;
-                        for (int ci = 0; ci < 32; ci++)
-                            for (int co = 0; co < 64; co++)
-                                acc[co] += px[ci] * wk[ci * 64 + co];
+        for (int oy = 0; oy < 10; oy++) {
+            for (int ox = 0; ox + 4 <= 10; ox += 4)
+                conv2d_3_forward_block(out, in, w, bias, b, oy, ox, 4);
+            conv2d_3_forward_block(out, in, w, bias, b, oy, 8, 2); /* the row's last 2 pixels */
+        }
+}
+
+/* dw += in^T . dz over the slice, one output row at a time: 4 input channels x 4 vectors in registers. */
+static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 18432);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            const float *dzrow = dz + ((size_t)b * 10 + oy) * 640;
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++) {
+                    const float *inrow = in + (((size_t)b * 12 + oy * 1 + ky) * 12 + kx) * 32;
+                    float *dwk = dw + (ky * 3 + kx) * 2048;
+                    for (int ci0 = 0; ci0 < 32; ci0 += 4) {
+                        v16 acc[4][4];
+                        for (int k = 0; k < 4; k++)
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] = load16(dwk + (ci0 + k) * 64 + 16 * v);
+                        for (int ox = 0; ox < 10; ox++) {
+                            v16 g[4];
+                            for (int v = 0; v < 4; v++)
+                                g[v] = load16(dzrow + ox * 64 + 16 * v);
+                            for (int k = 0; k < 4; k++) {
+                                float x = inrow[ox * 32 + ci0 + k];
+                                for (int v = 0; v < 4; v++)
+                                    acc[k][v] += x * g[v];
+                            }
+                        }
+                        for (int k = 0; k < 4; k++)
+                            for (int v = 0; v < 4; v++)
+                                store16(dwk + (ci0 + k) * 64 + 16 * v, acc[k][v]);
                     }
                 }
-                float *o = out + (((size_t)b * 10 + oy) * 10 + ox) * 64;
-                for (int co = 0; co < 64; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+        }
 }
 
 /* w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add. */
@@ -312,6 +477,46 @@ static void conv2d_3_transpose_weights(const float *restrict w)
                 conv2d_3_wt[(k * 64 + co) * 32 + ci] = w[(k * 32 + ci) * 64 + co];
 }
 
+/* din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each. */
+static inline __attribute__((always_inline)) void conv2d_3_input_grad_block(float *restrict din, const float *restrict dz,
+        int b, int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 10 + oy) * 10 + ox0) * 64;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 12 + oy * 1 + ky) * 12 + ox0 * 1 + kx) * 32;
+            const float *wtk = conv2d_3_wt + (ky * 3 + kx) * 2048;
+            v16 acc[8][2];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++)
+                    acc[p][v] = load16(dp + p * 32 + 16 * v);
+            for (int co = 0; co < 64; co++) {
+                v16 wv[2];
+                for (int v = 0; v < 2; v++)
+                    wv[v] = load16(wtk + co * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 64 + co];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++)
+                    store16(dp + p * 32 + 16 * v, acc[p][v]);
+        }
+}
+
+static void conv2d_3_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)
+{
+    memset(din + (size_t)lo * 4608, 0, sizeof(float) * (size_t)(hi - lo) * 4608);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            for (int ox = 0; ox + 8 <= 10; ox += 8)
+                conv2d_3_input_grad_block(din, dz, b, oy, ox, 8);
+            conv2d_3_input_grad_block(din, dz, b, oy, 8, 2);
+        }
+}
+
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_3_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
                              const float *restrict out, const float *restrict in, int lo, int hi)
@@ -321,64 +526,91 @@ static void conv2d_3_backward(float *restrict din, float *restrict dw, float *re
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 18432);
     memset(db, 0, sizeof(float) * 64);
-    memset(din + (size_t)lo * 4608, 0, sizeof(float) * (size_t)(hi - lo) * 4608);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 10; oy++)
-            for (int ox = 0; ox < 10; ox++) {
-                const float *dz = dout + (((size_t)b * 10 + oy) * 10 + ox) * 64;
-                for (int co = 0; co < 64; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        size_t at = (((size_t)b * 12 + iy) * 12 + ix) * 32;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 2048;
-                        for (int ci = 0; ci < 32; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 64; co++)
-                                dwk[ci * 64 + co] += x * dz[co];
-                        }
-                        const float *wtk = conv2d_3_wt + k * 2048;
-                        for (int co = 0; co < 64; co++) {
-                            float g = dz[co];
-                            for (int ci = 0; ci < 32; ci++)
-                                din[at + ci] += g * wtk[co * 32 + ci];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
+        for (int co = 0; co < 64; co++)
+            db[co] += dout[p * 64 + co];
+    conv2d_3_weight_grad(dw, dout, in, lo, hi);
+    conv2d_3_input_grad(din, dout, lo, hi);
 }
 
 /* ---- conv2d_4: `conv 64 3x3 relu` (models/vgg_dropout.nn:12) ----
- * in [n][10][10][64] -> out [n][8][8][64]; kernel: direct loops, constant bounds, vectorized over output channels */
+ * in [n][10][10][64] -> out [n][8][8][64]; kernel: register-blocked direct convolution, 16-float vectors */
+/* 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers. */
+static inline __attribute__((always_inline)) void conv2d_4_forward_block(float *restrict out, const float *restrict in,
+        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    v16 acc[4][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            acc[p][v] = load16(bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 10 + oy * 1 + ky) * 10 + ox0 * 1 + kx) * 64;
+            const float *wk = w + (ky * 3 + kx) * 4096;
+            for (int ci = 0; ci < 64; ci++) {
+                v16 wv[4];
+                for (int v = 0; v < 4; v++)
+                    wv[v] = load16(wk + ci * 64 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 64 + ci];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 8 + oy) * 8 + ox0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            store16(o + p * 64 + 16 * v, acc[p][v]);
+    for (int j = 0; j < np * 64; j++) {
+        float v = o[j];
+        o[j] = v > 0.0f ? v : 0.0f;
+    }
+}
+
 static void conv2d_4_forward(float *restrict out, const float *restrict in, const float *restrict w,
                             const float *restrict bias, int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 8; oy++)
-            for (int ox = 0; ox < 8; ox++) {
-                float acc[64];
-                for (int co = 0; co < 64; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        const float *px = in + (((size_t)b * 10 + iy) * 10 + ix) * 64;
-                        const float *wk = w + (ky * 3 + kx) * 4096;
-                        for (int ci = 0; ci < 64; ci++)
-                            for (int co = 0; co < 64; co++)
-                                acc[co] += px[ci] * wk[ci * 64 + co];
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 4 <= 8; ox += 4)
+                conv2d_4_forward_block(out, in, w, bias, b, oy, ox, 4);
+        }
+}
+
+/* dw += in^T . dz over the slice, one output row at a time: 4 input channels x 4 vectors in registers. */
+static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 36864);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            const float *dzrow = dz + ((size_t)b * 8 + oy) * 512;
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++) {
+                    const float *inrow = in + (((size_t)b * 10 + oy * 1 + ky) * 10 + kx) * 64;
+                    float *dwk = dw + (ky * 3 + kx) * 4096;
+                    for (int ci0 = 0; ci0 < 64; ci0 += 4) {
+                        v16 acc[4][4];
+                        for (int k = 0; k < 4; k++)
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] = load16(dwk + (ci0 + k) * 64 + 16 * v);
+                        for (int ox = 0; ox < 8; ox++) {
+                            v16 g[4];
+                            for (int v = 0; v < 4; v++)
+                                g[v] = load16(dzrow + ox * 64 + 16 * v);
+                            for (int k = 0; k < 4; k++) {
+                                float x = inrow[ox * 64 + ci0 + k];
+                                for (int v = 0; v < 4; v++)
+                                    acc[k][v] += x * g[v];
+                            }
+                        }
+                        for (int k = 0; k < 4; k++)
+                            for (int v = 0; v < 4; v++)
+                                store16(dwk + (ci0 + k) * 64 + 16 * v, acc[k][v]);
                     }
                 }
-                float *o = out + (((size_t)b * 8 + oy) * 8 + ox) * 64;
-                for (int co = 0; co < 64; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+        }
 }
 
 /* w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add. */
@@ -392,6 +624,45 @@ static void conv2d_4_transpose_weights(const float *restrict w)
                 conv2d_4_wt[(k * 64 + co) * 64 + ci] = w[(k * 64 + ci) * 64 + co];
 }
 
+/* din at the 4 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each. */
+static inline __attribute__((always_inline)) void conv2d_4_input_grad_block(float *restrict din, const float *restrict dz,
+        int b, int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 8 + oy) * 8 + ox0) * 64;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 10 + oy * 1 + ky) * 10 + ox0 * 1 + kx) * 64;
+            const float *wtk = conv2d_4_wt + (ky * 3 + kx) * 4096;
+            v16 acc[4][4];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++)
+                    acc[p][v] = load16(dp + p * 64 + 16 * v);
+            for (int co = 0; co < 64; co++) {
+                v16 wv[4];
+                for (int v = 0; v < 4; v++)
+                    wv[v] = load16(wtk + co * 64 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 64 + co];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++)
+                    store16(dp + p * 64 + 16 * v, acc[p][v]);
+        }
+}
+
+static void conv2d_4_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)
+{
+    memset(din + (size_t)lo * 6400, 0, sizeof(float) * (size_t)(hi - lo) * 6400);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 4 <= 8; ox += 4)
+                conv2d_4_input_grad_block(din, dz, b, oy, ox, 4);
+        }
+}
+
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_4_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
                              const float *restrict out, const float *restrict in, int lo, int hi)
@@ -401,36 +672,12 @@ static void conv2d_4_backward(float *restrict din, float *restrict dw, float *re
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 36864);
     memset(db, 0, sizeof(float) * 64);
-    memset(din + (size_t)lo * 6400, 0, sizeof(float) * (size_t)(hi - lo) * 6400);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 8; oy++)
-            for (int ox = 0; ox < 8; ox++) {
-                const float *dz = dout + (((size_t)b * 8 + oy) * 8 + ox) * 64;
-                for (int co = 0; co < 64; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        size_t at = (((size_t)b * 10 + iy) * 10 + ix) * 64;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 4096;
-                        for (int ci = 0; ci < 64; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 64; co++)
-                                dwk[ci * 64 + co] += x * dz[co];
-                        }
-                        const float *wtk = conv2d_4_wt + k * 4096;
-                        for (int co = 0; co < 64; co++) {
-                            float g = dz[co];
-                            for (int ci = 0; ci < 64; ci++)
-                                din[at + ci] += g * wtk[co * 64 + ci];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
+        for (int co = 0; co < 64; co++)
+            db[co] += dout[p * 64 + co];
+    conv2d_4_weight_grad(dw, dout, in, lo, hi);
+    conv2d_4_input_grad(din, dout, lo, hi);
 }
 
 /* ---- max_pooling2d_2: `maxpool 2x2` (models/vgg_dropout.nn:13) ----
