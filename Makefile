@@ -22,9 +22,9 @@ CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) -Icompiler -I$(BUILD)/gen -Iruntime
 # Generated trainers: shapes are constants, so let the compiler specialize for this CPU.
 TRAINER_CFLAGS ?= -O3 -march=native -fopenmp
-BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
-BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
-RT_LIBS     := $(BLAS_LIBS) -lz -lm -fopenmp
+BLAS_CFLAGS = $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+RT_LIBS     = $(BLAS_LIBS) -lz -lm -fopenmp
 
 COMPILER_SRC := compiler/diag.c compiler/ast.c compiler/check.c compiler/summary.c compiler/emit.c
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o
@@ -33,6 +33,8 @@ RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
 MODELS       := $(sort $(wildcard models/*.nn))
 GENERATED    := $(MODELS:models/%.nn=generated/%.c)
 TEST_SRC     := $(sort $(wildcard tests/test_*.c))
+TEST_MODELS  := $(sort $(wildcard tests/models/*.nn))
+TEST_GEN     := $(TEST_MODELS:tests/models/%.nn=$(BUILD)/tests/gen/%.c)
 DEPS_STAMP   := $(BUILD)/.deps-ok
 
 .PHONY: all deps test test-asan generated check-generated train bench install clean fuzz reference
@@ -107,12 +109,18 @@ train: $(BUILD)/bin/$(notdir $(basename $(MODEL)))
 	$(BUILD)/bin/$(notdir $(basename $(MODEL))) $(ARGS)
 
 # ---- tests ---------------------------------------------------------------
-$(BUILD)/tests/nnc_tests: $(TEST_SRC) tests/*.h $(COMPILER_OBJ) $(BUILD)/libnncrt.a $(GENERATED)
+$(BUILD)/tests/gen/%.c: tests/models/%.nn $(BUILD)/nnc
+	@mkdir -p $(BUILD)/tests/gen
+	$(BUILD)/nnc $< -o $@
+
+$(BUILD)/tests/nnc_tests: $(TEST_SRC) tests/*.h $(COMPILER_OBJ) $(BUILD)/libnncrt.a $(GENERATED) $(TEST_GEN)
 	@mkdir -p $(BUILD)/tests
-	$(CC) -std=c11 $(WARN) -O2 -g -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests $(BLAS_CFLAGS) \
+	$(CC) -std=c11 $(WARN) -O2 -g -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests -I$(BUILD)/tests/gen $(BLAS_CFLAGS) \
 		-DNNC_ROOT='"$(CURDIR)"' $(TEST_SRC) $(COMPILER_OBJ) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
 
-test: $(BUILD)/nnc $(BUILD)/tests/nnc_tests
+TEST_TRAINERS := $(BUILD)/bin/cnn_baseline $(BUILD)/bin/vgg $(BUILD)/bin/mlp800
+
+test: $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(TEST_TRAINERS)
 	$(MAKE) --no-print-directory check-generated
 	$(BUILD)/tests/nnc_tests --jobs 2
 

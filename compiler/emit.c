@@ -1109,6 +1109,7 @@ static void emit_model_description(emitter *e)
     const nnc_recipe *r = &m->recipe;
     const nnc_optimizer_cfg *o = &r->optimizer;
     char a[32], b[32], c[32], d[32], f[32], g[32];
+    emit(e, "\n#ifndef NNC_BARE /* tests include this file bare, in double precision */");
     if (m->n_phases > 0) {
         emit(e, "\n/* schedule: (epochs, learning rate) */\n");
         emit(e, "static const nnc_schedule_phase schedule[%d] = {", m->n_phases);
@@ -1128,11 +1129,9 @@ static void emit_model_description(emitter *e)
     emit(e, ";\n");
     free(summary);
 
-    emit(e, "\n#ifndef NNC_BARE /* tests include this file bare, in double precision */\n");
-    emit(e, "const nnc_model nnc_model_%s = {\n", m->name);
+    emit(e, "\nconst nnc_model nnc_model_%s = {\n", m->name);
     emit(e, "    .name = \"%s\",\n    .source = \"%s\",\n", m->name, m->source_path);
-    emit(e, "    .in_h = %d,\n    .in_w = %d,\n    .in_c = %d,\n    .n_classes = %d,\n", m->input.h, m->input.w, m->input.c,
-         m->n_classes);
+    emit(e, "    .in_h = IN_H,\n    .in_w = IN_W,\n    .in_c = IN_C,\n    .n_classes = N_CLASSES,\n");
     emit(e, "    .n_params = N_PARAMS,\n    .n_state = N_STATE,\n");
     emit(e, "    .signature = 0x%016llxULL,\n", model_signature(m));
     emit(e, "    .max_batch = B,\n");
@@ -1177,6 +1176,9 @@ static void emit_header(emitter *e)
     emit(e, "#define CHUNKS %d /* fixed slices of the batch; the arithmetic never depends on the thread count */\n", CHUNKS);
     emit(e, "#define LO(c) (n * (c) / CHUNKS) /* slice c is samples [LO(c), HI(c)) */\n");
     emit(e, "#define HI(c) (n * ((c) + 1) / CHUNKS)\n");
+    emit(e, "#define IN_H %d /* one input image: IN_H x IN_W x IN_C */\n#define IN_W %d\n#define IN_C %d\n", m->input.h,
+         m->input.w, m->input.c);
+    emit(e, "#define N_CLASSES %d\n", m->n_classes);
     emit(e, "#define N_PARAMS %zu\n#define N_STATE %zu\n", m->n_params, m->n_state);
     emit(e, "#define ALIGNED __attribute__((aligned(64)))\n");
     int vectors = 0;
@@ -1184,7 +1186,7 @@ static void emit_header(emitter *e)
         vectors |= choose_kernel(&m->layers[i]) == KERNEL_BLOCKED;
     if (vectors) {
         emit(e, "\n/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */\n");
-        emit(e, "typedef float v16 __attribute__((vector_size(64)));\n");
+        emit(e, "typedef float v16 __attribute__((vector_size(16 * sizeof(float))));\n");
         emit(e, "static inline v16 load16(const float *p)\n{\n    v16 v;\n    memcpy(&v, p, sizeof v);\n    return v;\n}\n");
         emit(e, "static inline void store16(float *p, v16 v)\n{\n    memcpy(p, &v, sizeof v);\n}\n");
     }

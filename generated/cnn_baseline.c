@@ -17,12 +17,16 @@
 #define CHUNKS 2 /* fixed slices of the batch; the arithmetic never depends on the thread count */
 #define LO(c) (n * (c) / CHUNKS) /* slice c is samples [LO(c), HI(c)) */
 #define HI(c) (n * ((c) + 1) / CHUNKS)
+#define IN_H 28 /* one input image: IN_H x IN_W x IN_C */
+#define IN_W 28
+#define IN_C 1
+#define N_CLASSES 10
 #define N_PARAMS 592074
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
 
 /* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
-typedef float v16 __attribute__((vector_size(64)));
+typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
 static inline v16 load16(const float *p)
 {
     v16 v;
@@ -486,6 +490,7 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     memcpy(probs, dense_2_out, sizeof(float) * (size_t)n * 10);
 }
 
+#ifndef NNC_BARE /* tests include this file bare, in double precision */
 static const char summary[] =
     "Model: \"cnn_baseline\"\n"
     "_________________________________________________________________\n"
@@ -511,14 +516,13 @@ static const char summary[] =
     "  line 17: optimizer adam lr=0.001 beta1=0.9 beta2=0.999 eps=1e-07 (given: none)\n"
 ;
 
-#ifndef NNC_BARE /* tests include this file bare, in double precision */
 const nnc_model nnc_model_cnn_baseline = {
     .name = "cnn_baseline",
     .source = "models/cnn_baseline.nn",
-    .in_h = 28,
-    .in_w = 28,
-    .in_c = 1,
-    .n_classes = 10,
+    .in_h = IN_H,
+    .in_w = IN_W,
+    .in_c = IN_C,
+    .n_classes = N_CLASSES,
     .n_params = N_PARAMS,
     .n_state = N_STATE,
     .signature = 0x407623a0d1966f41ULL,

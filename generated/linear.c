@@ -17,6 +17,10 @@
 #define CHUNKS 2 /* fixed slices of the batch; the arithmetic never depends on the thread count */
 #define LO(c) (n * (c) / CHUNKS) /* slice c is samples [LO(c), HI(c)) */
 #define HI(c) (n * ((c) + 1) / CHUNKS)
+#define IN_H 28 /* one input image: IN_H x IN_W x IN_C */
+#define IN_W 28
+#define IN_C 1
+#define N_CLASSES 10
 #define N_PARAMS 7850
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
@@ -189,6 +193,7 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     memcpy(probs, dense_1_out, sizeof(float) * (size_t)n * 10);
 }
 
+#ifndef NNC_BARE /* tests include this file bare, in double precision */
 /* schedule: (epochs, learning rate) */
 static const nnc_schedule_phase schedule[3] = {{1, 0.01f}, {5, 0.1f}, {5, 0.01f}};
 
@@ -212,14 +217,13 @@ static const char summary[] =
     "  line 13: optimizer sgd lr=0.01 momentum=0 (given: lr )\n"
 ;
 
-#ifndef NNC_BARE /* tests include this file bare, in double precision */
 const nnc_model nnc_model_linear = {
     .name = "linear",
     .source = "models/linear.nn",
-    .in_h = 28,
-    .in_w = 28,
-    .in_c = 1,
-    .n_classes = 10,
+    .in_h = IN_H,
+    .in_w = IN_W,
+    .in_c = IN_C,
+    .n_classes = N_CLASSES,
     .n_params = N_PARAMS,
     .n_state = N_STATE,
     .signature = 0xb5ca6027ac0871c5ULL,

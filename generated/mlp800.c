@@ -17,6 +17,10 @@
 #define CHUNKS 2 /* fixed slices of the batch; the arithmetic never depends on the thread count */
 #define LO(c) (n * (c) / CHUNKS) /* slice c is samples [LO(c), HI(c)) */
 #define HI(c) (n * ((c) + 1) / CHUNKS)
+#define IN_H 28 /* one input image: IN_H x IN_W x IN_C */
+#define IN_W 28
+#define IN_C 1
+#define N_CLASSES 10
 #define N_PARAMS 636010
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
@@ -302,6 +306,7 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     memcpy(probs, dense_2_out, sizeof(float) * (size_t)n * 10);
 }
 
+#ifndef NNC_BARE /* tests include this file bare, in double precision */
 static const char summary[] =
     "Model: \"mlp800\"\n"
     "_________________________________________________________________\n"
@@ -323,14 +328,13 @@ static const char summary[] =
     "  line 15: optimizer sgd lr=0.01 momentum=0 (given: lr )\n"
 ;
 
-#ifndef NNC_BARE /* tests include this file bare, in double precision */
 const nnc_model nnc_model_mlp800 = {
     .name = "mlp800",
     .source = "models/mlp800.nn",
-    .in_h = 28,
-    .in_w = 28,
-    .in_c = 1,
-    .n_classes = 10,
+    .in_h = IN_H,
+    .in_w = IN_W,
+    .in_c = IN_C,
+    .n_classes = N_CLASSES,
     .n_params = N_PARAMS,
     .n_state = N_STATE,
     .signature = 0xe296d3870a26eb2dULL,

@@ -17,12 +17,16 @@
 #define CHUNKS 2 /* fixed slices of the batch; the arithmetic never depends on the thread count */
 #define LO(c) (n * (c) / CHUNKS) /* slice c is samples [LO(c), HI(c)) */
 #define HI(c) (n * ((c) + 1) / CHUNKS)
+#define IN_H 28 /* one input image: IN_H x IN_W x IN_C */
+#define IN_W 28
+#define IN_C 1
+#define N_CLASSES 10
 #define N_PARAMS 594922
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
 
 /* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
-typedef float v16 __attribute__((vector_size(64)));
+typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
 static inline v16 load16(const float *p)
 {
     v16 v;
@@ -1090,6 +1094,7 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     memcpy(probs, dense_2_out, sizeof(float) * (size_t)n * 10);
 }
 
+#ifndef NNC_BARE /* tests include this file bare, in double precision */
 /* schedule: (epochs, learning rate) */
 static const nnc_schedule_phase schedule[3] = {{1, 0.01f}, {5, 0.1f}, {5, 0.01f}};
 
@@ -1128,14 +1133,13 @@ static const char summary[] =
     "  line 21: optimizer sgd lr=0.01 momentum=0 (given: lr )\n"
 ;
 
-#ifndef NNC_BARE /* tests include this file bare, in double precision */
 const nnc_model nnc_model_vgg_dropout = {
     .name = "vgg_dropout",
     .source = "models/vgg_dropout.nn",
-    .in_h = 28,
-    .in_w = 28,
-    .in_c = 1,
-    .n_classes = 10,
+    .in_h = IN_H,
+    .in_w = IN_W,
+    .in_c = IN_C,
+    .n_classes = N_CLASSES,
     .n_params = N_PARAMS,
     .n_state = N_STATE,
     .signature = 0xe59bd06de6be5d11ULL,

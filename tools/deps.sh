@@ -16,6 +16,8 @@ need pkg-config       command -v pkg-config
 need zlib1g-dev       have_header zlib.h
 need libopenblas-dev  have_header cblas.h "$(pkg-config --cflags openblas 2>/dev/null)"
 need libcriterion-dev have_header criterion/criterion.h
+need clang            command -v clang
+need libomp-dev       sh -c 'printf "#include <omp.h>\nint main(void){return 0;}\n" | clang -fopenmp -x c -fsyntax-only -'
 [ -z "$missing" ] && exit 0
 cmd="apt-get install -y --no-install-recommends$missing"
 if [ "$(id -u)" = 0 ]; then

@@ -1,0 +1,91 @@
+/*
+ * gradcheck.h - include after a generated model compiled through
+ * gradcheck_prelude.h: checks its analytic gradients against central
+ * differences, tensor by tensor, in double precision.
+ */
+#undef float
+#undef cblas_sgemm
+#undef nnc_init_fill
+#undef expf
+#undef tanhf
+#undef sqrtf
+
+#define GRADCHECK_H_STEP 1e-6     /* central-difference step */
+#define GRADCHECK_TOLERANCE 1e-3  /* relative error allowed per element */
+#define GRADCHECK_SAMPLES 64      /* elements checked per tensor, evenly spaced */
+
+typedef double (*gradcheck_penalty)(const double *params);
+
+static double gradcheck_params[N_PARAMS], gradcheck_grads[N_PARAMS], gradcheck_scratch[N_PARAMS];
+static double gradcheck_state[N_STATE + 1];
+
+/* The batch-mean loss, penalties included, in training mode with a fixed dropout mask. */
+static double gradcheck_loss(const double *x, const uint8_t *labels, int n, double *grads, int threads,
+                             gradcheck_penalty penalty)
+{
+    nnc_step_ctx ctx = {.threads = threads, .dropout_key = 0xC0FFEEULL};
+    nnc_batch_stats stats = train_batch(&ctx, x, labels, n, gradcheck_params, grads, gradcheck_state);
+    return stats.loss_sum / n + (penalty ? penalty(gradcheck_params) : 0.0);
+}
+
+/* Check every parameter tensor of the included model on a batch of n random samples. */
+static void gradcheck_model(const char *name, int n, gradcheck_penalty penalty)
+{
+    cr_assert(n >= 1 && n <= B, "batch %d does not fit the model's %d", n, B);
+    size_t in_size = (size_t)n * IN_H * IN_W * IN_C;
+    double *x = malloc(sizeof(double) * in_size);
+    uint8_t labels[B];
+    cr_assert_not_null(x);
+    nnc_rng rng;
+    nnc_rng_seed(&rng, 42, 7);
+    init(gradcheck_params, gradcheck_state, &rng);
+    for (size_t i = 0; i < in_size; i++)
+        x[i] = 2.0 * nnc_rng_uniform(&rng) - 1.0;
+    for (int b = 0; b < n; b++)
+        labels[b] = (uint8_t)((b * 7 + 1) % N_CLASSES);
+
+    gradcheck_loss(x, labels, n, gradcheck_grads, 1, penalty);
+
+    /* The thread count must not change a single bit. */
+    gradcheck_loss(x, labels, n, gradcheck_scratch, 2, penalty);
+    cr_expect(memcmp(gradcheck_grads, gradcheck_scratch, sizeof gradcheck_grads) == 0,
+              "%s: gradients with 2 threads differ from 1 thread", name);
+
+    for (int t = 0; t < N_TENSORS; t++) {
+        const nnc_tensor_info *info = &param_tensors[t];
+        size_t step = info->count > GRADCHECK_SAMPLES ? info->count / GRADCHECK_SAMPLES : 1;
+        double worst = 0.0, largest = 0.0;
+        for (size_t k = 0; k < info->count; k += step) {
+            size_t i = info->offset + k;
+            double saved = gradcheck_params[i];
+            gradcheck_params[i] = saved + GRADCHECK_H_STEP;
+            double up = gradcheck_loss(x, labels, n, gradcheck_scratch, 1, penalty);
+            gradcheck_params[i] = saved - GRADCHECK_H_STEP;
+            double down = gradcheck_loss(x, labels, n, gradcheck_scratch, 1, penalty);
+            gradcheck_params[i] = saved;
+            double numeric = (up - down) / (2.0 * GRADCHECK_H_STEP);
+            double analytic = gradcheck_grads[i];
+            double scale = fmax(fmax(fabs(numeric), fabs(analytic)), 1e-7);
+            worst = fmax(worst, fabs(numeric - analytic) / scale);
+            largest = fmax(largest, fabs(numeric));
+        }
+        int ok = worst < GRADCHECK_TOLERANCE && largest > 1e-9;
+        cr_log_info("%s %-28s max relative error %.2e (max |grad| %.2e) %s", name, info->name, worst, largest,
+                    ok ? "OK" : "FAIL");
+        cr_expect(worst < GRADCHECK_TOLERANCE, "%s %s: relative error %.3e exceeds %.0e", name, info->name, worst,
+                  GRADCHECK_TOLERANCE);
+        cr_expect(largest > 1e-9, "%s %s: the loss does not depend on this tensor", name, info->name);
+    }
+
+    /* Inference gives each sample a distribution over the classes (or sigmoid scores in (0, 1)). */
+    double *probs = malloc(sizeof(double) * (size_t)n * N_CLASSES);
+    cr_assert_not_null(probs);
+    nnc_step_ctx ctx = {.threads = 1, .dropout_key = 0};
+    infer_batch(&ctx, x, n, gradcheck_params, gradcheck_state, probs);
+    for (int b = 0; b < n; b++)
+        for (int j = 0; j < N_CLASSES; j++)
+            cr_expect(probs[b * N_CLASSES + j] >= 0.0 && probs[b * N_CLASSES + j] <= 1.0 + 1e-12,
+                      "%s: inference output %d,%d = %g is not a probability", name, b, j, probs[b * N_CLASSES + j]);
+    free(probs);
+    free(x);
+}

@@ -1,0 +1,61 @@
+/*
+ * gradcheck_prelude.h - include before a generated model to compile it in
+ * double precision, for numerical gradient checks.
+ *
+ * Generated code is written in float; these macros turn every float of the
+ * model file (and its sgemm calls, its math functions and its initializer
+ * calls) into the double-precision equivalent, so that central differences
+ * are accurate enough to check the analytic backward pass to 1e-3 relative.
+ * Only the model file sees the macros: gradcheck.h undefines them.
+ */
+#ifndef GRADCHECK_PRELUDE_H
+#define GRADCHECK_PRELUDE_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include "nncrt.h"
+
+static void gradcheck_dgemm(const CBLAS_ORDER order, const CBLAS_TRANSPOSE ta, const CBLAS_TRANSPOSE tb, const int m,
+                            const int n, const int k, const double alpha, const double *a, const int lda,
+                            const double *b, const int ldb, const double beta, double *c, const int ldc)
+{
+    cblas_dgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/*
+ * Parameters for a gradient check: random everywhere, biases included, so
+ * that no relu sits exactly at its kink and every term of the backward pass
+ * is exercised. Batchnorm's gamma stays near one.
+ */
+static void gradcheck_init_fill(double *w, size_t n, nnc_init_kind kind, int fan_in, int fan_out, nnc_rng *rng)
+{
+    double limit = sqrt(6.0 / (double)(fan_in + fan_out > 0 ? fan_in + fan_out : 1));
+    for (size_t i = 0; i < n; i++) {
+        double u = 2.0 * nnc_rng_uniform(rng) - 1.0;
+        if (kind == NNC_INIT_ONES)
+            w[i] = 1.0 + 0.2 * u;
+        else if (kind == NNC_INIT_ZEROS)
+            w[i] = 0.1 * u;
+        else
+            w[i] = limit * u;
+    }
+}
+
+#define float double
+#define cblas_sgemm gradcheck_dgemm
+#define nnc_init_fill gradcheck_init_fill
+#define expf exp
+#define tanhf tanh
+#define sqrtf sqrt
+#define NNC_BARE
+#define NNC_NO_MAIN
+
+#endif

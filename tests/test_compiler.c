@@ -1,0 +1,312 @@
+/*
+ * test_compiler.c - the front end: lexer, parser, checker and their messages,
+ * parameter counts against Keras, and the emitter's determinism.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+typedef struct {
+    model *m;
+    char *diagnostics; /* everything the compiler printed */
+    int errors, warnings;
+} compiled;
+
+/* Parse and check `text` as if it were the file x.nn. */
+static compiled compile_text(const char *text)
+{
+    compiled c = {0};
+    size_t len = 0;
+    FILE *out = open_memstream(&c.diagnostics, &len);
+    cr_assert_not_null(out);
+    nnc_source src;
+    nnc_source_from_string(&src, "x.nn", text, strlen(text));
+    src.out = out;
+    nnc_stmt *stmts = nnc_parse(&src);
+    if (src.errors == 0)
+        c.m = nnc_check(&src, stmts);
+    nnc_stmt_free(stmts);
+    fclose(out);
+    c.errors = src.errors;
+    c.warnings = src.warnings;
+    nnc_source_free(&src);
+    return c;
+}
+
+static void release(compiled *c)
+{
+    nnc_model_free(c->m);
+    free(c->diagnostics);
+}
+
+/* The file must fail with exactly this diagnostic text. */
+static void expect_diagnostics(const char *text, const char *expected)
+{
+    compiled c = compile_text(text);
+    cr_expect_null(c.m, "a model came out of an erroneous file");
+    cr_expect_str_eq(c.diagnostics, expected);
+    release(&c);
+}
+
+#define MNIST_HEAD "model x\ninput 28x28x1\n"
+#define TAIL "flatten\ndense 10 softmax\n"
+
+/* ---- errors: exact text, location, caret ---- */
+
+Test(checker, kernel_larger_than_input)
+{
+    expect_diagnostics(MNIST_HEAD "conv 8 29x29\n" TAIL,
+                       "x.nn:3:8: error: conv kernel 29x29 is larger than its 28x28x1 input\n"
+                       "    3 | conv 8 29x29\n"
+                       "      |        ^~~~~\n");
+}
+
+Test(checker, unknown_layer_suggests_the_nearest)
+{
+    expect_diagnostics(MNIST_HEAD "convv 8 3x3\n" TAIL,
+                       "x.nn:3:1: error: unknown layer 'convv'; did you mean 'conv'?\n"
+                       "    3 | convv 8 3x3\n"
+                       "      | ^~~~~\n");
+}
+
+Test(parser, syntax_error_names_what_was_expected)
+{
+    compiled c = compile_text(MNIST_HEAD "dense = 10\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "x.nn:3:7: error: unexpected '='") != NULL, "got: %s", c.diagnostics);
+    cr_expect(strstr(c.diagnostics, "    3 | dense = 10\n      |       ^\n") != NULL, "got: %s", c.diagnostics);
+    release(&c);
+}
+
+Test(lexer, stray_character)
+{
+    expect_diagnostics(MNIST_HEAD "dense 10 softmax $\n",
+                       "x.nn:3:18: error: stray '$' in a model file\n"
+                       "    3 | dense 10 softmax $\n"
+                       "      |                  ^\n");
+}
+
+Test(checker, dropout_rate_out_of_range)
+{
+    expect_diagnostics(MNIST_HEAD "dropout 1.5\n" TAIL,
+                       "x.nn:3:9: error: dropout rate 1.5 must be at least 0 and below 1\n"
+                       "    3 | dropout 1.5\n"
+                       "      |         ^~~\n");
+}
+
+Test(checker, crossentropy_needs_softmax)
+{
+    compiled c = compile_text(MNIST_HEAD "flatten\ndense 10\n");
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "x.nn:4:1: error: loss crossentropy needs a softmax output") != NULL, "got: %s",
+              c.diagnostics);
+    release(&c);
+}
+
+Test(checker, unknown_option_suggests_the_nearest)
+{
+    compiled c = compile_text(MNIST_HEAD "conv 8 3x3 strid=2\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "x.nn:3:12: error: 'conv' has no option 'strid'; did you mean 'stride'?") != NULL,
+              "got: %s", c.diagnostics);
+    release(&c);
+}
+
+Test(checker, several_errors_in_one_run)
+{
+    compiled c = compile_text(MNIST_HEAD "convv 8 3x3\ndropout 2\nmaxpool 99x99\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect_eq(c.errors, 3, "expected 3 errors, got %d:\n%s", c.errors, c.diagnostics);
+    release(&c);
+}
+
+Test(parser, recovers_after_a_syntax_error)
+{
+    compiled c = compile_text(MNIST_HEAD "conv 8 = 3\ndense : 2\n" TAIL);
+    cr_expect_eq(c.errors, 2, "one error per bad line expected, got %d:\n%s", c.errors, c.diagnostics);
+    release(&c);
+}
+
+Test(checker, layer_inside_the_train_block)
+{
+    compiled c = compile_text(MNIST_HEAD TAIL "train\n  batch 32\n  dense 10\n");
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "x.nn:7:3: error: 'dense' is not a train setting") != NULL, "got: %s",
+              c.diagnostics);
+    release(&c);
+}
+
+Test(checker, empty_file)
+{
+    expect_diagnostics("# nothing here\n", "x.nn: error: the file is empty: no model to compile\n");
+}
+
+Test(checker, conv_after_flatten)
+{
+    compiled c = compile_text(MNIST_HEAD "flatten\nconv 8 3x3\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "error: 'conv' needs an image input, but its input is a flat vector of 784") != NULL,
+              "got: %s", c.diagnostics);
+    release(&c);
+}
+
+Test(checker, bad_schedule_phase)
+{
+    compiled c = compile_text(MNIST_HEAD TAIL "train\n  schedule 1:0.1 0:0.5\n");
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "x.nn:6:18: error: a schedule phase is EPOCHS:LR with EPOCHS >= 1") != NULL,
+              "got: %s", c.diagnostics);
+    release(&c);
+}
+
+Test(checker, huge_layer_is_refused)
+{
+    compiled c = compile_text(MNIST_HEAD "conv 60000 3x3\n" TAIL "train\n  batch 512\n");
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "the activations need") != NULL, "got: %s", c.diagnostics);
+    release(&c);
+}
+
+/* ---- warnings ---- */
+
+Test(checker, softmax_not_last_is_a_warning)
+{
+    compiled c = compile_text(MNIST_HEAD "flatten\ndense 32 softmax\ndense 10 softmax\n");
+    cr_expect_not_null(c.m);
+    cr_expect_eq(c.warnings, 1);
+    cr_expect(strstr(c.diagnostics, "x.nn:4:1: warning: softmax in dense_1 is not the last layer") != NULL, "got: %s",
+              c.diagnostics);
+    release(&c);
+}
+
+/* ---- meaning: shapes, defaults, lexing of numbers ---- */
+
+Test(checker, shapes_padding_and_strides)
+{
+    compiled c = compile_text(MNIST_HEAD "conv 8 3x3 stride=2 pad=same\nconv 4 5x5 stride 2\nmaxpool\n" TAIL);
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    layer *l = c.m->layers;
+    cr_expect(l[0].out.h == 14 && l[0].out.w == 14 && l[0].out.c == 8);
+    cr_expect_eq(l[0].u.conv.pad_top, 0); /* TF: total padding 1, the extra row goes to the bottom */
+    cr_expect(l[1].out.h == 5 && l[1].out.w == 5 && l[1].out.c == 4);
+    cr_expect(l[2].out.h == 2 && l[2].out.w == 2 && l[2].u.pool.sh == 2);
+    release(&c);
+}
+
+Test(checker, implicit_flatten_before_dense)
+{
+    compiled c = compile_text(MNIST_HEAD "dense 10 softmax\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_eq(c.m->n_layers, 2);
+    cr_expect_eq(c.m->layers[0].kind, LAYER_FLATTEN);
+    cr_expect(c.m->layers[0].implicit);
+    release(&c);
+}
+
+Test(lexer, fractions_pairs_and_dimensions)
+{
+    compiled c = compile_text("input 28x28x1\nscale 1/255\n" TAIL "train\n  schedule 2:0.5 3:1e-3\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_float_eq(c.m->prep_scale, 1.0f / 255.0f, 1e-9);
+    cr_expect_eq(c.m->n_phases, 2);
+    cr_expect_eq(c.m->phases[1].epochs, 3);
+    cr_expect_float_eq(c.m->phases[1].lr, 1e-3f, 1e-9);
+    cr_expect_eq(c.m->recipe.epochs, 5);
+    release(&c);
+}
+
+Test(checker, keras_defaults)
+{
+    compiled c = compile_text(MNIST_HEAD "batchnorm\n" TAIL "train\n  optimizer adam\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_float_eq(c.m->layers[0].u.bn.momentum, 0.99f, 1e-9);
+    cr_expect_float_eq(c.m->layers[0].u.bn.eps, 1e-3f, 1e-9);
+    const nnc_optimizer_cfg *o = &c.m->recipe.optimizer;
+    cr_expect(o->kind == NNC_OPT_ADAM && o->lr == 0.001f && o->beta1 == 0.9f && o->beta2 == 0.999f);
+    cr_expect_eq(c.m->recipe.batch, 32);
+    release(&c);
+}
+
+Test(checker, last_line_without_newline)
+{
+    compiled c = compile_text(MNIST_HEAD "flatten\ndense 10 softmax");
+    cr_expect_not_null(c.m, "%s", c.diagnostics);
+    release(&c);
+}
+
+/* ---- parameter counts: the same totals as Keras's model.summary() ---- */
+
+static void expect_counts(const char *file, size_t trainable, size_t non_trainable)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/%s", NNC_ROOT, file);
+    nnc_source src;
+    cr_assert_eq(nnc_source_read(&src, path), 0, "cannot read %s", path);
+    nnc_stmt *stmts = nnc_parse(&src);
+    model *m = nnc_check(&src, stmts);
+    cr_assert_not_null(m, "%s does not compile", file);
+    cr_expect_eq(m->n_params, trainable, "%s: %zu trainable, Keras has %zu", file, m->n_params, trainable);
+    cr_expect_eq(m->n_state, non_trainable, "%s: %zu non-trainable, Keras has %zu", file, m->n_state, non_trainable);
+    nnc_model_free(m);
+    nnc_stmt_free(stmts);
+    nnc_source_free(&src);
+}
+
+Test(summary, parameter_totals_match_keras)
+{
+    expect_counts("linear.nn", 7850, 0);
+    expect_counts("mlp800.nn", 636010, 0);
+    expect_counts("mlp64x5.nn", 67530, 0);
+    expect_counts("cnn_baseline.nn", 592074, 0);
+    expect_counts("cnn_larger.nn", 59933, 0);
+    expect_counts("vgg.nn", 594922, 0);
+    expect_counts("vgg_dropout.nn", 594922, 0);
+    expect_counts("vgg_bn.nn", 596330, 1408);
+}
+
+Test(summary, table_lists_layers_and_defaults)
+{
+    compiled c = compile_text(MNIST_HEAD "conv 8 3x3 relu\nbatchnorm\n" TAIL);
+    cr_assert_not_null(c.m);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    nnc_print_summary(out, c.m);
+    fclose(out);
+    cr_expect(strstr(text, " conv2d_1 (Conv2D)               (None, 26, 26, 8)     80         relu\n") != NULL, "%s",
+              text);
+    cr_expect(strstr(text, "Non-trainable params: 16\n") != NULL, "%s", text);
+    cr_expect(strstr(text, "line 4: batch_normalization_1: momentum=0.99 eps=0.001") != NULL, "%s", text);
+    free(text);
+    release(&c);
+}
+
+/* ---- the emitter ---- */
+
+static char *emit_text(const model *m)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_eq(nnc_emit(out, m), 0);
+    fclose(out);
+    return text;
+}
+
+Test(emitter, same_input_same_bytes)
+{
+    compiled a = compile_text(MNIST_HEAD "conv 8 3x3 relu\nbatchnorm\nmaxpool\ndropout 0.5\n" TAIL);
+    compiled b = compile_text(MNIST_HEAD "conv 8 3x3 relu\nbatchnorm\nmaxpool\ndropout 0.5\n" TAIL);
+    cr_assert(a.m && b.m);
+    char *ta = emit_text(a.m), *tb = emit_text(b.m);
+    cr_expect_str_eq(ta, tb);
+    cr_expect(strstr(ta, "/* ---- conv2d_1: `conv 8 3x3 relu` (x.nn:3) ----") != NULL, "no provenance comment");
+    free(ta);
+    free(tb);
+    release(&a);
+    release(&b);
+}
