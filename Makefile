@@ -115,7 +115,7 @@ $(BUILD)/tests/gen/%.c: tests/models/%.nn $(BUILD)/nnc
 
 $(BUILD)/tests/nnc_tests: $(TEST_SRC) tests/*.h $(COMPILER_OBJ) $(BUILD)/libnncrt.a $(GENERATED) $(TEST_GEN)
 	@mkdir -p $(BUILD)/tests
-	$(CC) -std=c11 $(WARN) -O2 -g -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests -I$(BUILD)/tests/gen $(BLAS_CFLAGS) \
+	$(CC) -std=c11 $(WARN) -Wno-psabi -O2 -g -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests -I$(BUILD)/tests/gen $(BLAS_CFLAGS) \
 		-DNNC_ROOT='"$(CURDIR)"' $(TEST_SRC) $(COMPILER_OBJ) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
 
 TEST_TRAINERS := $(BUILD)/bin/cnn_baseline $(BUILD)/bin/vgg $(BUILD)/bin/mlp800

@@ -4,6 +4,9 @@
  *   find the data -> load and check it -> init or load weights
  *   -> train (or only evaluate) -> report -> save
  *
+ * or, with --bench, no data at all: time training and inference on synthetic
+ * images (nnc_bench in train.c) and print `bench KEY VALUE` lines.
+ *
  * Exit status: 0 success, 1 a runtime problem (data, checkpoint, divergence),
  * 2 a bad command line.
  */
@@ -12,6 +15,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +29,7 @@ void openblas_set_num_threads(int);
 #define MNIST_URL "https://ossci-datasets.s3.amazonaws.com/mnist/"
 #define DOWNLOAD_DIR "data/mnist"
 #define DEFAULT_THREADS 2
+#define DEFAULT_BENCH_SECONDS 3.0
 #define ERR_LEN 1024
 
 static const char *const mnist_files[4] = {
@@ -43,6 +48,9 @@ typedef struct {
     const char *save_path; /* NULL: <model name>.nncw */
     const char *load_path; /* NULL: fresh weights */
     int eval_only;
+    int bench;            /* --bench: synthetic-data throughput instead of training */
+    double bench_seconds; /* its time budget */
+    int bench_seconds_given;
 } cli_args;
 
 /* ------------------------------------------------------------------------ */
@@ -69,12 +77,21 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "  --save FILE    where to write the weights (default %s.nncw)\n"
             "  --load FILE    start from these weights instead of a fresh initialization\n"
             "  --eval         only evaluate the --load weights on the test set\n"
+            "  --bench        measure speed on synthetic data (no MNIST needed, nothing saved):\n"
+            "                 training steps (forward, backward, update) and inference at\n"
+            "                 batch %d after a warm-up, as the median images/s of timed\n"
+            "                 windows; the whole epoch loop (shuffle, conversion, steps); and\n"
+            "                 the peak memory. Prints `bench KEY VALUE` lines. Takes --seed\n"
+            "                 and --threads.\n"
+            "  --bench-seconds S\n"
+            "                 the benchmark's rough time budget (default %g)\n"
             "  --help         this text\n"
             "\n"
             "Batches hold %d images; the last batch of an epoch holds the remainder, so\n"
             "every training image is used once per epoch.\n",
             prog, m->name, m->source ? m->source : "?", NNC_VERSION, recipe_epochs(&m->recipe),
-            (unsigned long long)m->recipe.seed, DEFAULT_THREADS, m->name, m->recipe.batch);
+            (unsigned long long)m->recipe.seed, DEFAULT_THREADS, m->name, m->recipe.batch, DEFAULT_BENCH_SECONDS,
+            m->recipe.batch);
 }
 
 static int usage_error(const nnc_model *m, const char *prog, const char *fmt, ...) {
@@ -104,6 +121,7 @@ static int parse_args(cli_args *a, const nnc_model *m, int argc, char **argv) {
     const char *prog = argc > 0 && argv[0] ? argv[0] : "nnc-model";
     memset(a, 0, sizeof *a);
     a->threads = DEFAULT_THREADS;
+    a->bench_seconds = DEFAULT_BENCH_SECONDS;
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i];
         if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
@@ -112,6 +130,10 @@ static int parse_args(cli_args *a, const nnc_model *m, int argc, char **argv) {
         }
         if (strcmp(flag, "--eval") == 0) {
             a->eval_only = 1;
+            continue;
+        }
+        if (strcmp(flag, "--bench") == 0) {
+            a->bench = 1;
             continue;
         }
         /* Every other flag takes a value: `--flag VALUE` or `--flag=VALUE`. */
@@ -127,7 +149,8 @@ static int parse_args(cli_args *a, const nnc_model *m, int argc, char **argv) {
             value = i + 1 < argc ? argv[++i] : NULL;
         }
         int known = !strcmp(name, "--data") || !strcmp(name, "--epochs") || !strcmp(name, "--seed") ||
-                    !strcmp(name, "--threads") || !strcmp(name, "--save") || !strcmp(name, "--load");
+                    !strcmp(name, "--threads") || !strcmp(name, "--save") || !strcmp(name, "--load") ||
+                    !strcmp(name, "--bench-seconds");
         if (!known) return usage_error(m, prog, "unknown option '%s'", flag);
         if (!value || !*value) return usage_error(m, prog, "%s needs a value", name);
         unsigned long long v;
@@ -147,8 +170,21 @@ static int parse_args(cli_args *a, const nnc_model *m, int argc, char **argv) {
                 return usage_error(m, prog, "--seed needs a non-negative whole number, not '%s'", value);
             a->seed = v;
             a->seed_given = 1;
+        } else if (!strcmp(name, "--bench-seconds")) {
+            char *end;
+            errno = 0;
+            double s = strtod(value, &end);
+            if (errno != 0 || *end != '\0' || !(s >= 0.01 && s <= 3600.0))
+                return usage_error(m, prog, "--bench-seconds needs a number of seconds from 0.01 to 3600, not '%s'",
+                                   value);
+            a->bench_seconds = s;
+            a->bench_seconds_given = 1;
         }
     }
+    if (a->bench && (a->eval_only || a->data_dir || a->epochs || a->save_path || a->load_path))
+        return usage_error(m, prog, "--bench uses synthetic data and saves nothing: it takes only --seed, --threads "
+                                    "and --bench-seconds");
+    if (a->bench_seconds_given && !a->bench) return usage_error(m, prog, "--bench-seconds needs --bench");
     if (a->eval_only && !a->load_path) return usage_error(m, prog, "--eval needs --load FILE (the weights to evaluate)");
     return -1;
 }
@@ -315,11 +351,69 @@ done:
     return status;
 }
 
+/* ------------------------------------------------------------------------ */
+/* --bench                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void print_rate(const char *what, const nnc_bench_rate *r) {
+    printf("bench %s_img_s %.1f\n", what, r->median);
+    printf("bench %s_img_s_min %.1f\n", what, r->min);
+    printf("bench %s_img_s_max %.1f\n", what, r->max);
+    printf("bench %s_windows %d\n", what, r->windows);
+    printf("bench %s_steps_per_window %ld\n", what, r->steps);
+}
+
+/* The recipe's optimizer in the DSL's words, so a comparison can use the same one. */
+static void print_optimizer(const nnc_optimizer_cfg *o, float lr) {
+    switch (o->kind) {
+    case NNC_OPT_SGD:
+        printf("bench optimizer sgd lr=%g momentum=%g nesterov=%d\n", (double)lr, (double)o->momentum, o->nesterov);
+        break;
+    case NNC_OPT_ADAM:
+        printf("bench optimizer adam lr=%g beta1=%g beta2=%g eps=%g\n", (double)lr, (double)o->beta1,
+               (double)o->beta2, (double)o->eps);
+        break;
+    case NNC_OPT_RMSPROP:
+        printf("bench optimizer rmsprop lr=%g rho=%g eps=%g\n", (double)lr, (double)o->rho, (double)o->eps);
+        break;
+    }
+}
+
+/* One `bench KEY VALUE` line per figure; rates are images per second. */
+static int bench(const nnc_model *m, const cli_args *a) {
+    nnc_bench_opts opts = {
+        .seconds = a->bench_seconds, .seed = a->seed_given ? a->seed : m->recipe.seed, .threads = a->threads};
+    nnc_bench_result res;
+    char err[ERR_LEN];
+    if (nnc_bench(m, &opts, &res, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return 1;
+    }
+    struct rusage ru;
+    long max_rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1; /* Linux: kilobytes */
+    printf("bench model %s\n", m->name);
+    printf("bench params %zu\n", m->n_params);
+    printf("bench batch %d\n", res.batch);
+    printf("bench threads %d\n", opts.threads);
+    printf("bench loss %s\n", m->recipe.loss == NNC_LOSS_MSE ? "mse" : "crossentropy");
+    print_optimizer(&m->recipe.optimizer, res.lr);
+    print_rate("train", &res.train);
+    print_rate("infer", &res.infer);
+    if (res.epoch_images > 0) {
+        print_rate("epoch", &res.epoch);
+        printf("bench epoch_images %d\n", res.epoch_images);
+    }
+    printf("bench max_rss_kb %ld\n", max_rss_kb);
+    fflush(stdout);
+    return 0;
+}
+
 int nnc_main(const nnc_model *m, int argc, char **argv) {
     cli_args args;
     int status = parse_args(&args, m, argc, argv);
     if (status >= 0) return status;
     openblas_set_num_threads(1);
+    if (args.bench) return bench(m, &args);
 
     float *params = calloc(m->n_params ? m->n_params : 1, sizeof(float));
     float *state = calloc(m->n_state ? m->n_state : 1, sizeof(float));

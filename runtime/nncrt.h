@@ -242,6 +242,7 @@ typedef struct {
     int epochs_done;
     double train_loss, train_acc; /* last epoch; acc in [0, 1] */
     double test_loss, test_acc;   /* last epoch; 0 when there is no test set */
+    double train_seconds;         /* (added) last epoch's wall time without evaluation: the log's img/s */
 } nnc_train_result;
 
 /* Preprocessing constants for m->prep: NORMALIZE {mean, std} of all training
@@ -262,5 +263,43 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
 
 /* (added) One random Keras-style affine distortion of an h x w x c image. */
 void nnc_augment_image(const nnc_augment_cfg *cfg, int h, int w, int c, const float *src, float *dst, nnc_rng *rng);
+
+/* ------------------------------------------------------------------------ */
+/* (added) Benchmark: `trainer --bench`, throughput on synthetic data.      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    double seconds; /* rough wall-time budget for the whole benchmark, > 0 */
+    uint64_t seed;  /* seeds the synthetic images and labels, the weights and dropout keys */
+    int threads;    /* passed to the model in nnc_step_ctx */
+} nnc_bench_opts;
+
+/* Images per second over `windows` timed windows of `steps` steps each. */
+typedef struct {
+    double median, min, max;
+    int windows;
+    long steps; /* per window; for the epoch rate, 1 (one epoch is one window) */
+} nnc_bench_rate;
+
+typedef struct {
+    /* Steady state, inputs already converted, at the recipe's batch:
+     * train = m->train_batch + nnc_optimizer_update, infer = m->infer_batch. */
+    nnc_bench_rate train, infer;
+    /* nnc_train's own epoch loop (shuffle, uint8 -> float conversion,
+     * augmentation, steps, updates) over the first epoch_images images of a
+     * synthetic MNIST-sized training set, timed as its log's img/s. When the
+     * model's input is not one-channel (nnc_dataset holds only that),
+     * epoch_images is 0 and epoch is all zeros. */
+    nnc_bench_rate epoch;
+    int epoch_images;
+    int batch;
+    float lr; /* the learning rate used: the schedule's first */
+} nnc_bench_result;
+
+/* Warm up, then time windows of steps; see nnc_bench_result. Holds a
+ * 60000-image synthetic training set (like MNIST's) so that the peak memory
+ * resembles a real run's. Returns 0, or -1 with a message (out of memory, a
+ * non-finite loss). Deterministic work for a seed; only the timings vary. */
+int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *res, char *err, size_t errlen);
 
 #endif /* NNCRT_H */

@@ -2,7 +2,9 @@
  * train.c - preprocessing, evaluation and the training loop.
  *
  * Everything here works on in-memory datasets so that tests can drive the very
- * same loop the command line uses (see main.c for the command line).
+ * same loop the command line uses (see main.c for the command line). The
+ * benchmark at the end (`--bench`) times that loop and its parts on synthetic
+ * data.
  *
  * Determinism: one PCG32 stream, seeded once, supplies the initial weights,
  * every epoch's shuffle, every step's dropout key and the augmentation draws,
@@ -301,6 +303,7 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
         result->epochs_done = epoch + 1;
         result->train_loss = tot.loss_sum / (double)tot.seen;
         result->train_acc = (double)tot.correct / (double)tot.seen;
+        result->train_seconds = train_seconds;
         if (test) {
             rc = nnc_evaluate(m, test, params, state, prep, opts->threads, &result->test_loss, &result->test_acc,
                               err, errlen);
@@ -318,5 +321,211 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
         }
     }
     train_buffers_free(&tb);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Benchmark                                                                */
+/* ------------------------------------------------------------------------ */
+
+#define BENCH_SET_SIZE 60000  /* synthetic training images: as many as MNIST has */
+#define BENCH_POOL_BATCHES 8  /* converted batches the steady-state steps cycle through */
+#define BENCH_WARMUP_STEPS 3  /* untimed steps before the windows, at the least */
+#define BENCH_WINDOWS 7       /* timed windows per rate; their median is the rate */
+#define BENCH_MIN_WINDOWS 3   /* the fewest windows, even when one step exceeds the budget */
+#define BENCH_EPOCHS 3        /* timed epochs of the data-path rate */
+/* How the budget is shared: steady-state training, inference, epochs. The
+ * warm-up takes BENCH_WARMUP_SHARE of each steady-state share. */
+#define BENCH_SHARE_TRAIN 0.45
+#define BENCH_SHARE_INFER 0.20
+#define BENCH_SHARE_EPOCH 0.35
+#define BENCH_WARMUP_SHARE 0.15
+
+/* What the steady-state steps work on. */
+typedef struct {
+    const nnc_model *m;
+    int threads, batch;
+    size_t in_floats;       /* floats per image */
+    int pool_batches;       /* how many batches pool holds */
+    const float *pool;      /* [pool_batches][batch][in_floats] converted inputs */
+    const uint8_t *labels;  /* [pool_batches][batch] */
+    float *params, *state;  /* [n_params], [n_state] */
+    float *grads;           /* [n_params] */
+    float *probs;           /* [batch][n_classes] */
+    nnc_optimizer *opt;
+    float lr;
+    nnc_rng *rng;           /* dropout keys */
+    int nonfinite;          /* set when a training step's loss was not finite */
+} bench_ctx;
+
+/* Step number i of a measurement; cycles through the pool. */
+typedef void (*bench_step_fn)(bench_ctx *bc, long i);
+
+/* One training step as the epoch loop does it, minus the data handling. */
+static void bench_train_step(bench_ctx *bc, long i) {
+    size_t k = (size_t)(i % bc->pool_batches);
+    nnc_step_ctx ctx = {.threads = bc->threads, .dropout_key = rng_u64(bc->rng)};
+    nnc_batch_stats stats = bc->m->train_batch(&ctx, bc->pool + k * (size_t)bc->batch * bc->in_floats,
+                                               bc->labels + k * (size_t)bc->batch, bc->batch, bc->params,
+                                               bc->grads, bc->state);
+    if (!isfinite(stats.loss_sum)) bc->nonfinite = 1;
+    nnc_optimizer_update(bc->opt, bc->params, bc->grads, bc->lr);
+}
+
+static void bench_infer_step(bench_ctx *bc, long i) {
+    size_t k = (size_t)(i % bc->pool_batches);
+    nnc_step_ctx ctx = {.threads = bc->threads, .dropout_key = 0};
+    bc->m->infer_batch(&ctx, bc->pool + k * (size_t)bc->batch * bc->in_floats, bc->batch, bc->params, bc->state,
+                       bc->probs);
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median, min and max of rates[0..n); sorts rates. */
+static void summarize_rates(nnc_bench_rate *rate, double *rates, int n, long steps) {
+    qsort(rates, (size_t)n, sizeof *rates, compare_doubles);
+    rate->median = n % 2 ? rates[n / 2] : 0.5 * (rates[n / 2 - 1] + rates[n / 2]);
+    rate->min = rates[0];
+    rate->max = rates[n - 1];
+    rate->windows = n;
+    rate->steps = steps;
+}
+
+/*
+ * Warm up (at least BENCH_WARMUP_STEPS steps and BENCH_WARMUP_SHARE of the
+ * budget), take the pace of the warm-up's steps after the first (which pays
+ * for cold caches and page faults), then spend the rest of the budget on
+ * BENCH_WINDOWS equal windows of whole steps.
+ */
+static void bench_measure(bench_ctx *bc, bench_step_fn step, double budget, nnc_bench_rate *rate) {
+    long i = 0;
+    double start = now_seconds();
+    step(bc, i++);
+    double pace_start = now_seconds();
+    while (i < BENCH_WARMUP_STEPS || now_seconds() - start < BENCH_WARMUP_SHARE * budget) step(bc, i++);
+    double per_step = (now_seconds() - pace_start) / (double)(i - 1);
+    if (per_step < 1e-9) per_step = 1e-9;
+
+    double left = budget - (now_seconds() - start);
+    long steps = (long)(left / BENCH_WINDOWS / per_step);
+    int windows = BENCH_WINDOWS;
+    if (steps < 1) { /* slow steps: one per window, and fewer windows */
+        steps = 1;
+        windows = (int)(left / per_step);
+        if (windows < BENCH_MIN_WINDOWS) windows = BENCH_MIN_WINDOWS;
+        if (windows > BENCH_WINDOWS) windows = BENCH_WINDOWS;
+    }
+    double rates[BENCH_WINDOWS];
+    for (int w = 0; w < windows; w++) {
+        double t0 = now_seconds();
+        for (long s = 0; s < steps; s++) step(bc, i++);
+        double dt = now_seconds() - t0;
+        rates[w] = (double)steps * bc->batch / (dt > 0 ? dt : 1e-9);
+    }
+    summarize_rates(rate, rates, windows, steps);
+}
+
+/*
+ * The data-path rate: BENCH_EPOCHS runs of nnc_train, one epoch each, over the
+ * first images of `set`, as many whole batches as fit the budget at the
+ * steady-state pace (at least two, at most the whole set). Each epoch's rate
+ * is nnc_train's own measure, the one its log prints as img/s.
+ */
+static int bench_epochs(const nnc_model *m, const nnc_bench_opts *opts, const nnc_dataset *set, double train_rate,
+                        double budget, float *params, float *state, const float prep[2], nnc_bench_result *res,
+                        char *err, size_t errlen) {
+    const int batch = m->recipe.batch;
+    long n = (long)(train_rate * budget / BENCH_EPOCHS / batch) * batch;
+    if (n < 2L * batch) n = 2L * batch;
+    if (n > set->n) n = set->n;
+    nnc_dataset part = *set;
+    part.n = (int)n;
+    nnc_train_opts topts = {
+        .epochs = 1, .seed = opts->seed, .threads = opts->threads, .init_params = 0, .log = NULL};
+    double rates[BENCH_EPOCHS];
+    for (int e = 0; e < BENCH_EPOCHS; e++) {
+        nnc_train_result tr;
+        if (nnc_train(m, &part, NULL, &topts, params, state, prep, &tr, err, errlen) != 0) return -1;
+        rates[e] = (double)n / (tr.train_seconds > 0 ? tr.train_seconds : 1e-9);
+    }
+    summarize_rates(&res->epoch, rates, BENCH_EPOCHS, 1);
+    res->epoch_images = (int)n;
+    return 0;
+}
+
+/* Uniform random bytes, four per draw. */
+static void random_bytes(uint8_t *p, size_t n, nnc_rng *rng) {
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t r = nnc_rng_u32(rng);
+        for (size_t j = i; j < i + 4 && j < n; j++, r >>= 8) p[j] = (uint8_t)r;
+    }
+}
+
+int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *res, char *err, size_t errlen) {
+    memset(res, 0, sizeof *res);
+    const int batch = m->recipe.batch;
+    if (batch < 1 || batch > m->max_batch) {
+        set_err(err, errlen, "model %s: batch size %d is not in 1..%d", m->name, batch, m->max_batch);
+        return -1;
+    }
+    if (!(opts->seconds > 0)) {
+        set_err(err, errlen, "the benchmark needs a positive time budget (got %g s)", opts->seconds);
+        return -1;
+    }
+    const size_t in_floats = (size_t)m->in_h * m->in_w * m->in_c;
+    /* The synthetic training set: n images of in_floats bytes each (a valid
+     * nnc_dataset when the input has one channel), random labels. */
+    nnc_dataset set = {.n = batch > BENCH_SET_SIZE ? batch : BENCH_SET_SIZE, .h = m->in_h, .w = m->in_w};
+    const int pool_batches = set.n / batch < BENCH_POOL_BATCHES ? set.n / batch : BENCH_POOL_BATCHES;
+    set.images = malloc((size_t)set.n * in_floats);
+    set.labels = malloc((size_t)set.n);
+    float *pool = malloc((size_t)pool_batches * batch * in_floats * sizeof(float));
+    float *params = calloc(m->n_params ? m->n_params : 1, sizeof(float));
+    float *state = calloc(m->n_state ? m->n_state : 1, sizeof(float));
+    float *grads = calloc(m->n_params ? m->n_params : 1, sizeof(float));
+    float *probs = malloc((size_t)batch * m->n_classes * sizeof(float));
+    nnc_optimizer opt;
+    int opt_rc = nnc_optimizer_init(&opt, &m->recipe.optimizer, m->n_params);
+    int rc = -1;
+    if (!set.images || !set.labels || !pool || !params || !state || !grads || !probs || opt_rc != 0) {
+        set_err(err, errlen, "out of memory for the benchmark's buffers (%zu parameters)", m->n_params);
+        goto done;
+    }
+
+    nnc_rng rng;
+    nnc_rng_seed(&rng, opts->seed, NNC_RNG_STREAM);
+    random_bytes(set.images, (size_t)set.n * in_floats, &rng);
+    for (int s = 0; s < set.n; s++) set.labels[s] = (uint8_t)nnc_rng_below(&rng, (uint32_t)m->n_classes);
+    float prep[2], table[256];
+    nnc_prep_compute(m, &set, prep);
+    nnc_prep_table(m, prep, table);
+    for (size_t i = 0; i < (size_t)pool_batches * batch * in_floats; i++) pool[i] = table[set.images[i]];
+    m->init(params, state, &rng);
+
+    res->batch = batch;
+    res->lr = nnc_schedule_lr(&m->recipe, 0);
+    bench_ctx bc = {
+        .m = m, .threads = opts->threads, .batch = batch, .in_floats = in_floats, .pool_batches = pool_batches,
+        .pool = pool, .labels = set.labels, .params = params, .state = state, .grads = grads, .probs = probs,
+        .opt = &opt, .lr = res->lr, .rng = &rng,
+    };
+    bench_measure(&bc, bench_train_step, BENCH_SHARE_TRAIN * opts->seconds, &res->train);
+    if (bc.nonfinite) {
+        set_err(err, errlen, "model %s: the loss on synthetic data became non-finite at lr %g; timings of a "
+                "diverged model would mislead", m->name, (double)res->lr);
+        goto done;
+    }
+    bench_measure(&bc, bench_infer_step, BENCH_SHARE_INFER * opts->seconds, &res->infer);
+    if (m->in_c == 1 && bench_epochs(m, opts, &set, res->train.median, BENCH_SHARE_EPOCH * opts->seconds, params,
+                                     state, prep, res, err, errlen) != 0)
+        goto done;
+    rc = 0;
+done:
+    nnc_dataset_free(&set);
+    free(pool), free(params), free(state), free(grads), free(probs);
+    nnc_optimizer_free(&opt);
     return rc;
 }
