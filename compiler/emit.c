@@ -45,6 +45,7 @@ typedef struct {
     char (*out_name)[64];
     char (*dout_name)[64];
     int *input_is_x; /* the layer reads the network input: it needs no input gradient */
+    int loop_open;   /* inside a `for (c < CHUNKS)` slice loop of the step */
 } emitter;
 
 /* ------------------------------------------------------------------------ */
@@ -637,9 +638,9 @@ static void emit_activation(emitter *e, int i)
 }
 
 /*
- * batchnorm over the last axis. Training mode runs in phases so that every
- * slice sees the statistics of the whole batch: per-slice sums, combined in
- * slice order by one thread, then the per-slice normalization.
+ * batchnorm over the last axis. Training mode runs in two phases so that
+ * every slice sees the statistics of the whole batch: per-slice sums,
+ * combined in slice order by one thread, then the per-slice normalization.
  */
 static void emit_batchnorm(emitter *e, int i)
 {
@@ -649,28 +650,31 @@ static void emit_batchnorm(emitter *e, int i)
     flt(eps, sizeof eps, l->u.bn.eps);
     flt(mom, sizeof mom, l->u.bn.momentum);
     const char *id = l->ident;
-    emit(e, "static double %s_partial[CHUNKS][%d]; /* per-slice channel sums */\n", id, C);
+    emit(e, "static double %s_partial[CHUNKS][2][%d]; /* per-slice channel sums of x and of x^2 */\n", id, C);
     emit(e, "static float %s_mean[%d], %s_inv_std[%d]; /* this batch's statistics */\n\n", id, C, id, C);
 
-    emit(e, "static void %s_sum(double *restrict sum, const float *restrict in, const float *restrict center, int lo, int hi)\n{\n", id);
-    emit(e, "    /* center == NULL: sum of x; else sum of (x - center)^2 */\n");
-    emit(e, "    for (int c = 0; c < %d; c++)\n        sum[c] = 0.0;\n", C);
+    emit(e, "static void %s_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)\n{\n", id);
+    emit(e, "    for (int c = 0; c < %d; c++)\n        sum[c] = sum_sq[c] = 0.0;\n", C);
     emit(e, "    for (size_t p = (size_t)lo * %d; p < (size_t)hi * %d; p++)\n", P, P);
     emit(e, "        for (int c = 0; c < %d; c++) {\n", C);
     emit(e, "            double v = in[p * %d + c];\n", C);
-    emit(e, "            sum[c] += center ? (v - center[c]) * (v - center[c]) : v;\n        }\n}\n\n");
+    emit(e, "            sum[c] += v;\n            sum_sq[c] += v * v;\n        }\n}\n\n");
 
-    emit(e, "/* One thread: batch mean and variance from the slices' sums, in slice order; update the running statistics. */\n");
-    emit(e, "static void %s_combine(float *restrict running, int n, int phase)\n{\n", id);
+    emit(e, "/*\n * One thread: the batch's mean and variance from the slices' sums, added in slice order\n");
+    emit(e, " * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.\n */\n");
+    emit(e, "static void %s_combine(float *restrict running, int n)\n{\n", id);
     emit(e, "    double count = (double)n * %d;\n", P);
     emit(e, "    for (int c = 0; c < %d; c++) {\n", C);
-    emit(e, "        double total = 0.0;\n        for (int k = 0; k < CHUNKS; k++)\n            total += %s_partial[k][c];\n", id);
-    emit(e, "        if (phase == 0) {\n            %s_mean[c] = (float)(total / count);\n            continue;\n        }\n", id);
-    emit(e, "        double var = total / count;\n");
+    emit(e, "        double sum = 0.0, sum_sq = 0.0;\n");
+    emit(e, "        for (int k = 0; k < CHUNKS; k++) {\n            sum += %s_partial[k][0][c];\n            sum_sq += %s_partial[k][1][c];\n        }\n", id, id);
+    emit(e, "        double mean = sum / count;\n");
+    emit(e, "        double var = sum_sq / count - mean * mean;\n");
+    emit(e, "        var = var > 0.0 ? var : 0.0;\n");
+    emit(e, "        %s_mean[c] = (float)mean;\n", id);
     emit(e, "        %s_inv_std[c] = (float)(1.0 / sqrt(var + %s));\n", id, eps);
     emit(e, "        /* running mean and (unbiased) variance, with momentum %s as Keras */\n", mom);
     emit(e, "        double unbiased = count > 1 ? var * count / (count - 1) : var;\n");
-    emit(e, "        running[c] = %s * running[c] + (1.0f - %s) * %s_mean[c];\n", mom, mom, id);
+    emit(e, "        running[c] = %s * running[c] + (1.0f - %s) * (float)mean;\n", mom, mom);
     emit(e, "        running[%d + c] = %s * running[%d + c] + (1.0f - %s) * (float)unbiased;\n", C, mom, C, mom);
     emit(e, "    }\n}\n\n");
 
@@ -867,12 +871,48 @@ static void emit_init(emitter *e)
 /* The step                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void emit_chunk_loop_open(emitter *e, const layer *l)
+/*
+ * The step is a sequence of slice loops. Layers run back to back inside one
+ * loop (each slice through several layers, no waiting), and a loop closes only
+ * where the batch must meet: batchnorm's statistics and the gradient sum.
+ */
+static void slice_loop_begin(emitter *e)
 {
-    if (l)
-        emit(e, "\n        /* %s: `%s` */\n", l->name, l->source);
-    emit(e, "#pragma omp for schedule(static)\n");
-    emit(e, "        for (int c = 0; c < CHUNKS; c++)\n");
+    if (e->loop_open)
+        return;
+    emit(e, "\n#pragma omp for schedule(static)\n");
+    emit(e, "        for (int c = 0; c < CHUNKS; c++) {\n");
+    emit(e, "            int lo = LO(c), hi = HI(c);\n");
+    e->loop_open = 1;
+}
+
+static void slice_loop_end(emitter *e)
+{
+    if (!e->loop_open)
+        return;
+    emit(e, "        }\n");
+    e->loop_open = 0;
+}
+
+/* A statement that one thread runs while the others wait. */
+static void emit_single(emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit_single(emitter *e, const char *fmt, ...)
+{
+    slice_loop_end(e);
+    emit(e, "#pragma omp single\n        ");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(e->out, fmt, ap);
+    va_end(ap);
+    emit(e, "\n");
+}
+
+static void emit_layer_comment(emitter *e, const layer *l)
+{
+    if (l->line > 0)
+        emit(e, "            /* %s: `%s` (line %d) */\n", l->name, l->source, l->line);
+    else
+        emit(e, "            /* %s: `%s` */\n", l->name, l->source);
 }
 
 static void emit_forward_call(emitter *e, int i, int training)
@@ -880,53 +920,51 @@ static void emit_forward_call(emitter *e, int i, int training)
     const layer *l = &e->m->layers[i];
     char up[64];
     upper(up, l->ident, sizeof up);
-    const char *in = e->out_name[i - 1 >= 0 ? i - 1 : 0];
-    if (i == 0)
-        in = "x";
+    const char *in = i == 0 ? "x" : e->out_name[i - 1];
     const char *id = l->ident;
-    switch (l->kind) {
-    case LAYER_FLATTEN:
-        emit(e, "\n        /* %s: `%s` is a view: NHWC rows are already flat */\n", l->name, l->source);
+    int S = shape_size(l->out);
+    if (l->kind == LAYER_FLATTEN) {
+        slice_loop_begin(e);
+        emit(e, "            /* %s: `%s` is a view: NHWC rows are already flat */\n", l->name, l->source);
         return;
-    case LAYER_DENSE:
-    case LAYER_CONV:
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_forward(%s_out, %s, params + %s_W, params + %s_B, LO(c), HI(c));\n", id, id, in, up, up);
-        return;
-    case LAYER_MAXPOOL:
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_forward(%s_out, %s_argmax, %s, LO(c), HI(c));\n", id, id, id, in);
-        return;
-    case LAYER_AVGPOOL:
-    case LAYER_ACTIVATION:
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_forward(%s_out, %s, LO(c), HI(c));\n", id, id, in);
-        return;
-    case LAYER_DROPOUT:
-        emit_chunk_loop_open(e, l);
-        if (training)
-            emit(e, "            %s_forward(%s_out, %s_mask, %s, dropout_key(ctx, %d), LO(c), HI(c));\n", id, id, id, in, i);
-        else
-            emit(e, "            memcpy(%s_out + (size_t)LO(c) * %d, %s + (size_t)LO(c) * %d, sizeof(float) * (size_t)(HI(c) - LO(c)) * %d); /* off at inference */\n",
-                 id, shape_size(l->out), in, shape_size(l->out), shape_size(l->out));
-        return;
-    case LAYER_BATCHNORM:
-        if (!training) {
-            emit_chunk_loop_open(e, l);
-            emit(e, "            %s_forward_infer(%s_out, %s, params + %s_GAMMA, params + %s_BETA, state + %s_RUNNING, LO(c), HI(c));\n",
-                 id, id, in, up, up, up);
-            return;
-        }
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_sum(%s_partial[c], %s, NULL, LO(c), HI(c));\n", id, id, in);
-        emit(e, "#pragma omp single\n        %s_combine(state + %s_RUNNING, n, 0);\n", id, up);
-        emit_chunk_loop_open(e, NULL);
-        emit(e, "            %s_sum(%s_partial[c], %s, %s_mean, LO(c), HI(c));\n", id, id, in, id);
-        emit(e, "#pragma omp single\n        %s_combine(state + %s_RUNNING, n, 1);\n", id, up);
-        emit_chunk_loop_open(e, NULL);
-        emit(e, "            %s_normalize(%s_out, %s_xhat, %s, params + %s_GAMMA, params + %s_BETA, LO(c), HI(c));\n", id, id,
+    }
+    if (l->kind == LAYER_BATCHNORM && training) {
+        slice_loop_begin(e);
+        emit_layer_comment(e, l);
+        emit(e, "            %s_sums(%s_partial[c][0], %s_partial[c][1], %s, lo, hi);\n", id, id, id, in);
+        emit_single(e, "%s_combine(state + %s_RUNNING, n);", id, up);
+        slice_loop_begin(e);
+        emit(e, "            %s_normalize(%s_out, %s_xhat, %s, params + %s_GAMMA, params + %s_BETA, lo, hi);\n", id, id,
              id, in, up, up);
         return;
+    }
+    slice_loop_begin(e);
+    emit_layer_comment(e, l);
+    switch (l->kind) {
+    case LAYER_DENSE:
+    case LAYER_CONV:
+        emit(e, "            %s_forward(%s_out, %s, params + %s_W, params + %s_B, lo, hi);\n", id, id, in, up, up);
+        break;
+    case LAYER_MAXPOOL:
+        emit(e, "            %s_forward(%s_out, %s_argmax, %s, lo, hi);\n", id, id, id, in);
+        break;
+    case LAYER_AVGPOOL:
+    case LAYER_ACTIVATION:
+        emit(e, "            %s_forward(%s_out, %s, lo, hi);\n", id, id, in);
+        break;
+    case LAYER_DROPOUT:
+        if (training)
+            emit(e, "            %s_forward(%s_out, %s_mask, %s, dropout_key(ctx, %d), lo, hi);\n", id, id, id, in, i);
+        else
+            emit(e, "            memcpy(%s_out + (size_t)lo * %d, %s + (size_t)lo * %d, sizeof(float) * (size_t)(hi - lo) * %d); /* off at inference */\n",
+                 id, S, in, S, S);
+        break;
+    case LAYER_BATCHNORM:
+        emit(e, "            %s_forward_infer(%s_out, %s, params + %s_GAMMA, params + %s_BETA, state + %s_RUNNING, lo, hi);\n",
+             id, id, in, up, up, up);
+        break;
+    case LAYER_FLATTEN:
+        break;
     }
 }
 
@@ -939,56 +977,47 @@ static void emit_backward_call(emitter *e, int i)
     int first = e->input_is_x[i];
     const char *in = i == 0 || first ? "x" : e->out_name[i - 1];
     const char *din = first ? "NULL" : e->dout_name[i - 1];
+    if (l->kind == LAYER_FLATTEN)
+        return;
+    /* Layers that only pass a gradient on have nothing to do at the network's input. */
+    if (first && (l->kind == LAYER_MAXPOOL || l->kind == LAYER_AVGPOOL || l->kind == LAYER_DROPOUT ||
+                  l->kind == LAYER_ACTIVATION))
+        return;
+    slice_loop_begin(e);
+    emit_layer_comment(e, l);
     switch (l->kind) {
-    case LAYER_FLATTEN:
-        return;
     case LAYER_DENSE:
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_backward(%s, slice_grads[c] + %s_W, slice_grads[c] + %s_B, %s_dout, %s_out, %s, params + %s_W,\n"
-                "                            LO(c), HI(c));\n", id, din, up, up, id, id, in, up);
-        return;
+        emit(e, "            %s_backward(%s, slice_grads[c] + %s_W, slice_grads[c] + %s_B, %s_dout, %s_out, %s,\n"
+                "                            params + %s_W, lo, hi);\n", id, din, up, up, id, id, in, up);
+        break;
     case LAYER_CONV:
-        if (!first)
-            emit(e, "\n#pragma omp single\n        %s_transpose_weights(params + %s_W);", id, up);
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_backward(%s, slice_grads[c] + %s_W, slice_grads[c] + %s_B, %s_dout, %s_out, %s, LO(c), HI(c));\n",
+        emit(e, "            %s_backward(%s, slice_grads[c] + %s_W, slice_grads[c] + %s_B, %s_dout, %s_out, %s, lo, hi);\n",
              id, din, up, up, id, id, in);
-        return;
+        break;
     case LAYER_MAXPOOL:
-        if (first)
-            return;
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_backward(%s, %s_dout, %s_argmax, LO(c), HI(c));\n", id, din, id, id);
-        return;
+        emit(e, "            %s_backward(%s, %s_dout, %s_argmax, lo, hi);\n", id, din, id, id);
+        break;
     case LAYER_AVGPOOL:
-        if (first)
-            return;
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_backward(%s, %s_dout, LO(c), HI(c));\n", id, din, id);
-        return;
+        emit(e, "            %s_backward(%s, %s_dout, lo, hi);\n", id, din, id);
+        break;
     case LAYER_DROPOUT:
-        if (first)
-            return;
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_backward(%s, %s_dout, %s_mask, LO(c), HI(c));\n", id, din, id, id);
-        return;
+        emit(e, "            %s_backward(%s, %s_dout, %s_mask, lo, hi);\n", id, din, id, id);
+        break;
     case LAYER_ACTIVATION:
-        if (first)
-            return;
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_backward(%s, %s_dout, %s_out, LO(c), HI(c));\n", id, din, id, id);
-        return;
+        emit(e, "            %s_backward(%s, %s_dout, %s_out, lo, hi);\n", id, din, id, id);
+        break;
     case LAYER_BATCHNORM:
-        emit_chunk_loop_open(e, l);
-        emit(e, "            %s_backward_params(slice_grads[c] + %s_GAMMA, slice_grads[c] + %s_BETA, %s_dout, %s_xhat, LO(c), HI(c));\n",
+        emit(e, "            %s_backward_params(slice_grads[c] + %s_GAMMA, slice_grads[c] + %s_BETA, %s_dout, %s_xhat, lo, hi);\n",
              id, up, up, id, id);
         if (first)
-            return;
-        emit(e, "#pragma omp single\n        sum_slices(%s_totals, %s_GAMMA, %d);\n", id, up, 2 * l->out.c);
-        emit_chunk_loop_open(e, NULL);
-        emit(e, "            %s_backward_input(%s, %s_dout, %s_xhat, params + %s_GAMMA, %s_totals, %s_totals + %d, n, LO(c), HI(c));\n",
+            break;
+        emit_single(e, "sum_slices(%s_totals, %s_GAMMA, %d);", id, up, 2 * l->out.c);
+        slice_loop_begin(e);
+        emit(e, "            %s_backward_input(%s, %s_dout, %s_xhat, params + %s_GAMMA, %s_totals, %s_totals + %d, n, lo, hi);\n",
              id, din, id, id, up, id, id, l->out.c);
-        return;
+        break;
+    case LAYER_FLATTEN:
+        break;
     }
 }
 
@@ -1016,7 +1045,6 @@ static void emit_penalties(emitter *e)
 static void emit_train_batch(emitter *e)
 {
     const model *m = e->m;
-    const char *last = m->layers[m->n_layers - 1].ident;
     int has_bn_backward = 0;
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].kind == LAYER_BATCHNORM && !e->input_is_x[i]) {
@@ -1042,16 +1070,27 @@ static void emit_train_batch(emitter *e)
     if (m->n_state == 0)
         emit(e, "    (void)state;\n");
     emit(e, "    double loss[CHUNKS];\n    int correct[CHUNKS];\n");
-    emit(e, "#pragma omp parallel num_threads(ctx->threads)\n    {");
+    emit(e, "#pragma omp parallel num_threads(ctx->threads)\n    {\n");
+    int transposes = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == LAYER_CONV && !e->input_is_x[i]) {
+            if (!transposes++)
+                emit(e, "        /* the backward passes' transposed conv weights, once a step */\n#pragma omp single\n        {\n");
+            char up[64];
+            upper(up, m->layers[i].ident, sizeof up);
+            emit(e, "            %s_transpose_weights(params + %s_W);\n", m->layers[i].ident, up);
+        }
+    if (transposes)
+        emit(e, "        }\n");
     for (int i = 0; i < m->n_layers; i++)
         emit_forward_call(e, i, 1);
-    emit(e, "\n        /* loss */\n");
-    emit_chunk_loop_open(e, NULL);
-    emit(e, "            loss_forward_backward(%s, &loss[c], &correct[c], %s, labels, n, LO(c), HI(c));\n",
+    slice_loop_begin(e);
+    emit(e, "            /* loss */\n");
+    emit(e, "            loss_forward_backward(%s, &loss[c], &correct[c], %s, labels, n, lo, hi);\n",
          e->dout_name[m->n_layers - 1], e->out_name[m->n_layers - 1]);
-    (void)last;
     for (int i = m->n_layers - 1; i >= 0; i--)
         emit_backward_call(e, i);
+    slice_loop_end(e);
     emit(e, "\n        /* the batch's gradient: the slices' sums, in slice order */\n");
     emit(e, "#pragma omp for schedule(static)\n");
     emit(e, "        for (size_t i = 0; i < N_PARAMS; i++) {\n");
@@ -1077,6 +1116,7 @@ static void emit_infer_batch(emitter *e)
     emit(e, "#pragma omp parallel num_threads(ctx->threads)\n    {");
     for (int i = 0; i < m->n_layers; i++)
         emit_forward_call(e, i, 0);
+    slice_loop_end(e);
     emit(e, "    }\n");
     emit(e, "    memcpy(probs, %s, sizeof(float) * (size_t)n * %d);\n}\n", e->out_name[m->n_layers - 1], K);
 }

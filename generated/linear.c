@@ -141,23 +141,19 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
     int correct[CHUNKS];
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
 
-        /* dense_1: `dense 10 softmax` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
-
-        /* loss */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            loss_forward_backward(dense_1_dout, &loss[c], &correct[c], dense_1_out, labels, n, LO(c), HI(c));
-
-        /* dense_1: `dense 10 softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, x, params + DENSE_1_W,
-                            LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 10 softmax` (line 9) */
+            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+            /* loss */
+            loss_forward_backward(dense_1_dout, &loss[c], &correct[c], dense_1_out, labels, n, lo, hi);
+            /* dense_1: `dense 10 softmax` (line 9) */
+            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, x,
+                            params + DENSE_1_W, lo, hi);
+        }
 
         /* the batch's gradient: the slices' sums, in slice order */
 #pragma omp for schedule(static)
@@ -183,12 +179,13 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     (void)state;
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-
-        /* dense_1: `dense 10 softmax` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 10 softmax` (line 9) */
+            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+        }
     }
     memcpy(probs, dense_1_out, sizeof(float) * (size_t)n * 10);
 }

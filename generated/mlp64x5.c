@@ -558,148 +558,72 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
     int correct[CHUNKS];
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
 
-        /* dense_1: `dense 64` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
-
-        /* activation_1: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_1_forward(activation_1_out, dense_1_out, LO(c), HI(c));
-
-        /* dense_2: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_forward(dense_2_out, activation_1_out, params + DENSE_2_W, params + DENSE_2_B, LO(c), HI(c));
-
-        /* activation_2: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_2_forward(activation_2_out, dense_2_out, LO(c), HI(c));
-
-        /* dense_3: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_3_forward(dense_3_out, activation_2_out, params + DENSE_3_W, params + DENSE_3_B, LO(c), HI(c));
-
-        /* activation_3: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_3_forward(activation_3_out, dense_3_out, LO(c), HI(c));
-
-        /* dense_4: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_4_forward(dense_4_out, activation_3_out, params + DENSE_4_W, params + DENSE_4_B, LO(c), HI(c));
-
-        /* activation_4: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_4_forward(activation_4_out, dense_4_out, LO(c), HI(c));
-
-        /* dense_5: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_5_forward(dense_5_out, activation_4_out, params + DENSE_5_W, params + DENSE_5_B, LO(c), HI(c));
-
-        /* activation_5: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_5_forward(activation_5_out, dense_5_out, LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_1_forward(dropout_1_out, dropout_1_mask, activation_5_out, dropout_key(ctx, 11), LO(c), HI(c));
-
-        /* dense_6: `dense 10` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_6_forward(dense_6_out, dropout_1_out, params + DENSE_6_W, params + DENSE_6_B, LO(c), HI(c));
-
-        /* activation_6: `softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_6_forward(activation_6_out, dense_6_out, LO(c), HI(c));
-
-        /* loss */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            loss_forward_backward(activation_6_dout, &loss[c], &correct[c], activation_6_out, labels, n, LO(c), HI(c));
-
-        /* activation_6: `softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_6_backward(dense_6_dout, activation_6_dout, activation_6_out, LO(c), HI(c));
-
-        /* dense_6: `dense 10` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_6_backward(dropout_1_dout, slice_grads[c] + DENSE_6_W, slice_grads[c] + DENSE_6_B, dense_6_dout, dense_6_out, dropout_1_out, params + DENSE_6_W,
-                            LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_1_backward(activation_5_dout, dropout_1_dout, dropout_1_mask, LO(c), HI(c));
-
-        /* activation_5: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_5_backward(dense_5_dout, activation_5_dout, activation_5_out, LO(c), HI(c));
-
-        /* dense_5: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_5_backward(activation_4_dout, slice_grads[c] + DENSE_5_W, slice_grads[c] + DENSE_5_B, dense_5_dout, dense_5_out, activation_4_out, params + DENSE_5_W,
-                            LO(c), HI(c));
-
-        /* activation_4: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_4_backward(dense_4_dout, activation_4_dout, activation_4_out, LO(c), HI(c));
-
-        /* dense_4: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_4_backward(activation_3_dout, slice_grads[c] + DENSE_4_W, slice_grads[c] + DENSE_4_B, dense_4_dout, dense_4_out, activation_3_out, params + DENSE_4_W,
-                            LO(c), HI(c));
-
-        /* activation_3: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_3_backward(dense_3_dout, activation_3_dout, activation_3_out, LO(c), HI(c));
-
-        /* dense_3: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_3_backward(activation_2_dout, slice_grads[c] + DENSE_3_W, slice_grads[c] + DENSE_3_B, dense_3_dout, dense_3_out, activation_2_out, params + DENSE_3_W,
-                            LO(c), HI(c));
-
-        /* activation_2: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_2_backward(dense_2_dout, activation_2_dout, activation_2_out, LO(c), HI(c));
-
-        /* dense_2: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_backward(activation_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, activation_1_out, params + DENSE_2_W,
-                            LO(c), HI(c));
-
-        /* activation_1: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_1_backward(dense_1_dout, activation_1_dout, activation_1_out, LO(c), HI(c));
-
-        /* dense_1: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, x, params + DENSE_1_W,
-                            LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 64` (line 10) */
+            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+            /* activation_1: `relu` (line 11) */
+            activation_1_forward(activation_1_out, dense_1_out, lo, hi);
+            /* dense_2: `dense 64` (line 12) */
+            dense_2_forward(dense_2_out, activation_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
+            /* activation_2: `relu` (line 13) */
+            activation_2_forward(activation_2_out, dense_2_out, lo, hi);
+            /* dense_3: `dense 64` (line 14) */
+            dense_3_forward(dense_3_out, activation_2_out, params + DENSE_3_W, params + DENSE_3_B, lo, hi);
+            /* activation_3: `relu` (line 15) */
+            activation_3_forward(activation_3_out, dense_3_out, lo, hi);
+            /* dense_4: `dense 64` (line 16) */
+            dense_4_forward(dense_4_out, activation_3_out, params + DENSE_4_W, params + DENSE_4_B, lo, hi);
+            /* activation_4: `relu` (line 17) */
+            activation_4_forward(activation_4_out, dense_4_out, lo, hi);
+            /* dense_5: `dense 64` (line 18) */
+            dense_5_forward(dense_5_out, activation_4_out, params + DENSE_5_W, params + DENSE_5_B, lo, hi);
+            /* activation_5: `relu` (line 19) */
+            activation_5_forward(activation_5_out, dense_5_out, lo, hi);
+            /* dropout_1: `dropout 0.2` (line 20) */
+            dropout_1_forward(dropout_1_out, dropout_1_mask, activation_5_out, dropout_key(ctx, 11), lo, hi);
+            /* dense_6: `dense 10` (line 21) */
+            dense_6_forward(dense_6_out, dropout_1_out, params + DENSE_6_W, params + DENSE_6_B, lo, hi);
+            /* activation_6: `softmax` (line 22) */
+            activation_6_forward(activation_6_out, dense_6_out, lo, hi);
+            /* loss */
+            loss_forward_backward(activation_6_dout, &loss[c], &correct[c], activation_6_out, labels, n, lo, hi);
+            /* activation_6: `softmax` (line 22) */
+            activation_6_backward(dense_6_dout, activation_6_dout, activation_6_out, lo, hi);
+            /* dense_6: `dense 10` (line 21) */
+            dense_6_backward(dropout_1_dout, slice_grads[c] + DENSE_6_W, slice_grads[c] + DENSE_6_B, dense_6_dout, dense_6_out, dropout_1_out,
+                            params + DENSE_6_W, lo, hi);
+            /* dropout_1: `dropout 0.2` (line 20) */
+            dropout_1_backward(activation_5_dout, dropout_1_dout, dropout_1_mask, lo, hi);
+            /* activation_5: `relu` (line 19) */
+            activation_5_backward(dense_5_dout, activation_5_dout, activation_5_out, lo, hi);
+            /* dense_5: `dense 64` (line 18) */
+            dense_5_backward(activation_4_dout, slice_grads[c] + DENSE_5_W, slice_grads[c] + DENSE_5_B, dense_5_dout, dense_5_out, activation_4_out,
+                            params + DENSE_5_W, lo, hi);
+            /* activation_4: `relu` (line 17) */
+            activation_4_backward(dense_4_dout, activation_4_dout, activation_4_out, lo, hi);
+            /* dense_4: `dense 64` (line 16) */
+            dense_4_backward(activation_3_dout, slice_grads[c] + DENSE_4_W, slice_grads[c] + DENSE_4_B, dense_4_dout, dense_4_out, activation_3_out,
+                            params + DENSE_4_W, lo, hi);
+            /* activation_3: `relu` (line 15) */
+            activation_3_backward(dense_3_dout, activation_3_dout, activation_3_out, lo, hi);
+            /* dense_3: `dense 64` (line 14) */
+            dense_3_backward(activation_2_dout, slice_grads[c] + DENSE_3_W, slice_grads[c] + DENSE_3_B, dense_3_dout, dense_3_out, activation_2_out,
+                            params + DENSE_3_W, lo, hi);
+            /* activation_2: `relu` (line 13) */
+            activation_2_backward(dense_2_dout, activation_2_dout, activation_2_out, lo, hi);
+            /* dense_2: `dense 64` (line 12) */
+            dense_2_backward(activation_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, activation_1_out,
+                            params + DENSE_2_W, lo, hi);
+            /* activation_1: `relu` (line 11) */
+            activation_1_backward(dense_1_dout, activation_1_dout, activation_1_out, lo, hi);
+            /* dense_1: `dense 64` (line 10) */
+            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, x,
+                            params + DENSE_1_W, lo, hi);
+        }
 
         /* the batch's gradient: the slices' sums, in slice order */
 #pragma omp for schedule(static)
@@ -725,72 +649,37 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     (void)state;
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-
-        /* dense_1: `dense 64` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
-
-        /* activation_1: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_1_forward(activation_1_out, dense_1_out, LO(c), HI(c));
-
-        /* dense_2: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_forward(dense_2_out, activation_1_out, params + DENSE_2_W, params + DENSE_2_B, LO(c), HI(c));
-
-        /* activation_2: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_2_forward(activation_2_out, dense_2_out, LO(c), HI(c));
-
-        /* dense_3: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_3_forward(dense_3_out, activation_2_out, params + DENSE_3_W, params + DENSE_3_B, LO(c), HI(c));
-
-        /* activation_3: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_3_forward(activation_3_out, dense_3_out, LO(c), HI(c));
-
-        /* dense_4: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_4_forward(dense_4_out, activation_3_out, params + DENSE_4_W, params + DENSE_4_B, LO(c), HI(c));
-
-        /* activation_4: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_4_forward(activation_4_out, dense_4_out, LO(c), HI(c));
-
-        /* dense_5: `dense 64` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_5_forward(dense_5_out, activation_4_out, params + DENSE_5_W, params + DENSE_5_B, LO(c), HI(c));
-
-        /* activation_5: `relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_5_forward(activation_5_out, dense_5_out, LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            memcpy(dropout_1_out + (size_t)LO(c) * 64, activation_5_out + (size_t)LO(c) * 64, sizeof(float) * (size_t)(HI(c) - LO(c)) * 64); /* off at inference */
-
-        /* dense_6: `dense 10` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_6_forward(dense_6_out, dropout_1_out, params + DENSE_6_W, params + DENSE_6_B, LO(c), HI(c));
-
-        /* activation_6: `softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            activation_6_forward(activation_6_out, dense_6_out, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 64` (line 10) */
+            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+            /* activation_1: `relu` (line 11) */
+            activation_1_forward(activation_1_out, dense_1_out, lo, hi);
+            /* dense_2: `dense 64` (line 12) */
+            dense_2_forward(dense_2_out, activation_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
+            /* activation_2: `relu` (line 13) */
+            activation_2_forward(activation_2_out, dense_2_out, lo, hi);
+            /* dense_3: `dense 64` (line 14) */
+            dense_3_forward(dense_3_out, activation_2_out, params + DENSE_3_W, params + DENSE_3_B, lo, hi);
+            /* activation_3: `relu` (line 15) */
+            activation_3_forward(activation_3_out, dense_3_out, lo, hi);
+            /* dense_4: `dense 64` (line 16) */
+            dense_4_forward(dense_4_out, activation_3_out, params + DENSE_4_W, params + DENSE_4_B, lo, hi);
+            /* activation_4: `relu` (line 17) */
+            activation_4_forward(activation_4_out, dense_4_out, lo, hi);
+            /* dense_5: `dense 64` (line 18) */
+            dense_5_forward(dense_5_out, activation_4_out, params + DENSE_5_W, params + DENSE_5_B, lo, hi);
+            /* activation_5: `relu` (line 19) */
+            activation_5_forward(activation_5_out, dense_5_out, lo, hi);
+            /* dropout_1: `dropout 0.2` (line 20) */
+            memcpy(dropout_1_out + (size_t)lo * 64, activation_5_out + (size_t)lo * 64, sizeof(float) * (size_t)(hi - lo) * 64); /* off at inference */
+            /* dense_6: `dense 10` (line 21) */
+            dense_6_forward(dense_6_out, dropout_1_out, params + DENSE_6_W, params + DENSE_6_B, lo, hi);
+            /* activation_6: `softmax` (line 22) */
+            activation_6_forward(activation_6_out, dense_6_out, lo, hi);
+        }
     }
     memcpy(probs, activation_6_out, sizeof(float) * (size_t)n * 10);
 }

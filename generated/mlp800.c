@@ -223,44 +223,28 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
     int correct[CHUNKS];
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
 
-        /* dense_1: `dense 800 relu init=uniform` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_1_forward(dropout_1_out, dropout_1_mask, dense_1_out, dropout_key(ctx, 2), LO(c), HI(c));
-
-        /* dense_2: `dense 10 softmax init=uniform` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, LO(c), HI(c));
-
-        /* loss */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            loss_forward_backward(dense_2_dout, &loss[c], &correct[c], dense_2_out, labels, n, LO(c), HI(c));
-
-        /* dense_2: `dense 10 softmax init=uniform` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_backward(dropout_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, dropout_1_out, params + DENSE_2_W,
-                            LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_1_backward(dense_1_dout, dropout_1_dout, dropout_1_mask, LO(c), HI(c));
-
-        /* dense_1: `dense 800 relu init=uniform` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, x, params + DENSE_1_W,
-                            LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 800 relu init=uniform` (line 9) */
+            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+            /* dropout_1: `dropout 0.5` (line 10) */
+            dropout_1_forward(dropout_1_out, dropout_1_mask, dense_1_out, dropout_key(ctx, 2), lo, hi);
+            /* dense_2: `dense 10 softmax init=uniform` (line 11) */
+            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
+            /* loss */
+            loss_forward_backward(dense_2_dout, &loss[c], &correct[c], dense_2_out, labels, n, lo, hi);
+            /* dense_2: `dense 10 softmax init=uniform` (line 11) */
+            dense_2_backward(dropout_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, dropout_1_out,
+                            params + DENSE_2_W, lo, hi);
+            /* dropout_1: `dropout 0.5` (line 10) */
+            dropout_1_backward(dense_1_dout, dropout_1_dout, dropout_1_mask, lo, hi);
+            /* dense_1: `dense 800 relu init=uniform` (line 9) */
+            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, x,
+                            params + DENSE_1_W, lo, hi);
+        }
 
         /* the batch's gradient: the slices' sums, in slice order */
 #pragma omp for schedule(static)
@@ -286,22 +270,17 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     (void)state;
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-
-        /* dense_1: `dense 800 relu init=uniform` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            memcpy(dropout_1_out + (size_t)LO(c) * 800, dense_1_out + (size_t)LO(c) * 800, sizeof(float) * (size_t)(HI(c) - LO(c)) * 800); /* off at inference */
-
-        /* dense_2: `dense 10 softmax init=uniform` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 800 relu init=uniform` (line 9) */
+            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+            /* dropout_1: `dropout 0.5` (line 10) */
+            memcpy(dropout_1_out + (size_t)lo * 800, dense_1_out + (size_t)lo * 800, sizeof(float) * (size_t)(hi - lo) * 800); /* off at inference */
+            /* dense_2: `dense 10 softmax init=uniform` (line 11) */
+            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
+        }
     }
     memcpy(probs, dense_2_out, sizeof(float) * (size_t)n * 10);
 }

@@ -234,38 +234,42 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
 
 /* ---- batch_normalization_1: `batchnorm` (models/vgg_bn.nn:10) ----
  * in [n][26][26][32] -> out [n][26][26][32]; kernel: elementwise loops */
-static double batch_normalization_1_partial[CHUNKS][32]; /* per-slice channel sums */
+static double batch_normalization_1_partial[CHUNKS][2][32]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_1_mean[32], batch_normalization_1_inv_std[32]; /* this batch's statistics */
 
-static void batch_normalization_1_sum(double *restrict sum, const float *restrict in, const float *restrict center, int lo, int hi)
+static void batch_normalization_1_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)
 {
-    /* center == NULL: sum of x; else sum of (x - center)^2 */
     for (int c = 0; c < 32; c++)
-        sum[c] = 0.0;
+        sum[c] = sum_sq[c] = 0.0;
     for (size_t p = (size_t)lo * 676; p < (size_t)hi * 676; p++)
         for (int c = 0; c < 32; c++) {
             double v = in[p * 32 + c];
-            sum[c] += center ? (v - center[c]) * (v - center[c]) : v;
+            sum[c] += v;
+            sum_sq[c] += v * v;
         }
 }
 
-/* One thread: batch mean and variance from the slices' sums, in slice order; update the running statistics. */
-static void batch_normalization_1_combine(float *restrict running, int n, int phase)
+/*
+ * One thread: the batch's mean and variance from the slices' sums, added in slice order
+ * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
+ */
+static void batch_normalization_1_combine(float *restrict running, int n)
 {
     double count = (double)n * 676;
     for (int c = 0; c < 32; c++) {
-        double total = 0.0;
-        for (int k = 0; k < CHUNKS; k++)
-            total += batch_normalization_1_partial[k][c];
-        if (phase == 0) {
-            batch_normalization_1_mean[c] = (float)(total / count);
-            continue;
+        double sum = 0.0, sum_sq = 0.0;
+        for (int k = 0; k < CHUNKS; k++) {
+            sum += batch_normalization_1_partial[k][0][c];
+            sum_sq += batch_normalization_1_partial[k][1][c];
         }
-        double var = total / count;
+        double mean = sum / count;
+        double var = sum_sq / count - mean * mean;
+        var = var > 0.0 ? var : 0.0;
+        batch_normalization_1_mean[c] = (float)mean;
         batch_normalization_1_inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
         /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
         double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * batch_normalization_1_mean[c];
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)mean;
         running[32 + c] = 0.99f * running[32 + c] + (1.0f - 0.99f) * (float)unbiased;
     }
 }
@@ -472,38 +476,42 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
 
 /* ---- batch_normalization_2: `batchnorm` (models/vgg_bn.nn:12) ----
  * in [n][24][24][32] -> out [n][24][24][32]; kernel: elementwise loops */
-static double batch_normalization_2_partial[CHUNKS][32]; /* per-slice channel sums */
+static double batch_normalization_2_partial[CHUNKS][2][32]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_2_mean[32], batch_normalization_2_inv_std[32]; /* this batch's statistics */
 
-static void batch_normalization_2_sum(double *restrict sum, const float *restrict in, const float *restrict center, int lo, int hi)
+static void batch_normalization_2_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)
 {
-    /* center == NULL: sum of x; else sum of (x - center)^2 */
     for (int c = 0; c < 32; c++)
-        sum[c] = 0.0;
+        sum[c] = sum_sq[c] = 0.0;
     for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
         for (int c = 0; c < 32; c++) {
             double v = in[p * 32 + c];
-            sum[c] += center ? (v - center[c]) * (v - center[c]) : v;
+            sum[c] += v;
+            sum_sq[c] += v * v;
         }
 }
 
-/* One thread: batch mean and variance from the slices' sums, in slice order; update the running statistics. */
-static void batch_normalization_2_combine(float *restrict running, int n, int phase)
+/*
+ * One thread: the batch's mean and variance from the slices' sums, added in slice order
+ * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
+ */
+static void batch_normalization_2_combine(float *restrict running, int n)
 {
     double count = (double)n * 576;
     for (int c = 0; c < 32; c++) {
-        double total = 0.0;
-        for (int k = 0; k < CHUNKS; k++)
-            total += batch_normalization_2_partial[k][c];
-        if (phase == 0) {
-            batch_normalization_2_mean[c] = (float)(total / count);
-            continue;
+        double sum = 0.0, sum_sq = 0.0;
+        for (int k = 0; k < CHUNKS; k++) {
+            sum += batch_normalization_2_partial[k][0][c];
+            sum_sq += batch_normalization_2_partial[k][1][c];
         }
-        double var = total / count;
+        double mean = sum / count;
+        double var = sum_sq / count - mean * mean;
+        var = var > 0.0 ? var : 0.0;
+        batch_normalization_2_mean[c] = (float)mean;
         batch_normalization_2_inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
         /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
         double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * batch_normalization_2_mean[c];
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)mean;
         running[32 + c] = 0.99f * running[32 + c] + (1.0f - 0.99f) * (float)unbiased;
     }
 }
@@ -744,38 +752,42 @@ static void conv2d_3_backward(float *restrict din, float *restrict dw, float *re
 
 /* ---- batch_normalization_3: `batchnorm` (models/vgg_bn.nn:15) ----
  * in [n][10][10][64] -> out [n][10][10][64]; kernel: elementwise loops */
-static double batch_normalization_3_partial[CHUNKS][64]; /* per-slice channel sums */
+static double batch_normalization_3_partial[CHUNKS][2][64]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_3_mean[64], batch_normalization_3_inv_std[64]; /* this batch's statistics */
 
-static void batch_normalization_3_sum(double *restrict sum, const float *restrict in, const float *restrict center, int lo, int hi)
+static void batch_normalization_3_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)
 {
-    /* center == NULL: sum of x; else sum of (x - center)^2 */
     for (int c = 0; c < 64; c++)
-        sum[c] = 0.0;
+        sum[c] = sum_sq[c] = 0.0;
     for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
         for (int c = 0; c < 64; c++) {
             double v = in[p * 64 + c];
-            sum[c] += center ? (v - center[c]) * (v - center[c]) : v;
+            sum[c] += v;
+            sum_sq[c] += v * v;
         }
 }
 
-/* One thread: batch mean and variance from the slices' sums, in slice order; update the running statistics. */
-static void batch_normalization_3_combine(float *restrict running, int n, int phase)
+/*
+ * One thread: the batch's mean and variance from the slices' sums, added in slice order
+ * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
+ */
+static void batch_normalization_3_combine(float *restrict running, int n)
 {
     double count = (double)n * 100;
     for (int c = 0; c < 64; c++) {
-        double total = 0.0;
-        for (int k = 0; k < CHUNKS; k++)
-            total += batch_normalization_3_partial[k][c];
-        if (phase == 0) {
-            batch_normalization_3_mean[c] = (float)(total / count);
-            continue;
+        double sum = 0.0, sum_sq = 0.0;
+        for (int k = 0; k < CHUNKS; k++) {
+            sum += batch_normalization_3_partial[k][0][c];
+            sum_sq += batch_normalization_3_partial[k][1][c];
         }
-        double var = total / count;
+        double mean = sum / count;
+        double var = sum_sq / count - mean * mean;
+        var = var > 0.0 ? var : 0.0;
+        batch_normalization_3_mean[c] = (float)mean;
         batch_normalization_3_inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
         /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
         double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * batch_normalization_3_mean[c];
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)mean;
         running[64 + c] = 0.99f * running[64 + c] + (1.0f - 0.99f) * (float)unbiased;
     }
 }
@@ -982,38 +994,42 @@ static void conv2d_4_backward(float *restrict din, float *restrict dw, float *re
 
 /* ---- batch_normalization_4: `batchnorm` (models/vgg_bn.nn:17) ----
  * in [n][8][8][64] -> out [n][8][8][64]; kernel: elementwise loops */
-static double batch_normalization_4_partial[CHUNKS][64]; /* per-slice channel sums */
+static double batch_normalization_4_partial[CHUNKS][2][64]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_4_mean[64], batch_normalization_4_inv_std[64]; /* this batch's statistics */
 
-static void batch_normalization_4_sum(double *restrict sum, const float *restrict in, const float *restrict center, int lo, int hi)
+static void batch_normalization_4_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)
 {
-    /* center == NULL: sum of x; else sum of (x - center)^2 */
     for (int c = 0; c < 64; c++)
-        sum[c] = 0.0;
+        sum[c] = sum_sq[c] = 0.0;
     for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
         for (int c = 0; c < 64; c++) {
             double v = in[p * 64 + c];
-            sum[c] += center ? (v - center[c]) * (v - center[c]) : v;
+            sum[c] += v;
+            sum_sq[c] += v * v;
         }
 }
 
-/* One thread: batch mean and variance from the slices' sums, in slice order; update the running statistics. */
-static void batch_normalization_4_combine(float *restrict running, int n, int phase)
+/*
+ * One thread: the batch's mean and variance from the slices' sums, added in slice order
+ * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
+ */
+static void batch_normalization_4_combine(float *restrict running, int n)
 {
     double count = (double)n * 64;
     for (int c = 0; c < 64; c++) {
-        double total = 0.0;
-        for (int k = 0; k < CHUNKS; k++)
-            total += batch_normalization_4_partial[k][c];
-        if (phase == 0) {
-            batch_normalization_4_mean[c] = (float)(total / count);
-            continue;
+        double sum = 0.0, sum_sq = 0.0;
+        for (int k = 0; k < CHUNKS; k++) {
+            sum += batch_normalization_4_partial[k][0][c];
+            sum_sq += batch_normalization_4_partial[k][1][c];
         }
-        double var = total / count;
+        double mean = sum / count;
+        double var = sum_sq / count - mean * mean;
+        var = var > 0.0 ? var : 0.0;
+        batch_normalization_4_mean[c] = (float)mean;
         batch_normalization_4_inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
         /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
         double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * batch_normalization_4_mean[c];
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)mean;
         running[64 + c] = 0.99f * running[64 + c] + (1.0f - 0.99f) * (float)unbiased;
     }
 }
@@ -1153,38 +1169,42 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
 
 /* ---- batch_normalization_5: `batchnorm` (models/vgg_bn.nn:21) ----
  * in [n][512] -> out [n][512]; kernel: elementwise loops */
-static double batch_normalization_5_partial[CHUNKS][512]; /* per-slice channel sums */
+static double batch_normalization_5_partial[CHUNKS][2][512]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_5_mean[512], batch_normalization_5_inv_std[512]; /* this batch's statistics */
 
-static void batch_normalization_5_sum(double *restrict sum, const float *restrict in, const float *restrict center, int lo, int hi)
+static void batch_normalization_5_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)
 {
-    /* center == NULL: sum of x; else sum of (x - center)^2 */
     for (int c = 0; c < 512; c++)
-        sum[c] = 0.0;
+        sum[c] = sum_sq[c] = 0.0;
     for (size_t p = (size_t)lo * 1; p < (size_t)hi * 1; p++)
         for (int c = 0; c < 512; c++) {
             double v = in[p * 512 + c];
-            sum[c] += center ? (v - center[c]) * (v - center[c]) : v;
+            sum[c] += v;
+            sum_sq[c] += v * v;
         }
 }
 
-/* One thread: batch mean and variance from the slices' sums, in slice order; update the running statistics. */
-static void batch_normalization_5_combine(float *restrict running, int n, int phase)
+/*
+ * One thread: the batch's mean and variance from the slices' sums, added in slice order
+ * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
+ */
+static void batch_normalization_5_combine(float *restrict running, int n)
 {
     double count = (double)n * 1;
     for (int c = 0; c < 512; c++) {
-        double total = 0.0;
-        for (int k = 0; k < CHUNKS; k++)
-            total += batch_normalization_5_partial[k][c];
-        if (phase == 0) {
-            batch_normalization_5_mean[c] = (float)(total / count);
-            continue;
+        double sum = 0.0, sum_sq = 0.0;
+        for (int k = 0; k < CHUNKS; k++) {
+            sum += batch_normalization_5_partial[k][0][c];
+            sum_sq += batch_normalization_5_partial[k][1][c];
         }
-        double var = total / count;
+        double mean = sum / count;
+        double var = sum_sq / count - mean * mean;
+        var = var > 0.0 ? var : 0.0;
+        batch_normalization_5_mean[c] = (float)mean;
         batch_normalization_5_inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
         /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
         double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * batch_normalization_5_mean[c];
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)mean;
         running[512 + c] = 0.99f * running[512 + c] + (1.0f - 0.99f) * (float)unbiased;
     }
 }
@@ -1429,235 +1449,159 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
     int correct[CHUNKS];
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* conv2d_1: `conv 32 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, LO(c), HI(c));
-
-        /* batch_normalization_1: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_1_sum(batch_normalization_1_partial[c], conv2d_1_out, NULL, LO(c), HI(c));
+        /* the backward passes' transposed conv weights, once a step */
 #pragma omp single
-        batch_normalization_1_combine(state + BATCH_NORMALIZATION_1_RUNNING, n, 0);
+        {
+            conv2d_2_transpose_weights(params + CONV2D_2_W);
+            conv2d_3_transpose_weights(params + CONV2D_3_W);
+            conv2d_4_transpose_weights(params + CONV2D_4_W);
+        }
+
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_1_sum(batch_normalization_1_partial[c], conv2d_1_out, batch_normalization_1_mean, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* conv2d_1: `conv 32 3x3 relu` (line 9) */
+            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+            /* batch_normalization_1: `batchnorm` (line 10) */
+            batch_normalization_1_sums(batch_normalization_1_partial[c][0], batch_normalization_1_partial[c][1], conv2d_1_out, lo, hi);
+        }
 #pragma omp single
-        batch_normalization_1_combine(state + BATCH_NORMALIZATION_1_RUNNING, n, 1);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_1_normalize(batch_normalization_1_out, batch_normalization_1_xhat, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, LO(c), HI(c));
+        batch_normalization_1_combine(state + BATCH_NORMALIZATION_1_RUNNING, n);
 
-        /* conv2d_2: `conv 32 3x3 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_2_forward(conv2d_2_out, batch_normalization_1_out, params + CONV2D_2_W, params + CONV2D_2_B, LO(c), HI(c));
-
-        /* batch_normalization_2: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_2_sum(batch_normalization_2_partial[c], conv2d_2_out, NULL, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_1_normalize(batch_normalization_1_out, batch_normalization_1_xhat, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, lo, hi);
+            /* conv2d_2: `conv 32 3x3 relu` (line 11) */
+            conv2d_2_forward(conv2d_2_out, batch_normalization_1_out, params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
+            /* batch_normalization_2: `batchnorm` (line 12) */
+            batch_normalization_2_sums(batch_normalization_2_partial[c][0], batch_normalization_2_partial[c][1], conv2d_2_out, lo, hi);
+        }
 #pragma omp single
-        batch_normalization_2_combine(state + BATCH_NORMALIZATION_2_RUNNING, n, 0);
+        batch_normalization_2_combine(state + BATCH_NORMALIZATION_2_RUNNING, n);
+
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_2_sum(batch_normalization_2_partial[c], conv2d_2_out, batch_normalization_2_mean, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_2_normalize(batch_normalization_2_out, batch_normalization_2_xhat, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, lo, hi);
+            /* max_pooling2d_1: `maxpool 2x2` (line 13) */
+            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, batch_normalization_2_out, lo, hi);
+            /* conv2d_3: `conv 64 3x3 relu` (line 14) */
+            conv2d_3_forward(conv2d_3_out, max_pooling2d_1_out, params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
+            /* batch_normalization_3: `batchnorm` (line 15) */
+            batch_normalization_3_sums(batch_normalization_3_partial[c][0], batch_normalization_3_partial[c][1], conv2d_3_out, lo, hi);
+        }
 #pragma omp single
-        batch_normalization_2_combine(state + BATCH_NORMALIZATION_2_RUNNING, n, 1);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_2_normalize(batch_normalization_2_out, batch_normalization_2_xhat, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, LO(c), HI(c));
+        batch_normalization_3_combine(state + BATCH_NORMALIZATION_3_RUNNING, n);
 
-        /* max_pooling2d_1: `maxpool 2x2` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, batch_normalization_2_out, LO(c), HI(c));
-
-        /* conv2d_3: `conv 64 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_3_forward(conv2d_3_out, max_pooling2d_1_out, params + CONV2D_3_W, params + CONV2D_3_B, LO(c), HI(c));
-
-        /* batch_normalization_3: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_3_sum(batch_normalization_3_partial[c], conv2d_3_out, NULL, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_3_normalize(batch_normalization_3_out, batch_normalization_3_xhat, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, lo, hi);
+            /* conv2d_4: `conv 64 3x3 relu` (line 16) */
+            conv2d_4_forward(conv2d_4_out, batch_normalization_3_out, params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
+            /* batch_normalization_4: `batchnorm` (line 17) */
+            batch_normalization_4_sums(batch_normalization_4_partial[c][0], batch_normalization_4_partial[c][1], conv2d_4_out, lo, hi);
+        }
 #pragma omp single
-        batch_normalization_3_combine(state + BATCH_NORMALIZATION_3_RUNNING, n, 0);
+        batch_normalization_4_combine(state + BATCH_NORMALIZATION_4_RUNNING, n);
+
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_3_sum(batch_normalization_3_partial[c], conv2d_3_out, batch_normalization_3_mean, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_4_normalize(batch_normalization_4_out, batch_normalization_4_xhat, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, lo, hi);
+            /* max_pooling2d_2: `maxpool 2x2` (line 18) */
+            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, batch_normalization_4_out, lo, hi);
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 512 relu` (line 20) */
+            dense_1_forward(dense_1_out, max_pooling2d_2_out, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+            /* batch_normalization_5: `batchnorm` (line 21) */
+            batch_normalization_5_sums(batch_normalization_5_partial[c][0], batch_normalization_5_partial[c][1], dense_1_out, lo, hi);
+        }
 #pragma omp single
-        batch_normalization_3_combine(state + BATCH_NORMALIZATION_3_RUNNING, n, 1);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_3_normalize(batch_normalization_3_out, batch_normalization_3_xhat, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, LO(c), HI(c));
+        batch_normalization_5_combine(state + BATCH_NORMALIZATION_5_RUNNING, n);
 
-        /* conv2d_4: `conv 64 3x3 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_4_forward(conv2d_4_out, batch_normalization_3_out, params + CONV2D_4_W, params + CONV2D_4_B, LO(c), HI(c));
-
-        /* batch_normalization_4: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_4_sum(batch_normalization_4_partial[c], conv2d_4_out, NULL, LO(c), HI(c));
-#pragma omp single
-        batch_normalization_4_combine(state + BATCH_NORMALIZATION_4_RUNNING, n, 0);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_4_sum(batch_normalization_4_partial[c], conv2d_4_out, batch_normalization_4_mean, LO(c), HI(c));
-#pragma omp single
-        batch_normalization_4_combine(state + BATCH_NORMALIZATION_4_RUNNING, n, 1);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_4_normalize(batch_normalization_4_out, batch_normalization_4_xhat, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, LO(c), HI(c));
-
-        /* max_pooling2d_2: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, batch_normalization_4_out, LO(c), HI(c));
-
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-
-        /* dense_1: `dense 512 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, max_pooling2d_2_out, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
-
-        /* batch_normalization_5: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_5_sum(batch_normalization_5_partial[c], dense_1_out, NULL, LO(c), HI(c));
-#pragma omp single
-        batch_normalization_5_combine(state + BATCH_NORMALIZATION_5_RUNNING, n, 0);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_5_sum(batch_normalization_5_partial[c], dense_1_out, batch_normalization_5_mean, LO(c), HI(c));
-#pragma omp single
-        batch_normalization_5_combine(state + BATCH_NORMALIZATION_5_RUNNING, n, 1);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_5_normalize(batch_normalization_5_out, batch_normalization_5_xhat, dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, params + BATCH_NORMALIZATION_5_BETA, LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_1_forward(dropout_1_out, dropout_1_mask, batch_normalization_5_out, dropout_key(ctx, 13), LO(c), HI(c));
-
-        /* dense_2: `dense 10 softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, LO(c), HI(c));
-
-        /* loss */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            loss_forward_backward(dense_2_dout, &loss[c], &correct[c], dense_2_out, labels, n, LO(c), HI(c));
-
-        /* dense_2: `dense 10 softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_backward(dropout_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, dropout_1_out, params + DENSE_2_W,
-                            LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_1_backward(batch_normalization_5_dout, dropout_1_dout, dropout_1_mask, LO(c), HI(c));
-
-        /* batch_normalization_5: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_5_backward_params(slice_grads[c] + BATCH_NORMALIZATION_5_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_5_BETA, batch_normalization_5_dout, batch_normalization_5_xhat, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_5_normalize(batch_normalization_5_out, batch_normalization_5_xhat, dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, params + BATCH_NORMALIZATION_5_BETA, lo, hi);
+            /* dropout_1: `dropout 0.5` (line 22) */
+            dropout_1_forward(dropout_1_out, dropout_1_mask, batch_normalization_5_out, dropout_key(ctx, 13), lo, hi);
+            /* dense_2: `dense 10 softmax` (line 23) */
+            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
+            /* loss */
+            loss_forward_backward(dense_2_dout, &loss[c], &correct[c], dense_2_out, labels, n, lo, hi);
+            /* dense_2: `dense 10 softmax` (line 23) */
+            dense_2_backward(dropout_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, dropout_1_out,
+                            params + DENSE_2_W, lo, hi);
+            /* dropout_1: `dropout 0.5` (line 22) */
+            dropout_1_backward(batch_normalization_5_dout, dropout_1_dout, dropout_1_mask, lo, hi);
+            /* batch_normalization_5: `batchnorm` (line 21) */
+            batch_normalization_5_backward_params(slice_grads[c] + BATCH_NORMALIZATION_5_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_5_BETA, batch_normalization_5_dout, batch_normalization_5_xhat, lo, hi);
+        }
 #pragma omp single
         sum_slices(batch_normalization_5_totals, BATCH_NORMALIZATION_5_GAMMA, 1024);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_5_backward_input(dense_1_dout, batch_normalization_5_dout, batch_normalization_5_xhat, params + BATCH_NORMALIZATION_5_GAMMA, batch_normalization_5_totals, batch_normalization_5_totals + 512, n, LO(c), HI(c));
 
-        /* dense_1: `dense 512 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_backward(max_pooling2d_2_dout, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, max_pooling2d_2_out, params + DENSE_1_W,
-                            LO(c), HI(c));
-
-        /* max_pooling2d_2: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_2_backward(batch_normalization_4_dout, max_pooling2d_2_dout, max_pooling2d_2_argmax, LO(c), HI(c));
-
-        /* batch_normalization_4: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_4_backward_params(slice_grads[c] + BATCH_NORMALIZATION_4_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_4_BETA, batch_normalization_4_dout, batch_normalization_4_xhat, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_5_backward_input(dense_1_dout, batch_normalization_5_dout, batch_normalization_5_xhat, params + BATCH_NORMALIZATION_5_GAMMA, batch_normalization_5_totals, batch_normalization_5_totals + 512, n, lo, hi);
+            /* dense_1: `dense 512 relu` (line 20) */
+            dense_1_backward(max_pooling2d_2_dout, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, max_pooling2d_2_out,
+                            params + DENSE_1_W, lo, hi);
+            /* max_pooling2d_2: `maxpool 2x2` (line 18) */
+            max_pooling2d_2_backward(batch_normalization_4_dout, max_pooling2d_2_dout, max_pooling2d_2_argmax, lo, hi);
+            /* batch_normalization_4: `batchnorm` (line 17) */
+            batch_normalization_4_backward_params(slice_grads[c] + BATCH_NORMALIZATION_4_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_4_BETA, batch_normalization_4_dout, batch_normalization_4_xhat, lo, hi);
+        }
 #pragma omp single
         sum_slices(batch_normalization_4_totals, BATCH_NORMALIZATION_4_GAMMA, 128);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_4_backward_input(conv2d_4_dout, batch_normalization_4_dout, batch_normalization_4_xhat, params + BATCH_NORMALIZATION_4_GAMMA, batch_normalization_4_totals, batch_normalization_4_totals + 64, n, LO(c), HI(c));
 
-#pragma omp single
-        conv2d_4_transpose_weights(params + CONV2D_4_W);
-        /* conv2d_4: `conv 64 3x3 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_4_backward(batch_normalization_3_dout, slice_grads[c] + CONV2D_4_W, slice_grads[c] + CONV2D_4_B, conv2d_4_dout, conv2d_4_out, batch_normalization_3_out, LO(c), HI(c));
-
-        /* batch_normalization_3: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_3_backward_params(slice_grads[c] + BATCH_NORMALIZATION_3_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_3_BETA, batch_normalization_3_dout, batch_normalization_3_xhat, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_4_backward_input(conv2d_4_dout, batch_normalization_4_dout, batch_normalization_4_xhat, params + BATCH_NORMALIZATION_4_GAMMA, batch_normalization_4_totals, batch_normalization_4_totals + 64, n, lo, hi);
+            /* conv2d_4: `conv 64 3x3 relu` (line 16) */
+            conv2d_4_backward(batch_normalization_3_dout, slice_grads[c] + CONV2D_4_W, slice_grads[c] + CONV2D_4_B, conv2d_4_dout, conv2d_4_out, batch_normalization_3_out, lo, hi);
+            /* batch_normalization_3: `batchnorm` (line 15) */
+            batch_normalization_3_backward_params(slice_grads[c] + BATCH_NORMALIZATION_3_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_3_BETA, batch_normalization_3_dout, batch_normalization_3_xhat, lo, hi);
+        }
 #pragma omp single
         sum_slices(batch_normalization_3_totals, BATCH_NORMALIZATION_3_GAMMA, 128);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_3_backward_input(conv2d_3_dout, batch_normalization_3_dout, batch_normalization_3_xhat, params + BATCH_NORMALIZATION_3_GAMMA, batch_normalization_3_totals, batch_normalization_3_totals + 64, n, LO(c), HI(c));
 
-#pragma omp single
-        conv2d_3_transpose_weights(params + CONV2D_3_W);
-        /* conv2d_3: `conv 64 3x3 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_3_backward(max_pooling2d_1_dout, slice_grads[c] + CONV2D_3_W, slice_grads[c] + CONV2D_3_B, conv2d_3_dout, conv2d_3_out, max_pooling2d_1_out, LO(c), HI(c));
-
-        /* max_pooling2d_1: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_1_backward(batch_normalization_2_dout, max_pooling2d_1_dout, max_pooling2d_1_argmax, LO(c), HI(c));
-
-        /* batch_normalization_2: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_2_backward_params(slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_2_BETA, batch_normalization_2_dout, batch_normalization_2_xhat, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_3_backward_input(conv2d_3_dout, batch_normalization_3_dout, batch_normalization_3_xhat, params + BATCH_NORMALIZATION_3_GAMMA, batch_normalization_3_totals, batch_normalization_3_totals + 64, n, lo, hi);
+            /* conv2d_3: `conv 64 3x3 relu` (line 14) */
+            conv2d_3_backward(max_pooling2d_1_dout, slice_grads[c] + CONV2D_3_W, slice_grads[c] + CONV2D_3_B, conv2d_3_dout, conv2d_3_out, max_pooling2d_1_out, lo, hi);
+            /* max_pooling2d_1: `maxpool 2x2` (line 13) */
+            max_pooling2d_1_backward(batch_normalization_2_dout, max_pooling2d_1_dout, max_pooling2d_1_argmax, lo, hi);
+            /* batch_normalization_2: `batchnorm` (line 12) */
+            batch_normalization_2_backward_params(slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_2_BETA, batch_normalization_2_dout, batch_normalization_2_xhat, lo, hi);
+        }
 #pragma omp single
         sum_slices(batch_normalization_2_totals, BATCH_NORMALIZATION_2_GAMMA, 64);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_2_backward_input(conv2d_2_dout, batch_normalization_2_dout, batch_normalization_2_xhat, params + BATCH_NORMALIZATION_2_GAMMA, batch_normalization_2_totals, batch_normalization_2_totals + 32, n, LO(c), HI(c));
 
-#pragma omp single
-        conv2d_2_transpose_weights(params + CONV2D_2_W);
-        /* conv2d_2: `conv 32 3x3 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_2_backward(batch_normalization_1_dout, slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, conv2d_2_dout, conv2d_2_out, batch_normalization_1_out, LO(c), HI(c));
-
-        /* batch_normalization_1: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_1_backward_params(slice_grads[c] + BATCH_NORMALIZATION_1_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_1_BETA, batch_normalization_1_dout, batch_normalization_1_xhat, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_2_backward_input(conv2d_2_dout, batch_normalization_2_dout, batch_normalization_2_xhat, params + BATCH_NORMALIZATION_2_GAMMA, batch_normalization_2_totals, batch_normalization_2_totals + 32, n, lo, hi);
+            /* conv2d_2: `conv 32 3x3 relu` (line 11) */
+            conv2d_2_backward(batch_normalization_1_dout, slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, conv2d_2_dout, conv2d_2_out, batch_normalization_1_out, lo, hi);
+            /* batch_normalization_1: `batchnorm` (line 10) */
+            batch_normalization_1_backward_params(slice_grads[c] + BATCH_NORMALIZATION_1_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_1_BETA, batch_normalization_1_dout, batch_normalization_1_xhat, lo, hi);
+        }
 #pragma omp single
         sum_slices(batch_normalization_1_totals, BATCH_NORMALIZATION_1_GAMMA, 64);
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_1_backward_input(conv2d_1_dout, batch_normalization_1_dout, batch_normalization_1_xhat, params + BATCH_NORMALIZATION_1_GAMMA, batch_normalization_1_totals, batch_normalization_1_totals + 32, n, LO(c), HI(c));
 
-        /* conv2d_1: `conv 32 3x3 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, conv2d_1_dout, conv2d_1_out, x, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            batch_normalization_1_backward_input(conv2d_1_dout, batch_normalization_1_dout, batch_normalization_1_xhat, params + BATCH_NORMALIZATION_1_GAMMA, batch_normalization_1_totals, batch_normalization_1_totals + 32, n, lo, hi);
+            /* conv2d_1: `conv 32 3x3 relu` (line 9) */
+            conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, conv2d_1_dout, conv2d_1_out, x, lo, hi);
+        }
 
         /* the batch's gradient: the slices' sums, in slice order */
 #pragma omp for schedule(static)
@@ -1682,77 +1626,39 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 {
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* conv2d_1: `conv 32 3x3 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, LO(c), HI(c));
-
-        /* batch_normalization_1: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_1_forward_infer(batch_normalization_1_out, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, state + BATCH_NORMALIZATION_1_RUNNING, LO(c), HI(c));
-
-        /* conv2d_2: `conv 32 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_2_forward(conv2d_2_out, batch_normalization_1_out, params + CONV2D_2_W, params + CONV2D_2_B, LO(c), HI(c));
-
-        /* batch_normalization_2: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_2_forward_infer(batch_normalization_2_out, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, state + BATCH_NORMALIZATION_2_RUNNING, LO(c), HI(c));
-
-        /* max_pooling2d_1: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, batch_normalization_2_out, LO(c), HI(c));
-
-        /* conv2d_3: `conv 64 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_3_forward(conv2d_3_out, max_pooling2d_1_out, params + CONV2D_3_W, params + CONV2D_3_B, LO(c), HI(c));
-
-        /* batch_normalization_3: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_3_forward_infer(batch_normalization_3_out, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, state + BATCH_NORMALIZATION_3_RUNNING, LO(c), HI(c));
-
-        /* conv2d_4: `conv 64 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_4_forward(conv2d_4_out, batch_normalization_3_out, params + CONV2D_4_W, params + CONV2D_4_B, LO(c), HI(c));
-
-        /* batch_normalization_4: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_4_forward_infer(batch_normalization_4_out, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, state + BATCH_NORMALIZATION_4_RUNNING, LO(c), HI(c));
-
-        /* max_pooling2d_2: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, batch_normalization_4_out, LO(c), HI(c));
-
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-
-        /* dense_1: `dense 512 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, max_pooling2d_2_out, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
-
-        /* batch_normalization_5: `batchnorm` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            batch_normalization_5_forward_infer(batch_normalization_5_out, dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, params + BATCH_NORMALIZATION_5_BETA, state + BATCH_NORMALIZATION_5_RUNNING, LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            memcpy(dropout_1_out + (size_t)LO(c) * 512, batch_normalization_5_out + (size_t)LO(c) * 512, sizeof(float) * (size_t)(HI(c) - LO(c)) * 512); /* off at inference */
-
-        /* dense_2: `dense 10 softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* conv2d_1: `conv 32 3x3 relu` (line 9) */
+            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+            /* batch_normalization_1: `batchnorm` (line 10) */
+            batch_normalization_1_forward_infer(batch_normalization_1_out, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, state + BATCH_NORMALIZATION_1_RUNNING, lo, hi);
+            /* conv2d_2: `conv 32 3x3 relu` (line 11) */
+            conv2d_2_forward(conv2d_2_out, batch_normalization_1_out, params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
+            /* batch_normalization_2: `batchnorm` (line 12) */
+            batch_normalization_2_forward_infer(batch_normalization_2_out, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, state + BATCH_NORMALIZATION_2_RUNNING, lo, hi);
+            /* max_pooling2d_1: `maxpool 2x2` (line 13) */
+            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, batch_normalization_2_out, lo, hi);
+            /* conv2d_3: `conv 64 3x3 relu` (line 14) */
+            conv2d_3_forward(conv2d_3_out, max_pooling2d_1_out, params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
+            /* batch_normalization_3: `batchnorm` (line 15) */
+            batch_normalization_3_forward_infer(batch_normalization_3_out, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, state + BATCH_NORMALIZATION_3_RUNNING, lo, hi);
+            /* conv2d_4: `conv 64 3x3 relu` (line 16) */
+            conv2d_4_forward(conv2d_4_out, batch_normalization_3_out, params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
+            /* batch_normalization_4: `batchnorm` (line 17) */
+            batch_normalization_4_forward_infer(batch_normalization_4_out, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, state + BATCH_NORMALIZATION_4_RUNNING, lo, hi);
+            /* max_pooling2d_2: `maxpool 2x2` (line 18) */
+            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, batch_normalization_4_out, lo, hi);
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 512 relu` (line 20) */
+            dense_1_forward(dense_1_out, max_pooling2d_2_out, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+            /* batch_normalization_5: `batchnorm` (line 21) */
+            batch_normalization_5_forward_infer(batch_normalization_5_out, dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, params + BATCH_NORMALIZATION_5_BETA, state + BATCH_NORMALIZATION_5_RUNNING, lo, hi);
+            /* dropout_1: `dropout 0.5` (line 22) */
+            memcpy(dropout_1_out + (size_t)lo * 512, batch_normalization_5_out + (size_t)lo * 512, sizeof(float) * (size_t)(hi - lo) * 512); /* off at inference */
+            /* dense_2: `dense 10 softmax` (line 23) */
+            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
+        }
     }
     memcpy(probs, dense_2_out, sizeof(float) * (size_t)n * 10);
 }

@@ -900,120 +900,63 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
     int correct[CHUNKS];
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* conv2d_1: `conv 32 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, LO(c), HI(c));
-
-        /* conv2d_2: `conv 32 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_2_forward(conv2d_2_out, conv2d_1_out, params + CONV2D_2_W, params + CONV2D_2_B, LO(c), HI(c));
-
-        /* max_pooling2d_1: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, conv2d_2_out, LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_1_forward(dropout_1_out, dropout_1_mask, max_pooling2d_1_out, dropout_key(ctx, 3), LO(c), HI(c));
-
-        /* conv2d_3: `conv 64 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_3_forward(conv2d_3_out, dropout_1_out, params + CONV2D_3_W, params + CONV2D_3_B, LO(c), HI(c));
-
-        /* conv2d_4: `conv 64 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_4_forward(conv2d_4_out, conv2d_3_out, params + CONV2D_4_W, params + CONV2D_4_B, LO(c), HI(c));
-
-        /* max_pooling2d_2: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, conv2d_4_out, LO(c), HI(c));
-
-        /* dropout_2: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_2_forward(dropout_2_out, dropout_2_mask, max_pooling2d_2_out, dropout_key(ctx, 7), LO(c), HI(c));
-
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-
-        /* dense_1: `dense 512 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, dropout_2_out, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
-
-        /* dense_2: `dense 10 softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_forward(dense_2_out, dense_1_out, params + DENSE_2_W, params + DENSE_2_B, LO(c), HI(c));
-
-        /* loss */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            loss_forward_backward(dense_2_dout, &loss[c], &correct[c], dense_2_out, labels, n, LO(c), HI(c));
-
-        /* dense_2: `dense 10 softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_backward(dense_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, dense_1_out, params + DENSE_2_W,
-                            LO(c), HI(c));
-
-        /* dense_1: `dense 512 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_backward(dropout_2_dout, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, dropout_2_out, params + DENSE_1_W,
-                            LO(c), HI(c));
-
-        /* dropout_2: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_2_backward(max_pooling2d_2_dout, dropout_2_dout, dropout_2_mask, LO(c), HI(c));
-
-        /* max_pooling2d_2: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_2_backward(conv2d_4_dout, max_pooling2d_2_dout, max_pooling2d_2_argmax, LO(c), HI(c));
-
+        /* the backward passes' transposed conv weights, once a step */
 #pragma omp single
-        conv2d_4_transpose_weights(params + CONV2D_4_W);
-        /* conv2d_4: `conv 64 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_4_backward(conv2d_3_dout, slice_grads[c] + CONV2D_4_W, slice_grads[c] + CONV2D_4_B, conv2d_4_dout, conv2d_4_out, conv2d_3_out, LO(c), HI(c));
+        {
+            conv2d_2_transpose_weights(params + CONV2D_2_W);
+            conv2d_3_transpose_weights(params + CONV2D_3_W);
+            conv2d_4_transpose_weights(params + CONV2D_4_W);
+        }
 
-#pragma omp single
-        conv2d_3_transpose_weights(params + CONV2D_3_W);
-        /* conv2d_3: `conv 64 3x3 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_3_backward(dropout_1_dout, slice_grads[c] + CONV2D_3_W, slice_grads[c] + CONV2D_3_B, conv2d_3_dout, conv2d_3_out, dropout_1_out, LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dropout_1_backward(max_pooling2d_1_dout, dropout_1_dout, dropout_1_mask, LO(c), HI(c));
-
-        /* max_pooling2d_1: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_1_backward(conv2d_2_dout, max_pooling2d_1_dout, max_pooling2d_1_argmax, LO(c), HI(c));
-
-#pragma omp single
-        conv2d_2_transpose_weights(params + CONV2D_2_W);
-        /* conv2d_2: `conv 32 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_2_backward(conv2d_1_dout, slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, conv2d_2_dout, conv2d_2_out, conv2d_1_out, LO(c), HI(c));
-
-        /* conv2d_1: `conv 32 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, conv2d_1_dout, conv2d_1_out, x, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* conv2d_1: `conv 32 3x3 relu` (line 7) */
+            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+            /* conv2d_2: `conv 32 3x3 relu` (line 8) */
+            conv2d_2_forward(conv2d_2_out, conv2d_1_out, params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
+            /* max_pooling2d_1: `maxpool 2x2` (line 9) */
+            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, conv2d_2_out, lo, hi);
+            /* dropout_1: `dropout 0.5` (line 10) */
+            dropout_1_forward(dropout_1_out, dropout_1_mask, max_pooling2d_1_out, dropout_key(ctx, 3), lo, hi);
+            /* conv2d_3: `conv 64 3x3 relu` (line 11) */
+            conv2d_3_forward(conv2d_3_out, dropout_1_out, params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
+            /* conv2d_4: `conv 64 3x3 relu` (line 12) */
+            conv2d_4_forward(conv2d_4_out, conv2d_3_out, params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
+            /* max_pooling2d_2: `maxpool 2x2` (line 13) */
+            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, conv2d_4_out, lo, hi);
+            /* dropout_2: `dropout 0.5` (line 14) */
+            dropout_2_forward(dropout_2_out, dropout_2_mask, max_pooling2d_2_out, dropout_key(ctx, 7), lo, hi);
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 512 relu` (line 16) */
+            dense_1_forward(dense_1_out, dropout_2_out, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+            /* dense_2: `dense 10 softmax` (line 17) */
+            dense_2_forward(dense_2_out, dense_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
+            /* loss */
+            loss_forward_backward(dense_2_dout, &loss[c], &correct[c], dense_2_out, labels, n, lo, hi);
+            /* dense_2: `dense 10 softmax` (line 17) */
+            dense_2_backward(dense_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, dense_1_out,
+                            params + DENSE_2_W, lo, hi);
+            /* dense_1: `dense 512 relu` (line 16) */
+            dense_1_backward(dropout_2_dout, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, dropout_2_out,
+                            params + DENSE_1_W, lo, hi);
+            /* dropout_2: `dropout 0.5` (line 14) */
+            dropout_2_backward(max_pooling2d_2_dout, dropout_2_dout, dropout_2_mask, lo, hi);
+            /* max_pooling2d_2: `maxpool 2x2` (line 13) */
+            max_pooling2d_2_backward(conv2d_4_dout, max_pooling2d_2_dout, max_pooling2d_2_argmax, lo, hi);
+            /* conv2d_4: `conv 64 3x3 relu` (line 12) */
+            conv2d_4_backward(conv2d_3_dout, slice_grads[c] + CONV2D_4_W, slice_grads[c] + CONV2D_4_B, conv2d_4_dout, conv2d_4_out, conv2d_3_out, lo, hi);
+            /* conv2d_3: `conv 64 3x3 relu` (line 11) */
+            conv2d_3_backward(dropout_1_dout, slice_grads[c] + CONV2D_3_W, slice_grads[c] + CONV2D_3_B, conv2d_3_dout, conv2d_3_out, dropout_1_out, lo, hi);
+            /* dropout_1: `dropout 0.5` (line 10) */
+            dropout_1_backward(max_pooling2d_1_dout, dropout_1_dout, dropout_1_mask, lo, hi);
+            /* max_pooling2d_1: `maxpool 2x2` (line 9) */
+            max_pooling2d_1_backward(conv2d_2_dout, max_pooling2d_1_dout, max_pooling2d_1_argmax, lo, hi);
+            /* conv2d_2: `conv 32 3x3 relu` (line 8) */
+            conv2d_2_backward(conv2d_1_dout, slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, conv2d_2_dout, conv2d_2_out, conv2d_1_out, lo, hi);
+            /* conv2d_1: `conv 32 3x3 relu` (line 7) */
+            conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, conv2d_1_dout, conv2d_1_out, x, lo, hi);
+        }
 
         /* the batch's gradient: the slices' sums, in slice order */
 #pragma omp for schedule(static)
@@ -1039,57 +982,31 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     (void)state;
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* conv2d_1: `conv 32 3x3 relu` */
 #pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, LO(c), HI(c));
-
-        /* conv2d_2: `conv 32 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_2_forward(conv2d_2_out, conv2d_1_out, params + CONV2D_2_W, params + CONV2D_2_B, LO(c), HI(c));
-
-        /* max_pooling2d_1: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, conv2d_2_out, LO(c), HI(c));
-
-        /* dropout_1: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            memcpy(dropout_1_out + (size_t)LO(c) * 4608, max_pooling2d_1_out + (size_t)LO(c) * 4608, sizeof(float) * (size_t)(HI(c) - LO(c)) * 4608); /* off at inference */
-
-        /* conv2d_3: `conv 64 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_3_forward(conv2d_3_out, dropout_1_out, params + CONV2D_3_W, params + CONV2D_3_B, LO(c), HI(c));
-
-        /* conv2d_4: `conv 64 3x3 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            conv2d_4_forward(conv2d_4_out, conv2d_3_out, params + CONV2D_4_W, params + CONV2D_4_B, LO(c), HI(c));
-
-        /* max_pooling2d_2: `maxpool 2x2` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, conv2d_4_out, LO(c), HI(c));
-
-        /* dropout_2: `dropout 0.5` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            memcpy(dropout_2_out + (size_t)LO(c) * 1024, max_pooling2d_2_out + (size_t)LO(c) * 1024, sizeof(float) * (size_t)(HI(c) - LO(c)) * 1024); /* off at inference */
-
-        /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-
-        /* dense_1: `dense 512 relu` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_1_forward(dense_1_out, dropout_2_out, params + DENSE_1_W, params + DENSE_1_B, LO(c), HI(c));
-
-        /* dense_2: `dense 10 softmax` */
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++)
-            dense_2_forward(dense_2_out, dense_1_out, params + DENSE_2_W, params + DENSE_2_B, LO(c), HI(c));
+        for (int c = 0; c < CHUNKS; c++) {
+            int lo = LO(c), hi = HI(c);
+            /* conv2d_1: `conv 32 3x3 relu` (line 7) */
+            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+            /* conv2d_2: `conv 32 3x3 relu` (line 8) */
+            conv2d_2_forward(conv2d_2_out, conv2d_1_out, params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
+            /* max_pooling2d_1: `maxpool 2x2` (line 9) */
+            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, conv2d_2_out, lo, hi);
+            /* dropout_1: `dropout 0.5` (line 10) */
+            memcpy(dropout_1_out + (size_t)lo * 4608, max_pooling2d_1_out + (size_t)lo * 4608, sizeof(float) * (size_t)(hi - lo) * 4608); /* off at inference */
+            /* conv2d_3: `conv 64 3x3 relu` (line 11) */
+            conv2d_3_forward(conv2d_3_out, dropout_1_out, params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
+            /* conv2d_4: `conv 64 3x3 relu` (line 12) */
+            conv2d_4_forward(conv2d_4_out, conv2d_3_out, params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
+            /* max_pooling2d_2: `maxpool 2x2` (line 13) */
+            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, conv2d_4_out, lo, hi);
+            /* dropout_2: `dropout 0.5` (line 14) */
+            memcpy(dropout_2_out + (size_t)lo * 1024, max_pooling2d_2_out + (size_t)lo * 1024, sizeof(float) * (size_t)(hi - lo) * 1024); /* off at inference */
+            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
+            /* dense_1: `dense 512 relu` (line 16) */
+            dense_1_forward(dense_1_out, dropout_2_out, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+            /* dense_2: `dense 10 softmax` (line 17) */
+            dense_2_forward(dense_2_out, dense_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
+        }
     }
     memcpy(probs, dense_2_out, sizeof(float) * (size_t)n * 10);
 }
