@@ -124,6 +124,32 @@ test: $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(TEST_TRAINERS)
 	$(MAKE) --no-print-directory check-generated
 	$(BUILD)/tests/nnc_tests --jobs 2
 
+# ---- fuzzing (clang's libFuzzer with AddressSanitizer and UBSan) ----------
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZERS      := compiler idx checkpoint
+
+$(BUILD)/fuzz/fuzz_compiler: tests/fuzz/fuzz_compiler.c $(COMPILER_SRC) $(BUILD)/gen/parser.c $(BUILD)/gen/lexer.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -Icompiler -I$(BUILD)/gen -Iruntime $^ -o $@ -lm
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(RUNTIME_SRC) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -fopenmp -Iruntime $(BLAS_CFLAGS) $^ -o $@ $(RT_LIBS)
+
+# Each harness runs FUZZ_SECONDS on a copy of its seed corpus; findings land in build/fuzz/.
+fuzz: $(FUZZERS:%=$(BUILD)/fuzz/fuzz_%)
+	@for f in $(FUZZERS); do \
+		mkdir -p $(BUILD)/fuzz/corpus_$$f && cp -n tests/fuzz/corpus_$$f/* $(BUILD)/fuzz/corpus_$$f/ 2>/dev/null; \
+		echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
+		(cd $(BUILD)/fuzz && ./fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 corpus_$$f 2>&1 | \
+			grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done") || exit 1; \
+	done
+
+# ---- reference fixtures from PyTorch (Debian's python3-torch) ----------
+reference: generated $(TEST_GEN)
+	/usr/bin/python3 tests/reference/make_fixtures.py
+
 # ---- benchmark -----------------------------------------------------------
 bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%)
 	sh tools/bench.sh

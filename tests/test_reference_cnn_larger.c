@@ -1,0 +1,13 @@
+/* One training step of models/cnn_larger.nn against PyTorch (tests/reference/fixtures/cnn_larger.txt, `make reference`). */
+#define NNC_NO_MAIN
+#if defined(__GNUC__) && !defined(__clang__)
+/* The tests build without -march=native: the generated v16 helpers are static, so GCC's ABI note does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#include "../generated/cnn_larger.c"
+#include "reference_check.h"
+
+Test(reference, cnn_larger, .timeout = 120)
+{
+    ref_check_model("cnn_larger", dense_3_out); /* dense_3_out: the last layer's output, the probabilities */
+}

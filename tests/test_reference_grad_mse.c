@@ -1,0 +1,16 @@
+/* One training step of tests/models/grad_mse.nn against PyTorch (tests/reference/fixtures/grad_mse.txt, `make reference`).
+ * Included bare (NNC_BARE: no model struct), as test_gradcheck_*.c includes the same generated file. */
+#define NNC_NO_MAIN
+#define NNC_BARE
+#if defined(__GNUC__) && !defined(__clang__)
+/* The tests build without -march=native: the generated v16 helpers are static, so GCC's ABI note does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#include "grad_mse.c"
+#include "reference_check.h"
+
+Test(reference, grad_mse, .timeout = 120)
+{
+    (void)init; /* bare: nothing else refers to it */
+    ref_check_model("grad_mse", activation_3_out); /* activation_3_out: the last layer's output */
+}

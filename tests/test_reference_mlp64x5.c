@@ -1,0 +1,13 @@
+/* One training step of models/mlp64x5.nn against PyTorch (tests/reference/fixtures/mlp64x5.txt, `make reference`). */
+#define NNC_NO_MAIN
+#if defined(__GNUC__) && !defined(__clang__)
+/* The tests build without -march=native: the generated v16 helpers are static, so GCC's ABI note does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#include "../generated/mlp64x5.c"
+#include "reference_check.h"
+
+Test(reference, mlp64x5, .timeout = 120)
+{
+    ref_check_model("mlp64x5", activation_6_out); /* activation_6_out: the last layer's output, the probabilities */
+}
