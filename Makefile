@@ -115,8 +115,8 @@ $(BUILD)/tests/gen/%.c: tests/models/%.nn $(BUILD)/nnc
 
 $(BUILD)/tests/nnc_tests: $(TEST_SRC) tests/*.h $(COMPILER_OBJ) $(BUILD)/libnncrt.a $(GENERATED) $(TEST_GEN)
 	@mkdir -p $(BUILD)/tests
-	$(CC) -std=c11 $(WARN) -Wno-psabi -O2 -g -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests -I$(BUILD)/tests/gen $(BLAS_CFLAGS) \
-		-DNNC_ROOT='"$(CURDIR)"' $(TEST_SRC) $(COMPILER_OBJ) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
+	$(CC) -std=c11 $(WARN) -Wno-psabi $(CFLAGS) -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests -I$(BUILD)/tests/gen $(BLAS_CFLAGS) \
+		-DNNC_ROOT='"$(CURDIR)"' -DNNC_BUILD='"$(BUILD)"' $(TEST_SRC) $(COMPILER_OBJ) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
 
 TEST_TRAINERS := $(BUILD)/bin/cnn_baseline $(BUILD)/bin/vgg $(BUILD)/bin/mlp800
 
@@ -150,9 +150,15 @@ fuzz: $(FUZZERS:%=$(BUILD)/fuzz/fuzz_%)
 reference: generated $(TEST_GEN)
 	/usr/bin/python3 tests/reference/make_fixtures.py
 
+# ---- the test suite under AddressSanitizer and UndefinedBehaviorSanitizer --
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+test-asan:
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g $(SAN)" \
+		TRAINER_CFLAGS="-O1 -g -march=native -fopenmp $(SAN)" test
+
 # ---- benchmark -----------------------------------------------------------
 bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%)
-	sh tools/bench.sh
+	sh tools/bench.sh $(BENCH_ARGS)
 
 # ---- install -------------------------------------------------------------
 install: all $(BUILD)/nncrt.pc

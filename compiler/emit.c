@@ -1249,8 +1249,11 @@ int nnc_emit(FILE *out, const model *m)
         const layer *l = &m->layers[i];
         e.input_is_x[i] = reads_x;
         if (choose_kernel(l) == KERNEL_NONE) {
-            snprintf(e.out_name[i], sizeof e.out_name[i], "%s", i == 0 ? "x" : e.out_name[i - 1]);
-            snprintf(e.dout_name[i], sizeof e.dout_name[i], "%s", i == 0 ? "NULL" : e.dout_name[i - 1]);
+            /* a view of its input: the same buffers (names are shorter than the arrays) */
+            const char *out = i == 0 ? "x" : e.out_name[i - 1];
+            const char *dout = i == 0 ? "NULL" : e.dout_name[i - 1];
+            memcpy(e.out_name[i], out, strlen(out) + 1);
+            memcpy(e.dout_name[i], dout, strlen(dout) + 1);
         } else {
             snprintf(e.out_name[i], sizeof e.out_name[i], "%s_out", l->ident);
             snprintf(e.dout_name[i], sizeof e.dout_name[i], "%s_dout", l->ident);

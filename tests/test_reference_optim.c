@@ -64,7 +64,7 @@ Test(reference_optim, torch_optim_three_steps)
         fprintf(stderr, "reference optimizer %s:\n", name);
         for (int s = 0; s < steps; s++) {
             double ref[OPT_MAX_N], ref_disp[OPT_MAX_N], max_p = 0.0, max_d = 0.0;
-            char tag[16], label[200];
+            char tag[32], label[200];
             snprintf(tag, sizeof tag, "after%d", s + 1);
             read_vector(f, tag, ref, n);
             for (int i = 0; i < n; i++)

@@ -17,13 +17,17 @@ static const char *const seed_models[] = {"linear",       "mlp800", "mlp64x5", "
 #define N_SEED_MODELS (sizeof seed_models / sizeof seed_models[0])
 
 /* Run a shell command from the repository root; returns its exit status and, if out, its stdout+stderr. */
+#ifndef NNC_BUILD
+#define NNC_BUILD "build"
+#endif
 static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int run(char **out, const char *fmt, ...)
 {
     char cmd[4096];
     va_list ap;
     va_start(ap, fmt);
-    int n = snprintf(cmd, sizeof cmd, "cd '%s' && (", NNC_ROOT);
+    /* $B is the build directory: build/, or build-asan/ under `make test-asan`. */
+    int n = snprintf(cmd, sizeof cmd, "cd '%s' && B='%s' && (", NNC_ROOT, NNC_BUILD);
     n += vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
     va_end(ap);
     snprintf(cmd + n, sizeof cmd - (size_t)n, ") 2>&1");
@@ -66,7 +70,7 @@ Test(golden, generated_code_is_what_the_compiler_emits)
     char *dir = scratch_dir();
     for (size_t i = 0; i < N_SEED_MODELS; i++) {
         const char *m = seed_models[i];
-        cr_expect_eq(run(NULL, "build/nnc models/%s.nn -o %s/%s.c && cmp -s %s/%s.c generated/%s.c", m, dir, m, dir, m, m),
+        cr_expect_eq(run(NULL, "$B/nnc models/%s.nn -o %s/%s.c && cmp -s %s/%s.c generated/%s.c", m, dir, m, dir, m, m),
                      0, "generated/%s.c is stale: run `make generated`", m);
     }
     run(NULL, "rm -rf %s", dir);
@@ -76,7 +80,7 @@ Test(golden, generated_code_is_what_the_compiler_emits)
 Test(golden, compiling_twice_gives_identical_bytes)
 {
     char *dir = scratch_dir();
-    cr_expect_eq(run(NULL, "build/nnc models/vgg_bn.nn -o %s/a.c && build/nnc models/vgg_bn.nn -o %s/b.c && cmp %s/a.c %s/b.c",
+    cr_expect_eq(run(NULL, "$B/nnc models/vgg_bn.nn -o %s/a.c && $B/nnc models/vgg_bn.nn -o %s/b.c && cmp %s/a.c %s/b.c",
                      dir, dir, dir, dir),
                  0);
     run(NULL, "rm -rf %s", dir);
@@ -87,17 +91,17 @@ Test(cli, error_leaves_no_output_file, .timeout = 30)
 {
     char *dir = scratch_dir(), *out = NULL;
     int status = run(&out, "printf 'input 28x28x1\\nconv 8 29x29\\ndense 10 softmax\\n' > %s/bad.nn && "
-                           "build/nnc %s/bad.nn -o %s/bad.c",
+                           "$B/nnc %s/bad.nn -o %s/bad.c",
                      dir, dir, dir);
     cr_expect_eq(status, 1, "exit status %d", status);
     cr_expect(strstr(out, "bad.nn:2:8: error: conv kernel 29x29 is larger than its 28x28x1 input") != NULL, "%s", out);
     cr_expect(strstr(out, "1 error generated.") != NULL, "%s", out);
     cr_expect_neq(run(NULL, "ls %s/bad.c* 2>/dev/null | grep -q .", dir), 0, "an output file was left behind");
     free(out);
-    cr_expect_eq(run(&out, "build/nnc --bogus"), 2);
+    cr_expect_eq(run(&out, "$B/nnc --bogus"), 2);
     cr_expect(strstr(out, "unknown option '--bogus'") != NULL, "%s", out);
     free(out);
-    cr_expect_eq(run(&out, "build/nnc /nonexistent.nn"), 1);
+    cr_expect_eq(run(&out, "$B/nnc /nonexistent.nn"), 1);
     cr_expect(strstr(out, "cannot read /nonexistent.nn") != NULL, "%s", out);
     free(out);
     run(NULL, "rm -rf %s", dir);
@@ -122,7 +126,7 @@ Test(compile, generated_code_builds_warning_free_with_gcc_and_clang, .timeout = 
 Test(mnist, cnn_baseline_one_epoch_reaches_97_percent, .timeout = 600)
 {
     char *dir = scratch_dir(), *out = NULL;
-    int status = run(&out, "build/bin/cnn_baseline --epochs 1 --save %s/w.nncw", dir);
+    int status = run(&out, "$B/bin/cnn_baseline --epochs 1 --save %s/w.nncw", dir);
     cr_assert_eq(status, 0, "trainer failed:\n%s", out);
     double acc = final_accuracy(out);
     cr_log_info("cnn_baseline, 1 epoch: test accuracy %.2f%%", acc);
@@ -130,14 +134,14 @@ Test(mnist, cnn_baseline_one_epoch_reaches_97_percent, .timeout = 600)
 
     /* Save, load, evaluate: the same accuracy to the last digit. */
     char *eval = NULL;
-    cr_assert_eq(run(&eval, "build/bin/cnn_baseline --eval --load %s/w.nncw", dir), 0, "%s", eval);
+    cr_assert_eq(run(&eval, "$B/bin/cnn_baseline --eval --load %s/w.nncw", dir), 0, "%s", eval);
     cr_expect_eq(final_accuracy(eval), acc, "evaluating the saved weights gave %.2f%%, training %.2f%%",
                  final_accuracy(eval), acc);
     free(eval);
 
     /* Another model's weights are refused with a clear message. */
     char *wrong = NULL;
-    cr_expect_eq(run(&wrong, "build/bin/vgg --eval --load %s/w.nncw", dir), 1);
+    cr_expect_eq(run(&wrong, "$B/bin/vgg --eval --load %s/w.nncw", dir), 1);
     cr_expect(strstr(wrong, "another model") != NULL, "%s", wrong);
     free(wrong);
     free(out);
@@ -148,9 +152,9 @@ Test(mnist, cnn_baseline_one_epoch_reaches_97_percent, .timeout = 600)
 Test(mnist, same_weights_with_one_or_two_threads, .timeout = 600)
 {
     char *dir = scratch_dir(), *out = NULL;
-    cr_assert_eq(run(&out, "build/bin/mlp800 --epochs 1 --threads 1 --save %s/t1.nncw && "
-                           "build/bin/mlp800 --epochs 1 --threads 2 --save %s/t2.nncw && "
-                           "build/bin/mlp800 --epochs 1 --threads 2 --save %s/t3.nncw",
+    cr_assert_eq(run(&out, "$B/bin/mlp800 --epochs 1 --threads 1 --save %s/t1.nncw && "
+                           "$B/bin/mlp800 --epochs 1 --threads 2 --save %s/t2.nncw && "
+                           "$B/bin/mlp800 --epochs 1 --threads 2 --save %s/t3.nncw",
                      dir, dir, dir),
                  0, "%s", out);
     cr_expect_eq(run(NULL, "cmp %s/t1.nncw %s/t2.nncw", dir, dir), 0, "1 and 2 threads gave different weights");
