@@ -21,7 +21,7 @@ WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) -Icompiler -I$(BUILD)/gen -Iruntime
 # Generated trainers: shapes are constants, so let the compiler specialize for this CPU.
-TRAINER_CFLAGS ?= -O3 -march=native -fopenmp
+TRAINER_CFLAGS ?= -O3 -march=native -ffp-contract=fast -fopenmp
 BLAS_CFLAGS = $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 RT_LIBS     = $(BLAS_LIBS) -lz -lm -fopenmp

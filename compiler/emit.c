@@ -545,28 +545,25 @@ static void emit_pool(emitter *e, int i)
     } else {
         emit(e, "static void %s_forward(float *restrict out, const float *restrict in, int lo, int hi)\n{\n", l->ident);
     }
+    /* Channels innermost, so that each window position is one vector compare (or add) per pixel. */
     emit(e, "    for (int b = lo; b < hi; b++)\n");
     emit(e, "        for (int oy = 0; oy < %d; oy++)\n", OH);
-    emit(e, "            for (int ox = 0; ox < %d; ox++)\n", OW);
-    emit(e, "                for (int c = 0; c < %d; c++) {\n", C);
+    emit(e, "            for (int ox = 0; ox < %d; ox++) {\n", OW);
+    emit(e, "                size_t o = (((size_t)b * %d + oy) * %d + ox) * %d;\n", OH, OW, C);
+    emit(e, "                for (int c = 0; c < %d; c++)\n", C);
+    emit(e, "                    out[o + c] = %s;\n", is_max ? "-INFINITY" : "0.0f");
+    emit(e, "                for (int ky = 0; ky < %d; ky++)\n", p->kh);
+    emit(e, "                    for (int kx = 0; kx < %d; kx++) {\n", p->kw);
+    emit(e, "                        int32_t at = (int32_t)((((size_t)b * %d + oy * %d + ky) * %d + ox * %d + kx) * %d);\n", IH, p->sh, IW, p->sw, C);
+    emit(e, "                        for (int c = 0; c < %d; c++) {\n", C);
     if (is_max)
-        emit(e, "                    float best = -INFINITY;\n                    int32_t where = 0;\n");
+        emit(e, "                            if (in[at + c] > out[o + c]) {\n                                out[o + c] = in[at + c];\n                                argmax[o + c] = at + c;\n                            }\n");
     else
-        emit(e, "                    float sum = 0.0f;\n");
-    emit(e, "                    for (int ky = 0; ky < %d; ky++)\n", p->kh);
-    emit(e, "                        for (int kx = 0; kx < %d; kx++) {\n", p->kw);
-    emit(e, "                            int32_t at = (int32_t)((((size_t)b * %d + oy * %d + ky) * %d + ox * %d + kx) * %d + c);\n", IH, p->sh, IW, p->sw, C);
-    if (is_max)
-        emit(e, "                            if (in[at] > best) {\n                                best = in[at];\n                                where = at;\n                            }\n");
-    else
-        emit(e, "                            sum += in[at];\n");
-    emit(e, "                        }\n");
-    emit(e, "                    size_t o = (((size_t)b * %d + oy) * %d + ox) * %d + c;\n", OH, OW, C);
-    if (is_max)
-        emit(e, "                    out[o] = best;\n                    argmax[o] = where;\n");
-    else
-        emit(e, "                    out[o] = sum * (1.0f / %d);\n", p->kh * p->kw);
-    emit(e, "                }\n}\n\n");
+        emit(e, "                            out[o + c] += in[at + c];\n");
+    emit(e, "                        }\n                    }\n");
+    if (!is_max)
+        emit(e, "                for (int c = 0; c < %d; c++)\n                    out[o + c] *= 1.0f / %d;\n", C, p->kh * p->kw);
+    emit(e, "            }\n}\n\n");
 
     if (e->input_is_x[i])
         return;

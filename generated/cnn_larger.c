@@ -146,22 +146,21 @@ static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argma
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 12; oy++)
-            for (int ox = 0; ox < 12; ox++)
-                for (int c = 0; c < 30; c++) {
-                    float best = -INFINITY;
-                    int32_t where = 0;
-                    for (int ky = 0; ky < 2; ky++)
-                        for (int kx = 0; kx < 2; kx++) {
-                            int32_t at = (int32_t)((((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx) * 30 + c);
-                            if (in[at] > best) {
-                                best = in[at];
-                                where = at;
+            for (int ox = 0; ox < 12; ox++) {
+                size_t o = (((size_t)b * 12 + oy) * 12 + ox) * 30;
+                for (int c = 0; c < 30; c++)
+                    out[o + c] = -INFINITY;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)((((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx) * 30);
+                        for (int c = 0; c < 30; c++) {
+                            if (in[at + c] > out[o + c]) {
+                                out[o + c] = in[at + c];
+                                argmax[o + c] = at + c;
                             }
                         }
-                    size_t o = (((size_t)b * 12 + oy) * 12 + ox) * 30 + c;
-                    out[o] = best;
-                    argmax[o] = where;
-                }
+                    }
+            }
 }
 
 static void max_pooling2d_1_backward(float *restrict din, const float *restrict dout, const int32_t *restrict argmax, int lo, int hi)
@@ -258,22 +257,21 @@ static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argma
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 5; oy++)
-            for (int ox = 0; ox < 5; ox++)
-                for (int c = 0; c < 15; c++) {
-                    float best = -INFINITY;
-                    int32_t where = 0;
-                    for (int ky = 0; ky < 2; ky++)
-                        for (int kx = 0; kx < 2; kx++) {
-                            int32_t at = (int32_t)((((size_t)b * 10 + oy * 2 + ky) * 10 + ox * 2 + kx) * 15 + c);
-                            if (in[at] > best) {
-                                best = in[at];
-                                where = at;
+            for (int ox = 0; ox < 5; ox++) {
+                size_t o = (((size_t)b * 5 + oy) * 5 + ox) * 15;
+                for (int c = 0; c < 15; c++)
+                    out[o + c] = -INFINITY;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)((((size_t)b * 10 + oy * 2 + ky) * 10 + ox * 2 + kx) * 15);
+                        for (int c = 0; c < 15; c++) {
+                            if (in[at + c] > out[o + c]) {
+                                out[o + c] = in[at + c];
+                                argmax[o + c] = at + c;
                             }
                         }
-                    size_t o = (((size_t)b * 5 + oy) * 5 + ox) * 15 + c;
-                    out[o] = best;
-                    argmax[o] = where;
-                }
+                    }
+            }
 }
 
 static void max_pooling2d_2_backward(float *restrict din, const float *restrict dout, const int32_t *restrict argmax, int lo, int hi)

@@ -342,22 +342,21 @@ static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argma
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 12; oy++)
-            for (int ox = 0; ox < 12; ox++)
-                for (int c = 0; c < 32; c++) {
-                    float best = -INFINITY;
-                    int32_t where = 0;
-                    for (int ky = 0; ky < 2; ky++)
-                        for (int kx = 0; kx < 2; kx++) {
-                            int32_t at = (int32_t)((((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx) * 32 + c);
-                            if (in[at] > best) {
-                                best = in[at];
-                                where = at;
+            for (int ox = 0; ox < 12; ox++) {
+                size_t o = (((size_t)b * 12 + oy) * 12 + ox) * 32;
+                for (int c = 0; c < 32; c++)
+                    out[o + c] = -INFINITY;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)((((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx) * 32);
+                        for (int c = 0; c < 32; c++) {
+                            if (in[at + c] > out[o + c]) {
+                                out[o + c] = in[at + c];
+                                argmax[o + c] = at + c;
                             }
                         }
-                    size_t o = (((size_t)b * 12 + oy) * 12 + ox) * 32 + c;
-                    out[o] = best;
-                    argmax[o] = where;
-                }
+                    }
+            }
 }
 
 static void max_pooling2d_1_backward(float *restrict din, const float *restrict dout, const int32_t *restrict argmax, int lo, int hi)
@@ -668,22 +667,21 @@ static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argma
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 4; oy++)
-            for (int ox = 0; ox < 4; ox++)
-                for (int c = 0; c < 64; c++) {
-                    float best = -INFINITY;
-                    int32_t where = 0;
-                    for (int ky = 0; ky < 2; ky++)
-                        for (int kx = 0; kx < 2; kx++) {
-                            int32_t at = (int32_t)((((size_t)b * 8 + oy * 2 + ky) * 8 + ox * 2 + kx) * 64 + c);
-                            if (in[at] > best) {
-                                best = in[at];
-                                where = at;
+            for (int ox = 0; ox < 4; ox++) {
+                size_t o = (((size_t)b * 4 + oy) * 4 + ox) * 64;
+                for (int c = 0; c < 64; c++)
+                    out[o + c] = -INFINITY;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)((((size_t)b * 8 + oy * 2 + ky) * 8 + ox * 2 + kx) * 64);
+                        for (int c = 0; c < 64; c++) {
+                            if (in[at + c] > out[o + c]) {
+                                out[o + c] = in[at + c];
+                                argmax[o + c] = at + c;
                             }
                         }
-                    size_t o = (((size_t)b * 4 + oy) * 4 + ox) * 64 + c;
-                    out[o] = best;
-                    argmax[o] = where;
-                }
+                    }
+            }
 }
 
 static void max_pooling2d_2_backward(float *restrict din, const float *restrict dout, const int32_t *restrict argmax, int lo, int hi)
