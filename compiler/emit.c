@@ -1118,6 +1118,29 @@ static void emit_infer_batch(emitter *e)
     emit(e, "    memcpy(probs, %s, sizeof(float) * (size_t)n * %d);\n}\n", e->out_name[m->n_layers - 1], K);
 }
 
+/* The first layer, in forward order, whose output holds a NaN or an infinity. */
+static void emit_first_nonfinite(emitter *e)
+{
+    const model *m = e->m;
+    emit(e, "\n/* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */\n");
+    emit(e, "static const char *first_nonfinite(int n)\n{\n");
+    int any = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        if (choose_kernel(l) == KERNEL_NONE)
+            continue;
+        any = 1;
+        emit(e, "    if (!nnc_all_finite(%s_out, (size_t)n * %d))\n", l->ident, shape_size(l->out));
+        if (l->line > 0)
+            emit(e, "        return \"%s (line %d, `%s`)\";\n", l->name, l->line, l->source);
+        else
+            emit(e, "        return \"%s\";\n", l->name);
+    }
+    if (!any)
+        emit(e, "    (void)n;\n");
+    emit(e, "    return NULL;\n}\n");
+}
+
 /* ------------------------------------------------------------------------ */
 /* The model description and main()                                        */
 /* ------------------------------------------------------------------------ */
@@ -1140,6 +1163,8 @@ static const char *opt_enum(nnc_optimizer_kind k)
     }
 }
 
+static void emit_first_nonfinite(emitter *e);
+
 static void emit_model_description(emitter *e)
 {
     const model *m = e->m;
@@ -1147,6 +1172,7 @@ static void emit_model_description(emitter *e)
     const nnc_optimizer_cfg *o = &r->optimizer;
     char a[32], b[32], c[32], d[32], f[32], g[32];
     emit(e, "\n#ifndef NNC_BARE /* tests include this file bare, in double precision */");
+    emit_first_nonfinite(e);
     if (m->n_phases > 0) {
         emit(e, "\n/* schedule: (epochs, learning rate) */\n");
         emit(e, "static const nnc_schedule_phase schedule[%d] = {", m->n_phases);
@@ -1191,7 +1217,8 @@ static void emit_model_description(emitter *e)
     }
     emit(e, "    },\n");
     emit(e, "    .n_tensors = N_TENSORS,\n    .tensors = param_tensors,\n");
-    emit(e, "    .init = init,\n    .train_batch = train_batch,\n    .infer_batch = infer_batch,\n    .summary = summary,\n};\n");
+    emit(e, "    .init = init,\n    .train_batch = train_batch,\n    .infer_batch = infer_batch,\n");
+    emit(e, "    .first_nonfinite = first_nonfinite,\n    .summary = summary,\n};\n");
     emit(e, "\n#ifndef NNC_NO_MAIN\nint main(int argc, char **argv)\n{\n    return nnc_main(&nnc_model_%s, argc, argv);\n}\n#endif\n#endif\n",
          m->name);
 }

@@ -451,6 +451,22 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
+/* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
+static const char *first_nonfinite(int n)
+{
+    if (!nnc_all_finite(conv2d_1_out, (size_t)n * 18432))
+        return "conv2d_1 (line 8, `conv 32 5x5 relu`)";
+    if (!nnc_all_finite(max_pooling2d_1_out, (size_t)n * 4608))
+        return "max_pooling2d_1 (line 9, `maxpool 2x2`)";
+    if (!nnc_all_finite(dropout_1_out, (size_t)n * 4608))
+        return "dropout_1 (line 10, `dropout 0.2`)";
+    if (!nnc_all_finite(dense_1_out, (size_t)n * 128))
+        return "dense_1 (line 12, `dense 128 relu`)";
+    if (!nnc_all_finite(dense_2_out, (size_t)n * 10))
+        return "dense_2 (line 13, `dense 10 softmax`)";
+    return NULL;
+}
+
 static const char summary[] =
     "Model: \"cnn_baseline\"\n"
     "_________________________________________________________________\n"
@@ -502,6 +518,7 @@ const nnc_model nnc_model_cnn_baseline = {
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,
+    .first_nonfinite = first_nonfinite,
     .summary = summary,
 };
 

@@ -608,6 +608,28 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
+/* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
+static const char *first_nonfinite(int n)
+{
+    if (!nnc_all_finite(conv2d_1_out, (size_t)n * 17280))
+        return "conv2d_1 (line 9, `conv 30 5x5 relu`)";
+    if (!nnc_all_finite(max_pooling2d_1_out, (size_t)n * 4320))
+        return "max_pooling2d_1 (line 10, `maxpool 2x2`)";
+    if (!nnc_all_finite(conv2d_2_out, (size_t)n * 1500))
+        return "conv2d_2 (line 11, `conv 15 3x3 relu`)";
+    if (!nnc_all_finite(max_pooling2d_2_out, (size_t)n * 375))
+        return "max_pooling2d_2 (line 12, `maxpool 2x2`)";
+    if (!nnc_all_finite(dropout_1_out, (size_t)n * 375))
+        return "dropout_1 (line 13, `dropout 0.2`)";
+    if (!nnc_all_finite(dense_1_out, (size_t)n * 128))
+        return "dense_1 (line 15, `dense 128 relu`)";
+    if (!nnc_all_finite(dense_2_out, (size_t)n * 50))
+        return "dense_2 (line 16, `dense 50 relu`)";
+    if (!nnc_all_finite(dense_3_out, (size_t)n * 10))
+        return "dense_3 (line 17, `dense 10 softmax`)";
+    return NULL;
+}
+
 static const char summary[] =
     "Model: \"cnn_larger\"\n"
     "_________________________________________________________________\n"
@@ -664,6 +686,7 @@ const nnc_model nnc_model_cnn_larger = {
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,
+    .first_nonfinite = first_nonfinite,
     .summary = summary,
 };
 

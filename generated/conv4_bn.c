@@ -1617,6 +1617,42 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
+/* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
+static const char *first_nonfinite(int n)
+{
+    if (!nnc_all_finite(conv2d_1_out, (size_t)n * 21632))
+        return "conv2d_1 (line 10, `conv 32 3x3 relu`)";
+    if (!nnc_all_finite(batch_normalization_1_out, (size_t)n * 21632))
+        return "batch_normalization_1 (line 11, `batchnorm`)";
+    if (!nnc_all_finite(conv2d_2_out, (size_t)n * 18432))
+        return "conv2d_2 (line 12, `conv 32 3x3 relu`)";
+    if (!nnc_all_finite(batch_normalization_2_out, (size_t)n * 18432))
+        return "batch_normalization_2 (line 13, `batchnorm`)";
+    if (!nnc_all_finite(max_pooling2d_1_out, (size_t)n * 4608))
+        return "max_pooling2d_1 (line 14, `maxpool 2x2`)";
+    if (!nnc_all_finite(conv2d_3_out, (size_t)n * 6400))
+        return "conv2d_3 (line 15, `conv 64 3x3 relu`)";
+    if (!nnc_all_finite(batch_normalization_3_out, (size_t)n * 6400))
+        return "batch_normalization_3 (line 16, `batchnorm`)";
+    if (!nnc_all_finite(conv2d_4_out, (size_t)n * 4096))
+        return "conv2d_4 (line 17, `conv 64 3x3 relu`)";
+    if (!nnc_all_finite(batch_normalization_4_out, (size_t)n * 4096))
+        return "batch_normalization_4 (line 18, `batchnorm`)";
+    if (!nnc_all_finite(max_pooling2d_2_out, (size_t)n * 1024))
+        return "max_pooling2d_2 (line 19, `maxpool 2x2`)";
+    if (!nnc_all_finite(dense_1_out, (size_t)n * 256))
+        return "dense_1 (line 21, `dense 256 relu`)";
+    if (!nnc_all_finite(dropout_1_out, (size_t)n * 256))
+        return "dropout_1 (line 22, `dropout 0.4`)";
+    if (!nnc_all_finite(dense_2_out, (size_t)n * 128))
+        return "dense_2 (line 23, `dense 128 relu`)";
+    if (!nnc_all_finite(dropout_2_out, (size_t)n * 128))
+        return "dropout_2 (line 24, `dropout 0.4`)";
+    if (!nnc_all_finite(dense_3_out, (size_t)n * 10))
+        return "dense_3 (line 25, `dense 10 softmax`)";
+    return NULL;
+}
+
 /* schedule: (epochs, learning rate) */
 static const nnc_schedule_phase schedule[3] = {{4, 0.05f}, {4, 0.01f}, {4, 0.002f}};
 
@@ -1692,6 +1728,7 @@ const nnc_model nnc_model_conv4_bn = {
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,
+    .first_nonfinite = first_nonfinite,
     .summary = summary,
 };
 

@@ -191,6 +191,14 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
+/* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
+static const char *first_nonfinite(int n)
+{
+    if (!nnc_all_finite(dense_1_out, (size_t)n * 10))
+        return "dense_1 (line 9, `dense 10 softmax`)";
+    return NULL;
+}
+
 /* schedule: (epochs, learning rate) */
 static const nnc_schedule_phase schedule[3] = {{1, 0.01f}, {5, 0.1f}, {5, 0.01f}};
 
@@ -242,6 +250,7 @@ const nnc_model nnc_model_linear = {
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,
+    .first_nonfinite = first_nonfinite,
     .summary = summary,
 };
 

@@ -685,6 +685,38 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
+/* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
+static const char *first_nonfinite(int n)
+{
+    if (!nnc_all_finite(dense_1_out, (size_t)n * 64))
+        return "dense_1 (line 10, `dense 64`)";
+    if (!nnc_all_finite(activation_1_out, (size_t)n * 64))
+        return "activation_1 (line 11, `relu`)";
+    if (!nnc_all_finite(dense_2_out, (size_t)n * 64))
+        return "dense_2 (line 12, `dense 64`)";
+    if (!nnc_all_finite(activation_2_out, (size_t)n * 64))
+        return "activation_2 (line 13, `relu`)";
+    if (!nnc_all_finite(dense_3_out, (size_t)n * 64))
+        return "dense_3 (line 14, `dense 64`)";
+    if (!nnc_all_finite(activation_3_out, (size_t)n * 64))
+        return "activation_3 (line 15, `relu`)";
+    if (!nnc_all_finite(dense_4_out, (size_t)n * 64))
+        return "dense_4 (line 16, `dense 64`)";
+    if (!nnc_all_finite(activation_4_out, (size_t)n * 64))
+        return "activation_4 (line 17, `relu`)";
+    if (!nnc_all_finite(dense_5_out, (size_t)n * 64))
+        return "dense_5 (line 18, `dense 64`)";
+    if (!nnc_all_finite(activation_5_out, (size_t)n * 64))
+        return "activation_5 (line 19, `relu`)";
+    if (!nnc_all_finite(dropout_1_out, (size_t)n * 64))
+        return "dropout_1 (line 20, `dropout 0.2`)";
+    if (!nnc_all_finite(dense_6_out, (size_t)n * 10))
+        return "dense_6 (line 21, `dense 10`)";
+    if (!nnc_all_finite(activation_6_out, (size_t)n * 10))
+        return "activation_6 (line 22, `softmax`)";
+    return NULL;
+}
+
 static const char summary[] =
     "Model: \"mlp64x5\"\n"
     "_________________________________________________________________\n"
@@ -742,6 +774,7 @@ const nnc_model nnc_model_mlp64x5 = {
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,
+    .first_nonfinite = first_nonfinite,
     .summary = summary,
 };
 

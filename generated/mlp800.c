@@ -286,6 +286,18 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
+/* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
+static const char *first_nonfinite(int n)
+{
+    if (!nnc_all_finite(dense_1_out, (size_t)n * 800))
+        return "dense_1 (line 9, `dense 800 relu init=uniform`)";
+    if (!nnc_all_finite(dropout_1_out, (size_t)n * 800))
+        return "dropout_1 (line 10, `dropout 0.5`)";
+    if (!nnc_all_finite(dense_2_out, (size_t)n * 10))
+        return "dense_2 (line 11, `dense 10 softmax init=uniform`)";
+    return NULL;
+}
+
 static const char summary[] =
     "Model: \"mlp800\"\n"
     "_________________________________________________________________\n"
@@ -333,6 +345,7 @@ const nnc_model nnc_model_mlp800 = {
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,
+    .first_nonfinite = first_nonfinite,
     .summary = summary,
 };
 

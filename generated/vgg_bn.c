@@ -1662,6 +1662,40 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
+/* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
+static const char *first_nonfinite(int n)
+{
+    if (!nnc_all_finite(conv2d_1_out, (size_t)n * 21632))
+        return "conv2d_1 (line 9, `conv 32 3x3 relu`)";
+    if (!nnc_all_finite(batch_normalization_1_out, (size_t)n * 21632))
+        return "batch_normalization_1 (line 10, `batchnorm`)";
+    if (!nnc_all_finite(conv2d_2_out, (size_t)n * 18432))
+        return "conv2d_2 (line 11, `conv 32 3x3 relu`)";
+    if (!nnc_all_finite(batch_normalization_2_out, (size_t)n * 18432))
+        return "batch_normalization_2 (line 12, `batchnorm`)";
+    if (!nnc_all_finite(max_pooling2d_1_out, (size_t)n * 4608))
+        return "max_pooling2d_1 (line 13, `maxpool 2x2`)";
+    if (!nnc_all_finite(conv2d_3_out, (size_t)n * 6400))
+        return "conv2d_3 (line 14, `conv 64 3x3 relu`)";
+    if (!nnc_all_finite(batch_normalization_3_out, (size_t)n * 6400))
+        return "batch_normalization_3 (line 15, `batchnorm`)";
+    if (!nnc_all_finite(conv2d_4_out, (size_t)n * 4096))
+        return "conv2d_4 (line 16, `conv 64 3x3 relu`)";
+    if (!nnc_all_finite(batch_normalization_4_out, (size_t)n * 4096))
+        return "batch_normalization_4 (line 17, `batchnorm`)";
+    if (!nnc_all_finite(max_pooling2d_2_out, (size_t)n * 1024))
+        return "max_pooling2d_2 (line 18, `maxpool 2x2`)";
+    if (!nnc_all_finite(dense_1_out, (size_t)n * 512))
+        return "dense_1 (line 20, `dense 512 relu`)";
+    if (!nnc_all_finite(batch_normalization_5_out, (size_t)n * 512))
+        return "batch_normalization_5 (line 21, `batchnorm`)";
+    if (!nnc_all_finite(dropout_1_out, (size_t)n * 512))
+        return "dropout_1 (line 22, `dropout 0.5`)";
+    if (!nnc_all_finite(dense_2_out, (size_t)n * 10))
+        return "dense_2 (line 23, `dense 10 softmax`)";
+    return NULL;
+}
+
 /* schedule: (epochs, learning rate) */
 static const nnc_schedule_phase schedule[4] = {{1, 0.01f}, {5, 0.1f}, {5, 0.01f}, {5, 0.001f}};
 
@@ -1737,6 +1771,7 @@ const nnc_model nnc_model_vgg_bn = {
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,
+    .first_nonfinite = first_nonfinite,
     .summary = summary,
 };
 

@@ -1010,6 +1010,32 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
+/* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
+static const char *first_nonfinite(int n)
+{
+    if (!nnc_all_finite(conv2d_1_out, (size_t)n * 21632))
+        return "conv2d_1 (line 7, `conv 32 3x3 relu`)";
+    if (!nnc_all_finite(conv2d_2_out, (size_t)n * 18432))
+        return "conv2d_2 (line 8, `conv 32 3x3 relu`)";
+    if (!nnc_all_finite(max_pooling2d_1_out, (size_t)n * 4608))
+        return "max_pooling2d_1 (line 9, `maxpool 2x2`)";
+    if (!nnc_all_finite(dropout_1_out, (size_t)n * 4608))
+        return "dropout_1 (line 10, `dropout 0.5`)";
+    if (!nnc_all_finite(conv2d_3_out, (size_t)n * 6400))
+        return "conv2d_3 (line 11, `conv 64 3x3 relu`)";
+    if (!nnc_all_finite(conv2d_4_out, (size_t)n * 4096))
+        return "conv2d_4 (line 12, `conv 64 3x3 relu`)";
+    if (!nnc_all_finite(max_pooling2d_2_out, (size_t)n * 1024))
+        return "max_pooling2d_2 (line 13, `maxpool 2x2`)";
+    if (!nnc_all_finite(dropout_2_out, (size_t)n * 1024))
+        return "dropout_2 (line 14, `dropout 0.5`)";
+    if (!nnc_all_finite(dense_1_out, (size_t)n * 512))
+        return "dense_1 (line 16, `dense 512 relu`)";
+    if (!nnc_all_finite(dense_2_out, (size_t)n * 10))
+        return "dense_2 (line 17, `dense 10 softmax`)";
+    return NULL;
+}
+
 /* schedule: (epochs, learning rate) */
 static const nnc_schedule_phase schedule[3] = {{1, 0.01f}, {5, 0.1f}, {5, 0.01f}};
 
@@ -1076,6 +1102,7 @@ const nnc_model nnc_model_vgg_dropout = {
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,
+    .first_nonfinite = first_nonfinite,
     .summary = summary,
 };
 

@@ -78,11 +78,11 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "  --load FILE    start from these weights instead of a fresh initialization\n"
             "  --eval         only evaluate the --load weights on the test set\n"
             "  --bench        measure speed on synthetic data (no MNIST needed, nothing saved):\n"
-            "                 training steps (forward, backward, update) and inference at\n"
-            "                 batch %d after a warm-up, as the median images/s of timed\n"
-            "                 windows; the whole epoch loop (shuffle, conversion, steps); and\n"
-            "                 the peak memory. Prints `bench KEY VALUE` lines. Takes --seed\n"
-            "                 and --threads.\n"
+            "                 training steps (forward, backward, update at learning rate 0)\n"
+            "                 and inference at batch %d after a warm-up, as the median\n"
+            "                 images/s of timed windows; the whole epoch loop (shuffle,\n"
+            "                 conversion, steps, updates); and the peak memory. Prints\n"
+            "                 `bench KEY VALUE` lines. Takes --seed and --threads.\n"
             "  --bench-seconds S\n"
             "                 the benchmark's rough time budget (default %g)\n"
             "  --help         this text\n"
@@ -392,11 +392,14 @@ static int bench(const nnc_model *m, const cli_args *a) {
     struct rusage ru;
     long max_rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1; /* Linux: kilobytes */
     printf("bench model %s\n", m->name);
+    printf("bench input %dx%dx%d\n", m->in_h, m->in_w, m->in_c);
+    printf("bench classes %d\n", m->n_classes);
     printf("bench params %zu\n", m->n_params);
     printf("bench batch %d\n", res.batch);
     printf("bench threads %d\n", opts.threads);
     printf("bench loss %s\n", m->recipe.loss == NNC_LOSS_MSE ? "mse" : "crossentropy");
     print_optimizer(&m->recipe.optimizer, res.lr);
+    printf("bench train_lr 0\n"); /* the steady-state steps' learning rate: see nnc_bench */
     print_rate("train", &res.train);
     print_rate("infer", &res.infer);
     if (res.epoch_images > 0) {

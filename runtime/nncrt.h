@@ -52,6 +52,9 @@ float nnc_rng_normal(nnc_rng *rng);
  */
 float nnc_hash_uniform(uint64_t key, uint64_t index);
 
+/* 1 if every x[0..n) is finite (no NaN, no infinity). */
+int nnc_all_finite(const float *x, size_t n);
+
 /* ------------------------------------------------------------------------ */
 /* Initializers (Keras 2 definitions).                                      */
 /* ------------------------------------------------------------------------ */
@@ -163,6 +166,13 @@ typedef struct nnc_model {
     /* Forward in inference mode; probs: [n][n_classes]. 1 <= n <= max_batch. */
     void (*infer_batch)(const nnc_step_ctx *ctx, const float *x, int n, const float *params,
                         const float *state, float *probs);
+    /*
+     * After a step of n samples: a description of the first layer whose output
+     * holds a NaN or an infinity ("conv2d_2 (line 11, `conv 32 3x3 relu`)"),
+     * or NULL when every activation is finite. For diagnosing a NaN loss and
+     * for --check-numerics; it reads the model's own buffers.
+     */
+    const char *(*first_nonfinite)(int n);
     /* Human-readable summary table (the same as `nnc --summary`). */
     const char *summary;
 } nnc_model;
@@ -283,7 +293,9 @@ typedef struct {
 
 typedef struct {
     /* Steady state, inputs already converted, at the recipe's batch:
-     * train = m->train_batch + nnc_optimizer_update, infer = m->infer_batch. */
+     * train = m->train_batch + nnc_optimizer_update (the recipe's optimizer
+     * at learning rate 0, so the weights stay as initialized: see train.c),
+     * infer = m->infer_batch. */
     nnc_bench_rate train, infer;
     /* nnc_train's own epoch loop (shuffle, uint8 -> float conversion,
      * augmentation, steps, updates) over the first epoch_images images of a
@@ -293,7 +305,7 @@ typedef struct {
     nnc_bench_rate epoch;
     int epoch_images;
     int batch;
-    float lr; /* the learning rate used: the schedule's first */
+    float lr; /* the epochs' learning rate: the schedule's first */
 } nnc_bench_result;
 
 /* Warm up, then time windows of steps; see nnc_bench_result. Holds a

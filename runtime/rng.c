@@ -63,3 +63,12 @@ float nnc_hash_uniform(uint64_t key, uint64_t index) {
     uint64_t h = splitmix64(key ^ splitmix64(index));
     return (float)(h >> 40) * (1.0f / 16777216.0f);
 }
+
+int nnc_all_finite(const float *x, size_t n)
+{
+    /* Summing x * 0 keeps the loop branch-free and vectorizable: it is 0 unless some x is NaN or infinite. */
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        acc += x[i] * 0.0f;
+    return acc == 0.0f;
+}
