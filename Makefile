@@ -21,7 +21,9 @@ WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) -Icompiler -I$(BUILD)/gen -Iruntime
 # Generated trainers: shapes are constants, so let the compiler specialize for this CPU.
-TRAINER_CFLAGS ?= -O3 -march=native -ffp-contract=fast -fopenmp
+TRAINER_CFLAGS ?= -O3 -march=native -ffp-contract=fast -fno-math-errno -fopenmp
+# The runtime's flat loops (optimizer updates, batch conversion) vectorize only with these.
+RUNTIME_OPT := -O3 -march=native -fno-math-errno
 BLAS_CFLAGS = $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 RT_LIBS     = $(BLAS_LIBS) -lz -lm -fopenmp
@@ -73,7 +75,7 @@ $(BUILD)/nnc: $(COMPILER_OBJ) $(BUILD)/compiler/main.o
 # ---- the runtime ---------------------------------------------------------
 $(BUILD)/runtime/%.o: runtime/%.c runtime/*.h | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(BLAS_CFLAGS) -fopenmp -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(RUNTIME_OPT) $(BLAS_CFLAGS) -fopenmp -c $< -o $@
 
 $(BUILD)/libnncrt.a: $(RUNTIME_OBJ)
 	rm -f $@
@@ -154,7 +156,7 @@ reference: generated $(TEST_GEN)
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 test-asan:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g $(SAN)" \
-		TRAINER_CFLAGS="-O1 -g -march=native -fopenmp $(SAN)" test
+		TRAINER_CFLAGS="-O1 -g -march=native -fopenmp $(SAN)" RUNTIME_OPT="-march=native" test
 
 # ---- benchmark -----------------------------------------------------------
 bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%)

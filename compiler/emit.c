@@ -686,11 +686,13 @@ static void emit_batchnorm(emitter *e, int i)
     emit(e, "/* Inference: the running statistics instead of the batch's. */\n");
     emit(e, "static void %s_forward_infer(float *restrict out, const float *restrict in, const float *restrict gamma,\n", id);
     emit(e, "                             const float *restrict beta, const float *restrict running, int lo, int hi)\n{\n");
+    emit(e, "    float scale[%d], shift[%d];\n", C, C);
+    emit(e, "    for (int c = 0; c < %d; c++) {\n", C);
+    emit(e, "        scale[c] = gamma[c] / sqrtf(running[%d + c] + %s);\n", C, eps);
+    emit(e, "        shift[c] = beta[c] - running[c] * scale[c];\n    }\n");
     emit(e, "    for (size_t p = (size_t)lo * %d; p < (size_t)hi * %d; p++)\n", P, P);
-    emit(e, "        for (int c = 0; c < %d; c++) {\n", C);
-    emit(e, "            size_t at = p * %d + c;\n", C);
-    emit(e, "            float scale = gamma[c] / sqrtf(running[%d + c] + %s);\n", C, eps);
-    emit(e, "            out[at] = (in[at] - running[c]) * scale + beta[c];\n        }\n}\n\n");
+    emit(e, "        for (int c = 0; c < %d; c++)\n", C);
+    emit(e, "            out[p * %d + c] = in[p * %d + c] * scale[c] + shift[c];\n}\n\n", C, C);
 
     emit(e, "/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */\n");
     emit(e, "static void %s_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,\n", id);
@@ -1165,6 +1167,21 @@ static const char *opt_enum(nnc_optimizer_kind k)
 
 static void emit_first_nonfinite(emitter *e);
 
+/* Training FLOP of one full batch: forward, and backward at twice the forward. */
+static double step_mflop(const model *m)
+{
+    double macs = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        macs += layer_forward_macs(&m->layers[i]);
+    return 3.0 * 2.0 * macs * m->recipe.batch / 1e6;
+}
+
+/* Below ~50 MFLOP a step is over in tens of microseconds: a second thread costs more in wake-ups than it saves. */
+static int default_threads(const model *m)
+{
+    return step_mflop(m) < 50.0 ? 1 : 2;
+}
+
 static void emit_model_description(emitter *e)
 {
     const model *m = e->m;
@@ -1198,6 +1215,7 @@ static void emit_model_description(emitter *e)
     emit(e, "    .n_params = N_PARAMS,\n    .n_state = N_STATE,\n");
     emit(e, "    .signature = 0x%016llxULL,\n", model_signature(m));
     emit(e, "    .max_batch = B,\n");
+    emit(e, "    .default_threads = %d, /* %.0f MFLOP a training step */\n", default_threads(m), step_mflop(m));
     emit(e, "    .prep = %s,\n    .prep_scale = %s,\n", prep_enum(m->prep), flt(a, sizeof a, m->prep_scale));
     emit(e, "    .recipe = {\n");
     emit(e, "        .loss = %s,\n", r->loss == NNC_LOSS_MSE ? "NNC_LOSS_MSE" : "NNC_LOSS_CROSSENTROPY");
@@ -1219,7 +1237,7 @@ static void emit_model_description(emitter *e)
     emit(e, "    .n_tensors = N_TENSORS,\n    .tensors = param_tensors,\n");
     emit(e, "    .init = init,\n    .train_batch = train_batch,\n    .infer_batch = infer_batch,\n");
     emit(e, "    .first_nonfinite = first_nonfinite,\n    .summary = summary,\n};\n");
-    emit(e, "\n#ifndef NNC_NO_MAIN\nint main(int argc, char **argv)\n{\n    return nnc_main(&nnc_model_%s, argc, argv);\n}\n#endif\n#endif\n",
+    emit(e, "\n#ifndef NNC_NO_MAIN\nint main(int argc, char **argv)\n{\n    nnc_prefer_short_spin(argv);\n    return nnc_main(&nnc_model_%s, argc, argv);\n}\n#endif\n#endif\n",
          m->name);
 }
 

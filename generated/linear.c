@@ -233,6 +233,7 @@ const nnc_model nnc_model_linear = {
     .n_state = N_STATE,
     .signature = 0xb5ca6027ac0871c5ULL,
     .max_batch = B,
+    .default_threads = 1, /* 3 MFLOP a training step */
     .prep = NNC_PREP_NORMALIZE,
     .prep_scale = 0.0f,
     .recipe = {
@@ -257,6 +258,7 @@ const nnc_model nnc_model_linear = {
 #ifndef NNC_NO_MAIN
 int main(int argc, char **argv)
 {
+    nnc_prefer_short_spin(argv);
     return nnc_main(&nnc_model_linear, argc, argv);
 }
 #endif

@@ -330,6 +330,7 @@ const nnc_model nnc_model_mlp800 = {
     .n_state = N_STATE,
     .signature = 0xe296d3870a26eb2dULL,
     .max_batch = B,
+    .default_threads = 2, /* 976 MFLOP a training step */
     .prep = NNC_PREP_SCALE,
     .prep_scale = 0.003921569f,
     .recipe = {
@@ -352,6 +353,7 @@ const nnc_model nnc_model_mlp800 = {
 #ifndef NNC_NO_MAIN
 int main(int argc, char **argv)
 {
+    nnc_prefer_short_spin(argv);
     return nnc_main(&nnc_model_mlp800, argc, argv);
 }
 #endif

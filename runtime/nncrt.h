@@ -50,7 +50,19 @@ float nnc_rng_normal(nnc_rng *rng);
  * Dropout masks use it so that a mask does not depend on which thread
  * computed which sample: the result is the same with 1 or 2 threads.
  */
-float nnc_hash_uniform(uint64_t key, uint64_t index);
+static inline uint64_t nnc_splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+/* Inline: dropout calls it once per element. */
+static inline float nnc_hash_uniform(uint64_t key, uint64_t index)
+{
+    uint64_t h = nnc_splitmix64(key ^ nnc_splitmix64(index));
+    return (float)(h >> 40) * (1.0f / 16777216.0f);
+}
 
 /* 1 if every x[0..n) is finite (no NaN, no infinity). */
 int nnc_all_finite(const float *x, size_t n);
@@ -146,6 +158,7 @@ typedef struct nnc_model {
     size_t n_state;  /* non-trainable floats (batchnorm running statistics) */
     uint64_t signature; /* hash of every layer's kind and shape: guards checkpoints */
     int max_batch;      /* the batch the buffers were sized for (recipe.batch) */
+    int default_threads; /* what --threads defaults to: 1 where a step is too small to share */
     nnc_prep_kind prep;
     float prep_scale; /* NNC_PREP_SCALE: x * prep_scale */
     nnc_recipe recipe;
@@ -237,6 +250,15 @@ int nnc_checkpoint_load(const char *path, const nnc_model *m, float *params, flo
 /* ------------------------------------------------------------------------ */
 
 int nnc_main(const nnc_model *m, int argc, char **argv);
+
+/*
+ * Called first by a generated main(): libgomp reads its spin settings once,
+ * before main, and by default spins for about a millisecond at every barrier,
+ * which on a shared machine holds a core that the thread being waited for
+ * needs. Unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT, set a short
+ * spin and start the program again with it. Returns only if it did nothing.
+ */
+void nnc_prefer_short_spin(char **argv);
 
 /* (added) The pieces nnc_main is made of, usable on in-memory datasets. */
 

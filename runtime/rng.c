@@ -52,18 +52,6 @@ float nnc_rng_normal(nnc_rng *rng) {
     return (float)(sqrt(-2.0 * log(u1)) * cos(NNC_TWO_PI * u2));
 }
 
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-float nnc_hash_uniform(uint64_t key, uint64_t index) {
-    uint64_t h = splitmix64(key ^ splitmix64(index));
-    return (float)(h >> 40) * (1.0f / 16777216.0f);
-}
-
 int nnc_all_finite(const float *x, size_t n)
 {
     /* Summing x * 0 keeps the loop branch-free and vectorizable: it is 0 unless some x is NaN or infinite. */
