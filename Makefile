@@ -26,7 +26,7 @@ TRAINER_CFLAGS ?= -O3 -march=native -ffp-contract=fast -fno-math-errno -fopenmp
 RUNTIME_OPT := -O3 -march=native -fno-math-errno
 BLAS_CFLAGS = $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
-RT_LIBS     = $(BLAS_LIBS) -lz -lm -fopenmp
+RT_LIBS     = $(BLAS_LIBS) -lpng -lz -lm -fopenmp
 
 COMPILER_SRC := compiler/diag.c compiler/ast.c compiler/check.c compiler/summary.c compiler/emit.c
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o

@@ -832,7 +832,59 @@ static void check_seed(checker *ck, const nnc_stmt *st)
     ck->m->recipe.seed = (uint64_t)a->number;
 }
 
-/* schedule E:LR E:LR ...   (E epochs at learning rate LR, in order) */
+/*
+ * schedule step every=E factor=F | cosine [min_lr=LR] | onecycle max_lr=LR
+ * (the rate starts at the optimizer's lr and the epochs come from `epochs`)
+ */
+static void check_schedule_rule(checker *ck, const nnc_stmt *st)
+{
+    static const char *const keys[] = {"every", "factor", "min_lr", "max_lr", NULL};
+    nnc_recipe *r = &ck->m->recipe;
+    const nnc_arg *kind = st->args;
+    const char *name = kind->text;
+    if (strcmp(name, "step") == 0) {
+        r->schedule = NNC_SCHED_STEP;
+        r->step_every = 1;
+        r->step_factor = 0.5f;
+    } else if (strcmp(name, "cosine") == 0) {
+        r->schedule = NNC_SCHED_COSINE;
+        r->min_lr = 0.0f;
+    } else if (strcmp(name, "onecycle") == 0) {
+        r->schedule = NNC_SCHED_ONECYCLE;
+        r->max_lr = 0.0f;
+    } else {
+        static const char *const names[] = {"step", "cosine", "onecycle", NULL};
+        const char *hint = closest(name, names);
+        nnc_error(ck->src, kind->loc, "unknown schedule '%s'%s%s%s", name, hint ? "; did you mean '" : "",
+                  hint ? hint : " (step, cosine, onecycle, or phases such as 1:0.01 5:0.1)", hint ? "'?" : "");
+        return;
+    }
+    for (const nnc_arg *a = kind->next; a; a = a->next) {
+        double v;
+        if (a->kind != ARG_OPTION) {
+            unexpected_arg(ck, st, a, "schedule step every=E factor=F | cosine [min_lr=LR] | onecycle max_lr=LR");
+        } else if (strcmp(a->text, "every") == 0 && r->schedule == NNC_SCHED_STEP) {
+            int every;
+            if (positive_integer(ck, a->value, "every", 100000, &every))
+                r->step_every = every;
+        } else if (strcmp(a->text, "factor") == 0 && r->schedule == NNC_SCHED_STEP) {
+            if (option_number(ck, a, 1e-6, 1, &v))
+                r->step_factor = (float)v;
+        } else if (strcmp(a->text, "min_lr") == 0 && r->schedule == NNC_SCHED_COSINE) {
+            if (option_number(ck, a, 0, 100, &v))
+                r->min_lr = (float)v;
+        } else if (strcmp(a->text, "max_lr") == 0 && r->schedule == NNC_SCHED_ONECYCLE) {
+            if (option_number(ck, a, 1e-12, 100, &v))
+                r->max_lr = (float)v;
+        } else {
+            unknown_option(ck, a, name, keys);
+        }
+    }
+    if (r->schedule == NNC_SCHED_ONECYCLE && !(r->max_lr > 0))
+        nnc_error(ck->src, st->loc, "'schedule onecycle' needs its peak rate, such as 'max_lr=0.1'");
+}
+
+/* schedule E:LR E:LR ...   (E epochs at learning rate LR, in order), or a rule (above) */
 static void check_schedule(checker *ck, const nnc_stmt *st)
 {
     once(ck, st, &ck->seen_schedule);
@@ -840,6 +892,11 @@ static void check_schedule(checker *ck, const nnc_stmt *st)
     free(m->phases);
     m->phases = NULL;
     m->n_phases = 0;
+    m->recipe.schedule = NNC_SCHED_PIECEWISE;
+    if (st->args && st->args->kind == ARG_WORD) {
+        check_schedule_rule(ck, st);
+        return;
+    }
     if (!st->args)
         nnc_error(ck->src, st->loc, "usage: schedule EPOCHS:LR ..., such as 'schedule 1:0.01 5:0.1'");
     for (const nnc_arg *a = st->args; a; a = a->next) {
@@ -1027,7 +1084,7 @@ static void check_whole_model(checker *ck, const nnc_stmt *stmts)
     int schedule_epochs = 0;
     for (int i = 0; i < m->n_phases; i++)
         schedule_epochs += m->phases[i].epochs;
-    if (m->n_phases > 0 && !ck->seen_epochs)
+    if (r->schedule == NNC_SCHED_PIECEWISE && m->n_phases > 0 && !ck->seen_epochs)
         r->epochs = schedule_epochs;
     else if (!ck->seen_epochs) {
         r->epochs = 10;

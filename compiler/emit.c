@@ -1224,8 +1224,23 @@ static void emit_model_description(emitter *e)
          opt_enum(o->kind), flt(a, sizeof a, o->lr), flt(b, sizeof b, o->momentum), o->nesterov,
          flt(c, sizeof c, o->beta1), flt(d, sizeof d, o->beta2), flt(f, sizeof f, o->rho), flt(g, sizeof g, o->eps));
     emit(e, "        .batch = B,\n        .epochs = %d,\n", r->epochs);
-    if (m->n_phases > 0)
-        emit(e, "        .n_phases = %d,\n        .phases = schedule,\n", m->n_phases);
+    switch (r->schedule) {
+    case NNC_SCHED_CONSTANT:
+        break;
+    case NNC_SCHED_PIECEWISE:
+        emit(e, "        .schedule = NNC_SCHED_PIECEWISE,\n        .n_phases = %d,\n        .phases = schedule,\n", m->n_phases);
+        break;
+    case NNC_SCHED_STEP:
+        emit(e, "        .schedule = NNC_SCHED_STEP,\n        .step_every = %d,\n        .step_factor = %s,\n", r->step_every,
+             flt(a, sizeof a, r->step_factor));
+        break;
+    case NNC_SCHED_COSINE:
+        emit(e, "        .schedule = NNC_SCHED_COSINE,\n        .min_lr = %s,\n", flt(a, sizeof a, r->min_lr));
+        break;
+    case NNC_SCHED_ONECYCLE:
+        emit(e, "        .schedule = NNC_SCHED_ONECYCLE,\n        .max_lr = %s,\n", flt(a, sizeof a, r->max_lr));
+        break;
+    }
     emit(e, "        .seed = %lluULL,\n", (unsigned long long)r->seed);
     if (r->augment) {
         emit(e, "        .augment = 1,\n");

@@ -62,6 +62,12 @@ void nnc_print_summary(FILE *out, const model *m)
     fprintf(out, "Training: loss %s, optimizer %s lr=%g, batch %d, %d epochs, seed %llu%s\n",
             r->loss == NNC_LOSS_MSE ? "mse" : "crossentropy", optimizer_name(r->optimizer.kind), r->optimizer.lr,
             r->batch, r->epochs, (unsigned long long)r->seed, r->augment ? ", augmented" : "");
+    if (r->schedule == NNC_SCHED_STEP)
+        fprintf(out, "Schedule: lr x %g every %d epoch%s\n", r->step_factor, r->step_every, r->step_every == 1 ? "" : "s");
+    else if (r->schedule == NNC_SCHED_COSINE)
+        fprintf(out, "Schedule: cosine from %g down to %g\n", r->optimizer.lr, r->min_lr);
+    else if (r->schedule == NNC_SCHED_ONECYCLE)
+        fprintf(out, "Schedule: one cycle from %g up to %g and down\n", r->optimizer.lr, r->max_lr);
     if (m->n_phases > 0) {
         fputs("Schedule:", out);
         for (int i = 0; i < m->n_phases; i++)

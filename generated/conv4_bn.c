@@ -1728,6 +1728,7 @@ const nnc_model nnc_model_conv4_bn = {
                       .rho = 0.0f, .eps = 0.0f},
         .batch = B,
         .epochs = 12,
+        .schedule = NNC_SCHED_PIECEWISE,
         .n_phases = 3,
         .phases = schedule,
         .seed = 3ULL,

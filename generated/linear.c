@@ -242,6 +242,7 @@ const nnc_model nnc_model_linear = {
                       .rho = 0.0f, .eps = 0.0f},
         .batch = B,
         .epochs = 11,
+        .schedule = NNC_SCHED_PIECEWISE,
         .n_phases = 3,
         .phases = schedule,
         .seed = 1ULL,

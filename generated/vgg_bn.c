@@ -1773,6 +1773,7 @@ const nnc_model nnc_model_vgg_bn = {
                       .rho = 0.0f, .eps = 0.0f},
         .batch = B,
         .epochs = 16,
+        .schedule = NNC_SCHED_PIECEWISE,
         .n_phases = 4,
         .phases = schedule,
         .seed = 7ULL,

@@ -108,6 +108,15 @@ typedef struct {
     float lr;
 } nnc_schedule_phase;
 
+/* How the learning rate moves from epoch to epoch. */
+typedef enum {
+    NNC_SCHED_CONSTANT,  /* optimizer.lr throughout */
+    NNC_SCHED_PIECEWISE, /* the phases: (epochs, lr) in order, the last lr kept after them */
+    NNC_SCHED_STEP,      /* lr * factor^(epoch / every) */
+    NNC_SCHED_COSINE,    /* from lr down to min_lr over the epochs, half a cosine */
+    NNC_SCHED_ONECYCLE,  /* up from lr to max_lr over the first 30% of epochs, then down to lr / 1e4 (cosine) */
+} nnc_schedule_kind;
+
 typedef struct {
     float rotation;     /* degrees, uniform in [-r, r] */
     float width_shift;  /* fraction of the width */
@@ -121,8 +130,13 @@ typedef struct {
     nnc_optimizer_cfg optimizer;
     int batch;
     int epochs; /* total; the sum of the schedule's phases when there is one */
+    nnc_schedule_kind schedule;
     int n_phases;
-    const nnc_schedule_phase *phases; /* NULL: constant optimizer.lr */
+    const nnc_schedule_phase *phases; /* NNC_SCHED_PIECEWISE */
+    int step_every;   /* NNC_SCHED_STEP: epochs between decays */
+    float step_factor; /* NNC_SCHED_STEP: multiplier at each decay */
+    float min_lr;     /* NNC_SCHED_COSINE: the last epoch's rate */
+    float max_lr;     /* NNC_SCHED_ONECYCLE: the peak rate */
     uint64_t seed;
     int augment; /* 0: no augmentation */
     nnc_augment_cfg aug;
@@ -248,6 +262,14 @@ int nnc_checkpoint_load(const char *path, const nnc_model *m, float *params, flo
 /* ------------------------------------------------------------------------ */
 /* The trainer: the whole command line of a generated program.              */
 /* ------------------------------------------------------------------------ */
+
+/*
+ * --predict: classify the user's own images (PNG or PGM), each resized to the
+ * model's input the way MNIST digits were made, and print the class and the
+ * probabilities. Returns 0, or 1 after a clear message on a bad file.
+ */
+int nnc_predict_files(const nnc_model *m, const float *params, const float *state, const float prep[2],
+                      int n_files, char **files, int threads, FILE *out);
 
 int nnc_main(const nnc_model *m, int argc, char **argv);
 

@@ -310,3 +310,21 @@ Test(emitter, same_input_same_bytes)
     release(&a);
     release(&b);
 }
+
+Test(checker, schedule_rules)
+{
+    compiled c = compile_text(MNIST_HEAD TAIL "train\n  epochs 12\n  schedule step every=4 factor=0.1\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_eq(c.m->recipe.schedule, NNC_SCHED_STEP);
+    cr_expect_eq(c.m->recipe.step_every, 4);
+    cr_expect_float_eq(c.m->recipe.step_factor, 0.1f, 1e-9);
+    cr_expect_eq(c.m->recipe.epochs, 12);
+    release(&c);
+    c = compile_text(MNIST_HEAD TAIL "train\n  schedule onecycle\n");
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "needs its peak rate") != NULL, "%s", c.diagnostics);
+    release(&c);
+    c = compile_text(MNIST_HEAD TAIL "train\n  schedule cosinus\n");
+    cr_expect(strstr(c.diagnostics, "unknown schedule 'cosinus'; did you mean 'cosine'?") != NULL, "%s", c.diagnostics);
+    release(&c);
+}

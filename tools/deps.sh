@@ -14,6 +14,7 @@ need make             command -v make
 need gcc              command -v cc
 need pkg-config       command -v pkg-config
 need zlib1g-dev       have_header zlib.h
+need libpng-dev       have_header png.h
 need libopenblas-dev  have_header cblas.h "$(pkg-config --cflags openblas 2>/dev/null)"
 need libcriterion-dev have_header criterion/criterion.h
 need clang            command -v clang
