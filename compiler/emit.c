@@ -122,8 +122,8 @@ static kernel_kind choose_kernel(const layer *l)
     case LAYER_DENSE:
         return KERNEL_SGEMM;
     case LAYER_CONV:
-        /* Register blocking needs whole 16-float vectors of output channels and no padding. */
-        if (l->u.conv.filters % VEC == 0 && !l->u.conv.same)
+        /* Register blocking reads whole windows: valid padding only. */
+        if (!l->u.conv.same)
             return KERNEL_BLOCKED;
         return KERNEL_DIRECT;
     default:
@@ -383,10 +383,40 @@ static int pixel_block(int vectors, int limit)
 }
 
 /*
- * conv, register-blocked (valid padding, filters a multiple of 16). Forward
- * and input gradient keep a block of NP pixels x (channels / 16) vectors in
- * registers; the weight gradient keeps CIB input channels x (filters / 16)
- * vectors, swept along an output row.
+ * Vector load and store of channel vector v (a loop variable) of a row of
+ * `count` channels: whole 16-float vectors, and a shorter last one when the
+ * count is not a multiple of 16 (constant after unrolling, so no branch).
+ */
+static const char *vload(char *buf, size_t len, int count, const char *addr)
+{
+    if (count % VEC == 0)
+        snprintf(buf, len, "load16(%s)", addr);
+    else
+        snprintf(buf, len, "(v < %d ? load16(%s) : load_tail(%s, %d))", count / VEC, addr, addr, count % VEC);
+    return buf;
+}
+
+static void emit_vstore(emitter *e, const char *indent, int count, const char *addr, const char *value)
+{
+    if (count % VEC == 0)
+        emit(e, "%sstore16(%s, %s);\n", indent, addr, value);
+    else
+        emit(e, "%sif (v < %d)\n%s    store16(%s, %s);\n%selse\n%s    store_tail(%s, %s, %d);\n", indent, count / VEC,
+             indent, addr, value, indent, indent, addr, value, count % VEC);
+}
+
+/* Vectors that hold `count` channels. */
+static int vectors_for(int count)
+{
+    return (count + VEC - 1) / VEC;
+}
+
+/*
+ * conv, register-blocked (valid padding). Forward and input gradient keep a
+ * block of NP pixels x (channels / 16) vectors in registers; the weight
+ * gradient keeps CIB input channels x (filters / 16) vectors, swept along an
+ * output row. Channel counts that are not multiples of 16 use a shorter last
+ * vector, with the weights padded to whole vectors once a step.
  */
 static void emit_conv_blocked(emitter *e, int i)
 {
@@ -395,26 +425,39 @@ static void emit_conv_blocked(emitter *e, int i)
     const char *id = l->ident;
     int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
     int KH = c->kh, KW = c->kw, SH = c->sh, SW = c->sw;
-    int V = CO / VEC;
+    int V = vectors_for(CO), COP = V * VEC; /* output channels in vectors, padded */
+    int padded = CO != COP;
     int NP = pixel_block(V, OW);
-    char buf[128];
+    char buf[128], ld[512];
 
+    if (padded) {
+        emit(e, "/* w and bias with the output channels padded from %d to %d with zeros, so every vector load is whole. */\n", CO, COP);
+        emit(e, "static float %s_wpad[%d * %d] ALIGNED, %s_bpad[%d] ALIGNED;\n\n", id, KH * KW * CI, COP, id, COP);
+        emit(e, "static void %s_pad_weights(const float *restrict w, const float *restrict bias)\n{\n", id);
+        emit(e, "    for (int r = 0; r < %d; r++)\n        for (int co = 0; co < %d; co++)\n", KH * KW * CI, COP);
+        emit(e, "            %s_wpad[r * %d + co] = co < %d ? w[r * %d + co] : 0.0f;\n", id, COP, CO, CO);
+        emit(e, "    for (int co = 0; co < %d; co++)\n        %s_bpad[co] = co < %d ? bias[co] : 0.0f;\n}\n\n", COP, id, CO);
+    }
+    const char *wsrc = padded ? "wp" : "w";
     emit(e, "/* %d output pixels along x at (b, oy, ox0), each %d channels as %d vectors, accumulated in registers. */\n", NP, CO, V);
     emit(e, "static inline __attribute__((always_inline)) void %s_forward_block(float *restrict out, const float *restrict in,\n", id);
-    emit(e, "        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)\n{\n");
+    emit(e, "        const float *restrict %s, const float *restrict bias, int b, int oy, int ox0, const int np)\n{\n", wsrc);
     emit(e, "    v16 acc[%d][%d];\n", NP, V);
     emit(e, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n            acc[p][v] = load16(bias + %d * v);\n", V, VEC);
     emit(e, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", KH, KW);
     emit(e, "            const float *px = in + (((size_t)b * %d + oy * %d + ky) * %d + ox0 * %d + kx) * %d;\n", IH, SH, IW, SW, CI);
-    emit(e, "            const float *wk = w + (ky * %d + kx) * %d;\n", KW, CI * CO);
+    emit(e, "            const float *wk = %s + (ky * %d + kx) * %d;\n", wsrc, KW, CI * COP);
     emit(e, "            for (int ci = 0; ci < %d; ci++) {\n", CI);
-    emit(e, "                v16 wv[%d];\n                for (int v = 0; v < %d; v++)\n                    wv[v] = load16(wk + ci * %d + %d * v);\n", V, V, CO, VEC);
+    emit(e, "                v16 wv[%d];\n                for (int v = 0; v < %d; v++)\n                    wv[v] = load16(wk + ci * %d + %d * v);\n", V, V, COP, VEC);
     emit(e, "                for (int p = 0; p < np; p++) {\n");
     emit(e, "                    float x = px[p * %d + ci];\n", SW * CI);
     emit(e, "                    for (int v = 0; v < %d; v++)\n                        acc[p][v] += x * wv[v];\n                }\n", V);
     emit(e, "            }\n        }\n");
     emit(e, "    float *o = out + (((size_t)b * %d + oy) * %d + ox0) * %d;\n", OH, OW, CO);
-    emit(e, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n            store16(o + p * %d + %d * v, acc[p][v]);\n", V, CO, VEC);
+    emit(e, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++) {\n", V);
+    snprintf(buf, sizeof buf, "o + p * %d + %d * v", CO, VEC);
+    emit_vstore(e, "            ", CO, buf, "acc[p][v]");
+    emit(e, "        }\n");
     if (l->act != ACT_LINEAR)
         emit(e, "    for (int j = 0; j < np * %d; j++) {\n        float v = o[j];\n        o[j] = %s;\n    }\n", CO,
              act_expr(l->act, buf, sizeof buf, "v"));
@@ -422,11 +465,16 @@ static void emit_conv_blocked(emitter *e, int i)
 
     emit(e, "static void %s_forward(float *restrict out, const float *restrict in, const float *restrict w,\n", id);
     emit(e, "                            const float *restrict bias, int lo, int hi)\n{\n");
+    if (padded) {
+        emit(e, "    (void)w;\n    (void)bias;\n");
+        emit(e, "    const float *wp = %s_wpad, *bp = %s_bpad; /* padded by %s_pad_weights() at the step's start */\n", id, id, id);
+    }
+    const char *bsrc = padded ? "bp" : "bias";
     emit(e, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
     if (OW / NP > 0)
-        emit(e, "            for (int ox = 0; ox + %d <= %d; ox += %d)\n                %s_forward_block(out, in, w, bias, b, oy, ox, %d);\n", NP, OW, NP, id, NP);
+        emit(e, "            for (int ox = 0; ox + %d <= %d; ox += %d)\n                %s_forward_block(out, in, %s, %s, b, oy, ox, %d);\n", NP, OW, NP, id, wsrc, bsrc, NP);
     if (OW % NP)
-        emit(e, "            %s_forward_block(out, in, w, bias, b, oy, %d, %d); /* the row's last %d pixels */\n", id, OW - OW % NP, OW % NP, OW % NP);
+        emit(e, "            %s_forward_block(out, in, %s, %s, b, oy, %d, %d); /* the row's last %d pixels */\n", id, wsrc, bsrc, OW - OW % NP, OW % NP, OW % NP);
     emit(e, "        }\n}\n\n");
 
     /* Weight gradient. */
@@ -447,53 +495,55 @@ static void emit_conv_blocked(emitter *e, int i)
     emit(e, "                    for (int ci0 = 0; ci0 < %d; ci0 += %d) {\n", CI, CIB);
     emit(e, "                        v16 acc[%d][%d];\n", CIB, V);
     emit(e, "                        for (int k = 0; k < %d; k++)\n                            for (int v = 0; v < %d; v++)\n", CIB, V);
-    emit(e, "                                acc[k][v] = load16(dwk + (ci0 + k) * %d + %d * v);\n", CO, VEC);
+    snprintf(buf, sizeof buf, "dwk + (ci0 + k) * %d + %d * v", CO, VEC);
+    emit(e, "                                acc[k][v] = %s;\n", vload(ld, sizeof ld, CO, buf));
     emit(e, "                        for (int ox = 0; ox < %d; ox++) {\n", OW);
     emit(e, "                            v16 g[%d];\n                            for (int v = 0; v < %d; v++)\n", V, V);
+    /* Whole vectors even past the last channel: those lanes only reach accumulator lanes that are never stored. */
     emit(e, "                                g[v] = load16(dzrow + ox * %d + %d * v);\n", CO, VEC);
     emit(e, "                            for (int k = 0; k < %d; k++) {\n", CIB);
     emit(e, "                                float x = inrow[ox * %d + ci0 + k];\n", SW * CI);
     emit(e, "                                for (int v = 0; v < %d; v++)\n                                    acc[k][v] += x * g[v];\n", V);
     emit(e, "                            }\n                        }\n");
-    emit(e, "                        for (int k = 0; k < %d; k++)\n                            for (int v = 0; v < %d; v++)\n", CIB, V);
-    emit(e, "                                store16(dwk + (ci0 + k) * %d + %d * v, acc[k][v]);\n", CO, VEC);
+    emit(e, "                        for (int k = 0; k < %d; k++)\n                            for (int v = 0; v < %d; v++) {\n", CIB, V);
+    snprintf(buf, sizeof buf, "dwk + (ci0 + k) * %d + %d * v", CO, VEC);
+    emit_vstore(e, "                                ", CO, buf, "acc[k][v]");
+    emit(e, "                            }\n");
     emit(e, "                    }\n                }\n        }\n}\n\n");
 
     int need_din = !e->input_is_x[i];
-    int din_blocked = need_din && CI % VEC == 0;
     if (need_din) {
-        emit(e, "/* w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add. */\n");
-        emit(e, "static float %s_wt[%d * %d * %d * %d];\n\n", id, KH, KW, CO, CI);
+        int VI = vectors_for(CI), CIP = VI * VEC;
+        int NPI = pixel_block(VI, OW);
+        emit(e, "/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to %d: din is a contiguous multiply-add. */\n", CIP);
+        emit(e, "static float %s_wt[%d * %d * %d * %d] ALIGNED;\n\n", id, KH, KW, CO, CIP);
         emit(e, "static void %s_transpose_weights(const float *restrict w)\n{\n", id);
         emit(e, "    for (int k = 0; k < %d; k++)\n", KH * KW);
-        emit(e, "        for (int ci = 0; ci < %d; ci++)\n", CI);
-        emit(e, "            for (int co = 0; co < %d; co++)\n", CO);
-        emit(e, "                %s_wt[(k * %d + co) * %d + ci] = w[(k * %d + ci) * %d + co];\n", id, CO, CI, CI, CO);
+        emit(e, "        for (int co = 0; co < %d; co++)\n", CO);
+        emit(e, "            for (int ci = 0; ci < %d; ci++)\n", CIP);
+        emit(e, "                %s_wt[(k * %d + co) * %d + ci] = ci < %d ? w[(k * %d + ci) * %d + co] : 0.0f;\n", id, CO, CIP, CI, CI, CO);
         emit(e, "}\n\n");
-    }
-    if (din_blocked) {
-        int VI = CI / VEC;
-        int NPI = pixel_block(VI, OW);
         emit(e, "/* din at the %d input pixels that tap (ky, kx) of output pixels ox0.., %d vectors of channels each. */\n", NPI, VI);
         emit(e, "static inline __attribute__((always_inline)) void %s_input_grad_block(float *restrict din, const float *restrict dz,\n", id);
         emit(e, "        int b, int oy, int ox0, const int np)\n{\n");
         emit(e, "    const float *g = dz + (((size_t)b * %d + oy) * %d + ox0) * %d;\n", OH, OW, CO);
         emit(e, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", KH, KW);
         emit(e, "            float *dp = din + (((size_t)b * %d + oy * %d + ky) * %d + ox0 * %d + kx) * %d;\n", IH, SH, IW, SW, CI);
-        emit(e, "            const float *wtk = %s_wt + (ky * %d + kx) * %d;\n", id, KW, CO * CI);
+        emit(e, "            const float *wtk = %s_wt + (ky * %d + kx) * %d;\n", id, KW, CO * CIP);
         emit(e, "            v16 acc[%d][%d];\n", NPI, VI);
         emit(e, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
-        emit(e, "                    acc[p][v] = load16(dp + p * %d + %d * v);\n", SW * CI, VEC);
+        snprintf(buf, sizeof buf, "dp + p * %d + %d * v", SW * CI, VEC);
+        emit(e, "                    acc[p][v] = load16(%s); /* lanes past the last channel are never stored */\n", buf);
         emit(e, "            for (int co = 0; co < %d; co++) {\n", CO);
         emit(e, "                v16 wv[%d];\n                for (int v = 0; v < %d; v++)\n", VI, VI);
-        emit(e, "                    wv[v] = load16(wtk + co * %d + %d * v);\n", CI, VEC);
+        emit(e, "                    wv[v] = load16(wtk + co * %d + %d * v);\n", CIP, VEC);
         emit(e, "                for (int p = 0; p < np; p++) {\n");
         emit(e, "                    float x = g[p * %d + co];\n", CO);
         emit(e, "                    for (int v = 0; v < %d; v++)\n                        acc[p][v] += x * wv[v];\n                }\n", VI);
         emit(e, "            }\n");
-        emit(e, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
-        emit(e, "                    store16(dp + p * %d + %d * v, acc[p][v]);\n", SW * CI, VEC);
-        emit(e, "        }\n}\n\n");
+        emit(e, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++) {\n", VI);
+        emit_vstore(e, "                    ", CI, buf, "acc[p][v]");
+        emit(e, "                }\n        }\n}\n\n");
         emit(e, "static void %s_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)\n{\n", id);
         emit(e, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IH * IW * CI, IH * IW * CI);
         emit(e, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
@@ -502,18 +552,6 @@ static void emit_conv_blocked(emitter *e, int i)
         if (OW % NPI)
             emit(e, "            %s_input_grad_block(din, dz, b, oy, %d, %d);\n", id, OW - OW % NPI, OW % NPI);
         emit(e, "        }\n}\n\n");
-    } else if (need_din) {
-        emit(e, "/* din = dz . w^T scattered back over each window (input channels are too few for vectors). */\n");
-        emit(e, "static void %s_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)\n{\n", id);
-        emit(e, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IH * IW * CI, IH * IW * CI);
-        emit(e, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++)\n            for (int ox = 0; ox < %d; ox++) {\n", OH, OW);
-        emit(e, "                const float *g = dz + (((size_t)b * %d + oy) * %d + ox) * %d;\n", OH, OW, CO);
-        emit(e, "                for (int ky = 0; ky < %d; ky++)\n                    for (int kx = 0; kx < %d; kx++) {\n", KH, KW);
-        emit(e, "                        float *dp = din + (((size_t)b * %d + oy * %d + ky) * %d + ox * %d + kx) * %d;\n", IH, SH, IW, SW, CI);
-        emit(e, "                        const float *wtk = %s_wt + (ky * %d + kx) * %d;\n", id, KW, CO * CI);
-        emit(e, "                        for (int co = 0; co < %d; co++)\n                            for (int ci = 0; ci < %d; ci++)\n", CO, CI);
-        emit(e, "                                dp[ci] += g[co] * wtk[co * %d + ci];\n", CI);
-        emit(e, "                    }\n            }\n}\n\n");
     }
 
     emit(e, "/* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */\n");
@@ -815,14 +853,15 @@ static void emit_buffers(emitter *e)
     const model *m = e->m;
     char sc[64];
     emit(e, "\n/* ---- activations and their gradients, one slot per sample of the largest batch ---- */\n");
+    emit(e, "/* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */\n");
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];
         if (choose_kernel(l) == KERNEL_NONE)
             continue;
         int S = shape_size(l->out);
         shape_comment(sc, sizeof sc, l->out);
-        emit(e, "static float %s_out[B * %d] ALIGNED; /* %s */\n", l->ident, S, sc);
-        emit(e, "static float %s_dout[B * %d] ALIGNED;\n", l->ident, S);
+        emit(e, "static float %s_out[B * %d + VEC] ALIGNED; /* %s */\n", l->ident, S, sc);
+        emit(e, "static float %s_dout[B * %d + VEC] ALIGNED;\n", l->ident, S);
         if (l->kind == LAYER_MAXPOOL)
             emit(e, "static int32_t %s_argmax[B * %d]; /* index into the input of each output's maximum */\n", l->ident, S);
         if (l->kind == LAYER_DROPOUT)
@@ -1041,6 +1080,39 @@ static void emit_penalties(emitter *e)
     }
 }
 
+/* Is this conv's weight copy padded to whole vectors of output channels? */
+static int conv_weights_padded(const layer *l)
+{
+    return l->kind == LAYER_CONV && choose_kernel(l) == KERNEL_BLOCKED && l->u.conv.filters % VEC != 0;
+}
+
+/*
+ * Once a step, before any slice starts: the weight layouts the kernels read
+ * (padded copies for the forward pass; transposed copies for the backward).
+ */
+static void emit_weight_layouts(emitter *e, int training)
+{
+    const model *m = e->m;
+    int any = 0;
+    char up[64];
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        int pad = conv_weights_padded(l);
+        int transpose = training && l->kind == LAYER_CONV && !e->input_is_x[i];
+        if (!pad && !transpose)
+            continue;
+        if (!any++)
+            emit(e, "        /* weights in the layouts the kernels read, once a step */\n#pragma omp single\n        {\n");
+        upper(up, l->ident, sizeof up);
+        if (pad)
+            emit(e, "            %s_pad_weights(params + %s_W, params + %s_B);\n", l->ident, up, up);
+        if (transpose)
+            emit(e, "            %s_transpose_weights(params + %s_W);\n", l->ident, up);
+    }
+    if (any)
+        emit(e, "        }\n");
+}
+
 static void emit_train_batch(emitter *e)
 {
     const model *m = e->m;
@@ -1070,17 +1142,7 @@ static void emit_train_batch(emitter *e)
         emit(e, "    (void)state;\n");
     emit(e, "    double loss[CHUNKS];\n    int correct[CHUNKS];\n");
     emit(e, "#pragma omp parallel num_threads(ctx->threads)\n    {\n");
-    int transposes = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        if (m->layers[i].kind == LAYER_CONV && !e->input_is_x[i]) {
-            if (!transposes++)
-                emit(e, "        /* the backward passes' transposed conv weights, once a step */\n#pragma omp single\n        {\n");
-            char up[64];
-            upper(up, m->layers[i].ident, sizeof up);
-            emit(e, "            %s_transpose_weights(params + %s_W);\n", m->layers[i].ident, up);
-        }
-    if (transposes)
-        emit(e, "        }\n");
+    emit_weight_layouts(e, 1);
     for (int i = 0; i < m->n_layers; i++)
         emit_forward_call(e, i, 1);
     slice_loop_begin(e);
@@ -1112,7 +1174,8 @@ static void emit_infer_batch(emitter *e)
     emit(e, "                        float *probs)\n{\n");
     if (m->n_state == 0)
         emit(e, "    (void)state;\n");
-    emit(e, "#pragma omp parallel num_threads(ctx->threads)\n    {");
+    emit(e, "#pragma omp parallel num_threads(ctx->threads)\n    {\n");
+    emit_weight_layouts(e, 0);
     for (int i = 0; i < m->n_layers; i++)
         emit_forward_call(e, i, 0);
     slice_loop_end(e);
@@ -1278,6 +1341,7 @@ static void emit_header(emitter *e)
     emit(e, "#define N_CLASSES %d\n", m->n_classes);
     emit(e, "#define N_PARAMS %zu\n#define N_STATE %zu\n", m->n_params, m->n_state);
     emit(e, "#define ALIGNED __attribute__((aligned(64)))\n");
+    emit(e, "#define VEC %d /* floats in one vector register */\n", VEC);
     int vectors = 0;
     for (int i = 0; i < m->n_layers; i++)
         vectors |= choose_kernel(&m->layers[i]) == KERNEL_BLOCKED;
@@ -1286,6 +1350,9 @@ static void emit_header(emitter *e)
         emit(e, "typedef float v16 __attribute__((vector_size(16 * sizeof(float))));\n");
         emit(e, "static inline v16 load16(const float *p)\n{\n    v16 v;\n    memcpy(&v, p, sizeof v);\n    return v;\n}\n");
         emit(e, "static inline void store16(float *p, v16 v)\n{\n    memcpy(p, &v, sizeof v);\n}\n");
+        emit(e, "/* The first `count` floats only: the last, shorter vector of a row. */\n");
+        emit(e, "static inline v16 load_tail(const float *p, int count)\n{\n    v16 v = {0};\n    memcpy(&v, p, sizeof(float) * (size_t)count);\n    return v;\n}\n");
+        emit(e, "static inline void store_tail(float *p, v16 v, int count)\n{\n    memcpy(p, &v, sizeof(float) * (size_t)count);\n}\n");
     }
 }
 

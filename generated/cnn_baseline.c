@@ -24,6 +24,7 @@
 #define N_PARAMS 592074
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
+#define VEC 16 /* floats in one vector register */
 
 /* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
 typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
@@ -36,6 +37,17 @@ static inline v16 load16(const float *p)
 static inline void store16(float *p, v16 v)
 {
     memcpy(p, &v, sizeof v);
+}
+/* The first `count` floats only: the last, shorter vector of a row. */
+static inline v16 load_tail(const float *p, int count)
+{
+    v16 v = {0};
+    memcpy(&v, p, sizeof(float) * (size_t)count);
+    return v;
+}
+static inline void store_tail(float *p, v16 v, int count)
+{
+    memcpy(p, &v, sizeof(float) * (size_t)count);
 }
 
 /* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
@@ -58,18 +70,19 @@ static const nnc_tensor_info param_tensors[] = {
 #define N_TENSORS 6
 
 /* ---- activations and their gradients, one slot per sample of the largest batch ---- */
-static float conv2d_1_out[B * 18432] ALIGNED; /* [n][24][24][32] */
-static float conv2d_1_dout[B * 18432] ALIGNED;
-static float max_pooling2d_1_out[B * 4608] ALIGNED; /* [n][12][12][32] */
-static float max_pooling2d_1_dout[B * 4608] ALIGNED;
+/* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
+static float conv2d_1_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
+static float conv2d_1_dout[B * 18432 + VEC] ALIGNED;
+static float max_pooling2d_1_out[B * 4608 + VEC] ALIGNED; /* [n][12][12][32] */
+static float max_pooling2d_1_dout[B * 4608 + VEC] ALIGNED;
 static int32_t max_pooling2d_1_argmax[B * 4608]; /* index into the input of each output's maximum */
-static float dropout_1_out[B * 4608] ALIGNED; /* [n][12][12][32] */
-static float dropout_1_dout[B * 4608] ALIGNED;
+static float dropout_1_out[B * 4608 + VEC] ALIGNED; /* [n][12][12][32] */
+static float dropout_1_dout[B * 4608 + VEC] ALIGNED;
 static float dropout_1_mask[B * 4608]; /* 0 or 1/(1 - rate) */
-static float dense_1_out[B * 128] ALIGNED; /* [n][128] */
-static float dense_1_dout[B * 128] ALIGNED;
-static float dense_2_out[B * 10] ALIGNED; /* [n][10] */
-static float dense_2_dout[B * 10] ALIGNED;
+static float dense_1_out[B * 128 + VEC] ALIGNED; /* [n][128] */
+static float dense_1_dout[B * 128 + VEC] ALIGNED;
+static float dense_2_out[B * 10 + VEC] ALIGNED; /* [n][10] */
+static float dense_2_dout[B * 10 + VEC] ALIGNED;
 
 /* Per-slice weight gradients, summed in slice order after backward. */
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
@@ -101,8 +114,9 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
         }
     float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
     for (int p = 0; p < np; p++)
-        for (int v = 0; v < 2; v++)
+        for (int v = 0; v < 2; v++) {
             store16(o + p * 32 + 16 * v, acc[p][v]);
+        }
     for (int j = 0; j < np * 32; j++) {
         float v = o[j];
         o[j] = v > 0.0f ? v : 0.0f;
@@ -146,8 +160,9 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, c
                             }
                         }
                         for (int k = 0; k < 1; k++)
-                            for (int v = 0; v < 2; v++)
+                            for (int v = 0; v < 2; v++) {
                                 store16(dwk + (ci0 + k) * 32 + 16 * v, acc[k][v]);
+                            }
                     }
                 }
         }
@@ -431,6 +446,7 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     (void)state;
 #pragma omp parallel num_threads(ctx->threads)
     {
+
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);

@@ -24,6 +24,31 @@
 #define N_PARAMS 59933
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
+#define VEC 16 /* floats in one vector register */
+
+/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
+typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
+static inline v16 load16(const float *p)
+{
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void store16(float *p, v16 v)
+{
+    memcpy(p, &v, sizeof v);
+}
+/* The first `count` floats only: the last, shorter vector of a row. */
+static inline v16 load_tail(const float *p, int count)
+{
+    v16 v = {0};
+    memcpy(&v, p, sizeof(float) * (size_t)count);
+    return v;
+}
+static inline void store_tail(float *p, v16 v, int count)
+{
+    memcpy(p, &v, sizeof(float) * (size_t)count);
+}
 
 /* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
 #define CONV2D_1_W 0 /* [5][5][1][30] */
@@ -53,90 +78,147 @@ static const nnc_tensor_info param_tensors[] = {
 #define N_TENSORS 10
 
 /* ---- activations and their gradients, one slot per sample of the largest batch ---- */
-static float conv2d_1_out[B * 17280] ALIGNED; /* [n][24][24][30] */
-static float conv2d_1_dout[B * 17280] ALIGNED;
-static float max_pooling2d_1_out[B * 4320] ALIGNED; /* [n][12][12][30] */
-static float max_pooling2d_1_dout[B * 4320] ALIGNED;
+/* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
+static float conv2d_1_out[B * 17280 + VEC] ALIGNED; /* [n][24][24][30] */
+static float conv2d_1_dout[B * 17280 + VEC] ALIGNED;
+static float max_pooling2d_1_out[B * 4320 + VEC] ALIGNED; /* [n][12][12][30] */
+static float max_pooling2d_1_dout[B * 4320 + VEC] ALIGNED;
 static int32_t max_pooling2d_1_argmax[B * 4320]; /* index into the input of each output's maximum */
-static float conv2d_2_out[B * 1500] ALIGNED; /* [n][10][10][15] */
-static float conv2d_2_dout[B * 1500] ALIGNED;
-static float max_pooling2d_2_out[B * 375] ALIGNED; /* [n][5][5][15] */
-static float max_pooling2d_2_dout[B * 375] ALIGNED;
+static float conv2d_2_out[B * 1500 + VEC] ALIGNED; /* [n][10][10][15] */
+static float conv2d_2_dout[B * 1500 + VEC] ALIGNED;
+static float max_pooling2d_2_out[B * 375 + VEC] ALIGNED; /* [n][5][5][15] */
+static float max_pooling2d_2_dout[B * 375 + VEC] ALIGNED;
 static int32_t max_pooling2d_2_argmax[B * 375]; /* index into the input of each output's maximum */
-static float dropout_1_out[B * 375] ALIGNED; /* [n][5][5][15] */
-static float dropout_1_dout[B * 375] ALIGNED;
+static float dropout_1_out[B * 375 + VEC] ALIGNED; /* [n][5][5][15] */
+static float dropout_1_dout[B * 375 + VEC] ALIGNED;
 static float dropout_1_mask[B * 375]; /* 0 or 1/(1 - rate) */
-static float dense_1_out[B * 128] ALIGNED; /* [n][128] */
-static float dense_1_dout[B * 128] ALIGNED;
-static float dense_2_out[B * 50] ALIGNED; /* [n][50] */
-static float dense_2_dout[B * 50] ALIGNED;
-static float dense_3_out[B * 10] ALIGNED; /* [n][10] */
-static float dense_3_dout[B * 10] ALIGNED;
+static float dense_1_out[B * 128 + VEC] ALIGNED; /* [n][128] */
+static float dense_1_dout[B * 128 + VEC] ALIGNED;
+static float dense_2_out[B * 50 + VEC] ALIGNED; /* [n][50] */
+static float dense_2_dout[B * 50 + VEC] ALIGNED;
+static float dense_3_out[B * 10 + VEC] ALIGNED; /* [n][10] */
+static float dense_3_dout[B * 10 + VEC] ALIGNED;
 
 /* Per-slice weight gradients, summed in slice order after backward. */
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
 
 /* ---- conv2d_1: `conv 30 5x5 relu` (models/cnn_larger.nn:9) ----
- * in [n][28][28][1] -> out [n][24][24][30]; kernel: direct loops, constant bounds, vectorized over output channels */
+ * in [n][28][28][1] -> out [n][24][24][30]; kernel: register-blocked direct convolution, 16-float vectors */
+/* w and bias with the output channels padded from 30 to 32 with zeros, so every vector load is whole. */
+static float conv2d_1_wpad[25 * 32] ALIGNED, conv2d_1_bpad[32] ALIGNED;
+
+static void conv2d_1_pad_weights(const float *restrict w, const float *restrict bias)
+{
+    for (int r = 0; r < 25; r++)
+        for (int co = 0; co < 32; co++)
+            conv2d_1_wpad[r * 32 + co] = co < 30 ? w[r * 30 + co] : 0.0f;
+    for (int co = 0; co < 32; co++)
+        conv2d_1_bpad[co] = co < 30 ? bias[co] : 0.0f;
+}
+
+/* 8 output pixels along x at (b, oy, ox0), each 30 channels as 2 vectors, accumulated in registers. */
+static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *restrict out, const float *restrict in,
+        const float *restrict wp, const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    v16 acc[8][2];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++)
+            acc[p][v] = load16(bias + 16 * v);
+    for (int ky = 0; ky < 5; ky++)
+        for (int kx = 0; kx < 5; kx++) {
+            const float *px = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + ox0 * 1 + kx) * 1;
+            const float *wk = wp + (ky * 5 + kx) * 32;
+            for (int ci = 0; ci < 1; ci++) {
+                v16 wv[2];
+                for (int v = 0; v < 2; v++)
+                    wv[v] = load16(wk + ci * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 1 + ci];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 30;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++) {
+            if (v < 1)
+                store16(o + p * 30 + 16 * v, acc[p][v]);
+            else
+                store_tail(o + p * 30 + 16 * v, acc[p][v], 14);
+        }
+    for (int j = 0; j < np * 30; j++) {
+        float v = o[j];
+        o[j] = v > 0.0f ? v : 0.0f;
+    }
+}
+
 static void conv2d_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
                             const float *restrict bias, int lo, int hi)
 {
+    (void)w;
+    (void)bias;
+    const float *wp = conv2d_1_wpad, *bp = conv2d_1_bpad; /* padded by conv2d_1_pad_weights() at the step's start */
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 24; oy++)
-            for (int ox = 0; ox < 24; ox++) {
-                float acc[30];
-                for (int co = 0; co < 30; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 5; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 5; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        const float *px = in + (((size_t)b * 28 + iy) * 28 + ix) * 1;
-                        const float *wk = w + (ky * 5 + kx) * 30;
-                        for (int ci = 0; ci < 1; ci++)
-                            for (int co = 0; co < 30; co++)
-                                acc[co] += px[ci] * wk[ci * 30 + co];
+        for (int oy = 0; oy < 24; oy++) {
+            for (int ox = 0; ox + 8 <= 24; ox += 8)
+                conv2d_1_forward_block(out, in, wp, bp, b, oy, ox, 8);
+        }
+}
+
+/* dw += in^T . dz over the slice, one output row at a time: 1 input channels x 2 vectors in registers. */
+static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 750);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            const float *dzrow = dz + ((size_t)b * 24 + oy) * 720;
+            for (int ky = 0; ky < 5; ky++)
+                for (int kx = 0; kx < 5; kx++) {
+                    const float *inrow = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + kx) * 1;
+                    float *dwk = dw + (ky * 5 + kx) * 30;
+                    for (int ci0 = 0; ci0 < 1; ci0 += 1) {
+                        v16 acc[1][2];
+                        for (int k = 0; k < 1; k++)
+                            for (int v = 0; v < 2; v++)
+                                acc[k][v] = (v < 1 ? load16(dwk + (ci0 + k) * 30 + 16 * v) : load_tail(dwk + (ci0 + k) * 30 + 16 * v, 14));
+                        for (int ox = 0; ox < 24; ox++) {
+                            v16 g[2];
+                            for (int v = 0; v < 2; v++)
+                                g[v] = load16(dzrow + ox * 30 + 16 * v);
+                            for (int k = 0; k < 1; k++) {
+                                float x = inrow[ox * 1 + ci0 + k];
+                                for (int v = 0; v < 2; v++)
+                                    acc[k][v] += x * g[v];
+                            }
+                        }
+                        for (int k = 0; k < 1; k++)
+                            for (int v = 0; v < 2; v++) {
+                                if (v < 1)
+                                    store16(dwk + (ci0 + k) * 30 + 16 * v, acc[k][v]);
+                                else
+                                    store_tail(dwk + (ci0 + k) * 30 + 16 * v, acc[k][v], 14);
+                            }
                     }
                 }
-                float *o = out + (((size_t)b * 24 + oy) * 24 + ox) * 30;
-                for (int co = 0; co < 30; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+        }
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_1_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
                              const float *restrict out, const float *restrict in, int lo, int hi)
 {
-    (void)din; /* the network input needs no gradient */
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 17280; i < (size_t)hi * 17280; i++) {
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 750);
     memset(db, 0, sizeof(float) * 30);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 24; oy++)
-            for (int ox = 0; ox < 24; ox++) {
-                const float *dz = dout + (((size_t)b * 24 + oy) * 24 + ox) * 30;
-                for (int co = 0; co < 30; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 5; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 5; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        size_t at = (((size_t)b * 28 + iy) * 28 + ix) * 1;
-                        int k = ky * 5 + kx;
-                        float *dwk = dw + k * 30;
-                        for (int ci = 0; ci < 1; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 30; co++)
-                                dwk[ci * 30 + co] += x * dz[co];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
+        for (int co = 0; co < 30; co++)
+            db[co] += dout[p * 30 + co];
+    conv2d_1_weight_grad(dw, dout, in, lo, hi);
+    (void)din; /* the network input needs no gradient */
 }
 
 /* ---- max_pooling2d_1: `maxpool 2x2` (models/cnn_larger.nn:10) ----
@@ -171,42 +253,161 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
 }
 
 /* ---- conv2d_2: `conv 15 3x3 relu` (models/cnn_larger.nn:11) ----
- * in [n][12][12][30] -> out [n][10][10][15]; kernel: direct loops, constant bounds, vectorized over output channels */
+ * in [n][12][12][30] -> out [n][10][10][15]; kernel: register-blocked direct convolution, 16-float vectors */
+/* w and bias with the output channels padded from 15 to 16 with zeros, so every vector load is whole. */
+static float conv2d_2_wpad[270 * 16] ALIGNED, conv2d_2_bpad[16] ALIGNED;
+
+static void conv2d_2_pad_weights(const float *restrict w, const float *restrict bias)
+{
+    for (int r = 0; r < 270; r++)
+        for (int co = 0; co < 16; co++)
+            conv2d_2_wpad[r * 16 + co] = co < 15 ? w[r * 15 + co] : 0.0f;
+    for (int co = 0; co < 16; co++)
+        conv2d_2_bpad[co] = co < 15 ? bias[co] : 0.0f;
+}
+
+/* 8 output pixels along x at (b, oy, ox0), each 15 channels as 1 vectors, accumulated in registers. */
+static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *restrict out, const float *restrict in,
+        const float *restrict wp, const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    v16 acc[8][1];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 1; v++)
+            acc[p][v] = load16(bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 12 + oy * 1 + ky) * 12 + ox0 * 1 + kx) * 30;
+            const float *wk = wp + (ky * 3 + kx) * 480;
+            for (int ci = 0; ci < 30; ci++) {
+                v16 wv[1];
+                for (int v = 0; v < 1; v++)
+                    wv[v] = load16(wk + ci * 16 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 30 + ci];
+                    for (int v = 0; v < 1; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 10 + oy) * 10 + ox0) * 15;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 1; v++) {
+            if (v < 0)
+                store16(o + p * 15 + 16 * v, acc[p][v]);
+            else
+                store_tail(o + p * 15 + 16 * v, acc[p][v], 15);
+        }
+    for (int j = 0; j < np * 15; j++) {
+        float v = o[j];
+        o[j] = v > 0.0f ? v : 0.0f;
+    }
+}
+
 static void conv2d_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
                             const float *restrict bias, int lo, int hi)
 {
+    (void)w;
+    (void)bias;
+    const float *wp = conv2d_2_wpad, *bp = conv2d_2_bpad; /* padded by conv2d_2_pad_weights() at the step's start */
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 10; oy++)
-            for (int ox = 0; ox < 10; ox++) {
-                float acc[15];
-                for (int co = 0; co < 15; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        const float *px = in + (((size_t)b * 12 + iy) * 12 + ix) * 30;
-                        const float *wk = w + (ky * 3 + kx) * 450;
-                        for (int ci = 0; ci < 30; ci++)
-                            for (int co = 0; co < 15; co++)
-                                acc[co] += px[ci] * wk[ci * 15 + co];
-                    }
-                }
-                float *o = out + (((size_t)b * 10 + oy) * 10 + ox) * 15;
-                for (int co = 0; co < 15; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+        for (int oy = 0; oy < 10; oy++) {
+            for (int ox = 0; ox + 8 <= 10; ox += 8)
+                conv2d_2_forward_block(out, in, wp, bp, b, oy, ox, 8);
+            conv2d_2_forward_block(out, in, wp, bp, b, oy, 8, 2); /* the row's last 2 pixels */
+        }
 }
 
-/* w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add. */
-static float conv2d_2_wt[3 * 3 * 15 * 30];
+/* dw += in^T . dz over the slice, one output row at a time: 2 input channels x 1 vectors in registers. */
+static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 4050);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            const float *dzrow = dz + ((size_t)b * 10 + oy) * 150;
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++) {
+                    const float *inrow = in + (((size_t)b * 12 + oy * 1 + ky) * 12 + kx) * 30;
+                    float *dwk = dw + (ky * 3 + kx) * 450;
+                    for (int ci0 = 0; ci0 < 30; ci0 += 2) {
+                        v16 acc[2][1];
+                        for (int k = 0; k < 2; k++)
+                            for (int v = 0; v < 1; v++)
+                                acc[k][v] = (v < 0 ? load16(dwk + (ci0 + k) * 15 + 16 * v) : load_tail(dwk + (ci0 + k) * 15 + 16 * v, 15));
+                        for (int ox = 0; ox < 10; ox++) {
+                            v16 g[1];
+                            for (int v = 0; v < 1; v++)
+                                g[v] = load16(dzrow + ox * 15 + 16 * v);
+                            for (int k = 0; k < 2; k++) {
+                                float x = inrow[ox * 30 + ci0 + k];
+                                for (int v = 0; v < 1; v++)
+                                    acc[k][v] += x * g[v];
+                            }
+                        }
+                        for (int k = 0; k < 2; k++)
+                            for (int v = 0; v < 1; v++) {
+                                if (v < 0)
+                                    store16(dwk + (ci0 + k) * 15 + 16 * v, acc[k][v]);
+                                else
+                                    store_tail(dwk + (ci0 + k) * 15 + 16 * v, acc[k][v], 15);
+                            }
+                    }
+                }
+        }
+}
+
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous multiply-add. */
+static float conv2d_2_wt[3 * 3 * 15 * 32] ALIGNED;
 
 static void conv2d_2_transpose_weights(const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
-        for (int ci = 0; ci < 30; ci++)
-            for (int co = 0; co < 15; co++)
-                conv2d_2_wt[(k * 15 + co) * 30 + ci] = w[(k * 30 + ci) * 15 + co];
+        for (int co = 0; co < 15; co++)
+            for (int ci = 0; ci < 32; ci++)
+                conv2d_2_wt[(k * 15 + co) * 32 + ci] = ci < 30 ? w[(k * 30 + ci) * 15 + co] : 0.0f;
+}
+
+/* din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each. */
+static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(float *restrict din, const float *restrict dz,
+        int b, int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 10 + oy) * 10 + ox0) * 15;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 12 + oy * 1 + ky) * 12 + ox0 * 1 + kx) * 30;
+            const float *wtk = conv2d_2_wt + (ky * 3 + kx) * 480;
+            v16 acc[8][2];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++)
+                    acc[p][v] = load16(dp + p * 30 + 16 * v); /* lanes past the last channel are never stored */
+            for (int co = 0; co < 15; co++) {
+                v16 wv[2];
+                for (int v = 0; v < 2; v++)
+                    wv[v] = load16(wtk + co * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 15 + co];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++) {
+                    if (v < 1)
+                        store16(dp + p * 30 + 16 * v, acc[p][v]);
+                    else
+                        store_tail(dp + p * 30 + 16 * v, acc[p][v], 14);
+                }
+        }
+}
+
+static void conv2d_2_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)
+{
+    memset(din + (size_t)lo * 4320, 0, sizeof(float) * (size_t)(hi - lo) * 4320);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            for (int ox = 0; ox + 8 <= 10; ox += 8)
+                conv2d_2_input_grad_block(din, dz, b, oy, ox, 8);
+            conv2d_2_input_grad_block(din, dz, b, oy, 8, 2);
+        }
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
@@ -218,36 +419,12 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 4050);
     memset(db, 0, sizeof(float) * 15);
-    memset(din + (size_t)lo * 4320, 0, sizeof(float) * (size_t)(hi - lo) * 4320);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 10; oy++)
-            for (int ox = 0; ox < 10; ox++) {
-                const float *dz = dout + (((size_t)b * 10 + oy) * 10 + ox) * 15;
-                for (int co = 0; co < 15; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * 1 + ky - 0;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * 1 + kx - 0;
-                        size_t at = (((size_t)b * 12 + iy) * 12 + ix) * 30;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 450;
-                        for (int ci = 0; ci < 30; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 15; co++)
-                                dwk[ci * 15 + co] += x * dz[co];
-                        }
-                        const float *wtk = conv2d_2_wt + k * 450;
-                        for (int co = 0; co < 15; co++) {
-                            float g = dz[co];
-                            for (int ci = 0; ci < 30; ci++)
-                                din[at + ci] += g * wtk[co * 30 + ci];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
+        for (int co = 0; co < 15; co++)
+            db[co] += dout[p * 15 + co];
+    conv2d_2_weight_grad(dw, dout, in, lo, hi);
+    conv2d_2_input_grad(din, dout, lo, hi);
 }
 
 /* ---- max_pooling2d_2: `maxpool 2x2` (models/cnn_larger.nn:12) ----
@@ -509,9 +686,11 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
     int correct[CHUNKS];
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* the backward passes' transposed conv weights, once a step */
+        /* weights in the layouts the kernels read, once a step */
 #pragma omp single
         {
+            conv2d_1_pad_weights(params + CONV2D_1_W, params + CONV2D_1_B);
+            conv2d_2_pad_weights(params + CONV2D_2_W, params + CONV2D_2_B);
             conv2d_2_transpose_weights(params + CONV2D_2_W);
         }
 
@@ -582,6 +761,13 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     (void)state;
 #pragma omp parallel num_threads(ctx->threads)
     {
+        /* weights in the layouts the kernels read, once a step */
+#pragma omp single
+        {
+            conv2d_1_pad_weights(params + CONV2D_1_W, params + CONV2D_1_B);
+            conv2d_2_pad_weights(params + CONV2D_2_W, params + CONV2D_2_B);
+        }
+
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);

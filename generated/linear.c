@@ -24,6 +24,7 @@
 #define N_PARAMS 7850
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
+#define VEC 16 /* floats in one vector register */
 
 /* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
 #define DENSE_1_W 0 /* [784][10] */
@@ -37,8 +38,9 @@ static const nnc_tensor_info param_tensors[] = {
 #define N_TENSORS 2
 
 /* ---- activations and their gradients, one slot per sample of the largest batch ---- */
-static float dense_1_out[B * 10] ALIGNED; /* [n][10] */
-static float dense_1_dout[B * 10] ALIGNED;
+/* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
+static float dense_1_out[B * 10 + VEC] ALIGNED; /* [n][10] */
+static float dense_1_dout[B * 10 + VEC] ALIGNED;
 
 /* Per-slice weight gradients, summed in slice order after backward. */
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
@@ -179,6 +181,7 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     (void)state;
 #pragma omp parallel num_threads(ctx->threads)
     {
+
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);

@@ -24,6 +24,7 @@
 #define N_PARAMS 594922
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
+#define VEC 16 /* floats in one vector register */
 
 /* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
 typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
@@ -36,6 +37,17 @@ static inline v16 load16(const float *p)
 static inline void store16(float *p, v16 v)
 {
     memcpy(p, &v, sizeof v);
+}
+/* The first `count` floats only: the last, shorter vector of a row. */
+static inline v16 load_tail(const float *p, int count)
+{
+    v16 v = {0};
+    memcpy(&v, p, sizeof(float) * (size_t)count);
+    return v;
+}
+static inline void store_tail(float *p, v16 v, int count)
+{
+    memcpy(p, &v, sizeof(float) * (size_t)count);
 }
 
 /* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
@@ -70,24 +82,25 @@ static const nnc_tensor_info param_tensors[] = {
 #define N_TENSORS 12
 
 /* ---- activations and their gradients, one slot per sample of the largest batch ---- */
-static float conv2d_1_out[B * 21632] ALIGNED; /* [n][26][26][32] */
-static float conv2d_1_dout[B * 21632] ALIGNED;
-static float conv2d_2_out[B * 18432] ALIGNED; /* [n][24][24][32] */
-static float conv2d_2_dout[B * 18432] ALIGNED;
-static float max_pooling2d_1_out[B * 4608] ALIGNED; /* [n][12][12][32] */
-static float max_pooling2d_1_dout[B * 4608] ALIGNED;
+/* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
+static float conv2d_1_out[B * 21632 + VEC] ALIGNED; /* [n][26][26][32] */
+static float conv2d_1_dout[B * 21632 + VEC] ALIGNED;
+static float conv2d_2_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
+static float conv2d_2_dout[B * 18432 + VEC] ALIGNED;
+static float max_pooling2d_1_out[B * 4608 + VEC] ALIGNED; /* [n][12][12][32] */
+static float max_pooling2d_1_dout[B * 4608 + VEC] ALIGNED;
 static int32_t max_pooling2d_1_argmax[B * 4608]; /* index into the input of each output's maximum */
-static float conv2d_3_out[B * 6400] ALIGNED; /* [n][10][10][64] */
-static float conv2d_3_dout[B * 6400] ALIGNED;
-static float conv2d_4_out[B * 4096] ALIGNED; /* [n][8][8][64] */
-static float conv2d_4_dout[B * 4096] ALIGNED;
-static float max_pooling2d_2_out[B * 1024] ALIGNED; /* [n][4][4][64] */
-static float max_pooling2d_2_dout[B * 1024] ALIGNED;
+static float conv2d_3_out[B * 6400 + VEC] ALIGNED; /* [n][10][10][64] */
+static float conv2d_3_dout[B * 6400 + VEC] ALIGNED;
+static float conv2d_4_out[B * 4096 + VEC] ALIGNED; /* [n][8][8][64] */
+static float conv2d_4_dout[B * 4096 + VEC] ALIGNED;
+static float max_pooling2d_2_out[B * 1024 + VEC] ALIGNED; /* [n][4][4][64] */
+static float max_pooling2d_2_dout[B * 1024 + VEC] ALIGNED;
 static int32_t max_pooling2d_2_argmax[B * 1024]; /* index into the input of each output's maximum */
-static float dense_1_out[B * 512] ALIGNED; /* [n][512] */
-static float dense_1_dout[B * 512] ALIGNED;
-static float dense_2_out[B * 10] ALIGNED; /* [n][10] */
-static float dense_2_dout[B * 10] ALIGNED;
+static float dense_1_out[B * 512 + VEC] ALIGNED; /* [n][512] */
+static float dense_1_dout[B * 512 + VEC] ALIGNED;
+static float dense_2_out[B * 10 + VEC] ALIGNED; /* [n][10] */
+static float dense_2_dout[B * 10 + VEC] ALIGNED;
 
 /* Per-slice weight gradients, summed in slice order after backward. */
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
@@ -119,8 +132,9 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
         }
     float *o = out + (((size_t)b * 26 + oy) * 26 + ox0) * 32;
     for (int p = 0; p < np; p++)
-        for (int v = 0; v < 2; v++)
+        for (int v = 0; v < 2; v++) {
             store16(o + p * 32 + 16 * v, acc[p][v]);
+        }
     for (int j = 0; j < np * 32; j++) {
         float v = o[j];
         o[j] = v > 0.0f ? v : 0.0f;
@@ -165,8 +179,9 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, c
                             }
                         }
                         for (int k = 0; k < 1; k++)
-                            for (int v = 0; v < 2; v++)
+                            for (int v = 0; v < 2; v++) {
                                 store16(dwk + (ci0 + k) * 32 + 16 * v, acc[k][v]);
+                            }
                     }
                 }
         }
@@ -216,8 +231,9 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
         }
     float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
     for (int p = 0; p < np; p++)
-        for (int v = 0; v < 2; v++)
+        for (int v = 0; v < 2; v++) {
             store16(o + p * 32 + 16 * v, acc[p][v]);
+        }
     for (int j = 0; j < np * 32; j++) {
         float v = o[j];
         o[j] = v > 0.0f ? v : 0.0f;
@@ -261,22 +277,23 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, c
                             }
                         }
                         for (int k = 0; k < 8; k++)
-                            for (int v = 0; v < 2; v++)
+                            for (int v = 0; v < 2; v++) {
                                 store16(dwk + (ci0 + k) * 32 + 16 * v, acc[k][v]);
+                            }
                     }
                 }
         }
 }
 
-/* w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add. */
-static float conv2d_2_wt[3 * 3 * 32 * 32];
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous multiply-add. */
+static float conv2d_2_wt[3 * 3 * 32 * 32] ALIGNED;
 
 static void conv2d_2_transpose_weights(const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
-        for (int ci = 0; ci < 32; ci++)
-            for (int co = 0; co < 32; co++)
-                conv2d_2_wt[(k * 32 + co) * 32 + ci] = w[(k * 32 + ci) * 32 + co];
+        for (int co = 0; co < 32; co++)
+            for (int ci = 0; ci < 32; ci++)
+                conv2d_2_wt[(k * 32 + co) * 32 + ci] = ci < 32 ? w[(k * 32 + ci) * 32 + co] : 0.0f;
 }
 
 /* din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each. */
@@ -291,7 +308,7 @@ static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(floa
             v16 acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
-                    acc[p][v] = load16(dp + p * 32 + 16 * v);
+                    acc[p][v] = load16(dp + p * 32 + 16 * v); /* lanes past the last channel are never stored */
             for (int co = 0; co < 32; co++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
@@ -303,8 +320,9 @@ static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(floa
                 }
             }
             for (int p = 0; p < np; p++)
-                for (int v = 0; v < 2; v++)
+                for (int v = 0; v < 2; v++) {
                     store16(dp + p * 32 + 16 * v, acc[p][v]);
+                }
         }
 }
 
@@ -393,8 +411,9 @@ static inline __attribute__((always_inline)) void conv2d_3_forward_block(float *
         }
     float *o = out + (((size_t)b * 10 + oy) * 10 + ox0) * 64;
     for (int p = 0; p < np; p++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < 4; v++) {
             store16(o + p * 64 + 16 * v, acc[p][v]);
+        }
     for (int j = 0; j < np * 64; j++) {
         float v = o[j];
         o[j] = v > 0.0f ? v : 0.0f;
@@ -439,22 +458,23 @@ static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz, c
                             }
                         }
                         for (int k = 0; k < 4; k++)
-                            for (int v = 0; v < 4; v++)
+                            for (int v = 0; v < 4; v++) {
                                 store16(dwk + (ci0 + k) * 64 + 16 * v, acc[k][v]);
+                            }
                     }
                 }
         }
 }
 
-/* w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add. */
-static float conv2d_3_wt[3 * 3 * 64 * 32];
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous multiply-add. */
+static float conv2d_3_wt[3 * 3 * 64 * 32] ALIGNED;
 
 static void conv2d_3_transpose_weights(const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
-        for (int ci = 0; ci < 32; ci++)
-            for (int co = 0; co < 64; co++)
-                conv2d_3_wt[(k * 64 + co) * 32 + ci] = w[(k * 32 + ci) * 64 + co];
+        for (int co = 0; co < 64; co++)
+            for (int ci = 0; ci < 32; ci++)
+                conv2d_3_wt[(k * 64 + co) * 32 + ci] = ci < 32 ? w[(k * 32 + ci) * 64 + co] : 0.0f;
 }
 
 /* din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each. */
@@ -469,7 +489,7 @@ static inline __attribute__((always_inline)) void conv2d_3_input_grad_block(floa
             v16 acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
-                    acc[p][v] = load16(dp + p * 32 + 16 * v);
+                    acc[p][v] = load16(dp + p * 32 + 16 * v); /* lanes past the last channel are never stored */
             for (int co = 0; co < 64; co++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
@@ -481,8 +501,9 @@ static inline __attribute__((always_inline)) void conv2d_3_input_grad_block(floa
                 }
             }
             for (int p = 0; p < np; p++)
-                for (int v = 0; v < 2; v++)
+                for (int v = 0; v < 2; v++) {
                     store16(dp + p * 32 + 16 * v, acc[p][v]);
+                }
         }
 }
 
@@ -541,8 +562,9 @@ static inline __attribute__((always_inline)) void conv2d_4_forward_block(float *
         }
     float *o = out + (((size_t)b * 8 + oy) * 8 + ox0) * 64;
     for (int p = 0; p < np; p++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < 4; v++) {
             store16(o + p * 64 + 16 * v, acc[p][v]);
+        }
     for (int j = 0; j < np * 64; j++) {
         float v = o[j];
         o[j] = v > 0.0f ? v : 0.0f;
@@ -586,22 +608,23 @@ static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz, c
                             }
                         }
                         for (int k = 0; k < 4; k++)
-                            for (int v = 0; v < 4; v++)
+                            for (int v = 0; v < 4; v++) {
                                 store16(dwk + (ci0 + k) * 64 + 16 * v, acc[k][v]);
+                            }
                     }
                 }
         }
 }
 
-/* w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add. */
-static float conv2d_4_wt[3 * 3 * 64 * 64];
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 64: din is a contiguous multiply-add. */
+static float conv2d_4_wt[3 * 3 * 64 * 64] ALIGNED;
 
 static void conv2d_4_transpose_weights(const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
-        for (int ci = 0; ci < 64; ci++)
-            for (int co = 0; co < 64; co++)
-                conv2d_4_wt[(k * 64 + co) * 64 + ci] = w[(k * 64 + ci) * 64 + co];
+        for (int co = 0; co < 64; co++)
+            for (int ci = 0; ci < 64; ci++)
+                conv2d_4_wt[(k * 64 + co) * 64 + ci] = ci < 64 ? w[(k * 64 + ci) * 64 + co] : 0.0f;
 }
 
 /* din at the 4 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each. */
@@ -616,7 +639,7 @@ static inline __attribute__((always_inline)) void conv2d_4_input_grad_block(floa
             v16 acc[4][4];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 4; v++)
-                    acc[p][v] = load16(dp + p * 64 + 16 * v);
+                    acc[p][v] = load16(dp + p * 64 + 16 * v); /* lanes past the last channel are never stored */
             for (int co = 0; co < 64; co++) {
                 v16 wv[4];
                 for (int v = 0; v < 4; v++)
@@ -628,8 +651,9 @@ static inline __attribute__((always_inline)) void conv2d_4_input_grad_block(floa
                 }
             }
             for (int p = 0; p < np; p++)
-                for (int v = 0; v < 4; v++)
+                for (int v = 0; v < 4; v++) {
                     store16(dp + p * 64 + 16 * v, acc[p][v]);
+                }
         }
 }
 
@@ -852,7 +876,7 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
     int correct[CHUNKS];
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* the backward passes' transposed conv weights, once a step */
+        /* weights in the layouts the kernels read, once a step */
 #pragma omp single
         {
             conv2d_2_transpose_weights(params + CONV2D_2_W);
@@ -926,6 +950,7 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     (void)state;
 #pragma omp parallel num_threads(ctx->threads)
     {
+
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
