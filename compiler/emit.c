@@ -1342,17 +1342,27 @@ static void emit_header(emitter *e)
     emit(e, "#define N_PARAMS %zu\n#define N_STATE %zu\n", m->n_params, m->n_state);
     emit(e, "#define ALIGNED __attribute__((aligned(64)))\n");
     emit(e, "#define VEC %d /* floats in one vector register */\n", VEC);
-    int vectors = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        vectors |= choose_kernel(&m->layers[i]) == KERNEL_BLOCKED;
+    /* Which vector helpers the blocked kernels will call (clang warns about unused ones). */
+    int vectors = 0, load_tails = 0, store_tails = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        if (choose_kernel(l) != KERNEL_BLOCKED)
+            continue;
+        vectors = 1;
+        load_tails |= l->out.c % VEC != 0;
+        store_tails |= l->out.c % VEC != 0 || (!e->input_is_x[i] && l->in.c % VEC != 0);
+    }
     if (vectors) {
         emit(e, "\n/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */\n");
         emit(e, "typedef float v16 __attribute__((vector_size(16 * sizeof(float))));\n");
         emit(e, "static inline v16 load16(const float *p)\n{\n    v16 v;\n    memcpy(&v, p, sizeof v);\n    return v;\n}\n");
         emit(e, "static inline void store16(float *p, v16 v)\n{\n    memcpy(p, &v, sizeof v);\n}\n");
-        emit(e, "/* The first `count` floats only: the last, shorter vector of a row. */\n");
-        emit(e, "static inline v16 load_tail(const float *p, int count)\n{\n    v16 v = {0};\n    memcpy(&v, p, sizeof(float) * (size_t)count);\n    return v;\n}\n");
-        emit(e, "static inline void store_tail(float *p, v16 v, int count)\n{\n    memcpy(p, &v, sizeof(float) * (size_t)count);\n}\n");
+        if (load_tails || store_tails)
+            emit(e, "/* The first `count` floats only: the last, shorter vector of a row. */\n");
+        if (load_tails)
+            emit(e, "static inline v16 load_tail(const float *p, int count)\n{\n    v16 v = {0};\n    memcpy(&v, p, sizeof(float) * (size_t)count);\n    return v;\n}\n");
+        if (store_tails)
+            emit(e, "static inline void store_tail(float *p, v16 v, int count)\n{\n    memcpy(p, &v, sizeof(float) * (size_t)count);\n}\n");
     }
 }
 

@@ -38,17 +38,6 @@ static inline void store16(float *p, v16 v)
 {
     memcpy(p, &v, sizeof v);
 }
-/* The first `count` floats only: the last, shorter vector of a row. */
-static inline v16 load_tail(const float *p, int count)
-{
-    v16 v = {0};
-    memcpy(&v, p, sizeof(float) * (size_t)count);
-    return v;
-}
-static inline void store_tail(float *p, v16 v, int count)
-{
-    memcpy(p, &v, sizeof(float) * (size_t)count);
-}
 
 /* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
 #define CONV2D_1_W 0 /* [3][3][1][32] */
