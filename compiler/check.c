@@ -17,6 +17,9 @@
 
 /* Activation buffers above this many bytes are refused: a typo, not a model. */
 #define MAX_ACTIVATION_BYTES (4.0 * 1024 * 1024 * 1024)
+/* Per-sample tensor and per-layer weight counts stay far below INT_MAX, so shape arithmetic cannot overflow. */
+#define MAX_ELEMENTS (1 << 26)
+#define MAX_LAYER_WEIGHTS (1 << 28)
 
 typedef struct {
     nnc_source *src;
@@ -388,6 +391,11 @@ static void check_dense(checker *ck, const nnc_stmt *st)
     }
     if (l->u.units < 1)
         l->u.units = 1;
+    if ((double)shape_size(l->in) * l->u.units > MAX_LAYER_WEIGHTS) {
+        nnc_error(ck->src, st->loc, "dense %d on %d inputs needs %.0f weights; the limit is %d", l->u.units,
+                  shape_size(l->in), (double)shape_size(l->in) * l->u.units, MAX_LAYER_WEIGHTS);
+        l->u.units = 1;
+    }
     int in = shape_size(l->in);
     l->out = (shape){1, 1, l->u.units};
     l->n_weights = (size_t)in * (size_t)l->u.units;
@@ -469,6 +477,12 @@ static void check_conv(checker *ck, const nnc_stmt *st)
         c->filters = 1;
     if (c->kh < 1 || c->kw < 1)
         c->kh = c->kw = 1;
+    double weights = (double)c->kh * c->kw * l->in.c * c->filters;
+    if (weights > MAX_LAYER_WEIGHTS) {
+        nnc_error(ck->src, st->loc, "this conv needs %.0f weights; the limit is %d", weights, MAX_LAYER_WEIGHTS);
+        c->filters = 1;
+        c->kh = c->kw = 1;
+    }
     if (!have_stride || !have_pad)
         note_default(ck, l->line, "%s:%s%s", l->name, have_stride ? "" : " stride=1", have_pad ? "" : " pad=valid");
     int pad_top, pad_left;
@@ -481,6 +495,12 @@ static void check_conv(checker *ck, const nnc_stmt *st)
     }
     c->pad_top = pad_top;
     c->pad_left = pad_left;
+    if ((double)oh * ow * c->filters > MAX_ELEMENTS) {
+        nnc_error(ck->src, st->loc, "this conv's output has %.0f values a sample; the limit is %d",
+                  (double)oh * ow * c->filters, MAX_ELEMENTS);
+        c->filters = 1;
+        oh = ow = 1;
+    }
     l->out = (shape){oh < 1 ? 1 : oh, ow < 1 ? 1 : ow, c->filters};
     l->n_weights = (size_t)c->kh * (size_t)c->kw * (size_t)l->in.c * (size_t)c->filters;
     l->n_bias = (size_t)c->filters;
@@ -662,6 +682,10 @@ static void check_input(checker *ck, const nnc_stmt *st)
             nnc_error(ck->src, a->loc, "input dimensions must be between 1 and 4096");
             return;
         }
+    if ((double)a->dims[0] * a->dims[1] * a->dims[2] > MAX_ELEMENTS) {
+        nnc_error(ck->src, a->loc, "an input of %s has more than %d values", a->text, MAX_ELEMENTS);
+        return;
+    }
     ck->cur = ck->m->input = (shape){a->dims[0], a->dims[1], a->dims[2]};
 }
 

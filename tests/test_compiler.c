@@ -328,3 +328,24 @@ Test(checker, schedule_rules)
     cr_expect(strstr(c.diagnostics, "unknown schedule 'cosinus'; did you mean 'cosine'?") != NULL, "%s", c.diagnostics);
     release(&c);
 }
+
+/* Found by fuzzing: huge layers must be refused before their sizes overflow. */
+Test(checker, sizes_that_would_overflow_are_refused)
+{
+    compiled c = compile_text("conv 32364 323 2x2 relu\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "weights; the limit is") != NULL, "%s", c.diagnostics);
+    release(&c);
+    c = compile_text("input 4096x4096x4096\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "has more than") != NULL, "%s", c.diagnostics);
+    release(&c);
+    c = compile_text("input 2048x2048x1\nconv 60000 1x1\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "output has") != NULL, "%s", c.diagnostics);
+    release(&c);
+    c = compile_text(MNIST_HEAD "dense 1000000\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "needs 784000000 weights") != NULL, "%s", c.diagnostics);
+    release(&c);
+}
