@@ -120,7 +120,7 @@ $(BUILD)/tests/nnc_tests: $(TEST_SRC) tests/*.h $(COMPILER_OBJ) $(BUILD)/libnncr
 	$(CC) -std=c11 $(WARN) -Wno-psabi $(CFLAGS) -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests -I$(BUILD)/tests/gen $(BLAS_CFLAGS) \
 		-DNNC_ROOT='"$(CURDIR)"' -DNNC_BUILD='"$(BUILD)"' $(TEST_SRC) $(COMPILER_OBJ) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
 
-TEST_TRAINERS := $(BUILD)/bin/cnn_baseline $(BUILD)/bin/vgg $(BUILD)/bin/mlp800
+TEST_TRAINERS := $(BUILD)/bin/cnn_baseline $(BUILD)/bin/vgg $(BUILD)/bin/mlp800 $(BUILD)/bin/linear
 
 test: $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(TEST_TRAINERS)
 	$(MAKE) --no-print-directory check-generated

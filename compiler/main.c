@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "model.h"
@@ -43,6 +44,10 @@ static int write_atomically(const char *path, const char *data, size_t len)
         free(tmp);
         return -1;
     }
+    /* mkstemp makes the file 0600; generated C is an ordinary file, so honour the umask as open() would. */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
     FILE *f = fdopen(fd, "wb");
     int ok = f && fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fd) == 0;
     int saved = errno;

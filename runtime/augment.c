@@ -9,6 +9,26 @@
  * preprocessed floats (bilinear sampling commutes with the per-pixel affine
  * preprocessing, so the order of the two does not matter).
  *
+ * The DSL's ranges, against Keras's arguments of the same names:
+ *   rotation=DEG  rotation_range: theta uniform in [-DEG, DEG] degrees;
+ *                 positive theta turns the content clockwise as displayed
+ *                 (row 0 at the top).
+ *   shift=F       width_shift_range / height_shift_range as a fraction of
+ *                 the width / height: uniform in [-F, F] * size pixels.
+ *                 (Keras 2 reads a value >= 1 as pixels; the DSL caps F at 1.)
+ *   shear=F       shear_range in RADIANS: angle uniform in [-F, F]. That is
+ *                 Keras 1 and Keras 2 up to 2.1 (documented "as radians");
+ *                 keras-preprocessing, from Keras 2.2, takes DEGREES. Seed 001
+ *                 is Keras 1 code (fit_generator with samples_per_epoch), so
+ *                 its shear_range=0.3 is 0.3 rad (17 degrees): write shear=0.3.
+ *                 A Keras >= 2.2 shear_range=S is shear=S*pi/180 here.
+ *   zoom=F        zoom_range: zx and zy drawn independently in [1-F, 1+F];
+ *                 they scale the sampling position, so > 1 shrinks the digit.
+ *   fill          always 'nearest' (Keras's default): edge pixels extended.
+ * Keras 1 and Keras 2 before keras-preprocessing 1.0.6 sampled with order=0
+ * (nearest neighbour); later ones, and we, sample bilinearly (order=1).
+ * Keras also takes h/2 + 0.5 as the centre, not (h - 1)/2; we do the same.
+ *
  * The random draws happen in a fixed order per image and only for the
  * distortions that are enabled, so the stream is reproducible.
  */
@@ -39,22 +59,32 @@ static affine3 affine_make(double a00, double a01, double a02, double a10, doubl
 /* Uniform in [-r, r]; np.random.uniform(-r, r). */
 static double uniform_symmetric(nnc_rng *rng, double r) { return r * (2.0 * nnc_rng_uniform(rng) - 1.0); }
 
-/* Keras's random_transform: row axis is "x" in its matrices, column axis "y". */
-static affine3 random_transform_matrix(const nnc_augment_cfg *cfg, int h, int w, nnc_rng *rng) {
-    double theta = cfg->rotation > 0 ? DEG_TO_RAD * uniform_symmetric(rng, cfg->rotation) : 0.0;
-    double tx = cfg->height_shift > 0 ? uniform_symmetric(rng, cfg->height_shift) * h : 0.0;
-    double ty = cfg->width_shift > 0 ? uniform_symmetric(rng, cfg->width_shift) * w : 0.0;
-    double shear = cfg->shear > 0 ? uniform_symmetric(rng, cfg->shear) : 0.0;
-    double zx = 1.0, zy = 1.0;
+/*
+ * Keras's random_transform: the draws. The row axis is "x" in its matrices,
+ * the column axis "y". Each parameter is drawn only when its range is
+ * non-zero, in Keras's order.
+ */
+void nnc_augment_draw(const nnc_augment_cfg *cfg, int h, int w, nnc_rng *rng, nnc_augment_params *p) {
+    p->theta = cfg->rotation > 0 ? uniform_symmetric(rng, cfg->rotation) : 0.0;
+    p->tx = cfg->height_shift > 0 ? uniform_symmetric(rng, cfg->height_shift) * h : 0.0;
+    p->ty = cfg->width_shift > 0 ? uniform_symmetric(rng, cfg->width_shift) * w : 0.0;
+    p->shear = cfg->shear > 0 ? uniform_symmetric(rng, cfg->shear) : 0.0;
+    p->zx = p->zy = 1.0;
     if (cfg->zoom > 0) {
-        zx = 1.0 + uniform_symmetric(rng, cfg->zoom);
-        zy = 1.0 + uniform_symmetric(rng, cfg->zoom);
+        p->zx = 1.0 + uniform_symmetric(rng, cfg->zoom);
+        p->zy = 1.0 + uniform_symmetric(rng, cfg->zoom);
     }
+}
+
+/* Keras's apply_affine_transform: rotation * shift * shear * zoom, about the centre. */
+static affine3 transform_matrix(const nnc_augment_params *p, int h, int w) {
+    double theta = DEG_TO_RAD * p->theta;
     affine3 t = affine_make(cos(theta), -sin(theta), 0, sin(theta), cos(theta), 0);
-    t = affine_mul(t, affine_make(1, 0, tx, 0, 1, ty));
-    t = affine_mul(t, affine_make(1, -sin(shear), 0, 0, cos(shear), 0));
-    t = affine_mul(t, affine_make(zx, 0, 0, 0, zy, 0));
-    /* transform_matrix_offset_center */
+    t = affine_mul(t, affine_make(1, 0, p->tx, 0, 1, p->ty));
+    t = affine_mul(t, affine_make(1, -sin(p->shear), 0, 0, cos(p->shear), 0));
+    t = affine_mul(t, affine_make(p->zx, 0, 0, 0, p->zy, 0));
+    /* transform_matrix_offset_center. Keras's centre is h/2 + 0.5, a pixel
+     * below and right of the true one, (h - 1)/2; kept, to distort as it does. */
     double ox = h / 2.0 + 0.5, oy = w / 2.0 + 0.5;
     affine3 offset = affine_make(1, 0, ox, 0, 1, oy);
     affine3 reset = affine_make(1, 0, -ox, 0, 1, -oy);
@@ -63,25 +93,32 @@ static affine3 random_transform_matrix(const nnc_augment_cfg *cfg, int h, int w,
 
 static double clamp(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-/* Bilinear sample of channel ch at (row, col), edges extended ('nearest'). */
-static float sample_bilinear(const float *src, int h, int w, int c, int ch, double row, double col) {
-    row = clamp(row, 0.0, h - 1.0);
-    col = clamp(col, 0.0, w - 1.0);
-    int r0 = (int)floor(row), c0 = (int)floor(col);
-    int r1 = r0 + 1 < h ? r0 + 1 : r0, c1 = c0 + 1 < w ? c0 + 1 : c0;
-    double fr = row - r0, fc = col - c0;
-    double top = (1 - fc) * src[(r0 * w + c0) * c + ch] + fc * src[(r0 * w + c1) * c + ch];
-    double bottom = (1 - fc) * src[(r1 * w + c0) * c + ch] + fc * src[(r1 * w + c1) * c + ch];
-    return (float)((1 - fr) * top + fr * bottom);
+void nnc_augment_apply(const nnc_augment_params *p, int h, int w, int c, const float *src, float *dst) {
+    affine3 t = transform_matrix(p, h, w);
+    for (int r = 0; r < h; r++) {
+        for (int col = 0; col < w; col++) {
+            /* The INPUT position this output pixel samples; beyond the border,
+             * the nearest edge pixel ('nearest'). Bilinear (order=1): every
+             * output is a convex combination of inputs, so stays in their range. */
+            double row = clamp(t.a[0][0] * r + t.a[0][1] * col + t.a[0][2], 0.0, h - 1.0);
+            double cc = clamp(t.a[1][0] * r + t.a[1][1] * col + t.a[1][2], 0.0, w - 1.0);
+            int r0 = (int)row, c0 = (int)cc; /* floor: both are >= 0 */
+            int r1 = r0 + 1 < h ? r0 + 1 : r0, c1 = c0 + 1 < w ? c0 + 1 : c0;
+            double fr = row - r0, fc = cc - c0;
+            const float *p00 = src + (size_t)(r0 * w + c0) * c, *p01 = src + (size_t)(r0 * w + c1) * c;
+            const float *p10 = src + (size_t)(r1 * w + c0) * c, *p11 = src + (size_t)(r1 * w + c1) * c;
+            float *out = dst + (size_t)(r * w + col) * c;
+            for (int ch = 0; ch < c; ch++) {
+                double top = (1 - fc) * p00[ch] + fc * p01[ch];
+                double bottom = (1 - fc) * p10[ch] + fc * p11[ch];
+                out[ch] = (float)((1 - fr) * top + fr * bottom);
+            }
+        }
+    }
 }
 
 void nnc_augment_image(const nnc_augment_cfg *cfg, int h, int w, int c, const float *src, float *dst, nnc_rng *rng) {
-    affine3 t = random_transform_matrix(cfg, h, w, rng);
-    for (int r = 0; r < h; r++) {
-        for (int col = 0; col < w; col++) {
-            double in_r = t.a[0][0] * r + t.a[0][1] * col + t.a[0][2];
-            double in_c = t.a[1][0] * r + t.a[1][1] * col + t.a[1][2];
-            for (int ch = 0; ch < c; ch++) dst[(r * w + col) * c + ch] = sample_bilinear(src, h, w, c, ch, in_r, in_c);
-        }
-    }
+    nnc_augment_params p;
+    nnc_augment_draw(cfg, h, w, rng, &p);
+    nnc_augment_apply(&p, h, w, c, src, dst);
 }

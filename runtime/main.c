@@ -1,23 +1,32 @@
 /*
  * main.c - nnc_main: the command line every generated trainer has.
  *
- *   find the data -> load and check it -> init or load weights
- *   -> train (or only evaluate) -> report -> save
+ *   find the data -> load and check it -> hold out validation images
+ *   -> init, load or resume -> train (or only evaluate) -> save -> report
  *
- * or, with --bench, no data at all: time training and inference on synthetic
- * images (nnc_bench in train.c) and print `bench KEY VALUE` lines.
+ * While training, after every epoch: `<stem>.ckpt` (weights and the whole
+ * training state, for --resume), the best epoch's weights `<stem>.best.nncw`,
+ * and the history `<stem>.history.csv`, `<stem>.accuracy.svg`,
+ * `<stem>.loss.svg`; stem is the --save path without `.nncw`.
+ *
+ * Or, with --bench, no data at all: time training and inference on synthetic
+ * images (nnc_bench in train.c) and print `bench KEY VALUE` lines; with
+ * --predict, classify image files with --load weights (predict.c).
  *
  * Exit status: 0 success, 1 a runtime problem (data, checkpoint, divergence),
  * 2 a bad command line.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "nncrt.h"
 
@@ -35,6 +44,9 @@ void openblas_set_num_threads(int);
 #define DEFAULT_THREADS 2
 #define DEFAULT_BENCH_SECONDS 3.0
 #define ERR_LEN 1024
+#define PATH_LEN 4096
+/* Mid-epoch checkpoints on a timer: a long epoch loses at most this much work. */
+#define CHECKPOINT_SECONDS 60.0
 
 static const char *const mnist_files[4] = {
     "train-images-idx3-ubyte.gz",
@@ -55,6 +67,16 @@ typedef struct {
     int bench;            /* --bench: synthetic-data throughput instead of training */
     double bench_seconds; /* its time budget */
     int bench_seconds_given;
+    int validation;        /* --validation N: hold out the last N training images; 0: the test set validates */
+    int early_stop;        /* --early-stop P; 0: off */
+    float lr;              /* --lr X; 0: the recipe's schedule */
+    int check_numerics;    /* --check-numerics */
+    int resume;            /* --resume */
+    long checkpoint_steps; /* --checkpoint-steps K; 0: at epoch ends (and every CHECKPOINT_SECONDS) */
+    const char *history_stem; /* --history STEM; NULL: the save stem */
+    int no_history;        /* --no-history */
+    int n_predict;         /* --predict FILE...: how many files */
+    char **predict;
 } cli_args;
 
 /* ------------------------------------------------------------------------ */
@@ -73,14 +95,41 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "usage: %s [options]\n"
             "Train model '%s' (compiled from %s by nnc %s) on MNIST, then save its weights.\n"
             "\n"
+            "Data and run\n"
             "  --data DIR     MNIST directory (default: $NNC_DATA, ./data/mnist, ../shared/data/mnist,\n"
             "                 else download into ./" DOWNLOAD_DIR " with curl)\n"
-            "  --epochs N     epochs to train (default %d, from the recipe)\n"
+            "  --epochs N     epochs to train (default %d, from the recipe); cosine and one-cycle\n"
+            "                 schedules span the N epochs\n"
             "  --seed N       random seed (default %llu, from the recipe)\n"
             "  --threads N    threads per step (default %d; results do not depend on it)\n"
-            "  --save FILE    where to write the weights (default %s.nncw)\n"
+            "  --lr X         train at the constant learning rate X instead of the recipe's\n"
+            "                 schedule (default: the recipe's, first epoch %g)\n"
+            "\n"
+            "Validation and model selection\n"
+            "  --validation N hold out the last N training images as validation data (not\n"
+            "                 trained on); the best epoch by validation accuracy is saved to\n"
+            "                 STEM.best.nncw and is the one evaluated on the test set at the end.\n"
+            "                 Without it the test set is the validation data, as in the seeds.\n"
+            "  --early-stop P stop when the validation accuracy has not improved for P epochs\n"
+            "\n"
+            "Files (STEM is the --save path without .nncw)\n"
+            "  --save FILE    where to write the final weights (default %s.nncw)\n"
             "  --load FILE    start from these weights instead of a fresh initialization\n"
-            "  --eval         only evaluate the --load weights on the test set\n"
+            "  --history STEM write the history to STEM.history.csv, STEM.accuracy.svg and\n"
+            "                 STEM.loss.svg (default: the save stem), rewritten after every epoch\n"
+            "  --no-history   write no history files\n"
+            "  --resume       continue the interrupted run from STEM.ckpt (written after every\n"
+            "                 epoch, every --checkpoint-steps steps and every %.0f s; removed when\n"
+            "                 the run ends); give the same options as that run. The final\n"
+            "                 weights are bit-identical to an uninterrupted run's.\n"
+            "  --checkpoint-steps K\n"
+            "                 also write STEM.ckpt every K training steps\n"
+            "\n"
+            "Other modes\n"
+            "  --eval         only evaluate the --load weights on the test set (with the\n"
+            "                 confusion matrix)\n"
+            "  --predict FILE...\n"
+            "                 classify PNG or PGM images with the --load weights; no MNIST needed\n"
             "  --bench        measure speed on synthetic data (no MNIST needed, nothing saved):\n"
             "                 training steps (forward, backward, update at learning rate 0)\n"
             "                 and inference at batch %d after a warm-up, as the median\n"
@@ -89,13 +138,19 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "                 `bench KEY VALUE` lines. Takes --seed and --threads.\n"
             "  --bench-seconds S\n"
             "                 the benchmark's rough time budget (default %g)\n"
+            "\n"
+            "Checks\n"
+            "  --check-numerics\n"
+            "                 look for NaN and infinity in every layer's output after every step\n"
+            "                 (without it: the loss and the gradients, every step)\n"
             "  --help         this text\n"
             "\n"
             "Batches hold %d images; the last batch of an epoch holds the remainder, so\n"
-            "every training image is used once per epoch.\n",
+            "every training image is used once per epoch. On a terminal each epoch shows a\n"
+            "progress line; otherwise one line per epoch.\n",
             prog, m->name, m->source ? m->source : "?", NNC_VERSION, recipe_epochs(&m->recipe),
-            (unsigned long long)m->recipe.seed, DEFAULT_THREADS, m->name, m->recipe.batch, DEFAULT_BENCH_SECONDS,
-            m->recipe.batch);
+            (unsigned long long)m->recipe.seed, DEFAULT_THREADS, (double)nnc_schedule_lr(&m->recipe, 0), m->name,
+            CHECKPOINT_SECONDS, m->recipe.batch, DEFAULT_BENCH_SECONDS, m->recipe.batch);
 }
 
 static int usage_error(const nnc_model *m, const char *prog, const char *fmt, ...) {
@@ -120,6 +175,111 @@ static int parse_number(const char *s, unsigned long long lo, unsigned long long
     return 0;
 }
 
+/* A finite decimal number in [lo, hi] (strtod's syntax, no trailing characters). */
+static int parse_real(const char *s, double lo, double hi, double *out) {
+    if (!s || !*s) return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno != 0 || *end != '\0' || !isfinite(v) || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static const char *const value_flags[] = {"--data",       "--epochs",     "--seed",    "--threads",
+                                          "--save",       "--load",       "--bench-seconds", "--validation",
+                                          "--early-stop", "--lr",         "--history", "--checkpoint-steps",
+                                          NULL};
+
+static int is_value_flag(const char *name) {
+    for (int i = 0; value_flags[i]; i++)
+        if (strcmp(name, value_flags[i]) == 0) return 1;
+    return 0;
+}
+
+/* The flags that take no value; returns 0 when `flag` is not one of them. */
+static int parse_switch(cli_args *a, const char *flag) {
+    if (strcmp(flag, "--eval") == 0) a->eval_only = 1;
+    else if (strcmp(flag, "--bench") == 0) a->bench = 1;
+    else if (strcmp(flag, "--resume") == 0) a->resume = 1;
+    else if (strcmp(flag, "--no-history") == 0) a->no_history = 1;
+    else if (strcmp(flag, "--check-numerics") == 0) a->check_numerics = 1;
+    else return 0;
+    return 1;
+}
+
+/* One `--flag VALUE`; returns 0, or the exit status of a usage error. */
+static int parse_value(cli_args *a, const nnc_model *m, const char *prog, const char *name, const char *value) {
+    unsigned long long v;
+    double d;
+    if (!strcmp(name, "--data")) a->data_dir = value;
+    else if (!strcmp(name, "--save")) a->save_path = value;
+    else if (!strcmp(name, "--load")) a->load_path = value;
+    else if (!strcmp(name, "--history")) a->history_stem = value;
+    else if (!strcmp(name, "--epochs")) {
+        if (parse_number(value, 1, 1000000, &v) != 0)
+            return usage_error(m, prog, "--epochs needs a whole number of at least 1, not '%s'", value);
+        a->epochs = (int)v;
+    } else if (!strcmp(name, "--threads")) {
+        if (parse_number(value, 1, 1024, &v) != 0)
+            return usage_error(m, prog, "--threads needs a whole number from 1 to 1024, not '%s'", value);
+        a->threads = (int)v;
+    } else if (!strcmp(name, "--seed")) {
+        if (parse_number(value, 0, UINT64_MAX, &v) != 0)
+            return usage_error(m, prog, "--seed needs a non-negative whole number, not '%s'", value);
+        a->seed = v;
+        a->seed_given = 1;
+    } else if (!strcmp(name, "--validation")) {
+        if (parse_number(value, 1, 100000000, &v) != 0)
+            return usage_error(m, prog, "--validation needs a number of images of at least 1, not '%s'", value);
+        a->validation = (int)v;
+    } else if (!strcmp(name, "--early-stop")) {
+        if (parse_number(value, 1, 1000000, &v) != 0)
+            return usage_error(m, prog, "--early-stop needs a number of epochs of at least 1, not '%s'", value);
+        a->early_stop = (int)v;
+    } else if (!strcmp(name, "--checkpoint-steps")) {
+        if (parse_number(value, 1, 1000000000, &v) != 0)
+            return usage_error(m, prog, "--checkpoint-steps needs a number of steps of at least 1, not '%s'", value);
+        a->checkpoint_steps = (long)v;
+    } else if (!strcmp(name, "--lr")) {
+        if (parse_real(value, 1e-30, 1e30, &d) != 0)
+            return usage_error(m, prog, "--lr needs a positive learning rate such as 0.01, not '%s'", value);
+        a->lr = (float)d;
+    } else if (!strcmp(name, "--bench-seconds")) {
+        if (parse_real(value, 0.01, 3600.0, &d) != 0)
+            return usage_error(m, prog, "--bench-seconds needs a number of seconds from 0.01 to 3600, not '%s'",
+                               value);
+        a->bench_seconds = d;
+        a->bench_seconds_given = 1;
+    }
+    return 0;
+}
+
+/* Flags that only make sense when training (--seed aside: --bench takes it too). */
+static int has_training_flags(const cli_args *a) {
+    return a->epochs || a->validation || a->early_stop || a->lr != 0.0f || a->check_numerics || a->resume ||
+           a->checkpoint_steps || a->history_stem || a->no_history || a->save_path;
+}
+
+/* Combinations that cannot mean anything; returns -1 or a usage error's status. */
+static int check_combinations(const cli_args *a, const nnc_model *m, const char *prog) {
+    if (a->bench && (a->eval_only || a->data_dir || a->load_path || a->n_predict || has_training_flags(a)))
+        return usage_error(m, prog, "--bench uses synthetic data and saves nothing: it takes only --seed, --threads "
+                                    "and --bench-seconds");
+    if (a->bench_seconds_given && !a->bench) return usage_error(m, prog, "--bench-seconds needs --bench");
+    if (a->eval_only && !a->load_path) return usage_error(m, prog, "--eval needs --load FILE (the weights to evaluate)");
+    if (a->n_predict && !a->load_path)
+        return usage_error(m, prog, "--predict needs --load FILE (the weights to classify with)");
+    if ((a->eval_only || a->n_predict) && (has_training_flags(a) || a->seed_given))
+        return usage_error(m, prog, "%s does not train: it takes only --load, --data, --threads%s",
+                           a->eval_only ? "--eval" : "--predict", a->n_predict ? "" : " and --predict");
+    if (a->eval_only && a->n_predict) return usage_error(m, prog, "--eval and --predict are separate modes: pick one");
+    if (a->resume && a->load_path)
+        return usage_error(m, prog, "--resume continues from STEM.ckpt, which holds its own weights: drop --load");
+    if (a->history_stem && a->no_history) return usage_error(m, prog, "--history and --no-history contradict");
+    return -1;
+}
+
 /* Returns -1 to go on, or the exit status (0 after --help, 2 on an error). */
 static int parse_args(cli_args *a, const nnc_model *m, int argc, char **argv) {
     const char *prog = argc > 0 && argv[0] ? argv[0] : "nnc-model";
@@ -132,12 +292,12 @@ static int parse_args(cli_args *a, const nnc_model *m, int argc, char **argv) {
             print_usage(stdout, m, prog);
             return 0;
         }
-        if (strcmp(flag, "--eval") == 0) {
-            a->eval_only = 1;
-            continue;
-        }
-        if (strcmp(flag, "--bench") == 0) {
-            a->bench = 1;
+        if (parse_switch(a, flag)) continue;
+        if (strcmp(flag, "--predict") == 0) {
+            /* The files are every following argument up to the next option. */
+            a->predict = argv + i + 1;
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) i++, a->n_predict++;
+            if (a->n_predict == 0) return usage_error(m, prog, "--predict needs one or more image files");
             continue;
         }
         /* Every other flag takes a value: `--flag VALUE` or `--flag=VALUE`. */
@@ -152,45 +312,12 @@ static int parse_args(cli_args *a, const nnc_model *m, int argc, char **argv) {
             snprintf(name, sizeof name, "%s", flag);
             value = i + 1 < argc ? argv[++i] : NULL;
         }
-        int known = !strcmp(name, "--data") || !strcmp(name, "--epochs") || !strcmp(name, "--seed") ||
-                    !strcmp(name, "--threads") || !strcmp(name, "--save") || !strcmp(name, "--load") ||
-                    !strcmp(name, "--bench-seconds");
-        if (!known) return usage_error(m, prog, "unknown option '%s'", flag);
+        if (!is_value_flag(name)) return usage_error(m, prog, "unknown option '%s'", flag);
         if (!value || !*value) return usage_error(m, prog, "%s needs a value", name);
-        unsigned long long v;
-        if (!strcmp(name, "--data")) a->data_dir = value;
-        else if (!strcmp(name, "--save")) a->save_path = value;
-        else if (!strcmp(name, "--load")) a->load_path = value;
-        else if (!strcmp(name, "--epochs")) {
-            if (parse_number(value, 1, 1000000, &v) != 0)
-                return usage_error(m, prog, "--epochs needs a whole number of at least 1, not '%s'", value);
-            a->epochs = (int)v;
-        } else if (!strcmp(name, "--threads")) {
-            if (parse_number(value, 1, 1024, &v) != 0)
-                return usage_error(m, prog, "--threads needs a whole number from 1 to 1024, not '%s'", value);
-            a->threads = (int)v;
-        } else if (!strcmp(name, "--seed")) {
-            if (parse_number(value, 0, UINT64_MAX, &v) != 0)
-                return usage_error(m, prog, "--seed needs a non-negative whole number, not '%s'", value);
-            a->seed = v;
-            a->seed_given = 1;
-        } else if (!strcmp(name, "--bench-seconds")) {
-            char *end;
-            errno = 0;
-            double s = strtod(value, &end);
-            if (errno != 0 || *end != '\0' || !(s >= 0.01 && s <= 3600.0))
-                return usage_error(m, prog, "--bench-seconds needs a number of seconds from 0.01 to 3600, not '%s'",
-                                   value);
-            a->bench_seconds = s;
-            a->bench_seconds_given = 1;
-        }
+        int status = parse_value(a, m, prog, name, value);
+        if (status != 0) return status;
     }
-    if (a->bench && (a->eval_only || a->data_dir || a->epochs || a->save_path || a->load_path))
-        return usage_error(m, prog, "--bench uses synthetic data and saves nothing: it takes only --seed, --threads "
-                                    "and --bench-seconds");
-    if (a->bench_seconds_given && !a->bench) return usage_error(m, prog, "--bench-seconds needs --bench");
-    if (a->eval_only && !a->load_path) return usage_error(m, prog, "--eval needs --load FILE (the weights to evaluate)");
-    return -1;
+    return check_combinations(a, m, prog);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -269,7 +396,7 @@ static int load_split(nnc_dataset *ds, const nnc_model *m, const char *dir, cons
 }
 
 /* ------------------------------------------------------------------------ */
-/* The program                                                              */
+/* Evaluation reports                                                       */
 /* ------------------------------------------------------------------------ */
 
 static void print_final_accuracy(double acc) {
@@ -277,22 +404,356 @@ static void print_final_accuracy(double acc) {
     fflush(stdout);
 }
 
-static int evaluate_only(const nnc_model *m, const nnc_dataset *test, const float *params, const float *state,
-                         const float prep[2], int threads) {
+/* Loss, accuracy and the confusion matrix of these weights on the test set. */
+static int report_test(const nnc_model *m, const nnc_dataset *test, const float *params, const float *state,
+                       const float prep[2], int threads) {
     char err[ERR_LEN];
     double loss, acc;
-    if (nnc_evaluate(m, test, params, state, prep, threads, &loss, &acc, err, sizeof err) != 0) {
+    long *confusion = calloc((size_t)m->n_classes * m->n_classes, sizeof *confusion);
+    if (!confusion) {
+        fprintf(stderr, "error: out of memory for the confusion matrix\n");
+        return 1;
+    }
+    if (nnc_evaluate_confusion(m, test, params, state, prep, threads, &loss, &acc, confusion, err, sizeof err) != 0) {
         fprintf(stderr, "error: %s\n", err);
+        free(confusion);
         return 1;
     }
     printf("test_loss %.4f\n", loss);
     print_final_accuracy(acc);
+    nnc_print_confusion(stdout, confusion, m->n_classes, "the test set");
+    fflush(stdout);
+    free(confusion);
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The files of a training run                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    char save[PATH_LEN];    /* the final weights */
+    char best[PATH_LEN];    /* STEM.best.nncw: the best epoch's weights */
+    char ckpt[PATH_LEN];    /* STEM.ckpt: weights and training state, for --resume */
+    char history[PATH_LEN]; /* the history files' stem; "" with --no-history */
+} run_paths;
+
+/* STEM is the --save path without `.nncw` (the model's name by default). */
+static int make_paths(run_paths *p, const nnc_model *m, const cli_args *a) {
+    int n = a->save_path ? snprintf(p->save, sizeof p->save, "%s", a->save_path)
+                         : snprintf(p->save, sizeof p->save, "%s.nncw", m->name);
+    char stem[PATH_LEN];
+    size_t len = strlen(p->save);
+    if (len > 5 && strcmp(p->save + len - 5, ".nncw") == 0) len -= 5;
+    snprintf(stem, sizeof stem, "%.*s", (int)len, p->save);
+    int too_long = n < 0 || (size_t)n >= sizeof p->save;
+    too_long |= snprintf(p->best, sizeof p->best, "%s.best.nncw", stem) >= (int)sizeof p->best;
+    too_long |= snprintf(p->ckpt, sizeof p->ckpt, "%s.ckpt", stem) >= (int)sizeof p->ckpt;
+    too_long |= snprintf(p->history, sizeof p->history, "%s", a->no_history ? ""
+                                                                : a->history_stem ? a->history_stem : stem) >=
+                (int)sizeof p->history - 32;
+    if (too_long) {
+        fprintf(stderr, "error: --save or --history path is too long (the limit is %d bytes)\n", PATH_LEN - 32);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * A run killed while writing leaves `<file>.tmp.XXXXXX` behind (the file itself
+ * is intact: see nnc_write_file_atomically). Remove such leftovers of this
+ * stem's files before a run writes them again.
+ */
+static void remove_stale_temps(const char *stem) {
+    const char *slash = strrchr(stem, '/');
+    char dir[PATH_LEN];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - stem) + 1 : 1, slash ? stem : ".");
+    const char *base = slash ? slash + 1 : stem;
+    size_t base_len = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, base, base_len) != 0 || e->d_name[base_len] != '.') continue;
+        const char *tmp = strstr(e->d_name + base_len, ".tmp.");
+        if (!tmp || strlen(tmp) != strlen(".tmp.XXXXXX")) continue;
+        char path[2 * PATH_LEN];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        remove(path);
+    }
+    closedir(d);
+}
+
+/* What the checkpoint hooks need. */
+typedef struct {
+    const nnc_model *m;
+    const run_paths *paths;
+    const nnc_run_key *key;
+    const float *prep;
+    const char *val_legend; /* the validation curve's name in the plots */
+} hook_ctx;
+
+static int write_history(const hook_ctx *h, const nnc_train_state *ts, char *err, size_t errlen) {
+    char path[PATH_LEN + 32], title[256]; /* make_paths left room for the suffixes */
+    const char *stem = h->paths->history;
+    snprintf(path, sizeof path, "%s.history.csv", stem);
+    if (nnc_history_write_csv(path, ts->history, ts->n_history, err, errlen) != 0) return -1;
+    snprintf(path, sizeof path, "%s.accuracy.svg", stem);
+    snprintf(title, sizeof title, "%s: accuracy per epoch", h->m->name);
+    if (nnc_history_write_svg(path, NNC_PLOT_ACCURACY, title, h->val_legend, ts->history, ts->n_history, err,
+                              errlen) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s.loss.svg", stem);
+    snprintf(title, sizeof title, "%s: loss per epoch", h->m->name);
+    return nnc_history_write_svg(path, NNC_PLOT_LOSS, title, h->val_legend, ts->history, ts->n_history, err, errlen);
+}
+
+/* Mid-epoch: the checkpoint alone. */
+static int on_checkpoint(void *ctx, const nnc_train_state *ts, const float *params, const float *state, char *err,
+                         size_t errlen) {
+    const hook_ctx *h = ctx;
+    return nnc_checkpoint_save_train(h->paths->ckpt, h->m, params, state, h->prep, h->key, ts, err, errlen);
+}
+
+/* After an epoch: the best weights if this epoch is the best, the history,
+ * and last the checkpoint, which commits the epoch: a run killed before it
+ * redoes the epoch and rewrites the same files. */
+static int on_epoch(void *ctx, const nnc_train_state *ts, const float *params, const float *state, char *err,
+                    size_t errlen) {
+    const hook_ctx *h = ctx;
+    const nnc_history_row *last = &ts->history[ts->n_history - 1];
+    if (ts->best_epoch == last->epoch &&
+        nnc_checkpoint_save(h->paths->best, h->m, params, state, h->prep, err, errlen) != 0)
+        return -1;
+    if (h->paths->history[0] && write_history(h, ts, err, errlen) != 0) return -1;
+    return on_checkpoint(ctx, ts, params, state, err, errlen);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* zlib's crc32 takes a uInt length: feed it in chunks. */
+static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t len) {
+    uLong c = crc;
+    while (len > 0) {
+        uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        c = crc32(c, p, chunk);
+        p += chunk;
+        len -= chunk;
+    }
+    return (uint32_t)c;
+}
+
+/* Identifies the training data, so that --resume refuses to continue on other data. */
+static uint32_t dataset_crc(const nnc_dataset *ds) {
+    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    crc = crc_update(crc, ds->images, (size_t)ds->n * (size_t)ds->h * (size_t)ds->w);
+    return crc_update(crc, ds->labels, (size_t)ds->n);
+}
+
+/* A resumed run must be the run that was interrupted; say which option differs. */
+static int check_resume_key(const char *path, const nnc_run_key *want, const nnc_run_key *got) {
+    char what[256] = "";
+    if (got->epochs != want->epochs)
+        snprintf(what, sizeof what, "--epochs %d (this run: %d)", got->epochs, want->epochs);
+    else if (got->seed != want->seed)
+        snprintf(what, sizeof what, "--seed %llu (this run: %llu)", (unsigned long long)got->seed,
+                 (unsigned long long)want->seed);
+    else if (got->validation != want->validation)
+        snprintf(what, sizeof what, "--validation %d (this run: %d)", got->validation, want->validation);
+    else if (got->early_stop != want->early_stop)
+        snprintf(what, sizeof what, "--early-stop %d (this run: %d)", got->early_stop, want->early_stop);
+    else if (got->lr != want->lr)
+        snprintf(what, sizeof what, "--lr %g (this run: %g; 0 is the recipe's schedule)", (double)got->lr,
+                 (double)want->lr);
+    else if (got->n_train != want->n_train || got->data_crc != want->data_crc)
+        snprintf(what, sizeof what, "other training data (%d images, CRC %08x; this run: %d images, CRC %08x)",
+                 got->n_train, (unsigned)got->data_crc, want->n_train, (unsigned)want->data_crc);
+    if (!what[0]) return 0;
+    fprintf(stderr, "error: --resume: %s was written by a run with %s; give the interrupted run's options\n", path,
+            what);
+    return -1;
+}
+
+/* The recipe as this run uses it: --epochs spans the cosine and one-cycle
+ * schedules, --lr replaces the schedule by a constant rate. */
+static nnc_model run_model(const nnc_model *m, const cli_args *a, int epochs) {
+    nnc_model r = *m;
+    r.recipe.epochs = epochs;
+    if (a->lr > 0.0f) {
+        r.recipe.schedule = NNC_SCHED_CONSTANT;
+        r.recipe.n_phases = 0;
+        r.recipe.phases = NULL;
+        r.recipe.optimizer.lr = a->lr;
+    }
+    return r;
+}
+
+/* Weights to start from: the checkpoint (--resume), a weights file (--load)
+ * or none (nnc_train draws them); prep comes along. */
+static int starting_point(const nnc_model *m, const cli_args *a, const run_paths *paths, const nnc_dataset *train,
+                          const nnc_run_key *key, nnc_train_state *ts, float *params, float *state, float prep[2]) {
+    char err[ERR_LEN];
+    if (a->resume) {
+        nnc_run_key got;
+        if (!file_exists(paths->ckpt)) {
+            fprintf(stderr,
+                    "error: --resume: no checkpoint %s to resume from (a run writes it after its first epoch or "
+                    "--checkpoint-steps steps, and removes it when it completes)\n",
+                    paths->ckpt);
+            return -1;
+        }
+        if (nnc_checkpoint_load_train(paths->ckpt, m, params, state, prep, &got, ts, err, sizeof err) != 0) {
+            fprintf(stderr, "error: --resume: %s\n", err);
+            return -1;
+        }
+        if (check_resume_key(paths->ckpt, key, &got) != 0) return -1;
+        printf("resuming from %s: epoch %d, step %d\n", paths->ckpt, ts->epoch + 1, ts->step);
+    } else if (a->load_path) {
+        if (nnc_checkpoint_load(a->load_path, m, params, state, prep, err, sizeof err) != 0) {
+            fprintf(stderr, "error: %s\n", err);
+            return -1;
+        }
+        printf("loaded weights from %s\n", a->load_path);
+    } else {
+        nnc_prep_compute(m, train, prep);
+    }
+    return 0;
+}
+
+/* After training: say which weights the test set sees and what picked them, then report. */
+static int final_report(const nnc_model *m, const cli_args *a, const run_paths *paths, const nnc_train_result *res,
+                        const nnc_dataset *test, const float *params, const float *state, const float prep[2]) {
+    if (!a->validation || res->best_epoch == 0) {
+        printf("test set: the final weights (epoch %d, %s)", res->epochs_done, paths->save);
+        if (res->best_epoch > 0)
+            printf("; the best epoch on the test set was %d (%.2f%%, kept in %s), picked by the test set itself, so "
+                   "that figure is optimistic: use --validation N for an honest choice",
+                   res->best_epoch, 100.0 * res->best_acc, paths->best);
+        printf("\n");
+        return report_test(m, test, params, state, prep, a->threads);
+    }
+    printf("test set: the weights of epoch %d (%s), picked by the best validation accuracy %.2f%% on the last %d "
+           "training images\n",
+           res->best_epoch, paths->best, 100.0 * res->best_acc, a->validation);
+    float *best_params = calloc(m->n_params ? m->n_params : 1, sizeof(float));
+    float *best_state = calloc(m->n_state ? m->n_state : 1, sizeof(float));
+    float best_prep[2];
+    char err[ERR_LEN];
+    int status = 1;
+    if (!best_params || !best_state)
+        fprintf(stderr, "error: out of memory for the best weights\n");
+    else if (nnc_checkpoint_load(paths->best, m, best_params, best_state, best_prep, err, sizeof err) != 0)
+        fprintf(stderr, "error: %s\n", err);
+    else
+        status = report_test(m, test, best_params, best_state, best_prep, a->threads);
+    free(best_params), free(best_state);
+    return status;
+}
+
+static int train_and_report(const nnc_model *m0, const cli_args *a, const char *dir, const nnc_dataset *all_train,
+                            const nnc_dataset *test, float *params, float *state) {
+    const int epochs = a->epochs > 0 ? a->epochs : recipe_epochs(&m0->recipe);
+    const nnc_model model = run_model(m0, a, epochs), *m = &model;
+    /* --validation: the last N training images, never trained on (views, no copies). */
+    nnc_dataset train = *all_train, val = {0};
+    if (a->validation >= all_train->n) {
+        fprintf(stderr, "error: --validation %d holds out every training image (%s/train has %d)\n", a->validation,
+                dir, all_train->n);
+        return 2;
+    }
+    if (a->validation) {
+        train.n -= a->validation;
+        val = (nnc_dataset){.n = a->validation, .h = train.h, .w = train.w,
+                            .images = train.images + (size_t)train.n * train.h * train.w,
+                            .labels = train.labels + train.n};
+    }
+    run_paths paths;
+    if (make_paths(&paths, m, a) != 0) return 1;
+    char stem[PATH_LEN];
+    snprintf(stem, sizeof stem, "%.*s", (int)(strlen(paths.ckpt) - strlen(".ckpt")), paths.ckpt);
+    remove_stale_temps(stem);
+    if (paths.history[0] && strcmp(paths.history, stem) != 0) remove_stale_temps(paths.history);
+    const nnc_run_key key = {.epochs = epochs, .seed = a->seed_given ? a->seed : m->recipe.seed,
+                             .validation = a->validation, .early_stop = a->early_stop, .lr = a->lr,
+                             .n_train = train.n, .data_crc = dataset_crc(all_train)};
+    nnc_train_state ts;
+    if (nnc_train_state_init(&ts, m, epochs) != 0) {
+        fprintf(stderr, "error: out of memory for the training state (%zu parameters)\n", m->n_params);
+        return 1;
+    }
+    float prep[2];
+    int status = 1;
+    if (starting_point(m, a, &paths, &train, &key, &ts, params, state, prep) != 0) goto done;
+
+    printf("model %s: %zu parameters; %d training and %d test images from %s; %d epochs, batch %d, seed %llu, "
+           "%d threads\n",
+           m->name, m->n_params, train.n, test->n, dir, epochs, m->recipe.batch, (unsigned long long)key.seed,
+           a->threads);
+    if (a->validation)
+        printf("validation data: the last %d training images (held out, not trained on)\n", a->validation);
+    else
+        printf("validation data: the test set, as in the seeds (--validation N holds out training images "
+               "instead)\n");
+    fflush(stdout);
+
+    char legend[64];
+    snprintf(legend, sizeof legend, a->validation ? "validation (%d held-out images)" : "test set (as validation)",
+             a->validation);
+    hook_ctx hc = {.m = m, .paths = &paths, .key = &key, .prep = prep, .val_legend = legend};
+    nnc_train_opts opts = {
+        .epochs = epochs,
+        .seed = key.seed,
+        .threads = a->threads,
+        .init_params = !a->load_path && !a->resume,
+        .log = stdout,
+        .progress = isatty(fileno(stdout)),
+        .val_name = a->validation ? "val" : "test",
+        .early_stop = a->early_stop,
+        .check_numerics = a->check_numerics,
+        .state = &ts,
+        .on_epoch = on_epoch,
+        .on_checkpoint = on_checkpoint,
+        .checkpoint_steps = a->checkpoint_steps,
+        .checkpoint_seconds = CHECKPOINT_SECONDS,
+        .hook_ctx = &hc,
+    };
+    nnc_train_result result;
+    char err[ERR_LEN];
+    if (nnc_train(m, &train, a->validation ? &val : test, &opts, params, state, prep, &result, err, sizeof err) !=
+        0) {
+        fprintf(stderr, "error: %s\nweights not saved", err);
+        if (file_exists(paths.ckpt))
+            fprintf(stderr, "; the last good checkpoint %s is kept (--resume continues from it)", paths.ckpt);
+        fprintf(stderr, "\n");
+        goto done;
+    }
+    if (nnc_checkpoint_save(paths.save, m, params, state, prep, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        goto done;
+    }
+    printf("saved weights to %s\n", paths.save);
+    remove(paths.ckpt); /* the run is complete: nothing to resume */
+    status = final_report(m, a, &paths, &result, test, params, state, prep);
+done:
+    nnc_train_state_free(&ts);
+    return status;
+}
+
+/* --predict: no data set, only the weights and the images. */
+static int predict(const nnc_model *m, const cli_args *a, float *params, float *state) {
+    char err[ERR_LEN];
+    float prep[2];
+    if (nnc_checkpoint_load(a->load_path, m, params, state, prep, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return 1;
+    }
+    return nnc_predict_files(m, params, state, prep, a->n_predict, a->predict, a->threads, stdout);
 }
 
 /* Everything after argument parsing; owns no allocation of its own. */
 static int run(const nnc_model *m, const cli_args *a, float *params, float *state) {
-    char err[ERR_LEN];
+    if (a->n_predict) return predict(m, a, params, state);
     const char *dir = find_data_dir(a, a->eval_only ? "t10k" : "train");
     if (!dir) return 1;
     nnc_dataset train = {0}, test = {0};
@@ -301,55 +762,20 @@ static int run(const nnc_model *m, const cli_args *a, float *params, float *stat
         nnc_dataset_free(&train);
         return 1;
     }
-
-    int status = 0;
-    float prep[2];
-    if (a->load_path) {
+    int status;
+    if (a->eval_only) {
+        char err[ERR_LEN];
+        float prep[2];
+        status = 1;
         if (nnc_checkpoint_load(a->load_path, m, params, state, prep, err, sizeof err) != 0) {
             fprintf(stderr, "error: %s\n", err);
-            status = 1;
-            goto done;
+        } else {
+            printf("loaded weights from %s\n", a->load_path);
+            status = report_test(m, &test, params, state, prep, a->threads);
         }
-        printf("loaded weights from %s\n", a->load_path);
     } else {
-        nnc_prep_compute(m, &train, prep);
+        status = train_and_report(m, a, dir, &train, &test, params, state);
     }
-    if (a->eval_only) {
-        status = evaluate_only(m, &test, params, state, prep, a->threads);
-        goto done;
-    }
-
-    nnc_train_opts opts = {
-        .epochs = a->epochs > 0 ? a->epochs : recipe_epochs(&m->recipe),
-        .seed = a->seed_given ? a->seed : m->recipe.seed,
-        .threads = a->threads,
-        .init_params = a->load_path == NULL,
-        .log = stdout,
-    };
-    printf("model %s: %zu parameters; %d training and %d test images from %s; %d epochs, batch %d, seed %llu, "
-           "%d threads\n",
-           m->name, m->n_params, train.n, test.n, dir, opts.epochs, m->recipe.batch, (unsigned long long)opts.seed,
-           opts.threads);
-    fflush(stdout);
-    nnc_train_result result;
-    if (nnc_train(m, &train, &test, &opts, params, state, prep, &result, err, sizeof err) != 0) {
-        fprintf(stderr, "error: %s\nweights not saved\n", err);
-        status = 1;
-        goto done;
-    }
-    print_final_accuracy(result.test_acc);
-
-    char default_path[512];
-    snprintf(default_path, sizeof default_path, "%s.nncw", m->name);
-    const char *save_path = a->save_path ? a->save_path : default_path;
-    if (nnc_checkpoint_save(save_path, m, params, state, prep, err, sizeof err) != 0) {
-        fprintf(stderr, "error: %s\n", err);
-        status = 1;
-        goto done;
-    }
-    printf("saved weights to %s\n", save_path);
-
-done:
     nnc_dataset_free(&train);
     nnc_dataset_free(&test);
     return status;

@@ -121,7 +121,7 @@ typedef struct {
     float rotation;     /* degrees, uniform in [-r, r] */
     float width_shift;  /* fraction of the width */
     float height_shift; /* fraction of the height */
-    float shear;        /* radians, as Keras 2's shear_range */
+    float shear;        /* radians: Keras 1's and Keras < 2.2's shear_range (keras-preprocessing's is degrees) */
     float zoom;         /* scale in [1 - z, 1 + z] */
 } nnc_augment_cfg;
 
@@ -259,6 +259,35 @@ int nnc_checkpoint_save(const char *path, const nnc_model *m, const float *param
 int nnc_checkpoint_load(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
                         char *err, size_t errlen);
 
+/* (added) The training loop's resumable state, defined with nnc_train below. */
+typedef struct nnc_train_state nnc_train_state;
+
+/* (added) What a run was asked to do; a resumed run must ask the same. */
+typedef struct {
+    int epochs;
+    uint64_t seed;
+    int validation;     /* images held out (--validation), 0: none */
+    int early_stop;     /* patience, 0: none */
+    float lr;           /* --lr, 0: the recipe's schedule */
+    int n_train;        /* training images after the hold-out */
+    uint32_t data_crc;  /* CRC-32 of the training images and labels */
+} nnc_run_key;
+
+/* (added) Format version 2: the weights plus a training section (the run key
+ * and the nnc_train_state) from which --resume continues. A v2 file also loads
+ * with nnc_checkpoint_load, as weights. */
+int nnc_checkpoint_save_train(const char *path, const nnc_model *m, const float *params, const float *state,
+                              const float prep[2], const nnc_run_key *key, const nnc_train_state *ts, char *err,
+                              size_t errlen);
+/* ts must come from nnc_train_state_init for the same model; a file without a
+ * training section (a weights file) is an error. */
+int nnc_checkpoint_load_train(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
+                              nnc_run_key *key, nnc_train_state *ts, char *err, size_t errlen);
+
+/* (added) Write size bytes to a temporary file next to path, fsync, rename:
+ * path is either the old file or the whole new one, never a part. */
+int nnc_write_file_atomically(const char *path, const void *buf, size_t size, char *err, size_t errlen);
+
 /* ------------------------------------------------------------------------ */
 /* The trainer: the whole command line of a generated program.              */
 /* ------------------------------------------------------------------------ */
@@ -270,6 +299,10 @@ int nnc_checkpoint_load(const char *path, const nnc_model *m, float *params, flo
  */
 int nnc_predict_files(const nnc_model *m, const float *params, const float *state, const float prep[2],
                       int n_files, char **files, int threads, FILE *out);
+/* (added) The image part of it: read a PNG or PGM file and make it an MNIST-like
+ * h x w grey digit, white on black, before the model's own preprocessing (see
+ * predict.c for the steps). Returns 0, or -1 with a message naming the file. */
+int nnc_image_load_mnist(const char *path, int h, int w, uint8_t *out, char *err, size_t errlen);
 
 int nnc_main(const nnc_model *m, int argc, char **argv);
 
@@ -284,19 +317,72 @@ void nnc_prefer_short_spin(char **argv);
 
 /* (added) The pieces nnc_main is made of, usable on in-memory datasets. */
 
+/* One epoch of the training history: a row of `<stem>.history.csv`. */
+typedef struct {
+    int epoch;                       /* 1-based */
+    double lr, loss, accuracy;       /* training; accuracy in [0, 1] */
+    double val_loss, val_accuracy;   /* NAN when there is no validation data */
+    double seconds;                  /* the epoch's wall time, evaluation included */
+    double images_per_second;        /* training images / training time */
+} nnc_history_row;
+
+/*
+ * (added) Everything the loop needs to continue exactly where it stopped: a
+ * run resumed from it gives bit-identical weights. Saved in checkpoints (see
+ * nnc_checkpoint_save_train). Set up with nnc_train_state_init.
+ */
+struct nnc_train_state {
+    int started;           /* 0: nnc_train seeds the RNG (and initializes); 1: it continues */
+    int epoch;             /* 0-based epoch in progress */
+    int step;              /* steps of it done; 0: the epoch has not started */
+    nnc_rng rng_epoch;     /* the RNG before this epoch's shuffle: redraws its order */
+    nnc_rng rng;           /* the RNG now */
+    double loss_sum;       /* this epoch's running sums over the steps done */
+    long correct, seen;
+    double seconds;        /* this epoch's training time so far */
+    nnc_optimizer opt;     /* slots and step count */
+    int best_epoch;        /* 1-based epoch with the best validation accuracy; 0: none yet */
+    double best_accuracy;
+    int since_best;        /* epochs since then, for early stopping */
+    int n_history, cap_history;
+    nnc_history_row *history; /* [n_history], one per finished epoch */
+};
+
+int nnc_train_state_init(nnc_train_state *ts, const nnc_model *m, int epochs);
+void nnc_train_state_free(nnc_train_state *ts);
+
+/* Called by nnc_train at a checkpoint; returns 0, or -1 with a message in err
+ * to stop training. params/state are finite when it is called. */
+typedef int (*nnc_train_hook)(void *ctx, const nnc_train_state *ts, const float *params, const float *state,
+                              char *err, size_t errlen);
+
 typedef struct {
     int epochs;       /* how many epochs to run */
     uint64_t seed;    /* seeds the one RNG used for init, shuffling, dropout keys, augmentation */
     int threads;      /* passed to the model in nnc_step_ctx */
     int init_params;  /* 1: draw params with m->init; 0: params/state already hold weights */
     FILE *log;        /* one line per epoch goes here; NULL: quiet */
+    /* (added) Everything below may stay zero. */
+    int progress;          /* 1: a Keras-like line updated in place (\r) during each epoch (log is a terminal) */
+    const char *val_name;  /* the evaluation set's name in the log: "test" (NULL) or "val" */
+    int early_stop;        /* > 0: stop after this many epochs without a better validation accuracy */
+    int check_numerics;    /* 1: m->first_nonfinite after every step, not only when the loss is not finite */
+    nnc_train_state *state; /* NULL: a fresh run with a state of its own; else used (and resumed if started) */
+    nnc_train_hook on_epoch;      /* after each epoch's evaluation and history row */
+    nnc_train_hook on_checkpoint; /* mid-epoch, every checkpoint_steps steps or checkpoint_seconds seconds */
+    long checkpoint_steps;        /* 0: no step-count checkpoints */
+    double checkpoint_seconds;    /* 0: no time-based checkpoints */
+    void *hook_ctx;
 } nnc_train_opts;
 
 typedef struct {
     int epochs_done;
     double train_loss, train_acc; /* last epoch; acc in [0, 1] */
-    double test_loss, test_acc;   /* last epoch; 0 when there is no test set */
+    double test_loss, test_acc;   /* last epoch, on the evaluation set; 0 when there is none */
     double train_seconds;         /* (added) last epoch's wall time without evaluation: the log's img/s */
+    int best_epoch;               /* (added) 1-based epoch of the best evaluation accuracy; 0: no evaluation */
+    double best_acc;
+    int stopped_early;            /* (added) 1: early_stop ended the run before opts->epochs */
 } nnc_train_result;
 
 /* Preprocessing constants for m->prep: NORMALIZE {mean, std} of all training
@@ -309,14 +395,47 @@ void nnc_prep_table(const nnc_model *m, const float prep[2], float table[256]);
  * accuracy in [0, 1], in inference mode. */
 int nnc_evaluate(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
                  const float prep[2], int threads, double *loss, double *acc, char *err, size_t errlen);
+/* (added) The same, also counting confusion[true * n_classes + predicted]
+ * (n_classes * n_classes longs, overwritten) when confusion is not NULL. */
+int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
+                           const float prep[2], int threads, double *loss, double *acc, long *confusion, char *err,
+                           size_t errlen);
+/* (added) The matrix, one row per true class with its accuracy (recall) last. */
+void nnc_print_confusion(FILE *out, const long *confusion, int n_classes, const char *what);
 
-/* The training loop. test may be NULL. Returns 0, or -1 with a message (e.g.
- * a non-finite loss, naming the epoch and step). */
+/* The training loop. test (the validation data, evaluated after every epoch)
+ * may be NULL. Returns 0, or -1 with a message (e.g. a non-finite loss or
+ * gradient, naming the epoch, the step and the first non-finite layer). */
 int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *test, const nnc_train_opts *opts,
               float *params, float *state, const float prep[2], nnc_train_result *result, char *err, size_t errlen);
 
 /* (added) One random Keras-style affine distortion of an h x w x c image. */
 void nnc_augment_image(const nnc_augment_cfg *cfg, int h, int w, int c, const float *src, float *dst, nnc_rng *rng);
+/* (added) Its two halves: one draw, in Keras's terms, and the deterministic
+ * transform it stands for (for tests: a known image, a known angle). */
+typedef struct {
+    double theta;  /* rotation, degrees; > 0 turns the content clockwise as displayed */
+    double tx, ty; /* shift in pixels along rows (tx) and columns (ty) */
+    double shear;  /* radians */
+    double zx, zy; /* zoom along rows and columns; > 1 shrinks the content */
+} nnc_augment_params;
+void nnc_augment_draw(const nnc_augment_cfg *cfg, int h, int w, nnc_rng *rng, nnc_augment_params *p);
+void nnc_augment_apply(const nnc_augment_params *p, int h, int w, int c, const float *src, float *dst);
+
+/* ------------------------------------------------------------------------ */
+/* (added) Training history: CSV and SVG plots (history.c).                 */
+/* ------------------------------------------------------------------------ */
+
+/* epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second;
+ * empty validation fields when there was no validation data. Atomic. */
+int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, char *err, size_t errlen);
+
+typedef enum { NNC_PLOT_ACCURACY, NNC_PLOT_LOSS } nnc_plot_kind;
+
+/* A line chart of training and validation accuracy (in %) or loss per epoch:
+ * axes with ticks and labels, a legend naming val_name, a title. Atomic. */
+int nnc_history_write_svg(const char *path, nnc_plot_kind kind, const char *title, const char *val_name,
+                          const nnc_history_row *rows, int n, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------ */
 /* (added) Benchmark: `trainer --bench`, throughput on synthetic data.      */

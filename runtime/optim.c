@@ -1,6 +1,6 @@
 /*
  * optim.c - SGD (momentum, Nesterov), Adam and RMSprop as Keras 2 writes them,
- * plus the piecewise-constant learning-rate schedule.
+ * plus the learning-rate schedules (per epoch).
  *
  * Every update is one plain loop over the flat buffers in index order: no
  * reductions, no threads, so the result is bit-for-bit reproducible. Scalars
@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "nncrt.h"
+
+#define PI 3.14159265358979323846
 
 int nnc_optimizer_init(nnc_optimizer *opt, const nnc_optimizer_cfg *cfg, size_t n) {
     memset(opt, 0, sizeof *opt);
@@ -83,13 +85,63 @@ void nnc_optimizer_update(nnc_optimizer *opt, float *params, const float *grads,
     }
 }
 
-float nnc_schedule_lr(const nnc_recipe *recipe, int epoch) {
-    if (recipe->n_phases <= 0 || !recipe->phases) return recipe->optimizer.lr;
+/* The phases in order; past their end (e.g. --epochs beyond the recipe) the last rate stays. */
+static double piecewise_lr(const nnc_recipe *r, int epoch) {
     int phase_end = 0;
-    for (int i = 0; i < recipe->n_phases; i++) {
-        phase_end += recipe->phases[i].epochs;
-        if (epoch < phase_end) return recipe->phases[i].lr;
+    for (int i = 0; i < r->n_phases; i++) {
+        phase_end += r->phases[i].epochs;
+        if (epoch < phase_end) return r->phases[i].lr;
     }
-    /* Past the schedule (e.g. --epochs larger than the recipe): keep the last lr. */
-    return recipe->phases[recipe->n_phases - 1].lr;
+    return r->phases[r->n_phases - 1].lr;
+}
+
+/* lr * factor^floor(epoch / every). */
+static double step_lr(const nnc_recipe *r, int epoch) {
+    int every = r->step_every > 0 ? r->step_every : 1;
+    return (double)r->optimizer.lr * pow((double)r->step_factor, (double)(epoch / every));
+}
+
+/* Half a cosine from `hi` at t = 0 down to `lo` at t = 1. */
+static double cosine_between(double hi, double lo, double t) {
+    if (t >= 1.0) return lo;
+    return lo + (hi - lo) * (1.0 + cos(PI * t)) / 2.0;
+}
+
+/* The last epoch's index as a denominator: a 1-epoch run divides by 1, not 0. */
+static int last_epoch(const nnc_recipe *r) {
+    return r->epochs > 1 ? r->epochs - 1 : 1;
+}
+
+/* lr at epoch 0 down to min_lr at the last epoch (and after it). */
+static double cosine_lr(const nnc_recipe *r, int epoch) {
+    return cosine_between(r->optimizer.lr, r->min_lr, (double)epoch / last_epoch(r));
+}
+
+/*
+ * One cycle, per epoch: the peak is the epoch nearest 30% of the way,
+ * p = round(0.3 * last). Epochs 0..p rise from lr to max_lr (half a cosine,
+ * as PyTorch's OneCycleLR), epochs p..last fall from max_lr to lr / 1e4 (half
+ * a cosine), and epochs after the last stay there. With p = 0 (runs of one or
+ * two epochs) the first epoch is the peak.
+ */
+static double onecycle_lr(const nnc_recipe *r, int epoch) {
+    const int last = last_epoch(r);
+    const int peak = (int)(0.3 * last + 0.5);
+    const double lo = r->optimizer.lr, hi = r->max_lr, final = lo / 1e4;
+    if (epoch <= peak) return peak > 0 ? cosine_between(hi, lo, 1.0 - (double)epoch / peak) : hi;
+    return cosine_between(hi, final, (double)(epoch - peak) / (last - peak));
+}
+
+float nnc_schedule_lr(const nnc_recipe *recipe, int epoch) {
+    int has_phases = recipe->n_phases > 0 && recipe->phases;
+    switch (recipe->schedule) {
+    case NNC_SCHED_CONSTANT:
+        /* Recipes written before `schedule` existed say PIECEWISE only by their phases. */
+        return has_phases ? (float)piecewise_lr(recipe, epoch) : recipe->optimizer.lr;
+    case NNC_SCHED_PIECEWISE: return has_phases ? (float)piecewise_lr(recipe, epoch) : recipe->optimizer.lr;
+    case NNC_SCHED_STEP: return (float)step_lr(recipe, epoch);
+    case NNC_SCHED_COSINE: return (float)cosine_lr(recipe, epoch);
+    case NNC_SCHED_ONECYCLE: return (float)onecycle_lr(recipe, epoch);
+    }
+    return recipe->optimizer.lr;
 }

@@ -125,8 +125,9 @@ static double sample_loss(nnc_loss_kind kind, const float *p, int n_classes, int
     return -log(q);
 }
 
-int nnc_evaluate(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
-                 const float prep[2], int threads, double *loss, double *acc, char *err, size_t errlen) {
+int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
+                           const float prep[2], int threads, double *loss, double *acc, long *confusion, char *err,
+                           size_t errlen) {
     if (nnc_dataset_check(ds, m, "evaluation data", err, errlen) != 0) return -1;
     size_t in_floats = (size_t)m->in_h * m->in_w * m->in_c;
     float *x = malloc((size_t)m->max_batch * in_floats * sizeof(float));
@@ -137,6 +138,7 @@ int nnc_evaluate(const nnc_model *m, const nnc_dataset *ds, const float *params,
         free(x), free(probs), free(labels);
         return -1;
     }
+    if (confusion) memset(confusion, 0, (size_t)m->n_classes * m->n_classes * sizeof *confusion);
     float table[256];
     nnc_prep_table(m, prep, table);
     nnc_step_ctx ctx = {.threads = threads, .dropout_key = 0};
@@ -148,14 +150,52 @@ int nnc_evaluate(const nnc_model *m, const nnc_dataset *ds, const float *params,
         m->infer_batch(&ctx, x, n, params, state, probs);
         for (int b = 0; b < n; b++) {
             const float *p = probs + (size_t)b * m->n_classes;
+            int predicted = argmax(p, m->n_classes);
             loss_sum += sample_loss(m->recipe.loss, p, m->n_classes, labels[b]);
-            correct += argmax(p, m->n_classes) == labels[b];
+            correct += predicted == labels[b];
+            if (confusion) confusion[(size_t)labels[b] * m->n_classes + predicted]++;
         }
     }
     *loss = ds->n ? loss_sum / ds->n : 0.0;
     *acc = ds->n ? (double)correct / ds->n : 0.0;
     free(x), free(probs), free(labels);
     return 0;
+}
+
+int nnc_evaluate(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
+                 const float prep[2], int threads, double *loss, double *acc, char *err, size_t errlen) {
+    return nnc_evaluate_confusion(m, ds, params, state, prep, threads, loss, acc, NULL, err, errlen);
+}
+
+/* Widest count in the matrix, so the columns line up whatever the set's size. */
+static int count_width(const long *confusion, int n_classes) {
+    long most = 0;
+    for (int i = 0; i < n_classes * n_classes; i++)
+        if (confusion[i] > most) most = confusion[i];
+    int width = 1;
+    for (; most >= 10; most /= 10) width++;
+    return width < 3 ? 3 : width;
+}
+
+void nnc_print_confusion(FILE *out, const long *confusion, int n_classes, const char *what) {
+    const int w = count_width(confusion, n_classes);
+    fprintf(out, "confusion matrix on %s (rows: true class, columns: predicted; last: the class's accuracy)\n", what);
+    fprintf(out, "%5s", "");
+    for (int k = 0; k < n_classes; k++) fprintf(out, " %*d", w, k);
+    fprintf(out, "\n");
+    for (int t = 0; t < n_classes; t++) {
+        const long *row = confusion + (size_t)t * n_classes;
+        long total = 0;
+        fprintf(out, "%5d", t);
+        for (int k = 0; k < n_classes; k++) {
+            fprintf(out, " %*ld", w, row[k]);
+            total += row[k];
+        }
+        if (total > 0)
+            fprintf(out, "  %6.2f%%\n", 100.0 * (double)row[t] / (double)total);
+        else
+            fprintf(out, "  %7s\n", "-"); /* no sample of this class */
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -169,12 +209,10 @@ typedef struct {
     uint8_t *labels;  /* [max_batch] */
     float *grads;     /* [n_params] */
     uint32_t *order;  /* [n_train] this epoch's sample order */
-    nnc_optimizer opt;
 } train_buffers;
 
 static void train_buffers_free(train_buffers *tb) {
     free(tb->x), free(tb->augmented), free(tb->labels), free(tb->grads), free(tb->order);
-    nnc_optimizer_free(&tb->opt);
     memset(tb, 0, sizeof *tb);
 }
 
@@ -186,12 +224,29 @@ static int train_buffers_alloc(train_buffers *tb, const nnc_model *m, int n_trai
     tb->labels = malloc((size_t)m->max_batch);
     tb->grads = calloc(m->n_params ? m->n_params : 1, sizeof(float));
     tb->order = malloc((size_t)n_train * sizeof(uint32_t) + 1);
-    int opt_rc = nnc_optimizer_init(&tb->opt, &m->recipe.optimizer, m->n_params);
-    if (!tb->x || !tb->augmented || !tb->labels || !tb->grads || !tb->order || opt_rc != 0) {
+    if (!tb->x || !tb->augmented || !tb->labels || !tb->grads || !tb->order) {
         train_buffers_free(tb);
         return -1;
     }
     return 0;
+}
+
+int nnc_train_state_init(nnc_train_state *ts, const nnc_model *m, int epochs) {
+    memset(ts, 0, sizeof *ts);
+    ts->cap_history = epochs > 0 ? epochs : 1;
+    ts->history = calloc((size_t)ts->cap_history, sizeof *ts->history);
+    if (!ts->history || nnc_optimizer_init(&ts->opt, &m->recipe.optimizer, m->n_params) != 0) {
+        free(ts->history);
+        ts->history = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void nnc_train_state_free(nnc_train_state *ts) {
+    nnc_optimizer_free(&ts->opt);
+    free(ts->history);
+    memset(ts, 0, sizeof *ts);
 }
 
 /* Fisher-Yates over a fresh 0..n-1, so an epoch's order depends only on the RNG. */
@@ -236,44 +291,209 @@ static int check_train_args(const nnc_model *m, const nnc_dataset *train, const 
         set_err(err, errlen, "epochs must be at least 1 (got %d)", opts->epochs);
         return -1;
     }
+    if (opts->state && opts->state->cap_history < opts->epochs) {
+        set_err(err, errlen, "the training state was made for %d epochs, not %d", opts->state->cap_history,
+                opts->epochs);
+        return -1;
+    }
     return 0;
 }
 
-/* Running totals over one epoch's training steps. */
-typedef struct {
-    double loss_sum;
-    long correct, seen;
-} epoch_totals;
+/* ---- numerics ---- */
 
 /*
- * One pass over the training set. The last batch holds whatever is left
- * (n % batch samples) instead of being dropped, as Keras's fit() does: every
- * sample is seen once per epoch.
+ * After a step: is everything finite? The loss is one number and the gradients
+ * one flat pass, cheap next to the step; the layer-by-layer search
+ * (m->first_nonfinite) runs when something is wrong, or after every step with
+ * --check-numerics. Returns 0, or -1 with a message naming the place.
  */
-static int train_one_epoch(const nnc_model *m, const nnc_dataset *train, const nnc_train_opts *opts,
-                           train_buffers *tb, const float table[256], float *params, float *state, nnc_rng *rng,
-                           int epoch, float lr, epoch_totals *tot, char *err, size_t errlen) {
-    const int batch = m->recipe.batch;
-    memset(tot, 0, sizeof *tot);
-    shuffle_order(tb->order, train->n, rng);
-    int step = 0;
-    for (int start = 0; start < train->n; start += batch, step++) {
-        int n = train->n - start < batch ? train->n - start : batch;
-        gather_batch(train, tb->order + start, 0, n, table, tb->x, tb->labels);
-        if (m->recipe.augment) augment_batch(m, tb->x, n, tb->augmented, rng);
-        nnc_step_ctx ctx = {.threads = opts->threads, .dropout_key = rng_u64(rng)};
-        nnc_batch_stats stats = m->train_batch(&ctx, tb->x, tb->labels, n, params, tb->grads, state);
-        if (!isfinite(stats.loss_sum)) {
-            set_err(err, errlen, "epoch %d, step %d: the loss is %s; training diverged (try a lower learning rate)",
-                    epoch + 1, step + 1, isnan(stats.loss_sum) ? "NaN" : "infinite");
+static int check_step_numerics(const nnc_model *m, const nnc_train_opts *opts, const nnc_batch_stats *stats,
+                               const float *grads, int n, int epoch, int step, char *err, size_t errlen) {
+    const char *what = NULL;
+    if (!isfinite(stats->loss_sum))
+        what = isnan(stats->loss_sum) ? "the loss is NaN" : "the loss is infinite";
+    else if (!nnc_all_finite(grads, m->n_params))
+        what = "the gradients are not finite";
+    if (!what && !opts->check_numerics) return 0;
+    const char *layer = m->first_nonfinite ? m->first_nonfinite(n) : NULL;
+    if (!what && !layer) return 0;
+    if (!what) what = "a layer's output is not finite (--check-numerics)";
+    char where[256];
+    if (layer)
+        snprintf(where, sizeof where, "first non-finite layer: %s", layer);
+    else
+        snprintf(where, sizeof where, m->first_nonfinite ? "every layer's output is finite" : "no per-layer check");
+    set_err(err, errlen, "epoch %d, step %d: %s (%s); training diverged (try a lower learning rate, e.g. --lr)",
+            epoch + 1, step + 1, what, where);
+    return -1;
+}
+
+/* Before a checkpoint: an update can overflow even when the gradients were finite. */
+static int check_weights_finite(const nnc_model *m, const float *params, const nnc_train_state *ts, char *err,
+                                size_t errlen) {
+    if (nnc_all_finite(params, m->n_params)) return 0;
+    set_err(err, errlen,
+            "epoch %d, step %d: the weights became non-finite after the update; training diverged (try a lower "
+            "learning rate, e.g. --lr)",
+            ts->epoch + 1, ts->step);
+    return -1;
+}
+
+/* ---- progress on a terminal ---- */
+
+#define PROGRESS_INTERVAL 0.1 /* seconds between updates of the line: at most 10 a second */
+#define PROGRESS_BAR 24
+
+/* Keras's fit(verbose=1): `epoch 1/10  312/938 [=======>....]  ETA 3s  loss .. acc ..`, redrawn with \r. */
+static void print_progress(FILE *log, const nnc_train_opts *opts, const nnc_train_state *ts, int n_steps,
+                           double seconds) {
+    int done = ts->step, filled = (int)((long)PROGRESS_BAR * done / n_steps);
+    char bar[PROGRESS_BAR + 1];
+    for (int i = 0; i < PROGRESS_BAR; i++) bar[i] = i < filled ? '=' : i == filled ? '>' : '.';
+    bar[PROGRESS_BAR] = '\0';
+    double eta = done > 0 ? seconds / done * (n_steps - done) : 0.0;
+    fprintf(log, "\repoch %*d/%d  %*d/%d [%s]  ETA %.0fs  loss %.4f  acc %.2f%%\033[K", opts->epochs >= 100 ? 3 : 2,
+            ts->epoch + 1, opts->epochs, (int)(log10(n_steps) + 1), done, n_steps, bar, eta,
+            ts->seen ? ts->loss_sum / (double)ts->seen : 0.0,
+            ts->seen ? 100.0 * (double)ts->correct / (double)ts->seen : 0.0);
+    fflush(log);
+}
+
+/* ---- one epoch ---- */
+
+/* What runs the steps of an epoch needs besides the state. */
+typedef struct {
+    const nnc_model *m;
+    const nnc_dataset *train;
+    const nnc_train_opts *opts;
+    train_buffers *tb;
+    const float *table;
+    float *params, *state;
+} step_env;
+
+/* A mid-epoch checkpoint is due every checkpoint_steps updates, or when
+ * checkpoint_seconds have passed since the last one. */
+static int mid_epoch_checkpoint_due(const nnc_train_opts *opts, const nnc_train_state *ts, double since_last) {
+    if (!opts->on_checkpoint) return 0;
+    if (opts->checkpoint_steps > 0 && ts->opt.step % opts->checkpoint_steps == 0) return 1;
+    return opts->checkpoint_seconds > 0 && since_last >= opts->checkpoint_seconds;
+}
+
+/*
+ * The steps of epoch ts->epoch from step ts->step on. The last batch holds
+ * whatever is left (n % batch samples) instead of being dropped, as Keras's
+ * fit() does: every sample is seen once per epoch. Starting at step 0 draws
+ * the epoch's order from the RNG; a resumed epoch redraws the same order from
+ * the RNG as it was when the epoch began.
+ */
+static int train_epoch_steps(const step_env *env, nnc_train_state *ts, float lr, char *err, size_t errlen) {
+    const nnc_model *m = env->m;
+    const nnc_train_opts *opts = env->opts;
+    const int batch = m->recipe.batch, n_train = env->train->n;
+    const int n_steps = (n_train + batch - 1) / batch;
+    if (ts->step == 0) {
+        ts->rng_epoch = ts->rng;
+        shuffle_order(env->tb->order, n_train, &ts->rng);
+        ts->loss_sum = 0.0, ts->correct = ts->seen = 0, ts->seconds = 0.0;
+    } else {
+        nnc_rng at_start = ts->rng_epoch;
+        shuffle_order(env->tb->order, n_train, &at_start);
+    }
+    const double before = ts->seconds, t0 = now_seconds();
+    double last_checkpoint = t0, last_progress = 0.0;
+    while (ts->step < n_steps) {
+        int start = ts->step * batch, n = n_train - start < batch ? n_train - start : batch;
+        gather_batch(env->train, env->tb->order + start, 0, n, env->table, env->tb->x, env->tb->labels);
+        if (m->recipe.augment) augment_batch(m, env->tb->x, n, env->tb->augmented, &ts->rng);
+        nnc_step_ctx ctx = {.threads = opts->threads, .dropout_key = rng_u64(&ts->rng)};
+        nnc_batch_stats stats = m->train_batch(&ctx, env->tb->x, env->tb->labels, n, env->params, env->tb->grads,
+                                               env->state);
+        if (check_step_numerics(m, opts, &stats, env->tb->grads, n, ts->epoch, ts->step, err, errlen) != 0)
             return -1;
+        nnc_optimizer_update(&ts->opt, env->params, env->tb->grads, lr);
+        ts->loss_sum += stats.loss_sum;
+        ts->correct += stats.correct;
+        ts->seen += n;
+        ts->step++;
+        double now = now_seconds();
+        ts->seconds = before + (now - t0);
+        if (opts->progress && opts->log && (now - last_progress >= PROGRESS_INTERVAL || ts->step == n_steps)) {
+            print_progress(opts->log, opts, ts, n_steps, ts->seconds);
+            last_progress = now;
         }
-        tot->loss_sum += stats.loss_sum;
-        tot->correct += stats.correct;
-        tot->seen += n;
-        nnc_optimizer_update(&tb->opt, params, tb->grads, lr);
+        if (ts->step < n_steps && mid_epoch_checkpoint_due(opts, ts, now - last_checkpoint)) {
+            if (check_weights_finite(m, env->params, ts, err, errlen) != 0) return -1;
+            if (opts->on_checkpoint(opts->hook_ctx, ts, env->params, env->state, err, errlen) != 0) return -1;
+            last_checkpoint = now_seconds();
+        }
     }
     return 0;
+}
+
+/* ---- after an epoch ---- */
+
+/* The epoch line (one per epoch, the same on a terminal after its progress line). */
+static void print_epoch_line(FILE *log, const nnc_train_opts *opts, const nnc_history_row *h, int has_val) {
+    const char *val = opts->val_name ? opts->val_name : "test";
+    if (opts->progress) fprintf(log, "\r\033[K");
+    fprintf(log, "epoch %*d/%d  lr %g  loss %.4f  acc %.2f%%", opts->epochs >= 100 ? 3 : 2, h->epoch, opts->epochs,
+            h->lr, h->loss, 100.0 * h->accuracy);
+    if (has_val) fprintf(log, "  %s_loss %.4f  %s_acc %.2f%%", val, h->val_loss, val, 100.0 * h->val_accuracy);
+    fprintf(log, "  %.1f s  %.0f img/s\n", h->seconds, h->images_per_second);
+    fflush(log);
+}
+
+/* Record the finished epoch: evaluate, add its history row, track the best
+ * epoch, log it, and move the state to the start of the next epoch. */
+static int finish_epoch(const step_env *env, const nnc_dataset *test, const float prep[2], nnc_train_state *ts,
+                        float lr, char *err, size_t errlen) {
+    const nnc_train_opts *opts = env->opts;
+    double t0 = now_seconds();
+    nnc_history_row h = {.epoch = ts->epoch + 1,
+                         .lr = lr,
+                         .loss = ts->loss_sum / (double)ts->seen,
+                         .accuracy = (double)ts->correct / (double)ts->seen,
+                         .val_loss = NAN,
+                         .val_accuracy = NAN,
+                         .images_per_second = ts->seconds > 0 ? (double)ts->seen / ts->seconds : 0.0};
+    if (test) {
+        if (nnc_evaluate(env->m, test, env->params, env->state, prep, opts->threads, &h.val_loss, &h.val_accuracy,
+                         err, errlen) != 0)
+            return -1;
+        if (ts->best_epoch == 0 || h.val_accuracy > ts->best_accuracy) {
+            ts->best_epoch = h.epoch;
+            ts->best_accuracy = h.val_accuracy;
+            ts->since_best = 0;
+        } else {
+            ts->since_best++;
+        }
+    }
+    h.seconds = ts->seconds + (now_seconds() - t0);
+    if (ts->n_history < ts->cap_history) ts->history[ts->n_history++] = h;
+    if (opts->log) print_epoch_line(opts->log, opts, &h, test != NULL);
+    ts->epoch++;
+    ts->step = 0;
+    return 0;
+}
+
+static int early_stop_due(const nnc_train_opts *opts, const nnc_train_state *ts) {
+    return opts->early_stop > 0 && ts->best_epoch > 0 && ts->since_best >= opts->early_stop;
+}
+
+static void fill_result(nnc_train_result *result, const nnc_train_state *ts, const nnc_train_opts *opts,
+                        double last_train_seconds) {
+    result->epochs_done = ts->n_history;
+    if (ts->n_history > 0) {
+        const nnc_history_row *h = &ts->history[ts->n_history - 1];
+        result->train_loss = h->loss;
+        result->train_acc = h->accuracy;
+        result->test_loss = isnan(h->val_loss) ? 0.0 : h->val_loss;
+        result->test_acc = isnan(h->val_accuracy) ? 0.0 : h->val_accuracy;
+    }
+    result->train_seconds = last_train_seconds;
+    result->best_epoch = ts->best_epoch;
+    result->best_acc = ts->best_accuracy;
+    result->stopped_early = ts->epoch < opts->epochs && early_stop_due(opts, ts);
 }
 
 int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *test, const nnc_train_opts *opts,
@@ -282,45 +502,41 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
     memset(result, 0, sizeof *result);
     if (check_train_args(m, train, test, opts, err, errlen) != 0) return -1;
     train_buffers tb;
-    if (train_buffers_alloc(&tb, m, train->n) != 0) {
+    nnc_train_state own;
+    nnc_train_state *ts = opts->state ? opts->state : &own;
+    if (train_buffers_alloc(&tb, m, train->n) != 0 || (!opts->state && nnc_train_state_init(&own, m, opts->epochs))) {
         set_err(err, errlen, "out of memory for training buffers (%zu parameters)", m->n_params);
+        train_buffers_free(&tb);
         return -1;
     }
-    nnc_rng rng;
-    nnc_rng_seed(&rng, opts->seed, NNC_RNG_STREAM);
-    if (opts->init_params) m->init(params, state, &rng);
+    if (!ts->started) {
+        nnc_rng_seed(&ts->rng, opts->seed, NNC_RNG_STREAM);
+        if (opts->init_params) m->init(params, state, &ts->rng);
+        ts->started = 1;
+    }
     float table[256];
     nnc_prep_table(m, prep, table);
+    step_env env = {m, train, opts, &tb, table, params, state};
 
     int rc = 0;
-    for (int epoch = 0; epoch < opts->epochs; epoch++) {
-        float lr = nnc_schedule_lr(&m->recipe, epoch);
-        double t0 = now_seconds();
-        epoch_totals tot;
-        rc = train_one_epoch(m, train, opts, &tb, table, params, state, &rng, epoch, lr, &tot, err, errlen);
+    double last_train_seconds = 0.0;
+    while (rc == 0 && ts->epoch < opts->epochs && !early_stop_due(opts, ts)) {
+        float lr = nnc_schedule_lr(&m->recipe, ts->epoch);
+        rc = train_epoch_steps(&env, ts, lr, err, errlen);
+        if (rc == 0) rc = check_weights_finite(m, params, ts, err, errlen);
         if (rc != 0) break;
-        double train_seconds = now_seconds() - t0;
-        result->epochs_done = epoch + 1;
-        result->train_loss = tot.loss_sum / (double)tot.seen;
-        result->train_acc = (double)tot.correct / (double)tot.seen;
-        result->train_seconds = train_seconds;
-        if (test) {
-            rc = nnc_evaluate(m, test, params, state, prep, opts->threads, &result->test_loss, &result->test_acc,
-                              err, errlen);
-            if (rc != 0) break;
-        }
-        double seconds = now_seconds() - t0;
-        if (opts->log) {
-            fprintf(opts->log, "epoch %*d/%d  lr %g  loss %.4f  acc %.2f%%", opts->epochs >= 100 ? 3 : 2, epoch + 1,
-                    opts->epochs, (double)lr, result->train_loss, 100.0 * result->train_acc);
-            if (test)
-                fprintf(opts->log, "  test_loss %.4f  test_acc %.2f%%", result->test_loss, 100.0 * result->test_acc);
-            fprintf(opts->log, "  %.1f s  %.0f img/s\n", seconds,
-                    train_seconds > 0 ? (double)tot.seen / train_seconds : 0.0);
-            fflush(opts->log);
-        }
+        last_train_seconds = ts->seconds;
+        rc = finish_epoch(&env, test, prep, ts, lr, err, errlen);
+        if (rc == 0 && opts->on_epoch) rc = opts->on_epoch(opts->hook_ctx, ts, params, state, err, errlen);
     }
+    if (rc == 0 && opts->log && early_stop_due(opts, ts) && ts->epoch < opts->epochs) {
+        fprintf(opts->log, "early stop: %s accuracy has not improved for %d epochs (best: epoch %d, %.2f%%)\n",
+                opts->val_name ? opts->val_name : "test", ts->since_best, ts->best_epoch, 100.0 * ts->best_accuracy);
+        fflush(opts->log);
+    }
+    fill_result(result, ts, opts, last_train_seconds);
     train_buffers_free(&tb);
+    if (!opts->state) nnc_train_state_free(&own);
     return rc;
 }
 

@@ -73,3 +73,50 @@ Test(runtime_optim, schedule_without_phases_is_constant) {
     nnc_recipe r = {.optimizer = {.lr = 0.25f}, .epochs = 3};
     for (int e = 0; e < 5; e++) cr_expect_eq(nnc_schedule_lr(&r, e), 0.25f);
 }
+
+/* Expected rates computed in double (Python) from the formulas in nncrt.h; the
+ * runtime rounds to float once, so compare relatively. */
+static void expect_rates(const nnc_recipe *r, const double *expected, int n, const char *what) {
+    for (int e = 0; e < n; e++) {
+        double got = nnc_schedule_lr(r, e);
+        cr_expect(fabs(got - expected[e]) <= 1e-6 * expected[e] + 1e-12, "%s, epoch %d: lr %.9g, expected %.9g",
+                  what, e, got, expected[e]);
+    }
+}
+
+Test(runtime_optim, schedule_step_decays_every_n_epochs) {
+    nnc_recipe r = {.optimizer = {.lr = 0.1f}, .epochs = 7, .schedule = NNC_SCHED_STEP, .step_every = 2,
+                    .step_factor = 0.5f};
+    const double expected[7] = {0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125};
+    expect_rates(&r, expected, 7, "step");
+}
+
+Test(runtime_optim, schedule_cosine_from_lr_to_min_lr) {
+    nnc_recipe r = {.optimizer = {.lr = 0.1f}, .epochs = 5, .schedule = NNC_SCHED_COSINE, .min_lr = 0.001f};
+    const double expected[5] = {0.1, 0.0855017856687341, 0.0505, 0.0154982143312659, 0.001};
+    expect_rates(&r, expected, 5, "cosine");
+    cr_expect_eq(nnc_schedule_lr(&r, 9), 0.001f, "after the last epoch the rate stays at min_lr");
+    r.epochs = 1; /* one epoch: no division by zero, the rate is lr */
+    cr_expect_eq(nnc_schedule_lr(&r, 0), 0.1f);
+}
+
+Test(runtime_optim, schedule_onecycle_up_to_max_then_down) {
+    nnc_recipe r = {.optimizer = {.lr = 0.01f}, .epochs = 11, .schedule = NNC_SCHED_ONECYCLE, .max_lr = 0.1f};
+    /* last epoch 10, peak round(0.3 * 10) = 3 */
+    const double expected[12] = {0.01, 0.0325, 0.0775, 0.1, 0.09504849291068701, 0.08117467834803575,
+                                 0.06112643543734874, 0.038874564562651266, 0.018826321651964257,
+                                 0.004952507089313, 1e-06, 1e-06};
+    expect_rates(&r, expected, 12, "onecycle");
+    r.epochs = 1;
+    cr_expect_eq(nnc_schedule_lr(&r, 0), 0.1f, "a one-epoch cycle is its peak");
+}
+
+Test(runtime_optim, schedule_kinds_ignore_what_they_do_not_use) {
+    static const nnc_schedule_phase phases[1] = {{1, 0.7f}};
+    nnc_recipe r = {.optimizer = {.lr = 0.25f}, .epochs = 3, .schedule = NNC_SCHED_CONSTANT};
+    cr_expect_eq(nnc_schedule_lr(&r, 2), 0.25f);
+    r.schedule = NNC_SCHED_PIECEWISE, r.n_phases = 1, r.phases = phases;
+    cr_expect_eq(nnc_schedule_lr(&r, 2), 0.7f);
+    r.schedule = NNC_SCHED_STEP, r.step_every = 0, r.step_factor = 0.5f; /* every 0 acts as 1 */
+    cr_expect_eq(nnc_schedule_lr(&r, 2), 0.0625f);
+}
