@@ -149,7 +149,8 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "every training image is used once per epoch. On a terminal each epoch shows a\n"
             "progress line; otherwise one line per epoch.\n",
             prog, m->name, m->source ? m->source : "?", NNC_VERSION, recipe_epochs(&m->recipe),
-            (unsigned long long)m->recipe.seed, DEFAULT_THREADS, (double)nnc_schedule_lr(&m->recipe, 0), m->name,
+            (unsigned long long)m->recipe.seed, m->default_threads > 0 ? m->default_threads : DEFAULT_THREADS,
+            (double)nnc_schedule_lr(&m->recipe, 0), m->name,
             CHECKPOINT_SECONDS, m->recipe.batch, DEFAULT_BENCH_SECONDS, m->recipe.batch);
 }
 
