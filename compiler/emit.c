@@ -391,6 +391,8 @@ static const char *vload(char *buf, size_t len, int count, const char *addr)
 {
     if (count % VEC == 0)
         snprintf(buf, len, "load16(%s)", addr);
+    else if (count < VEC)
+        snprintf(buf, len, "load_tail(%s, %d)", addr, count);
     else
         snprintf(buf, len, "(v < %d ? load16(%s) : load_tail(%s, %d))", count / VEC, addr, addr, count % VEC);
     return buf;
@@ -400,6 +402,8 @@ static void emit_vstore(emitter *e, const char *indent, int count, const char *a
 {
     if (count % VEC == 0)
         emit(e, "%sstore16(%s, %s);\n", indent, addr, value);
+    else if (count < VEC)
+        emit(e, "%sstore_tail(%s, %s, %d);\n", indent, addr, value, count);
     else
         emit(e, "%sif (v < %d)\n%s    store16(%s, %s);\n%selse\n%s    store_tail(%s, %s, %d);\n", indent, count / VEC,
              indent, addr, value, indent, indent, addr, value, count % VEC);
@@ -477,39 +481,69 @@ static void emit_conv_blocked(emitter *e, int i)
         emit(e, "            %s_forward_block(out, in, %s, %s, b, oy, %d, %d); /* the row's last %d pixels */\n", id, wsrc, bsrc, OW - OW % NP, OW % NP, OW % NP);
     emit(e, "        }\n}\n\n");
 
-    /* Weight gradient. */
-    int CIB = 1;
-    for (int cand = 8; cand >= 1; cand /= 2)
-        if (CI % cand == 0 && cand * V + V <= MAX_ACC + 4) {
-            CIB = cand;
+    /*
+     * Weight gradient. Within one kernel row ky, the pairs (kx, ci) are one
+     * contiguous axis of J = KW x CI in both the input row and dw, so a block
+     * of JB of them x V vectors of dw stays in registers while a sweep over
+     * output pixels accumulates into it. Wide rows sweep one output row at a
+     * time (the row of dz stays in L1); narrow rows would reload the
+     * accumulators too often, so they sweep a whole image.
+     */
+    int J = KW * CI, JB = 1;
+    for (int cand = J; cand >= 1; cand--)
+        if (J % cand == 0 && cand * V <= MAX_ACC) {
+            JB = cand;
             break;
         }
-    emit(e, "/* dw += in^T . dz over the slice, one output row at a time: %d input channels x %d vectors in registers. */\n", CIB, V);
+    int whole_image = OW < VEC;
+    emit(e, "/* dw += in^T . dz over the slice, %s: %d (kx, cin) pairs x %d vectors in registers. */\n",
+         whole_image ? "one image at a time" : "one output row at a time", JB, V);
     emit(e, "static void %s_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)\n{\n", id);
     emit(e, "    memset(dw, 0, sizeof(float) * %d);\n", KH * KW * CI * CO);
-    emit(e, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
-    emit(e, "            const float *dzrow = dz + ((size_t)b * %d + oy) * %d;\n", OH, OW * CO);
-    emit(e, "            for (int ky = 0; ky < %d; ky++)\n                for (int kx = 0; kx < %d; kx++) {\n", KH, KW);
-    emit(e, "                    const float *inrow = in + (((size_t)b * %d + oy * %d + ky) * %d + kx) * %d;\n", IH, SH, IW, CI);
-    emit(e, "                    float *dwk = dw + (ky * %d + kx) * %d;\n", KW, CI * CO);
-    emit(e, "                    for (int ci0 = 0; ci0 < %d; ci0 += %d) {\n", CI, CIB);
-    emit(e, "                        v16 acc[%d][%d];\n", CIB, V);
-    emit(e, "                        for (int k = 0; k < %d; k++)\n                            for (int v = 0; v < %d; v++)\n", CIB, V);
-    snprintf(buf, sizeof buf, "dwk + (ci0 + k) * %d + %d * v", CO, VEC);
-    emit(e, "                                acc[k][v] = %s;\n", vload(ld, sizeof ld, CO, buf));
-    emit(e, "                        for (int ox = 0; ox < %d; ox++) {\n", OW);
-    emit(e, "                            v16 g[%d];\n                            for (int v = 0; v < %d; v++)\n", V, V);
-    /* Whole vectors even past the last channel: those lanes only reach accumulator lanes that are never stored. */
-    emit(e, "                                g[v] = load16(dzrow + ox * %d + %d * v);\n", CO, VEC);
-    emit(e, "                            for (int k = 0; k < %d; k++) {\n", CIB);
-    emit(e, "                                float x = inrow[ox * %d + ci0 + k];\n", SW * CI);
-    emit(e, "                                for (int v = 0; v < %d; v++)\n                                    acc[k][v] += x * g[v];\n", V);
-    emit(e, "                            }\n                        }\n");
-    emit(e, "                        for (int k = 0; k < %d; k++)\n                            for (int v = 0; v < %d; v++) {\n", CIB, V);
-    snprintf(buf, sizeof buf, "dwk + (ci0 + k) * %d + %d * v", CO, VEC);
-    emit_vstore(e, "                                ", CO, buf, "acc[k][v]");
-    emit(e, "                            }\n");
-    emit(e, "                    }\n                }\n        }\n}\n\n");
+    const char *ind;
+    if (whole_image) {
+        emit(e, "    for (int b = lo; b < hi; b++)\n");
+        emit(e, "        for (int ky = 0; ky < %d; ky++) {\n", KH);
+        ind = "            ";
+    } else {
+        emit(e, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
+        emit(e, "            const float *dzrow = dz + ((size_t)b * %d + oy) * %d;\n", OH, OW * CO);
+        emit(e, "            for (int ky = 0; ky < %d; ky++) {\n", KH);
+        emit(e, "                const float *inrow = in + ((size_t)b * %d + oy * %d + ky) * %d; /* pair j of pixel ox: inrow[ox * %d + j] */\n", IH, SH, IW * CI, SW * CI);
+        ind = "                ";
+    }
+    emit(e, "%sfloat *dwrow = dw + ky * %d; /* pair j: dwrow[j * %d + co] */\n", ind, J * CO, CO);
+    emit(e, "%sfor (int j0 = 0; j0 < %d; j0 += %d) {\n", ind, J, JB);
+    emit(e, "%s    v16 acc[%d][%d];\n", ind, JB, V);
+    emit(e, "%s    for (int k = 0; k < %d; k++)\n%s        for (int v = 0; v < %d; v++)\n", ind, JB, ind, V);
+    snprintf(buf, sizeof buf, "dwrow + (j0 + k) * %d + %d * v", CO, VEC);
+    emit(e, "%s            acc[k][v] = %s;\n", ind, vload(ld, sizeof ld, CO, buf));
+    if (whole_image) {
+        emit(e, "%s    for (int oy = 0; oy < %d; oy++) {\n", ind, OH);
+        emit(e, "%s        const float *dzrow = dz + ((size_t)b * %d + oy) * %d;\n", ind, OH, OW * CO);
+        emit(e, "%s        const float *inrow = in + ((size_t)b * %d + oy * %d + ky) * %d;\n", ind, IH, SH, IW * CI);
+    }
+    const char *in2 = whole_image ? "    " : "";
+    emit(e, "%s%s    for (int ox = 0; ox < %d; ox++) {\n", ind, in2, OW);
+    emit(e, "%s%s        v16 g[%d];\n%s%s        for (int v = 0; v < %d; v++)\n", ind, in2, V, ind, in2, V);
+    emit(e, "%s%s            /* whole vectors even past the last channel: those lanes never reach a stored lane */\n", ind, in2);
+    emit(e, "%s%s            g[v] = load16(dzrow + ox * %d + %d * v);\n", ind, in2, CO, VEC);
+    emit(e, "%s%s        for (int k = 0; k < %d; k++) {\n", ind, in2, JB);
+    emit(e, "%s%s            float x = inrow[ox * %d + j0 + k];\n", ind, in2, SW * CI);
+    emit(e, "%s%s            for (int v = 0; v < %d; v++)\n%s%s                acc[k][v] += x * g[v];\n", ind, in2, V, ind, in2);
+    emit(e, "%s%s        }\n%s%s    }\n", ind, in2, ind, in2);
+    if (whole_image)
+        emit(e, "%s    }\n", ind);
+    emit(e, "%s    for (int k = 0; k < %d; k++)\n%s        for (int v = 0; v < %d; v++) {\n", ind, JB, ind, V);
+    snprintf(buf, sizeof buf, "dwrow + (j0 + k) * %d + %d * v", CO, VEC);
+    char ind2[64];
+    snprintf(ind2, sizeof ind2, "%s            ", ind);
+    emit_vstore(e, ind2, CO, buf, "acc[k][v]");
+    emit(e, "%s        }\n%s}\n", ind, ind);
+    if (whole_image)
+        emit(e, "        }\n}\n\n");
+    else
+        emit(e, "            }\n        }\n}\n\n");
 
     int need_din = !e->input_is_x[i];
     if (need_din) {

@@ -122,38 +122,38 @@ static void conv2d_1_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one output row at a time: 1 input channels x 2 vectors in registers. */
+/* dw += in^T . dz over the slice, one output row at a time: 5 (kx, cin) pairs x 2 vectors in registers. */
 static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 800);
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 24; oy++) {
             const float *dzrow = dz + ((size_t)b * 24 + oy) * 768;
-            for (int ky = 0; ky < 5; ky++)
-                for (int kx = 0; kx < 5; kx++) {
-                    const float *inrow = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + kx) * 1;
-                    float *dwk = dw + (ky * 5 + kx) * 32;
-                    for (int ci0 = 0; ci0 < 1; ci0 += 1) {
-                        v16 acc[1][2];
-                        for (int k = 0; k < 1; k++)
+            for (int ky = 0; ky < 5; ky++) {
+                const float *inrow = in + ((size_t)b * 28 + oy * 1 + ky) * 28; /* pair j of pixel ox: inrow[ox * 1 + j] */
+                float *dwrow = dw + ky * 160; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 5; j0 += 5) {
+                    v16 acc[5][2];
+                    for (int k = 0; k < 5; k++)
+                        for (int v = 0; v < 2; v++)
+                            acc[k][v] = load16(dwrow + (j0 + k) * 32 + 16 * v);
+                    for (int ox = 0; ox < 24; ox++) {
+                        v16 g[2];
+                        for (int v = 0; v < 2; v++)
+                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            g[v] = load16(dzrow + ox * 32 + 16 * v);
+                        for (int k = 0; k < 5; k++) {
+                            float x = inrow[ox * 1 + j0 + k];
                             for (int v = 0; v < 2; v++)
-                                acc[k][v] = load16(dwk + (ci0 + k) * 32 + 16 * v);
-                        for (int ox = 0; ox < 24; ox++) {
-                            v16 g[2];
-                            for (int v = 0; v < 2; v++)
-                                g[v] = load16(dzrow + ox * 32 + 16 * v);
-                            for (int k = 0; k < 1; k++) {
-                                float x = inrow[ox * 1 + ci0 + k];
-                                for (int v = 0; v < 2; v++)
-                                    acc[k][v] += x * g[v];
-                            }
+                                acc[k][v] += x * g[v];
                         }
-                        for (int k = 0; k < 1; k++)
-                            for (int v = 0; v < 2; v++) {
-                                store16(dwk + (ci0 + k) * 32 + 16 * v, acc[k][v]);
-                            }
                     }
+                    for (int k = 0; k < 5; k++)
+                        for (int v = 0; v < 2; v++) {
+                            store16(dwrow + (j0 + k) * 32 + 16 * v, acc[k][v]);
+                        }
                 }
+            }
         }
 }
 

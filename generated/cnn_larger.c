@@ -166,41 +166,41 @@ static void conv2d_1_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one output row at a time: 1 input channels x 2 vectors in registers. */
+/* dw += in^T . dz over the slice, one output row at a time: 5 (kx, cin) pairs x 2 vectors in registers. */
 static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 750);
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 24; oy++) {
             const float *dzrow = dz + ((size_t)b * 24 + oy) * 720;
-            for (int ky = 0; ky < 5; ky++)
-                for (int kx = 0; kx < 5; kx++) {
-                    const float *inrow = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + kx) * 1;
-                    float *dwk = dw + (ky * 5 + kx) * 30;
-                    for (int ci0 = 0; ci0 < 1; ci0 += 1) {
-                        v16 acc[1][2];
-                        for (int k = 0; k < 1; k++)
+            for (int ky = 0; ky < 5; ky++) {
+                const float *inrow = in + ((size_t)b * 28 + oy * 1 + ky) * 28; /* pair j of pixel ox: inrow[ox * 1 + j] */
+                float *dwrow = dw + ky * 150; /* pair j: dwrow[j * 30 + co] */
+                for (int j0 = 0; j0 < 5; j0 += 5) {
+                    v16 acc[5][2];
+                    for (int k = 0; k < 5; k++)
+                        for (int v = 0; v < 2; v++)
+                            acc[k][v] = (v < 1 ? load16(dwrow + (j0 + k) * 30 + 16 * v) : load_tail(dwrow + (j0 + k) * 30 + 16 * v, 14));
+                    for (int ox = 0; ox < 24; ox++) {
+                        v16 g[2];
+                        for (int v = 0; v < 2; v++)
+                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            g[v] = load16(dzrow + ox * 30 + 16 * v);
+                        for (int k = 0; k < 5; k++) {
+                            float x = inrow[ox * 1 + j0 + k];
                             for (int v = 0; v < 2; v++)
-                                acc[k][v] = (v < 1 ? load16(dwk + (ci0 + k) * 30 + 16 * v) : load_tail(dwk + (ci0 + k) * 30 + 16 * v, 14));
-                        for (int ox = 0; ox < 24; ox++) {
-                            v16 g[2];
-                            for (int v = 0; v < 2; v++)
-                                g[v] = load16(dzrow + ox * 30 + 16 * v);
-                            for (int k = 0; k < 1; k++) {
-                                float x = inrow[ox * 1 + ci0 + k];
-                                for (int v = 0; v < 2; v++)
-                                    acc[k][v] += x * g[v];
-                            }
+                                acc[k][v] += x * g[v];
                         }
-                        for (int k = 0; k < 1; k++)
-                            for (int v = 0; v < 2; v++) {
-                                if (v < 1)
-                                    store16(dwk + (ci0 + k) * 30 + 16 * v, acc[k][v]);
-                                else
-                                    store_tail(dwk + (ci0 + k) * 30 + 16 * v, acc[k][v], 14);
-                            }
                     }
+                    for (int k = 0; k < 5; k++)
+                        for (int v = 0; v < 2; v++) {
+                            if (v < 1)
+                                store16(dwrow + (j0 + k) * 30 + 16 * v, acc[k][v]);
+                            else
+                                store_tail(dwrow + (j0 + k) * 30 + 16 * v, acc[k][v], 14);
+                        }
                 }
+            }
         }
 }
 
@@ -292,10 +292,7 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
     float *o = out + (((size_t)b * 10 + oy) * 10 + ox0) * 15;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 1; v++) {
-            if (v < 0)
-                store16(o + p * 15 + 16 * v, acc[p][v]);
-            else
-                store_tail(o + p * 15 + 16 * v, acc[p][v], 15);
+            store_tail(o + p * 15 + 16 * v, acc[p][v], 15);
         }
     for (int j = 0; j < np * 15; j++) {
         float v = o[j];
@@ -317,41 +314,38 @@ static void conv2d_2_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one output row at a time: 2 input channels x 1 vectors in registers. */
+/* dw += in^T . dz over the slice, one image at a time: 15 (kx, cin) pairs x 1 vectors in registers. */
 static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 4050);
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 10; oy++) {
-            const float *dzrow = dz + ((size_t)b * 10 + oy) * 150;
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *inrow = in + (((size_t)b * 12 + oy * 1 + ky) * 12 + kx) * 30;
-                    float *dwk = dw + (ky * 3 + kx) * 450;
-                    for (int ci0 = 0; ci0 < 30; ci0 += 2) {
-                        v16 acc[2][1];
-                        for (int k = 0; k < 2; k++)
+        for (int ky = 0; ky < 3; ky++) {
+            float *dwrow = dw + ky * 1350; /* pair j: dwrow[j * 15 + co] */
+            for (int j0 = 0; j0 < 90; j0 += 15) {
+                v16 acc[15][1];
+                for (int k = 0; k < 15; k++)
+                    for (int v = 0; v < 1; v++)
+                        acc[k][v] = load_tail(dwrow + (j0 + k) * 15 + 16 * v, 15);
+                for (int oy = 0; oy < 10; oy++) {
+                    const float *dzrow = dz + ((size_t)b * 10 + oy) * 150;
+                    const float *inrow = in + ((size_t)b * 12 + oy * 1 + ky) * 360;
+                    for (int ox = 0; ox < 10; ox++) {
+                        v16 g[1];
+                        for (int v = 0; v < 1; v++)
+                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            g[v] = load16(dzrow + ox * 15 + 16 * v);
+                        for (int k = 0; k < 15; k++) {
+                            float x = inrow[ox * 30 + j0 + k];
                             for (int v = 0; v < 1; v++)
-                                acc[k][v] = (v < 0 ? load16(dwk + (ci0 + k) * 15 + 16 * v) : load_tail(dwk + (ci0 + k) * 15 + 16 * v, 15));
-                        for (int ox = 0; ox < 10; ox++) {
-                            v16 g[1];
-                            for (int v = 0; v < 1; v++)
-                                g[v] = load16(dzrow + ox * 15 + 16 * v);
-                            for (int k = 0; k < 2; k++) {
-                                float x = inrow[ox * 30 + ci0 + k];
-                                for (int v = 0; v < 1; v++)
-                                    acc[k][v] += x * g[v];
-                            }
+                                acc[k][v] += x * g[v];
                         }
-                        for (int k = 0; k < 2; k++)
-                            for (int v = 0; v < 1; v++) {
-                                if (v < 0)
-                                    store16(dwk + (ci0 + k) * 15 + 16 * v, acc[k][v]);
-                                else
-                                    store_tail(dwk + (ci0 + k) * 15 + 16 * v, acc[k][v], 15);
-                            }
                     }
                 }
+                for (int k = 0; k < 15; k++)
+                    for (int v = 0; v < 1; v++) {
+                        store_tail(dwrow + (j0 + k) * 15 + 16 * v, acc[k][v], 15);
+                    }
+            }
         }
 }
 

@@ -141,38 +141,38 @@ static void conv2d_1_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one output row at a time: 1 input channels x 2 vectors in registers. */
+/* dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 2 vectors in registers. */
 static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 288);
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 26; oy++) {
             const float *dzrow = dz + ((size_t)b * 26 + oy) * 832;
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *inrow = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + kx) * 1;
-                    float *dwk = dw + (ky * 3 + kx) * 32;
-                    for (int ci0 = 0; ci0 < 1; ci0 += 1) {
-                        v16 acc[1][2];
-                        for (int k = 0; k < 1; k++)
+            for (int ky = 0; ky < 3; ky++) {
+                const float *inrow = in + ((size_t)b * 28 + oy * 1 + ky) * 28; /* pair j of pixel ox: inrow[ox * 1 + j] */
+                float *dwrow = dw + ky * 96; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 3; j0 += 3) {
+                    v16 acc[3][2];
+                    for (int k = 0; k < 3; k++)
+                        for (int v = 0; v < 2; v++)
+                            acc[k][v] = load16(dwrow + (j0 + k) * 32 + 16 * v);
+                    for (int ox = 0; ox < 26; ox++) {
+                        v16 g[2];
+                        for (int v = 0; v < 2; v++)
+                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            g[v] = load16(dzrow + ox * 32 + 16 * v);
+                        for (int k = 0; k < 3; k++) {
+                            float x = inrow[ox * 1 + j0 + k];
                             for (int v = 0; v < 2; v++)
-                                acc[k][v] = load16(dwk + (ci0 + k) * 32 + 16 * v);
-                        for (int ox = 0; ox < 26; ox++) {
-                            v16 g[2];
-                            for (int v = 0; v < 2; v++)
-                                g[v] = load16(dzrow + ox * 32 + 16 * v);
-                            for (int k = 0; k < 1; k++) {
-                                float x = inrow[ox * 1 + ci0 + k];
-                                for (int v = 0; v < 2; v++)
-                                    acc[k][v] += x * g[v];
-                            }
+                                acc[k][v] += x * g[v];
                         }
-                        for (int k = 0; k < 1; k++)
-                            for (int v = 0; v < 2; v++) {
-                                store16(dwk + (ci0 + k) * 32 + 16 * v, acc[k][v]);
-                            }
                     }
+                    for (int k = 0; k < 3; k++)
+                        for (int v = 0; v < 2; v++) {
+                            store16(dwrow + (j0 + k) * 32 + 16 * v, acc[k][v]);
+                        }
                 }
+            }
         }
 }
 
@@ -239,38 +239,38 @@ static void conv2d_2_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one output row at a time: 8 input channels x 2 vectors in registers. */
+/* dw += in^T . dz over the slice, one output row at a time: 8 (kx, cin) pairs x 2 vectors in registers. */
 static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 9216);
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 24; oy++) {
             const float *dzrow = dz + ((size_t)b * 24 + oy) * 768;
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *inrow = in + (((size_t)b * 26 + oy * 1 + ky) * 26 + kx) * 32;
-                    float *dwk = dw + (ky * 3 + kx) * 1024;
-                    for (int ci0 = 0; ci0 < 32; ci0 += 8) {
-                        v16 acc[8][2];
-                        for (int k = 0; k < 8; k++)
+            for (int ky = 0; ky < 3; ky++) {
+                const float *inrow = in + ((size_t)b * 26 + oy * 1 + ky) * 832; /* pair j of pixel ox: inrow[ox * 32 + j] */
+                float *dwrow = dw + ky * 3072; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 96; j0 += 8) {
+                    v16 acc[8][2];
+                    for (int k = 0; k < 8; k++)
+                        for (int v = 0; v < 2; v++)
+                            acc[k][v] = load16(dwrow + (j0 + k) * 32 + 16 * v);
+                    for (int ox = 0; ox < 24; ox++) {
+                        v16 g[2];
+                        for (int v = 0; v < 2; v++)
+                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            g[v] = load16(dzrow + ox * 32 + 16 * v);
+                        for (int k = 0; k < 8; k++) {
+                            float x = inrow[ox * 32 + j0 + k];
                             for (int v = 0; v < 2; v++)
-                                acc[k][v] = load16(dwk + (ci0 + k) * 32 + 16 * v);
-                        for (int ox = 0; ox < 24; ox++) {
-                            v16 g[2];
-                            for (int v = 0; v < 2; v++)
-                                g[v] = load16(dzrow + ox * 32 + 16 * v);
-                            for (int k = 0; k < 8; k++) {
-                                float x = inrow[ox * 32 + ci0 + k];
-                                for (int v = 0; v < 2; v++)
-                                    acc[k][v] += x * g[v];
-                            }
+                                acc[k][v] += x * g[v];
                         }
-                        for (int k = 0; k < 8; k++)
-                            for (int v = 0; v < 2; v++) {
-                                store16(dwk + (ci0 + k) * 32 + 16 * v, acc[k][v]);
-                            }
                     }
+                    for (int k = 0; k < 8; k++)
+                        for (int v = 0; v < 2; v++) {
+                            store16(dwrow + (j0 + k) * 32 + 16 * v, acc[k][v]);
+                        }
                 }
+            }
         }
 }
 
@@ -420,38 +420,38 @@ static void conv2d_3_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one output row at a time: 4 input channels x 4 vectors in registers. */
+/* dw += in^T . dz over the slice, one image at a time: 4 (kx, cin) pairs x 4 vectors in registers. */
 static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 18432);
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 10; oy++) {
-            const float *dzrow = dz + ((size_t)b * 10 + oy) * 640;
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *inrow = in + (((size_t)b * 12 + oy * 1 + ky) * 12 + kx) * 32;
-                    float *dwk = dw + (ky * 3 + kx) * 2048;
-                    for (int ci0 = 0; ci0 < 32; ci0 += 4) {
-                        v16 acc[4][4];
-                        for (int k = 0; k < 4; k++)
+        for (int ky = 0; ky < 3; ky++) {
+            float *dwrow = dw + ky * 6144; /* pair j: dwrow[j * 64 + co] */
+            for (int j0 = 0; j0 < 96; j0 += 4) {
+                v16 acc[4][4];
+                for (int k = 0; k < 4; k++)
+                    for (int v = 0; v < 4; v++)
+                        acc[k][v] = load16(dwrow + (j0 + k) * 64 + 16 * v);
+                for (int oy = 0; oy < 10; oy++) {
+                    const float *dzrow = dz + ((size_t)b * 10 + oy) * 640;
+                    const float *inrow = in + ((size_t)b * 12 + oy * 1 + ky) * 384;
+                    for (int ox = 0; ox < 10; ox++) {
+                        v16 g[4];
+                        for (int v = 0; v < 4; v++)
+                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            g[v] = load16(dzrow + ox * 64 + 16 * v);
+                        for (int k = 0; k < 4; k++) {
+                            float x = inrow[ox * 32 + j0 + k];
                             for (int v = 0; v < 4; v++)
-                                acc[k][v] = load16(dwk + (ci0 + k) * 64 + 16 * v);
-                        for (int ox = 0; ox < 10; ox++) {
-                            v16 g[4];
-                            for (int v = 0; v < 4; v++)
-                                g[v] = load16(dzrow + ox * 64 + 16 * v);
-                            for (int k = 0; k < 4; k++) {
-                                float x = inrow[ox * 32 + ci0 + k];
-                                for (int v = 0; v < 4; v++)
-                                    acc[k][v] += x * g[v];
-                            }
+                                acc[k][v] += x * g[v];
                         }
-                        for (int k = 0; k < 4; k++)
-                            for (int v = 0; v < 4; v++) {
-                                store16(dwk + (ci0 + k) * 64 + 16 * v, acc[k][v]);
-                            }
                     }
                 }
+                for (int k = 0; k < 4; k++)
+                    for (int v = 0; v < 4; v++) {
+                        store16(dwrow + (j0 + k) * 64 + 16 * v, acc[k][v]);
+                    }
+            }
         }
 }
 
@@ -570,38 +570,38 @@ static void conv2d_4_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one output row at a time: 4 input channels x 4 vectors in registers. */
+/* dw += in^T . dz over the slice, one image at a time: 4 (kx, cin) pairs x 4 vectors in registers. */
 static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 36864);
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 8; oy++) {
-            const float *dzrow = dz + ((size_t)b * 8 + oy) * 512;
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *inrow = in + (((size_t)b * 10 + oy * 1 + ky) * 10 + kx) * 64;
-                    float *dwk = dw + (ky * 3 + kx) * 4096;
-                    for (int ci0 = 0; ci0 < 64; ci0 += 4) {
-                        v16 acc[4][4];
-                        for (int k = 0; k < 4; k++)
+        for (int ky = 0; ky < 3; ky++) {
+            float *dwrow = dw + ky * 12288; /* pair j: dwrow[j * 64 + co] */
+            for (int j0 = 0; j0 < 192; j0 += 4) {
+                v16 acc[4][4];
+                for (int k = 0; k < 4; k++)
+                    for (int v = 0; v < 4; v++)
+                        acc[k][v] = load16(dwrow + (j0 + k) * 64 + 16 * v);
+                for (int oy = 0; oy < 8; oy++) {
+                    const float *dzrow = dz + ((size_t)b * 8 + oy) * 512;
+                    const float *inrow = in + ((size_t)b * 10 + oy * 1 + ky) * 640;
+                    for (int ox = 0; ox < 8; ox++) {
+                        v16 g[4];
+                        for (int v = 0; v < 4; v++)
+                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            g[v] = load16(dzrow + ox * 64 + 16 * v);
+                        for (int k = 0; k < 4; k++) {
+                            float x = inrow[ox * 64 + j0 + k];
                             for (int v = 0; v < 4; v++)
-                                acc[k][v] = load16(dwk + (ci0 + k) * 64 + 16 * v);
-                        for (int ox = 0; ox < 8; ox++) {
-                            v16 g[4];
-                            for (int v = 0; v < 4; v++)
-                                g[v] = load16(dzrow + ox * 64 + 16 * v);
-                            for (int k = 0; k < 4; k++) {
-                                float x = inrow[ox * 64 + ci0 + k];
-                                for (int v = 0; v < 4; v++)
-                                    acc[k][v] += x * g[v];
-                            }
+                                acc[k][v] += x * g[v];
                         }
-                        for (int k = 0; k < 4; k++)
-                            for (int v = 0; v < 4; v++) {
-                                store16(dwk + (ci0 + k) * 64 + 16 * v, acc[k][v]);
-                            }
                     }
                 }
+                for (int k = 0; k < 4; k++)
+                    for (int v = 0; v < 4; v++) {
+                        store16(dwrow + (j0 + k) * 64 + 16 * v, acc[k][v]);
+                    }
+            }
         }
 }
 
