@@ -30,6 +30,7 @@ typedef struct {
     nnc_loc train_loc;
     int counters[LAYER_ACTIVATION + 1];
     int seen_loss, seen_optimizer, seen_batch, seen_epochs, seen_schedule, seen_seed, seen_augment;
+    float weight_decay; /* optimizer weight_decay=: an L2 penalty on every kernel */
 } checker;
 
 static void *xrealloc(void *p, size_t size)
@@ -805,9 +806,15 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         } else if (strcmp(k, "eps") == 0 && o->kind != NNC_OPT_SGD) {
             slot = &o->eps;
             lo = 1e-12;
+        } else if (strcmp(k, "weight_decay") == 0) {
+            if (option_number(ck, a, 0, 1, &v))
+                ck->weight_decay = (float)v;
+            strncat(given, "weight_decay ", sizeof given - strlen(given) - 1);
+            continue;
         }
         if (!slot) {
-            static const char *const keys[] = {"lr", "momentum", "beta1", "beta2", "rho", "eps", "nesterov", NULL};
+            static const char *const keys[] = {"lr",  "momentum", "beta1",        "beta2",
+                                               "rho", "eps",      "weight_decay", "nesterov", NULL};
             unknown_option(ck, a, optimizer_name(o->kind), keys);
             continue;
         }
@@ -1116,6 +1123,15 @@ static void check_whole_model(checker *ck, const nnc_stmt *stmts)
     }
     r->n_phases = m->n_phases;
     r->phases = m->phases;
+
+    /*
+     * weight_decay=W adds W * w to every kernel's gradient, as PyTorch's
+     * optimizers do: the L2 penalty (W / 2) * w^2, on top of any l2= a layer has.
+     */
+    if (ck->weight_decay > 0)
+        for (int i = 0; i < m->n_layers; i++)
+            if (m->layers[i].kind == LAYER_DENSE || m->layers[i].kind == LAYER_CONV)
+                m->layers[i].l2 += ck->weight_decay / 2;
 
     /* Refuse what would not fit in memory: a typo such as `dense 8000000`. */
     double bytes = 0;

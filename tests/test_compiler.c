@@ -349,3 +349,13 @@ Test(checker, sizes_that_would_overflow_are_refused)
     cr_expect(strstr(c.diagnostics, "needs 784000000 weights") != NULL, "%s", c.diagnostics);
     release(&c);
 }
+
+Test(checker, weight_decay_is_an_l2_penalty_on_every_kernel)
+{
+    compiled c = compile_text(MNIST_HEAD "conv 4 3x3 l2=0.01\nbatchnorm\n" TAIL "train\n  optimizer sgd weight_decay=0.0004\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_float_eq(c.m->layers[0].l2, 0.01f + 0.0002f, 1e-9);
+    cr_expect_float_eq(c.m->layers[1].l2, 0.0f, 1e-9); /* batchnorm: no kernel */
+    cr_expect_float_eq(c.m->layers[3].l2, 0.0002f, 1e-9);
+    release(&c);
+}

@@ -12,8 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *const seed_models[] = {"linear",       "mlp800", "mlp64x5", "cnn_baseline", "cnn_larger",
-                                          "vgg",          "vgg_dropout", "vgg_bn", "conv4_bn"};
+static const char *const seed_models[] = {"linear", "mlp800",      "mlp64x5", "cnn_baseline", "cnn_larger",
+                                          "vgg",    "vgg_dropout", "vgg_bn",  "vgg_bn_aug",   "conv4_bn"};
 #define N_SEED_MODELS (sizeof seed_models / sizeof seed_models[0])
 
 /* Run a shell command from the repository root; returns its exit status and, if out, its stdout+stderr. */
