@@ -52,14 +52,6 @@
 #define CKPT_HEADER_BYTES 40
 #define CKPT_CRC_BYTES 4
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void put_u32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
@@ -212,13 +204,13 @@ int nnc_write_file_atomically(const char *path, const void *buf, size_t size, ch
     size_t tmp_len = strlen(path) + sizeof ".tmp.XXXXXX";
     char *tmp = malloc(tmp_len);
     if (!tmp) {
-        set_err(err, errlen, "%s: out of memory", path);
+        nnc_set_error(err, errlen, "%s: out of memory", path);
         return -1;
     }
     snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        set_err(err, errlen, "%s: cannot create a temporary file %s: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot create a temporary file %s: %s", path, tmp, strerror(errno));
         free(tmp);
         return -1;
     }
@@ -226,21 +218,21 @@ int nnc_write_file_atomically(const char *path, const void *buf, size_t size, ch
     (void)fchmod(fd, 0644);
     FILE *f = fdopen(fd, "wb");
     if (!f) {
-        set_err(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
         close(fd);
         goto fail;
     }
     if (fwrite(buf, 1, size, f) != size || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        set_err(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
         fclose(f);
         goto fail;
     }
     if (fclose(f) != 0) {
-        set_err(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
         goto fail;
     }
     if (rename(tmp, path) != 0) {
-        set_err(err, errlen, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
         goto fail;
     }
     free(tmp);
@@ -256,7 +248,7 @@ int nnc_checkpoint_save(const char *path, const nnc_model *m, const float *param
     size_t size;
     uint8_t *buf = checkpoint_encode(m, params, state, prep, NULL, &size);
     if (!buf) {
-        set_err(err, errlen, "%s: out of memory", path);
+        nnc_set_error(err, errlen, "%s: out of memory", path);
         return -1;
     }
     int rc = nnc_write_file_atomically(path, buf, size, err, errlen);
@@ -268,24 +260,24 @@ int nnc_checkpoint_save(const char *path, const nnc_model *m, const float *param
 static uint8_t *read_whole_file(const char *path, size_t *size, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        nnc_set_error(err, errlen, "%s: not a regular file", path);
         fclose(f);
         return NULL;
     }
     *size = (size_t)st.st_size;
     uint8_t *buf = malloc(*size > 0 ? *size : 1);
     if (!buf) {
-        set_err(err, errlen, "%s: out of memory for %zu bytes", path, *size);
+        nnc_set_error(err, errlen, "%s: out of memory for %zu bytes", path, *size);
         fclose(f);
         return NULL;
     }
     if (fread(buf, 1, *size, f) != *size) {
-        set_err(err, errlen, "%s: read error: %s", path, ferror(f) ? strerror(errno) : "file shrank while reading");
+        nnc_set_error(err, errlen, "%s: read error: %s", path, ferror(f) ? strerror(errno) : "file shrank while reading");
         free(buf);
         fclose(f);
         return NULL;
@@ -313,12 +305,12 @@ static size_t expected_size(uint32_t version, uint64_t n_params, uint64_t n_stat
 static int checkpoint_validate(const char *path, const nnc_model *m, const uint8_t *buf, size_t size,
                                uint64_t *section_bytes, char *err, size_t errlen) {
     if (size < CKPT_HEADER_BYTES + CKPT_CRC_BYTES || memcmp(buf, CKPT_MAGIC, 4) != 0) {
-        set_err(err, errlen, "%s: not an nnc checkpoint (no NNCW header)", path);
+        nnc_set_error(err, errlen, "%s: not an nnc checkpoint (no NNCW header)", path);
         return -1;
     }
     uint32_t version = get_u32(buf + 4);
     if (version != CKPT_VERSION && version != CKPT_VERSION_TRAIN) {
-        set_err(err, errlen, "%s: checkpoint format version %u, this runtime reads versions %u and %u", path, version,
+        nnc_set_error(err, errlen, "%s: checkpoint format version %u, this runtime reads versions %u and %u", path, version,
                 CKPT_VERSION, CKPT_VERSION_TRAIN);
         return -1;
     }
@@ -328,27 +320,27 @@ static int checkpoint_validate(const char *path, const nnc_model *m, const uint8
     size_t announced = sizes_plausible ? expected_size(version, n_params, n_state, buf, size, section_bytes) : 0;
     if (!sizes_plausible || announced == 0 || size != announced) {
         if (sizes_plausible && announced > 0)
-            set_err(err, errlen, "%s: file is %zu bytes but its header announces %zu; it is truncated or corrupt",
+            nnc_set_error(err, errlen, "%s: file is %zu bytes but its header announces %zu; it is truncated or corrupt",
                     path, size, announced);
         else if (sizes_plausible)
-            set_err(err, errlen, "%s: file is %zu bytes, too short for its header; it is truncated or corrupt", path,
+            nnc_set_error(err, errlen, "%s: file is %zu bytes, too short for its header; it is truncated or corrupt", path,
                     size);
         else
-            set_err(err, errlen, "%s: header announces implausible sizes; the file is corrupt", path);
+            nnc_set_error(err, errlen, "%s: header announces implausible sizes; the file is corrupt", path);
         return -1;
     }
     uint32_t stored_crc = get_u32(buf + size - CKPT_CRC_BYTES);
     if (crc32_of(buf, size - CKPT_CRC_BYTES) != stored_crc) {
-        set_err(err, errlen, "%s: checksum mismatch: file is corrupt", path);
+        nnc_set_error(err, errlen, "%s: checksum mismatch: file is corrupt", path);
         return -1;
     }
     if (signature != m->signature) {
-        set_err(err, errlen, "%s: written by another model (signature 0x%016llx, this model %s is 0x%016llx)", path,
+        nnc_set_error(err, errlen, "%s: written by another model (signature 0x%016llx, this model %s is 0x%016llx)", path,
                 (unsigned long long)signature, m->name ? m->name : "?", (unsigned long long)m->signature);
         return -1;
     }
     if (n_params != m->n_params || n_state != m->n_state) {
-        set_err(err, errlen, "%s: holds %llu parameters and %llu state values, model %s has %zu and %zu", path,
+        nnc_set_error(err, errlen, "%s: holds %llu parameters and %llu state values, model %s has %zu and %zu", path,
                 (unsigned long long)n_params, (unsigned long long)n_state, m->name ? m->name : "?", m->n_params,
                 m->n_state);
         return -1;
@@ -443,7 +435,7 @@ int nnc_checkpoint_save_train(const char *path, const nnc_model *m, const float 
     uint8_t *buf = w.oom ? NULL : checkpoint_encode(m, params, state, prep, &w, &size);
     free(w.buf);
     if (!buf) {
-        set_err(err, errlen, "%s: out of memory", path);
+        nnc_set_error(err, errlen, "%s: out of memory", path);
         return -1;
     }
     int rc = nnc_write_file_atomically(path, buf, size, err, errlen);
@@ -480,7 +472,7 @@ static int decode_train_section(reader *r, nnc_run_key *key, nnc_train_state *ts
     long step = (long)r_u64(r);
     uint32_t slots = r_u32(r);
     if (!r->bad && (kind != (uint32_t)opt->cfg.kind || slots != (uint32_t)optimizer_slots(opt))) {
-        set_err(err, errlen, "%s: its optimizer state (kind %u, %u slots) is not this model's optimizer's", path,
+        nnc_set_error(err, errlen, "%s: its optimizer state (kind %u, %u slots) is not this model's optimizer's", path,
                 kind, slots);
         return -1;
     }
@@ -496,7 +488,7 @@ static int decode_train_section(reader *r, nnc_run_key *key, nnc_train_state *ts
 
     uint32_t rows = r_u32(r);
     if (!r->bad && rows > (uint32_t)ts->cap_history) {
-        set_err(err, errlen, "%s: holds %u epochs of history, more than the run's %d epochs", path, rows,
+        nnc_set_error(err, errlen, "%s: holds %u epochs of history, more than the run's %d epochs", path, rows,
                 ts->cap_history);
         return -1;
     }
@@ -508,7 +500,7 @@ static int decode_train_section(reader *r, nnc_run_key *key, nnc_train_state *ts
         h->val_accuracy = r_f64(r), h->seconds = r_f64(r), h->images_per_second = r_f64(r);
     }
     if (r->bad || r->p != r->end) {
-        set_err(err, errlen, "%s: its training section is %s; the file is corrupt", path,
+        nnc_set_error(err, errlen, "%s: its training section is %s; the file is corrupt", path,
                 r->bad ? "truncated" : "longer than its contents");
         return -1;
     }
@@ -523,7 +515,7 @@ int nnc_checkpoint_load_train(const char *path, const nnc_model *m, float *param
     if (!buf) return -1;
     int rc = -1;
     if (get_u32(buf + 4) != CKPT_VERSION_TRAIN) {
-        set_err(err, errlen, "%s: holds weights only, no training state to resume from (a .ckpt file does)", path);
+        nnc_set_error(err, errlen, "%s: holds weights only, no training state to resume from (a .ckpt file does)", path);
     } else {
         size_t at = checkpoint_size(m->n_params, m->n_state) - CKPT_CRC_BYTES + 8;
         reader r = {buf + at, buf + at + section_bytes, 0};

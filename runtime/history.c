@@ -19,20 +19,12 @@
 
 #include "nncrt.h"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* open_memstream's buffer, written atomically to path. */
 static int write_stream(const char *path, FILE *f, char **buf, size_t *size, char *err, size_t errlen) {
     int bad = ferror(f);
     if (fclose(f) != 0 || bad || !*buf) {
         free(*buf);
-        set_err(err, errlen, "%s: out of memory composing the file", path);
+        nnc_set_error(err, errlen, "%s: out of memory composing the file", path);
         return -1;
     }
     int rc = nnc_write_file_atomically(path, *buf, *size, err, errlen);
@@ -55,7 +47,7 @@ int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, 
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
     if (!f) {
-        set_err(err, errlen, "%s: out of memory composing the file", path);
+        nnc_set_error(err, errlen, "%s: out of memory composing the file", path);
         return -1;
     }
     fprintf(f, "epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second\n");
@@ -236,7 +228,7 @@ int nnc_history_write_svg(const char *path, nnc_plot_kind kind, const char *titl
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
     if (!f) {
-        set_err(err, errlen, "%s: out of memory composing the file", path);
+        nnc_set_error(err, errlen, "%s: out of memory composing the file", path);
         return -1;
     }
     const int curves = has_validation(rows, n) ? 2 : 1;

@@ -23,14 +23,6 @@
 #define IDX_MAX_BYTES ((size_t)1 << 30)
 #define IDX_MAX_DIM 100000000u
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* zlib's own description of the last error, or a plain "unexpected end of file". */
 static const char *gz_problem(gzFile f) {
     int code = Z_OK;
@@ -62,26 +54,26 @@ int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data,
     *count = 0;
     dims[0] = dims[1] = dims[2] = 1;
     if (expect_dims < 1 || expect_dims > 3) {
-        set_err(err, errlen, "%s: cannot read an IDX file with %d dimensions", path, expect_dims);
+        nnc_set_error(err, errlen, "%s: cannot read an IDX file with %d dimensions", path, expect_dims);
         return -1;
     }
     errno = 0;
     gzFile f = gzopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+        nnc_set_error(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
         return -1;
     }
 
     uint8_t header[4 + 4 * 3];
     size_t header_len = 4 + 4 * (size_t)expect_dims;
     if (gz_read_exact(f, header, header_len) != 0) {
-        set_err(err, errlen, "%s: too short for an IDX header (%s)", path, gz_problem(f));
+        nnc_set_error(err, errlen, "%s: too short for an IDX header (%s)", path, gz_problem(f));
         goto fail;
     }
     uint32_t magic = read_be32(header);
     uint32_t expect_magic = (IDX_TYPE_UBYTE << 8) | (uint32_t)expect_dims;
     if (magic != expect_magic) {
-        set_err(err, errlen, "%s: bad magic number 0x%08x, expected 0x%08x (an IDX file of unsigned bytes with %d dimensions)",
+        nnc_set_error(err, errlen, "%s: bad magic number 0x%08x, expected 0x%08x (an IDX file of unsigned bytes with %d dimensions)",
                 path, magic, expect_magic, expect_dims);
         goto fail;
     }
@@ -89,11 +81,11 @@ int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data,
     for (int d = 0; d < expect_dims; d++) {
         uint32_t size = read_be32(header + 4 + 4 * d);
         if (size == 0 || size > IDX_MAX_DIM) {
-            set_err(err, errlen, "%s: dimension %d has size %u, which is not plausible", path, d, size);
+            nnc_set_error(err, errlen, "%s: dimension %d has size %u, which is not plausible", path, d, size);
             goto fail;
         }
         if (total > IDX_MAX_BYTES / size) {
-            set_err(err, errlen, "%s: header announces more than %zu bytes of data", path, IDX_MAX_BYTES);
+            nnc_set_error(err, errlen, "%s: header announces more than %zu bytes of data", path, IDX_MAX_BYTES);
             goto fail;
         }
         total *= size;
@@ -102,11 +94,11 @@ int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data,
 
     uint8_t *bytes = malloc(total);
     if (!bytes) {
-        set_err(err, errlen, "%s: out of memory for %zu bytes", path, total);
+        nnc_set_error(err, errlen, "%s: out of memory for %zu bytes", path, total);
         goto fail;
     }
     if (gz_read_exact(f, bytes, total) != 0) {
-        set_err(err, errlen, "%s: truncated: the header announces %zu data bytes but they are not all there (%s)",
+        nnc_set_error(err, errlen, "%s: truncated: the header announces %zu data bytes but they are not all there (%s)",
                 path, total, gz_problem(f));
         free(bytes);
         goto fail;
@@ -115,9 +107,9 @@ int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data,
     int more = gzread(f, &extra, 1);
     if (more != 0) {
         if (more > 0)
-            set_err(err, errlen, "%s: trailing bytes after the %zu data bytes the header announces", path, total);
+            nnc_set_error(err, errlen, "%s: trailing bytes after the %zu data bytes the header announces", path, total);
         else
-            set_err(err, errlen, "%s: corrupt after the data (%s)", path, gz_problem(f));
+            nnc_set_error(err, errlen, "%s: corrupt after the data (%s)", path, gz_problem(f));
         free(bytes);
         goto fail;
     }
@@ -146,7 +138,7 @@ static int find_idx_file(char *out, size_t outlen, const char *dir, const char *
         fclose(f);
         return 0;
     }
-    set_err(err, errlen, "%s/%s[.gz]: not found", dir, name);
+    nnc_set_error(err, errlen, "%s/%s[.gz]: not found", dir, name);
     return -1;
 }
 
@@ -168,7 +160,7 @@ int nnc_dataset_load(nnc_dataset *ds, const char *dir, const char *prefix, char 
         return -1;
     }
     if (label_dims[0] != image_dims[0]) {
-        set_err(err, errlen, "%s: has %d labels but %s has %d images", labels_path, label_dims[0], images_path,
+        nnc_set_error(err, errlen, "%s: has %d labels but %s has %d images", labels_path, label_dims[0], images_path,
                 image_dims[0]);
         free(images);
         free(labels);
@@ -190,17 +182,17 @@ void nnc_dataset_free(nnc_dataset *ds) {
 
 int nnc_dataset_check(const nnc_dataset *ds, const nnc_model *m, const char *what, char *err, size_t errlen) {
     if (m->in_c != 1) {
-        set_err(err, errlen, "model %s expects %d channels but MNIST images have 1", m->name, m->in_c);
+        nnc_set_error(err, errlen, "model %s expects %d channels but MNIST images have 1", m->name, m->in_c);
         return -1;
     }
     if (ds->h != m->in_h || ds->w != m->in_w) {
-        set_err(err, errlen, "%s: images are %dx%d but model %s expects %dx%d", what, ds->h, ds->w, m->name,
+        nnc_set_error(err, errlen, "%s: images are %dx%d but model %s expects %dx%d", what, ds->h, ds->w, m->name,
                 m->in_h, m->in_w);
         return -1;
     }
     for (int i = 0; i < ds->n; i++) {
         if (ds->labels[i] >= m->n_classes) {
-            set_err(err, errlen, "%s: label %d of sample %d is out of range for model %s with %d classes", what,
+            nnc_set_error(err, errlen, "%s: label %d of sample %d is out of range for model %s with %d classes", what,
                     ds->labels[i], i, m->name, m->n_classes);
             return -1;
         }

@@ -64,6 +64,9 @@ static inline float nnc_hash_uniform(uint64_t key, uint64_t index)
     return (float)(h >> 40) * (1.0f / 16777216.0f);
 }
 
+/* Format a message into err[errlen] (nothing if err is NULL): how every runtime function reports a failure. */
+void nnc_set_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* 1 if every x[0..n) is finite (no NaN, no infinity). */
 int nnc_all_finite(const float *x, size_t n);
 

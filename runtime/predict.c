@@ -48,14 +48,6 @@
 #define MIN_CONTRAST 8.0  /* grey levels between background and peak below which there is no digit */
 #define ERR_LEN 512
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* A grey image, one double per pixel in 0..255, row-major. */
 typedef struct {
     int h, w;
@@ -71,7 +63,7 @@ typedef struct {
 static int read_whole_file(const char *path, unsigned char **data, size_t *size, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     unsigned char *buf = NULL;
@@ -79,14 +71,14 @@ static int read_whole_file(const char *path, unsigned char **data, size_t *size,
     for (;;) {
         if (len == cap) {
             if (cap >= (size_t)MAX_FILE_BYTES) {
-                set_err(err, errlen, "%s: larger than %ld MiB; not a digit image", path, MAX_FILE_BYTES >> 20);
+                nnc_set_error(err, errlen, "%s: larger than %ld MiB; not a digit image", path, MAX_FILE_BYTES >> 20);
                 free(buf), fclose(f);
                 return -1;
             }
             cap = cap ? 2 * cap : 65536;
             unsigned char *grown = realloc(buf, cap);
             if (!grown) {
-                set_err(err, errlen, "%s: out of memory reading it", path);
+                nnc_set_error(err, errlen, "%s: out of memory reading it", path);
                 free(buf), fclose(f);
                 return -1;
             }
@@ -100,7 +92,7 @@ static int read_whole_file(const char *path, unsigned char **data, size_t *size,
     fclose(f);
     if (failed) {
         /* A directory opens fine on Linux and fails here with EISDIR. */
-        set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         free(buf);
         return -1;
     }
@@ -111,11 +103,11 @@ static int read_whole_file(const char *path, unsigned char **data, size_t *size,
 
 static int check_size(const char *path, long w, long h, char *err, size_t errlen) {
     if (w <= 0 || h <= 0) {
-        set_err(err, errlen, "%s: zero-size image (%ldx%ld)", path, w, h);
+        nnc_set_error(err, errlen, "%s: zero-size image (%ldx%ld)", path, w, h);
         return -1;
     }
     if (w > MAX_PIXELS / h) {
-        set_err(err, errlen, "%s: image too large (%ldx%ld)", path, w, h);
+        nnc_set_error(err, errlen, "%s: image too large (%ldx%ld)", path, w, h);
         return -1;
     }
     return 0;
@@ -129,7 +121,7 @@ static int png_to_grey(const char *path, const unsigned char *data, size_t size,
     memset(&img, 0, sizeof img);
     img.version = PNG_IMAGE_VERSION;
     if (!png_image_begin_read_from_memory(&img, data, size)) {
-        set_err(err, errlen, "%s: corrupt PNG: %s", path, img.message);
+        nnc_set_error(err, errlen, "%s: corrupt PNG: %s", path, img.message);
         png_image_free(&img);
         return -1;
     }
@@ -146,14 +138,14 @@ static int png_to_grey(const char *path, const unsigned char *data, size_t size,
     unsigned char *rgba = malloc(n * 4);
     g->px = malloc(n * sizeof(double));
     if (!rgba || !g->px) {
-        set_err(err, errlen, "%s: out of memory (%ux%u)", path, img.width, img.height);
+        nnc_set_error(err, errlen, "%s: out of memory (%ux%u)", path, img.width, img.height);
         png_image_free(&img);
         free(rgba), free(g->px);
         g->px = NULL;
         return -1;
     }
     if (!png_image_finish_read(&img, NULL, rgba, 0, NULL)) {
-        set_err(err, errlen, "%s: corrupt or truncated PNG: %s", path, img.message);
+        nnc_set_error(err, errlen, "%s: corrupt or truncated PNG: %s", path, img.message);
         png_image_free(&img);
         free(rgba), free(g->px);
         g->px = NULL;
@@ -220,11 +212,11 @@ static int pgm_to_grey(const char *path, const unsigned char *data, size_t size,
     long h = pgm_number(data, size, &pos);
     long maxval = pgm_number(data, size, &pos);
     if (w < 0 || h < 0 || maxval < 0) {
-        set_err(err, errlen, "%s: corrupt PGM header (expected width, height and maxval)", path);
+        nnc_set_error(err, errlen, "%s: corrupt PGM header (expected width, height and maxval)", path);
         return -1;
     }
     if (maxval < 1 || maxval > 65535) {
-        set_err(err, errlen, "%s: PGM maxval %ld is not in 1..65535", path, maxval);
+        nnc_set_error(err, errlen, "%s: PGM maxval %ld is not in 1..65535", path, maxval);
         return -1;
     }
     if (check_size(path, w, h, err, errlen) != 0) return -1;
@@ -233,18 +225,18 @@ static int pgm_to_grey(const char *path, const unsigned char *data, size_t size,
         /* Exactly one whitespace character separates maxval from the raster. */
         size_t bytes = maxval > 255 ? 2 : 1;
         if (pos >= size || !(data[pos] == ' ' || data[pos] == '\n' || data[pos] == '\r' || data[pos] == '\t')) {
-            set_err(err, errlen, "%s: corrupt PGM header (no whitespace before the raster)", path);
+            nnc_set_error(err, errlen, "%s: corrupt PGM header (no whitespace before the raster)", path);
             return -1;
         }
         pos++;
         if (size - pos < n * bytes) {
-            set_err(err, errlen, "%s: truncated PGM: %zu of %zu raster bytes", path, size - pos, n * bytes);
+            nnc_set_error(err, errlen, "%s: truncated PGM: %zu of %zu raster bytes", path, size - pos, n * bytes);
             return -1;
         }
     }
     g->px = malloc(n * sizeof(double));
     if (!g->px) {
-        set_err(err, errlen, "%s: out of memory (%ldx%ld)", path, w, h);
+        nnc_set_error(err, errlen, "%s: out of memory (%ldx%ld)", path, w, h);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -253,12 +245,12 @@ static int pgm_to_grey(const char *path, const unsigned char *data, size_t size,
             v = maxval > 255 ? (long)data[pos] << 8 | data[pos + 1] : data[pos];
             pos += maxval > 255 ? 2 : 1;
         } else if ((v = pgm_number(data, size, &pos)) < 0) {
-            set_err(err, errlen, "%s: truncated or corrupt PGM: sample %zu of %zu is missing", path, i + 1, n);
+            nnc_set_error(err, errlen, "%s: truncated or corrupt PGM: sample %zu of %zu is missing", path, i + 1, n);
             free(g->px), g->px = NULL;
             return -1;
         }
         if (v > maxval) {
-            set_err(err, errlen, "%s: corrupt PGM: sample %zu is %ld, above maxval %ld", path, i + 1, v, maxval);
+            nnc_set_error(err, errlen, "%s: corrupt PGM: sample %zu is %ld, above maxval %ld", path, i + 1, v, maxval);
             free(g->px), g->px = NULL;
             return -1;
         }
@@ -281,7 +273,7 @@ static int load_grey(const char *path, grey_image *g, char *err, size_t errlen) 
     else if (size >= 2 && data[0] == 'P' && (data[1] == '2' || data[1] == '5'))
         rc = pgm_to_grey(path, data, size, g, err, errlen);
     else {
-        set_err(err, errlen, "%s: %s", path,
+        nnc_set_error(err, errlen, "%s: %s", path,
                 size == 0 ? "empty file" : "not a PNG or PGM (P2/P5) image");
         rc = -1;
     }
@@ -305,7 +297,7 @@ static int polarity_and_levels(const char *path, grey_image *g, char *err, size_
     size_t ring = h <= 2 || w <= 2 ? (size_t)h * w : 2 * (size_t)w + 2 * (size_t)(h - 2);
     double *border = malloc(ring * sizeof(double));
     if (!border) {
-        set_err(err, errlen, "%s: out of memory", path);
+        nnc_set_error(err, errlen, "%s: out of memory", path);
         return -1;
     }
     size_t k = 0;
@@ -329,7 +321,7 @@ static int polarity_and_levels(const char *path, grey_image *g, char *err, size_
     for (size_t i = 0; i < n; i++)
         if (g->px[i] > peak) peak = g->px[i];
     if (peak - background < MIN_CONTRAST) {
-        set_err(err, errlen, "%s: no digit found: the image is blank (%ldx%ld, all grey levels within %.0f)", path,
+        nnc_set_error(err, errlen, "%s: no digit found: the image is blank (%ldx%ld, all grey levels within %.0f)", path,
                 (long)w, (long)h, MIN_CONTRAST);
         return -1;
     }
@@ -415,7 +407,7 @@ static int crop_scale_centre(const char *path, const grey_image *g, int out_h, i
     double *crop = malloc((size_t)bh * bw * sizeof(double));
     double *digit = malloc((size_t)dh * dw * sizeof(double));
     if (!crop || !digit) {
-        set_err(err, errlen, "%s: out of memory", path);
+        nnc_set_error(err, errlen, "%s: out of memory", path);
         free(crop), free(digit);
         return -1;
     }
@@ -443,7 +435,7 @@ static int crop_scale_centre(const char *path, const grey_image *g, int out_h, i
 
 int nnc_image_load_mnist(const char *path, int h, int w, uint8_t *out, char *err, size_t errlen) {
     if (h < 1 || w < 1) {
-        set_err(err, errlen, "%s: bad target size %dx%d", path, h, w);
+        nnc_set_error(err, errlen, "%s: bad target size %dx%d", path, h, w);
         return -1;
     }
     grey_image g = {0, 0, NULL};

@@ -24,14 +24,6 @@
 /* Keras clips probabilities to [eps, 1 - eps] before taking the log. */
 #define KERAS_EPSILON 1e-7
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -134,7 +126,7 @@ int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const floa
     float *probs = malloc((size_t)m->max_batch * m->n_classes * sizeof(float));
     uint8_t *labels = malloc((size_t)m->max_batch);
     if (!x || !probs || !labels) {
-        set_err(err, errlen, "out of memory for evaluation buffers");
+        nnc_set_error(err, errlen, "out of memory for evaluation buffers");
         free(x), free(probs), free(labels);
         return -1;
     }
@@ -280,19 +272,19 @@ static int check_train_args(const nnc_model *m, const nnc_dataset *train, const 
     if (nnc_dataset_check(train, m, "training data", err, errlen) != 0) return -1;
     if (test && nnc_dataset_check(test, m, "test data", err, errlen) != 0) return -1;
     if (m->recipe.batch < 1 || m->recipe.batch > m->max_batch) {
-        set_err(err, errlen, "model %s: batch size %d is not in 1..%d", m->name, m->recipe.batch, m->max_batch);
+        nnc_set_error(err, errlen, "model %s: batch size %d is not in 1..%d", m->name, m->recipe.batch, m->max_batch);
         return -1;
     }
     if (train->n < 1) {
-        set_err(err, errlen, "the training set is empty");
+        nnc_set_error(err, errlen, "the training set is empty");
         return -1;
     }
     if (opts->epochs < 1) {
-        set_err(err, errlen, "epochs must be at least 1 (got %d)", opts->epochs);
+        nnc_set_error(err, errlen, "epochs must be at least 1 (got %d)", opts->epochs);
         return -1;
     }
     if (opts->state && opts->state->cap_history < opts->epochs) {
-        set_err(err, errlen, "the training state was made for %d epochs, not %d", opts->state->cap_history,
+        nnc_set_error(err, errlen, "the training state was made for %d epochs, not %d", opts->state->cap_history,
                 opts->epochs);
         return -1;
     }
@@ -323,7 +315,7 @@ static int check_step_numerics(const nnc_model *m, const nnc_train_opts *opts, c
         snprintf(where, sizeof where, "first non-finite layer: %s", layer);
     else
         snprintf(where, sizeof where, m->first_nonfinite ? "every layer's output is finite" : "no per-layer check");
-    set_err(err, errlen, "epoch %d, step %d: %s (%s); training diverged (try a lower learning rate, e.g. --lr)",
+    nnc_set_error(err, errlen, "epoch %d, step %d: %s (%s); training diverged (try a lower learning rate, e.g. --lr)",
             epoch + 1, step + 1, what, where);
     return -1;
 }
@@ -332,7 +324,7 @@ static int check_step_numerics(const nnc_model *m, const nnc_train_opts *opts, c
 static int check_weights_finite(const nnc_model *m, const float *params, const nnc_train_state *ts, char *err,
                                 size_t errlen) {
     if (nnc_all_finite(params, m->n_params)) return 0;
-    set_err(err, errlen,
+    nnc_set_error(err, errlen,
             "epoch %d, step %d: the weights became non-finite after the update; training diverged (try a lower "
             "learning rate, e.g. --lr)",
             ts->epoch + 1, ts->step);
@@ -505,7 +497,7 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
     nnc_train_state own;
     nnc_train_state *ts = opts->state ? opts->state : &own;
     if (train_buffers_alloc(&tb, m, train->n) != 0 || (!opts->state && nnc_train_state_init(&own, m, opts->epochs))) {
-        set_err(err, errlen, "out of memory for training buffers (%zu parameters)", m->n_params);
+        nnc_set_error(err, errlen, "out of memory for training buffers (%zu parameters)", m->n_params);
         train_buffers_free(&tb);
         return -1;
     }
@@ -684,11 +676,11 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
     memset(res, 0, sizeof *res);
     const int batch = m->recipe.batch;
     if (batch < 1 || batch > m->max_batch) {
-        set_err(err, errlen, "model %s: batch size %d is not in 1..%d", m->name, batch, m->max_batch);
+        nnc_set_error(err, errlen, "model %s: batch size %d is not in 1..%d", m->name, batch, m->max_batch);
         return -1;
     }
     if (!(opts->seconds > 0)) {
-        set_err(err, errlen, "the benchmark needs a positive time budget (got %g s)", opts->seconds);
+        nnc_set_error(err, errlen, "the benchmark needs a positive time budget (got %g s)", opts->seconds);
         return -1;
     }
     const size_t in_floats = (size_t)m->in_h * m->in_w * m->in_c;
@@ -707,7 +699,7 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
     int opt_rc = nnc_optimizer_init(&opt, &m->recipe.optimizer, m->n_params);
     int rc = -1;
     if (!set.images || !set.labels || !pool || !params || !state || !grads || !probs || opt_rc != 0) {
-        set_err(err, errlen, "out of memory for the benchmark's buffers (%zu parameters)", m->n_params);
+        nnc_set_error(err, errlen, "out of memory for the benchmark's buffers (%zu parameters)", m->n_params);
         goto done;
     }
 
@@ -738,7 +730,7 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
     };
     bench_measure(&bc, bench_train_step, BENCH_SHARE_TRAIN * opts->seconds, &res->train);
     if (bc.nonfinite) {
-        set_err(err, errlen, "model %s: the loss on synthetic data is not finite; its timings would mislead",
+        nnc_set_error(err, errlen, "model %s: the loss on synthetic data is not finite; its timings would mislead",
                 m->name);
         goto done;
     }
