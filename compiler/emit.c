@@ -1363,7 +1363,7 @@ static void emit_header(emitter *e)
          m->source_path);
     emit(e, " * Do not edit: change the model file and run `make generated`.\n *\n");
     emit(e, " * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.\n");
-    emit(e, " * Forward pass: %.0f multiply-adds per image. Build: cc -O3 -march=native -fopenmp %s.c -lnncrt -lopenblas -lz -lm\n */\n",
+    emit(e, " * Forward pass: %.0f multiply-adds per image. Build: cc -O3 -march=native -fopenmp %s.c -lnncrt -lopenblas -lpng -lz -lm\n */\n",
          macs, m->name);
     emit(e, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include <cblas.h>\n\n#include \"nncrt.h\"\n\n");
     emit(e, "#define B %d /* the largest batch a step sees */\n", m->recipe.batch);

@@ -3,7 +3,7 @@
  * Do not edit: change the model file and run `make generated`.
  *
  * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.
- * Forward pass: 635200 multiply-adds per image. Build: cc -O3 -march=native -fopenmp mlp800.c -lnncrt -lopenblas -lz -lm
+ * Forward pass: 635200 multiply-adds per image. Build: cc -O3 -march=native -fopenmp mlp800.c -lnncrt -lopenblas -lpng -lz -lm
  */
 #include <math.h>
 #include <stdint.h>
