@@ -359,3 +359,11 @@ Test(checker, weight_decay_is_an_l2_penalty_on_every_kernel)
     cr_expect_float_eq(c.m->layers[3].l2, 0.0002f, 1e-9);
     release(&c);
 }
+
+Test(lexer, control_bytes_are_named_by_value)
+{
+    compiled c = compile_text(MNIST_HEAD "dense 10 softmax\n\x01\n");
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "x.nn:4:1: error: stray byte 0x01 in a model file") != NULL, "%s", c.diagnostics);
+    release(&c);
+}
