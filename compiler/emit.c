@@ -895,7 +895,6 @@ static void emit_buffers(emitter *e)
         int S = shape_size(l->out);
         shape_comment(sc, sizeof sc, l->out);
         emit(e, "static float %s_out[B * %d + VEC] ALIGNED; /* %s */\n", l->ident, S, sc);
-        emit(e, "static float %s_dout[B * %d + VEC] ALIGNED;\n", l->ident, S);
         if (l->kind == LAYER_MAXPOOL)
             emit(e, "static int32_t %s_argmax[B * %d]; /* index into the input of each output's maximum */\n", l->ident, S);
         if (l->kind == LAYER_DROPOUT)
@@ -903,6 +902,24 @@ static void emit_buffers(emitter *e)
         if (l->kind == LAYER_BATCHNORM)
             emit(e, "static float %s_xhat[B * %d]; /* normalized input, kept for backward */\n", l->ident, S);
     }
+    int largest = 0, computing = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        if (choose_kernel(&m->layers[i]) != KERNEL_NONE) {
+            computing++;
+            if (shape_size(m->layers[i].out) > largest)
+                largest = shape_size(m->layers[i].out);
+        }
+    emit(e, "\n/*\n * Gradients of the activations, dL/d(out). Backward reads a layer's from one of these and\n");
+    emit(e, " * writes its input's into the other, so the two take turns down the network. The slices run\n");
+    emit(e, " * several layers without waiting for each other, so each slice keeps to its own region:\n");
+    emit(e, " * GRAD(buf, size) is where sample b's gradient of `size` floats starts, minus b * size, for b\n");
+    emit(e, " * in this slice [lo, hi): regions [lo * LARGEST, hi * LARGEST) never overlap.\n */\n");
+    emit(e, "#define LARGEST %d /* floats in the largest activation of one sample */\n", largest);
+    emit(e, "#define GRAD(buf, size) ((buf) + (size_t)lo * (LARGEST - (size)))\n");
+    if (computing > 1)
+        emit(e, "static float grad_a[B * LARGEST + VEC] ALIGNED, grad_b[B * LARGEST + VEC] ALIGNED;\n");
+    else
+        emit(e, "static float grad_a[B * LARGEST + VEC] ALIGNED;\n");
     emit(e, "\n/* Per-slice weight gradients, summed in slice order after backward. */\n");
     emit(e, "static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;\n");
 }
@@ -1049,6 +1066,7 @@ static void emit_backward_call(emitter *e, int i)
     int first = e->input_is_x[i];
     const char *in = i == 0 || first ? "x" : e->out_name[i - 1];
     const char *din = first ? "NULL" : e->dout_name[i - 1];
+    const char *dout = e->dout_name[i];
     if (l->kind == LAYER_FLATTEN)
         return;
     /* Layers that only pass a gradient on have nothing to do at the network's input. */
@@ -1059,34 +1077,34 @@ static void emit_backward_call(emitter *e, int i)
     emit_layer_comment(e, l);
     switch (l->kind) {
     case LAYER_DENSE:
-        emit(e, "            %s_backward(%s, slice_grads[c] + %s_W, slice_grads[c] + %s_B, %s_dout, %s_out, %s,\n"
-                "                            params + %s_W, lo, hi);\n", id, din, up, up, id, id, in, up);
+        emit(e, "            %s_backward(%s, slice_grads[c] + %s_W, slice_grads[c] + %s_B, %s, %s_out, %s,\n"
+                "                            params + %s_W, lo, hi);\n", id, din, up, up, dout, id, in, up);
         break;
     case LAYER_CONV:
-        emit(e, "            %s_backward(%s, slice_grads[c] + %s_W, slice_grads[c] + %s_B, %s_dout, %s_out, %s, lo, hi);\n",
-             id, din, up, up, id, id, in);
+        emit(e, "            %s_backward(%s, slice_grads[c] + %s_W, slice_grads[c] + %s_B, %s, %s_out, %s, lo, hi);\n",
+             id, din, up, up, dout, id, in);
         break;
     case LAYER_MAXPOOL:
-        emit(e, "            %s_backward(%s, %s_dout, %s_argmax, lo, hi);\n", id, din, id, id);
+        emit(e, "            %s_backward(%s, %s, %s_argmax, lo, hi);\n", id, din, dout, id);
         break;
     case LAYER_AVGPOOL:
-        emit(e, "            %s_backward(%s, %s_dout, lo, hi);\n", id, din, id);
+        emit(e, "            %s_backward(%s, %s, lo, hi);\n", id, din, dout);
         break;
     case LAYER_DROPOUT:
-        emit(e, "            %s_backward(%s, %s_dout, %s_mask, lo, hi);\n", id, din, id, id);
+        emit(e, "            %s_backward(%s, %s, %s_mask, lo, hi);\n", id, din, dout, id);
         break;
     case LAYER_ACTIVATION:
-        emit(e, "            %s_backward(%s, %s_dout, %s_out, lo, hi);\n", id, din, id, id);
+        emit(e, "            %s_backward(%s, %s, %s_out, lo, hi);\n", id, din, dout, id);
         break;
     case LAYER_BATCHNORM:
-        emit(e, "            %s_backward_params(slice_grads[c] + %s_GAMMA, slice_grads[c] + %s_BETA, %s_dout, %s_xhat, lo, hi);\n",
-             id, up, up, id, id);
+        emit(e, "            %s_backward_params(slice_grads[c] + %s_GAMMA, slice_grads[c] + %s_BETA, %s, %s_xhat, lo, hi);\n",
+             id, up, up, dout, id);
         if (first)
             break;
         emit_single(e, "sum_slices(%s_totals, %s_GAMMA, %d);", id, up, 2 * l->out.c);
         slice_loop_begin(e);
-        emit(e, "            %s_backward_input(%s, %s_dout, %s_xhat, params + %s_GAMMA, %s_totals, %s_totals + %d, n, lo, hi);\n",
-             id, din, id, id, up, id, id, l->out.c);
+        emit(e, "            %s_backward_input(%s, %s, %s_xhat, params + %s_GAMMA, %s_totals, %s_totals + %d, n, lo, hi);\n",
+             id, din, dout, id, up, id, id, l->out.c);
         break;
     case LAYER_FLATTEN:
         break;
@@ -1413,6 +1431,7 @@ int nnc_emit(FILE *out, const model *m)
         return -1;
     }
     int reads_x = 1; /* every layer so far was a view of the input */
+    int computing = 0; /* layers so far that compute (not views) */
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];
         e.input_is_x[i] = reads_x;
@@ -1424,7 +1443,12 @@ int nnc_emit(FILE *out, const model *m)
             memcpy(e.dout_name[i], dout, strlen(dout) + 1);
         } else {
             snprintf(e.out_name[i], sizeof e.out_name[i], "%s_out", l->ident);
-            snprintf(e.dout_name[i], sizeof e.dout_name[i], "%s_dout", l->ident);
+            /*
+             * A layer's backward reads its own output's gradient and writes its input's, so two
+             * buffers taking turns suffice. GRAD() gives each slice its own region of them.
+             */
+            snprintf(e.dout_name[i], sizeof e.dout_name[i], "GRAD(%s, %d)", computing++ % 2 == 0 ? "grad_a" : "grad_b",
+                     shape_size(l->out));
             reads_x = 0;
         }
     }

@@ -80,24 +80,27 @@ static const nnc_tensor_info param_tensors[] = {
 /* ---- activations and their gradients, one slot per sample of the largest batch ---- */
 /* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
 static float conv2d_1_out[B * 17280 + VEC] ALIGNED; /* [n][24][24][30] */
-static float conv2d_1_dout[B * 17280 + VEC] ALIGNED;
 static float max_pooling2d_1_out[B * 4320 + VEC] ALIGNED; /* [n][12][12][30] */
-static float max_pooling2d_1_dout[B * 4320 + VEC] ALIGNED;
 static int32_t max_pooling2d_1_argmax[B * 4320]; /* index into the input of each output's maximum */
 static float conv2d_2_out[B * 1500 + VEC] ALIGNED; /* [n][10][10][15] */
-static float conv2d_2_dout[B * 1500 + VEC] ALIGNED;
 static float max_pooling2d_2_out[B * 375 + VEC] ALIGNED; /* [n][5][5][15] */
-static float max_pooling2d_2_dout[B * 375 + VEC] ALIGNED;
 static int32_t max_pooling2d_2_argmax[B * 375]; /* index into the input of each output's maximum */
 static float dropout_1_out[B * 375 + VEC] ALIGNED; /* [n][5][5][15] */
-static float dropout_1_dout[B * 375 + VEC] ALIGNED;
 static float dropout_1_mask[B * 375]; /* 0 or 1/(1 - rate) */
 static float dense_1_out[B * 128 + VEC] ALIGNED; /* [n][128] */
-static float dense_1_dout[B * 128 + VEC] ALIGNED;
 static float dense_2_out[B * 50 + VEC] ALIGNED; /* [n][50] */
-static float dense_2_dout[B * 50 + VEC] ALIGNED;
 static float dense_3_out[B * 10 + VEC] ALIGNED; /* [n][10] */
-static float dense_3_dout[B * 10 + VEC] ALIGNED;
+
+/*
+ * Gradients of the activations, dL/d(out). Backward reads a layer's from one of these and
+ * writes its input's into the other, so the two take turns down the network. The slices run
+ * several layers without waiting for each other, so each slice keeps to its own region:
+ * GRAD(buf, size) is where sample b's gradient of `size` floats starts, minus b * size, for b
+ * in this slice [lo, hi): regions [lo * LARGEST, hi * LARGEST) never overlap.
+ */
+#define LARGEST 17280 /* floats in the largest activation of one sample */
+#define GRAD(buf, size) ((buf) + (size_t)lo * (LARGEST - (size)))
+static float grad_a[B * LARGEST + VEC] ALIGNED, grad_b[B * LARGEST + VEC] ALIGNED;
 
 /* Per-slice weight gradients, summed in slice order after backward. */
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
@@ -709,26 +712,26 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
             /* dense_3: `dense 10 softmax` (line 17) */
             dense_3_forward(dense_3_out, dense_2_out, params + DENSE_3_W, params + DENSE_3_B, lo, hi);
             /* loss */
-            loss_forward_backward(dense_3_dout, &loss[c], &correct[c], dense_3_out, labels, n, lo, hi);
+            loss_forward_backward(GRAD(grad_b, 10), &loss[c], &correct[c], dense_3_out, labels, n, lo, hi);
             /* dense_3: `dense 10 softmax` (line 17) */
-            dense_3_backward(dense_2_dout, slice_grads[c] + DENSE_3_W, slice_grads[c] + DENSE_3_B, dense_3_dout, dense_3_out, dense_2_out,
+            dense_3_backward(GRAD(grad_a, 50), slice_grads[c] + DENSE_3_W, slice_grads[c] + DENSE_3_B, GRAD(grad_b, 10), dense_3_out, dense_2_out,
                             params + DENSE_3_W, lo, hi);
             /* dense_2: `dense 50 relu` (line 16) */
-            dense_2_backward(dense_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, dense_1_out,
+            dense_2_backward(GRAD(grad_b, 128), slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, GRAD(grad_a, 50), dense_2_out, dense_1_out,
                             params + DENSE_2_W, lo, hi);
             /* dense_1: `dense 128 relu` (line 15) */
-            dense_1_backward(dropout_1_dout, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, dropout_1_out,
+            dense_1_backward(GRAD(grad_a, 375), slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, GRAD(grad_b, 128), dense_1_out, dropout_1_out,
                             params + DENSE_1_W, lo, hi);
             /* dropout_1: `dropout 0.2` (line 13) */
-            dropout_1_backward(max_pooling2d_2_dout, dropout_1_dout, dropout_1_mask, lo, hi);
+            dropout_1_backward(GRAD(grad_b, 375), GRAD(grad_a, 375), dropout_1_mask, lo, hi);
             /* max_pooling2d_2: `maxpool 2x2` (line 12) */
-            max_pooling2d_2_backward(conv2d_2_dout, max_pooling2d_2_dout, max_pooling2d_2_argmax, lo, hi);
+            max_pooling2d_2_backward(GRAD(grad_a, 1500), GRAD(grad_b, 375), max_pooling2d_2_argmax, lo, hi);
             /* conv2d_2: `conv 15 3x3 relu` (line 11) */
-            conv2d_2_backward(max_pooling2d_1_dout, slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, conv2d_2_dout, conv2d_2_out, max_pooling2d_1_out, lo, hi);
+            conv2d_2_backward(GRAD(grad_b, 4320), slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, GRAD(grad_a, 1500), conv2d_2_out, max_pooling2d_1_out, lo, hi);
             /* max_pooling2d_1: `maxpool 2x2` (line 10) */
-            max_pooling2d_1_backward(conv2d_1_dout, max_pooling2d_1_dout, max_pooling2d_1_argmax, lo, hi);
+            max_pooling2d_1_backward(GRAD(grad_a, 17280), GRAD(grad_b, 4320), max_pooling2d_1_argmax, lo, hi);
             /* conv2d_1: `conv 30 5x5 relu` (line 9) */
-            conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, conv2d_1_dout, conv2d_1_out, x, lo, hi);
+            conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, GRAD(grad_a, 17280), conv2d_1_out, x, lo, hi);
         }
 
         /* the batch's gradient: the slices' sums, in slice order */

@@ -60,32 +60,30 @@ static const nnc_tensor_info param_tensors[] = {
 /* ---- activations and their gradients, one slot per sample of the largest batch ---- */
 /* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
 static float dense_1_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float dense_1_dout[B * 64 + VEC] ALIGNED;
 static float activation_1_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float activation_1_dout[B * 64 + VEC] ALIGNED;
 static float dense_2_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float dense_2_dout[B * 64 + VEC] ALIGNED;
 static float activation_2_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float activation_2_dout[B * 64 + VEC] ALIGNED;
 static float dense_3_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float dense_3_dout[B * 64 + VEC] ALIGNED;
 static float activation_3_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float activation_3_dout[B * 64 + VEC] ALIGNED;
 static float dense_4_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float dense_4_dout[B * 64 + VEC] ALIGNED;
 static float activation_4_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float activation_4_dout[B * 64 + VEC] ALIGNED;
 static float dense_5_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float dense_5_dout[B * 64 + VEC] ALIGNED;
 static float activation_5_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float activation_5_dout[B * 64 + VEC] ALIGNED;
 static float dropout_1_out[B * 64 + VEC] ALIGNED; /* [n][64] */
-static float dropout_1_dout[B * 64 + VEC] ALIGNED;
 static float dropout_1_mask[B * 64]; /* 0 or 1/(1 - rate) */
 static float dense_6_out[B * 10 + VEC] ALIGNED; /* [n][10] */
-static float dense_6_dout[B * 10 + VEC] ALIGNED;
 static float activation_6_out[B * 10 + VEC] ALIGNED; /* [n][10] */
-static float activation_6_dout[B * 10 + VEC] ALIGNED;
+
+/*
+ * Gradients of the activations, dL/d(out). Backward reads a layer's from one of these and
+ * writes its input's into the other, so the two take turns down the network. The slices run
+ * several layers without waiting for each other, so each slice keeps to its own region:
+ * GRAD(buf, size) is where sample b's gradient of `size` floats starts, minus b * size, for b
+ * in this slice [lo, hi): regions [lo * LARGEST, hi * LARGEST) never overlap.
+ */
+#define LARGEST 64 /* floats in the largest activation of one sample */
+#define GRAD(buf, size) ((buf) + (size_t)lo * (LARGEST - (size)))
+static float grad_a[B * LARGEST + VEC] ALIGNED, grad_b[B * LARGEST + VEC] ALIGNED;
 
 /* Per-slice weight gradients, summed in slice order after backward. */
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
@@ -592,38 +590,38 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
             /* activation_6: `softmax` (line 22) */
             activation_6_forward(activation_6_out, dense_6_out, lo, hi);
             /* loss */
-            loss_forward_backward(activation_6_dout, &loss[c], &correct[c], activation_6_out, labels, n, lo, hi);
+            loss_forward_backward(GRAD(grad_a, 10), &loss[c], &correct[c], activation_6_out, labels, n, lo, hi);
             /* activation_6: `softmax` (line 22) */
-            activation_6_backward(dense_6_dout, activation_6_dout, activation_6_out, lo, hi);
+            activation_6_backward(GRAD(grad_b, 10), GRAD(grad_a, 10), activation_6_out, lo, hi);
             /* dense_6: `dense 10` (line 21) */
-            dense_6_backward(dropout_1_dout, slice_grads[c] + DENSE_6_W, slice_grads[c] + DENSE_6_B, dense_6_dout, dense_6_out, dropout_1_out,
+            dense_6_backward(GRAD(grad_a, 64), slice_grads[c] + DENSE_6_W, slice_grads[c] + DENSE_6_B, GRAD(grad_b, 10), dense_6_out, dropout_1_out,
                             params + DENSE_6_W, lo, hi);
             /* dropout_1: `dropout 0.2` (line 20) */
-            dropout_1_backward(activation_5_dout, dropout_1_dout, dropout_1_mask, lo, hi);
+            dropout_1_backward(GRAD(grad_b, 64), GRAD(grad_a, 64), dropout_1_mask, lo, hi);
             /* activation_5: `relu` (line 19) */
-            activation_5_backward(dense_5_dout, activation_5_dout, activation_5_out, lo, hi);
+            activation_5_backward(GRAD(grad_a, 64), GRAD(grad_b, 64), activation_5_out, lo, hi);
             /* dense_5: `dense 64` (line 18) */
-            dense_5_backward(activation_4_dout, slice_grads[c] + DENSE_5_W, slice_grads[c] + DENSE_5_B, dense_5_dout, dense_5_out, activation_4_out,
+            dense_5_backward(GRAD(grad_b, 64), slice_grads[c] + DENSE_5_W, slice_grads[c] + DENSE_5_B, GRAD(grad_a, 64), dense_5_out, activation_4_out,
                             params + DENSE_5_W, lo, hi);
             /* activation_4: `relu` (line 17) */
-            activation_4_backward(dense_4_dout, activation_4_dout, activation_4_out, lo, hi);
+            activation_4_backward(GRAD(grad_a, 64), GRAD(grad_b, 64), activation_4_out, lo, hi);
             /* dense_4: `dense 64` (line 16) */
-            dense_4_backward(activation_3_dout, slice_grads[c] + DENSE_4_W, slice_grads[c] + DENSE_4_B, dense_4_dout, dense_4_out, activation_3_out,
+            dense_4_backward(GRAD(grad_b, 64), slice_grads[c] + DENSE_4_W, slice_grads[c] + DENSE_4_B, GRAD(grad_a, 64), dense_4_out, activation_3_out,
                             params + DENSE_4_W, lo, hi);
             /* activation_3: `relu` (line 15) */
-            activation_3_backward(dense_3_dout, activation_3_dout, activation_3_out, lo, hi);
+            activation_3_backward(GRAD(grad_a, 64), GRAD(grad_b, 64), activation_3_out, lo, hi);
             /* dense_3: `dense 64` (line 14) */
-            dense_3_backward(activation_2_dout, slice_grads[c] + DENSE_3_W, slice_grads[c] + DENSE_3_B, dense_3_dout, dense_3_out, activation_2_out,
+            dense_3_backward(GRAD(grad_b, 64), slice_grads[c] + DENSE_3_W, slice_grads[c] + DENSE_3_B, GRAD(grad_a, 64), dense_3_out, activation_2_out,
                             params + DENSE_3_W, lo, hi);
             /* activation_2: `relu` (line 13) */
-            activation_2_backward(dense_2_dout, activation_2_dout, activation_2_out, lo, hi);
+            activation_2_backward(GRAD(grad_a, 64), GRAD(grad_b, 64), activation_2_out, lo, hi);
             /* dense_2: `dense 64` (line 12) */
-            dense_2_backward(activation_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, activation_1_out,
+            dense_2_backward(GRAD(grad_b, 64), slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, GRAD(grad_a, 64), dense_2_out, activation_1_out,
                             params + DENSE_2_W, lo, hi);
             /* activation_1: `relu` (line 11) */
-            activation_1_backward(dense_1_dout, activation_1_dout, activation_1_out, lo, hi);
+            activation_1_backward(GRAD(grad_a, 64), GRAD(grad_b, 64), activation_1_out, lo, hi);
             /* dense_1: `dense 64` (line 10) */
-            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, x,
+            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, GRAD(grad_a, 64), dense_1_out, x,
                             params + DENSE_1_W, lo, hi);
         }
 

@@ -44,12 +44,20 @@ static const nnc_tensor_info param_tensors[] = {
 /* ---- activations and their gradients, one slot per sample of the largest batch ---- */
 /* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
 static float dense_1_out[B * 800 + VEC] ALIGNED; /* [n][800] */
-static float dense_1_dout[B * 800 + VEC] ALIGNED;
 static float dropout_1_out[B * 800 + VEC] ALIGNED; /* [n][800] */
-static float dropout_1_dout[B * 800 + VEC] ALIGNED;
 static float dropout_1_mask[B * 800]; /* 0 or 1/(1 - rate) */
 static float dense_2_out[B * 10 + VEC] ALIGNED; /* [n][10] */
-static float dense_2_dout[B * 10 + VEC] ALIGNED;
+
+/*
+ * Gradients of the activations, dL/d(out). Backward reads a layer's from one of these and
+ * writes its input's into the other, so the two take turns down the network. The slices run
+ * several layers without waiting for each other, so each slice keeps to its own region:
+ * GRAD(buf, size) is where sample b's gradient of `size` floats starts, minus b * size, for b
+ * in this slice [lo, hi): regions [lo * LARGEST, hi * LARGEST) never overlap.
+ */
+#define LARGEST 800 /* floats in the largest activation of one sample */
+#define GRAD(buf, size) ((buf) + (size_t)lo * (LARGEST - (size)))
+static float grad_a[B * LARGEST + VEC] ALIGNED, grad_b[B * LARGEST + VEC] ALIGNED;
 
 /* Per-slice weight gradients, summed in slice order after backward. */
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
@@ -237,14 +245,14 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
             /* dense_2: `dense 10 softmax init=uniform` (line 11) */
             dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
             /* loss */
-            loss_forward_backward(dense_2_dout, &loss[c], &correct[c], dense_2_out, labels, n, lo, hi);
+            loss_forward_backward(GRAD(grad_a, 10), &loss[c], &correct[c], dense_2_out, labels, n, lo, hi);
             /* dense_2: `dense 10 softmax init=uniform` (line 11) */
-            dense_2_backward(dropout_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, dropout_1_out,
+            dense_2_backward(GRAD(grad_b, 800), slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, GRAD(grad_a, 10), dense_2_out, dropout_1_out,
                             params + DENSE_2_W, lo, hi);
             /* dropout_1: `dropout 0.5` (line 10) */
-            dropout_1_backward(dense_1_dout, dropout_1_dout, dropout_1_mask, lo, hi);
+            dropout_1_backward(GRAD(grad_a, 800), GRAD(grad_b, 800), dropout_1_mask, lo, hi);
             /* dense_1: `dense 800 relu init=uniform` (line 9) */
-            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, x,
+            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, GRAD(grad_a, 800), dense_1_out, x,
                             params + DENSE_1_W, lo, hi);
         }
 

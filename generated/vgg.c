@@ -73,23 +73,26 @@ static const nnc_tensor_info param_tensors[] = {
 /* ---- activations and their gradients, one slot per sample of the largest batch ---- */
 /* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
 static float conv2d_1_out[B * 21632 + VEC] ALIGNED; /* [n][26][26][32] */
-static float conv2d_1_dout[B * 21632 + VEC] ALIGNED;
 static float conv2d_2_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
-static float conv2d_2_dout[B * 18432 + VEC] ALIGNED;
 static float max_pooling2d_1_out[B * 4608 + VEC] ALIGNED; /* [n][12][12][32] */
-static float max_pooling2d_1_dout[B * 4608 + VEC] ALIGNED;
 static int32_t max_pooling2d_1_argmax[B * 4608]; /* index into the input of each output's maximum */
 static float conv2d_3_out[B * 6400 + VEC] ALIGNED; /* [n][10][10][64] */
-static float conv2d_3_dout[B * 6400 + VEC] ALIGNED;
 static float conv2d_4_out[B * 4096 + VEC] ALIGNED; /* [n][8][8][64] */
-static float conv2d_4_dout[B * 4096 + VEC] ALIGNED;
 static float max_pooling2d_2_out[B * 1024 + VEC] ALIGNED; /* [n][4][4][64] */
-static float max_pooling2d_2_dout[B * 1024 + VEC] ALIGNED;
 static int32_t max_pooling2d_2_argmax[B * 1024]; /* index into the input of each output's maximum */
 static float dense_1_out[B * 512 + VEC] ALIGNED; /* [n][512] */
-static float dense_1_dout[B * 512 + VEC] ALIGNED;
 static float dense_2_out[B * 10 + VEC] ALIGNED; /* [n][10] */
-static float dense_2_dout[B * 10 + VEC] ALIGNED;
+
+/*
+ * Gradients of the activations, dL/d(out). Backward reads a layer's from one of these and
+ * writes its input's into the other, so the two take turns down the network. The slices run
+ * several layers without waiting for each other, so each slice keeps to its own region:
+ * GRAD(buf, size) is where sample b's gradient of `size` floats starts, minus b * size, for b
+ * in this slice [lo, hi): regions [lo * LARGEST, hi * LARGEST) never overlap.
+ */
+#define LARGEST 21632 /* floats in the largest activation of one sample */
+#define GRAD(buf, size) ((buf) + (size_t)lo * (LARGEST - (size)))
+static float grad_a[B * LARGEST + VEC] ALIGNED, grad_b[B * LARGEST + VEC] ALIGNED;
 
 /* Per-slice weight gradients, summed in slice order after backward. */
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
@@ -894,25 +897,25 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
             /* dense_2: `dense 10 softmax` (line 17) */
             dense_2_forward(dense_2_out, dense_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
             /* loss */
-            loss_forward_backward(dense_2_dout, &loss[c], &correct[c], dense_2_out, labels, n, lo, hi);
+            loss_forward_backward(GRAD(grad_b, 10), &loss[c], &correct[c], dense_2_out, labels, n, lo, hi);
             /* dense_2: `dense 10 softmax` (line 17) */
-            dense_2_backward(dense_1_dout, slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, dense_2_dout, dense_2_out, dense_1_out,
+            dense_2_backward(GRAD(grad_a, 512), slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, GRAD(grad_b, 10), dense_2_out, dense_1_out,
                             params + DENSE_2_W, lo, hi);
             /* dense_1: `dense 512 relu` (line 16) */
-            dense_1_backward(max_pooling2d_2_dout, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, dense_1_dout, dense_1_out, max_pooling2d_2_out,
+            dense_1_backward(GRAD(grad_b, 1024), slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, GRAD(grad_a, 512), dense_1_out, max_pooling2d_2_out,
                             params + DENSE_1_W, lo, hi);
             /* max_pooling2d_2: `maxpool 2x2` (line 14) */
-            max_pooling2d_2_backward(conv2d_4_dout, max_pooling2d_2_dout, max_pooling2d_2_argmax, lo, hi);
+            max_pooling2d_2_backward(GRAD(grad_a, 4096), GRAD(grad_b, 1024), max_pooling2d_2_argmax, lo, hi);
             /* conv2d_4: `conv 64 3x3 relu` (line 13) */
-            conv2d_4_backward(conv2d_3_dout, slice_grads[c] + CONV2D_4_W, slice_grads[c] + CONV2D_4_B, conv2d_4_dout, conv2d_4_out, conv2d_3_out, lo, hi);
+            conv2d_4_backward(GRAD(grad_b, 6400), slice_grads[c] + CONV2D_4_W, slice_grads[c] + CONV2D_4_B, GRAD(grad_a, 4096), conv2d_4_out, conv2d_3_out, lo, hi);
             /* conv2d_3: `conv 64 3x3 relu` (line 12) */
-            conv2d_3_backward(max_pooling2d_1_dout, slice_grads[c] + CONV2D_3_W, slice_grads[c] + CONV2D_3_B, conv2d_3_dout, conv2d_3_out, max_pooling2d_1_out, lo, hi);
+            conv2d_3_backward(GRAD(grad_a, 4608), slice_grads[c] + CONV2D_3_W, slice_grads[c] + CONV2D_3_B, GRAD(grad_b, 6400), conv2d_3_out, max_pooling2d_1_out, lo, hi);
             /* max_pooling2d_1: `maxpool 2x2` (line 11) */
-            max_pooling2d_1_backward(conv2d_2_dout, max_pooling2d_1_dout, max_pooling2d_1_argmax, lo, hi);
+            max_pooling2d_1_backward(GRAD(grad_b, 18432), GRAD(grad_a, 4608), max_pooling2d_1_argmax, lo, hi);
             /* conv2d_2: `conv 32 3x3 relu` (line 10) */
-            conv2d_2_backward(conv2d_1_dout, slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, conv2d_2_dout, conv2d_2_out, conv2d_1_out, lo, hi);
+            conv2d_2_backward(GRAD(grad_a, 21632), slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, GRAD(grad_b, 18432), conv2d_2_out, conv2d_1_out, lo, hi);
             /* conv2d_1: `conv 32 3x3 relu` (line 9) */
-            conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, conv2d_1_dout, conv2d_1_out, x, lo, hi);
+            conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, GRAD(grad_a, 21632), conv2d_1_out, x, lo, hi);
         }
 
         /* the batch's gradient: the slices' sums, in slice order */
