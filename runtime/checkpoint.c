@@ -80,18 +80,6 @@ static float get_f32(const uint8_t *p) {
     return f;
 }
 
-/* zlib's crc32 takes a uInt length: feed it in chunks. */
-static uint32_t crc32_of(const uint8_t *p, size_t len) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (len > 0) {
-        uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        crc = crc32(crc, p, chunk);
-        p += chunk;
-        len -= chunk;
-    }
-    return (uint32_t)crc;
-}
-
 static size_t checkpoint_size(uint64_t n_params, uint64_t n_state) {
     return CKPT_HEADER_BYTES + 4 * (size_t)(n_params + n_state) + CKPT_CRC_BYTES;
 }
@@ -195,7 +183,7 @@ static uint8_t *checkpoint_encode(const nnc_model *m, const float *params, const
         memcpy(p + 8, section->buf, section->len);
         p += 8 + section->len;
     }
-    put_u32(p, crc32_of(buf, (size_t)(p - buf)));
+    put_u32(p, nnc_crc32(0, buf, (size_t)(p - buf)));
     return buf;
 }
 
@@ -330,7 +318,7 @@ static int checkpoint_validate(const char *path, const nnc_model *m, const uint8
         return -1;
     }
     uint32_t stored_crc = get_u32(buf + size - CKPT_CRC_BYTES);
-    if (crc32_of(buf, size - CKPT_CRC_BYTES) != stored_crc) {
+    if (nnc_crc32(0, buf, size - CKPT_CRC_BYTES) != stored_crc) {
         nnc_set_error(err, errlen, "%s: checksum mismatch: file is corrupt", path);
         return -1;
     }

@@ -533,23 +533,11 @@ static int on_epoch(void *ctx, const nnc_train_state *ts, const float *params, c
 /* Training                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* zlib's crc32 takes a uInt length: feed it in chunks. */
-static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t len) {
-    uLong c = crc;
-    while (len > 0) {
-        uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        c = crc32(c, p, chunk);
-        p += chunk;
-        len -= chunk;
-    }
-    return (uint32_t)c;
-}
-
 /* Identifies the training data, so that --resume refuses to continue on other data. */
 static uint32_t dataset_crc(const nnc_dataset *ds) {
     uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
-    crc = crc_update(crc, ds->images, (size_t)ds->n * (size_t)ds->h * (size_t)ds->w);
-    return crc_update(crc, ds->labels, (size_t)ds->n);
+    crc = nnc_crc32(crc, ds->images, (size_t)ds->n * (size_t)ds->h * (size_t)ds->w);
+    return nnc_crc32(crc, ds->labels, (size_t)ds->n);
 }
 
 /* A resumed run must be the run that was interrupted; say which option differs. */

@@ -67,6 +67,9 @@ static inline float nnc_hash_uniform(uint64_t key, uint64_t index)
 /* Format a message into err[errlen] (nothing if err is NULL): how every runtime function reports a failure. */
 void nnc_set_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* CRC-32 (zlib's) of p[0..len) continued from crc (0 to start), for any length. */
+uint32_t nnc_crc32(uint32_t crc, const uint8_t *p, size_t len);
+
 /* 1 if every x[0..n) is finite (no NaN, no infinity). */
 int nnc_all_finite(const float *x, size_t n);
 

@@ -2,6 +2,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include <zlib.h>
+
 #include "nncrt.h"
 
 int nnc_all_finite(const float *x, size_t n)
@@ -21,4 +23,17 @@ void nnc_set_error(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+uint32_t nnc_crc32(uint32_t crc, const uint8_t *p, size_t len)
+{
+    /* zlib's crc32 takes a uInt length: feed it in chunks. */
+    uLong c = crc;
+    while (len > 0) {
+        uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        c = crc32(c, p, chunk);
+        p += chunk;
+        len -= chunk;
+    }
+    return (uint32_t)c;
 }
