@@ -232,6 +232,9 @@ void nnc_dataset_free(nnc_dataset *ds);
  * *count the number of bytes (the product of the sizes). */
 int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data, size_t *count, char *err,
                  size_t errlen);
+/* The same for a file's bytes already in memory; `name` is for messages. */
+int nnc_idx_decode(const char *name, const uint8_t *bytes, size_t len, int expect_dims, int dims[3], uint8_t **data,
+                   size_t *count, char *err, size_t errlen);
 /* (added) Does the dataset fit the model: h x w == in_h x in_w, in_c == 1 and
  * every label < n_classes? `what` names the data in the message. */
 int nnc_dataset_check(const nnc_dataset *ds, const nnc_model *m, const char *what, char *err, size_t errlen);

@@ -156,6 +156,88 @@ Test(runtime_idx, refuses_corrupt_gzip) {
 
 Test(runtime_idx, refuses_missing_file) { expect_read_fails("nope", 3, "cannot open"); }
 
+/* The bytes of a file in the test directory. */
+static uint8_t *slurp(const char *name, size_t *len) {
+    char path[256];
+    path_of(path, sizeof path, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    uint8_t *buf = malloc(1 << 16);
+    *len = fread(buf, 1, 1 << 16, f);
+    fclose(f);
+    return buf;
+}
+
+static void spit(const char *name, const uint8_t *bytes, size_t len) {
+    char path[256];
+    path_of(path, sizeof path, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+}
+
+/* `cat a.gz b.gz > ab.gz` is one valid gzip file (gzip itself reads it). */
+Test(runtime_idx, reads_gzip_of_two_members) {
+    uint8_t h[16];
+    size_t hl = idx_header(h, 0x803, 3, img_sizes);
+    uint8_t data[60];
+    for (int i = 0; i < 60; i++) data[i] = (uint8_t)(i % 251);
+    char path[256];
+    path_of(path, sizeof path, "two.gz");
+    for (int member = 0; member < 2; member++) { /* header in the first member, data in the second */
+        gzFile f = gzopen(path, member ? "ab" : "wb");
+        cr_assert_not_null(f);
+        if (member) cr_assert_eq(gzwrite(f, data, 60), 60);
+        else cr_assert_eq(gzwrite(f, h, (unsigned)hl), (int)hl);
+        cr_assert_eq(gzclose(f), Z_OK);
+    }
+    expect_read_ok("two.gz");
+}
+
+Test(runtime_idx, refuses_gzip_without_its_trailer_or_with_a_wrong_crc) {
+    write_idx("a.gz", 1, 0x803, 3, img_sizes, 60);
+    size_t len;
+    uint8_t *bytes = slurp("a.gz", &len);
+    spit("notrailer.gz", bytes, len - 8); /* the data is all there, its CRC and length are not */
+    expect_read_fails("notrailer.gz", 3, "corrupt after the data");
+    bytes[len - 8] ^= 0x01; /* the CRC-32 of the uncompressed data */
+    spit("badcrc.gz", bytes, len);
+    expect_read_fails("badcrc.gz", 3, "incorrect data check");
+    free(bytes);
+}
+
+Test(runtime_idx, refuses_garbage_after_the_gzip_stream) {
+    write_idx("a.gz", 1, 0x803, 3, img_sizes, 60);
+    size_t len;
+    uint8_t *bytes = slurp("a.gz", &len);
+    bytes = realloc(bytes, len + 3);
+    memcpy(bytes + len, "xyz", 3);
+    spit("garbage.gz", bytes, len + 3);
+    expect_read_fails("garbage.gz", 3, "trailing");
+    free(bytes);
+}
+
+/* The decoder the reader uses, on bytes in memory, naming what it was given. */
+Test(runtime_idx, decodes_from_memory) {
+    const uint32_t n[1] = {3};
+    uint8_t buf[11];
+    size_t hl = idx_header(buf, 0x801, 1, n);
+    buf[hl] = 7, buf[hl + 1] = 8, buf[hl + 2] = 9;
+    int dims[3];
+    uint8_t *data;
+    size_t count;
+    char err[256] = "";
+    cr_assert_eq(nnc_idx_decode("mem", buf, hl + 3, 1, dims, &data, &count, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(count, 3);
+    cr_expect_eq(dims[0], 3);
+    cr_expect_eq(data[2], 9);
+    free(data);
+    cr_assert_eq(nnc_idx_decode("mem", buf, hl + 2, 1, dims, &data, &count, err, sizeof err), -1);
+    cr_expect_null(data);
+    cr_expect_not_null(strstr(err, "mem: truncated"), "%s", err);
+}
+
 /* ------------------------------------------------------------------------ */
 
 static void write_split(const char *prefix, int gzip, uint32_t n_images, uint32_t n_labels) {
