@@ -69,8 +69,9 @@ $(BUILD)/compiler/%.o: compiler/%.c compiler/*.h runtime/nncrt.h $(BUILD)/gen/pa
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/nnc: $(COMPILER_OBJ) $(BUILD)/compiler/main.o
-	$(CC) $(CFLAGS) -o $@ $^ -lm
+# The compiler shares the runtime's file writing (files.c, util.c), not the rest of it.
+$(BUILD)/nnc: $(COMPILER_OBJ) $(BUILD)/compiler/main.o $(BUILD)/runtime/files.o $(BUILD)/runtime/util.o
+	$(CC) $(CFLAGS) -o $@ $^ -lz -lm
 
 # ---- the runtime ---------------------------------------------------------
 $(BUILD)/runtime/%.o: runtime/%.c runtime/*.h | $(DEPS_STAMP)

@@ -13,8 +13,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "model.h"
 
@@ -28,43 +26,6 @@ static void usage(FILE *out)
           "       nnc --check MODEL.nn        check the model, write nothing\n"
           "       nnc --help | --version\n",
           out);
-}
-
-/* Write `len` bytes to path through a temporary file and a rename. */
-static int write_atomically(const char *path, const char *data, size_t len)
-{
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return -1;
-    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        fprintf(stderr, "nnc: cannot write %s: %s\n", path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    /* mkstemp makes the file 0600; generated C is an ordinary file, so honour the umask as open() would. */
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
-    FILE *f = fdopen(fd, "wb");
-    int ok = f && fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fd) == 0;
-    int saved = errno;
-    if (f)
-        ok = (fclose(f) == 0) && ok;
-    else
-        close(fd);
-    if (ok && rename(tmp, path) != 0) {
-        saved = errno;
-        ok = 0;
-    }
-    if (!ok) {
-        fprintf(stderr, "nnc: cannot write %s: %s\n", path, strerror(saved));
-        unlink(tmp);
-    }
-    free(tmp);
-    return ok ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -141,10 +102,16 @@ int main(int argc, char **argv)
             if (fclose(mem) != 0)
                 status = 1;
             if (status == 0) {
-                if (output && strcmp(output, "-") != 0)
-                    status = write_atomically(output, text, len) == 0 ? 0 : 1;
-                else
+                if (output && strcmp(output, "-") != 0) {
+                    /* never a half-written file: see runtime/files.c */
+                    char err[512];
+                    if (nnc_write_file_atomically(output, text, len, err, sizeof err) != 0) {
+                        fprintf(stderr, "nnc: %s\n", err);
+                        status = 1;
+                    }
+                } else {
                     status = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 1;
+                }
             }
             free(text);
         }

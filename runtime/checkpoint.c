@@ -51,6 +51,8 @@
 #define CKPT_VERSION_TRAIN 2u /* weights and a training section */
 #define CKPT_HEADER_BYTES 40
 #define CKPT_CRC_BYTES 4
+/* Far above any model the compiler accepts: refuse bigger files before reading them whole. */
+#define CKPT_MAX_FILE_BYTES ((size_t)1 << 34)
 
 static void put_u32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -187,50 +189,6 @@ static uint8_t *checkpoint_encode(const nnc_model *m, const float *params, const
     return buf;
 }
 
-/* Write all of buf to a fresh temp file next to `path`, make it durable, rename. */
-int nnc_write_file_atomically(const char *path, const void *buf, size_t size, char *err, size_t errlen) {
-    size_t tmp_len = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *tmp = malloc(tmp_len);
-    if (!tmp) {
-        nnc_set_error(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        nnc_set_error(err, errlen, "%s: cannot create a temporary file %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    /* mkstemp makes the file 0600; a checkpoint is an ordinary file. */
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        nnc_set_error(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    if (fwrite(buf, 1, size, f) != size || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        nnc_set_error(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
-        fclose(f);
-        goto fail;
-    }
-    if (fclose(f) != 0) {
-        nnc_set_error(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        nnc_set_error(err, errlen, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    free(tmp);
-    return 0;
-fail:
-    remove(tmp);
-    free(tmp);
-    return -1;
-}
-
 int nnc_checkpoint_save(const char *path, const nnc_model *m, const float *params, const float *state,
                         const float prep[2], char *err, size_t errlen) {
     size_t size;
@@ -242,36 +200,6 @@ int nnc_checkpoint_save(const char *path, const nnc_model *m, const float *param
     int rc = nnc_write_file_atomically(path, buf, size, err, errlen);
     free(buf);
     return rc;
-}
-
-/* Read a whole file into memory; its length comes from fstat. */
-static uint8_t *read_whole_file(const char *path, size_t *size, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nnc_set_error(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        nnc_set_error(err, errlen, "%s: not a regular file", path);
-        fclose(f);
-        return NULL;
-    }
-    *size = (size_t)st.st_size;
-    uint8_t *buf = malloc(*size > 0 ? *size : 1);
-    if (!buf) {
-        nnc_set_error(err, errlen, "%s: out of memory for %zu bytes", path, *size);
-        fclose(f);
-        return NULL;
-    }
-    if (fread(buf, 1, *size, f) != *size) {
-        nnc_set_error(err, errlen, "%s: read error: %s", path, ferror(f) ? strerror(errno) : "file shrank while reading");
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    return buf;
 }
 
 /* The size a file of this version and these sizes has; version 2 reads its
@@ -341,8 +269,8 @@ static int checkpoint_validate(const char *path, const nnc_model *m, const uint8
 static uint8_t *load_weights(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
                              uint64_t *section_bytes, char *err, size_t errlen) {
     size_t size;
-    uint8_t *buf = read_whole_file(path, &size, err, errlen);
-    if (!buf) return NULL;
+    uint8_t *buf;
+    if (nnc_read_file(path, "a checkpoint", CKPT_MAX_FILE_BYTES, &buf, &size, err, errlen) != 0) return NULL;
     if (checkpoint_validate(path, m, buf, size, section_bytes, err, errlen) != 0) {
         free(buf);
         return NULL;

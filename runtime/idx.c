@@ -231,53 +231,6 @@ fail:
 
 /* ---- files ----------------------------------------------------------------- */
 
-/* The whole of `path` in a malloc'ed buffer (any kind of file, pipes too). */
-static int read_whole_file(const char *path, uint8_t **bytes, size_t *len, char *err, size_t errlen) {
-    *bytes = NULL;
-    *len = 0;
-    errno = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nnc_set_error(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "unknown error");
-        return -1;
-    }
-    size_t cap = 1 << 20, n = 0;
-    uint8_t *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        if (cap > IDX_MAX_BYTES) { /* one byte past the limit is enough to refuse */
-            nnc_set_error(err, errlen, "%s: larger than %zu bytes, too large for an IDX file we can use", path, IDX_MAX_BYTES);
-            goto fail;
-        }
-        uint8_t *bigger = realloc(buf, cap * 2);
-        if (!bigger) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = bigger;
-        cap *= 2;
-    }
-    if (!buf) {
-        nnc_set_error(err, errlen, "%s: out of memory while reading", path);
-        goto fail;
-    }
-    if (ferror(f)) {
-        nnc_set_error(err, errlen, "%s: read error: %s", path, strerror(errno));
-        goto fail;
-    }
-    fclose(f);
-    *bytes = buf;
-    *len = n;
-    return 0;
-
-fail:
-    free(buf);
-    fclose(f);
-    return -1;
-}
-
 int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data, size_t *count, char *err,
                  size_t errlen) {
     *data = NULL;
@@ -285,7 +238,7 @@ int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data,
     dims[0] = dims[1] = dims[2] = 1;
     uint8_t *bytes;
     size_t len;
-    if (read_whole_file(path, &bytes, &len, err, errlen) != 0) return -1;
+    if (nnc_read_file(path, "an IDX file", IDX_MAX_BYTES, &bytes, &len, err, errlen) != 0) return -1;
     int rc = nnc_idx_decode(path, bytes, len, expect_dims, dims, data, count, err, errlen);
     free(bytes);
     return rc;

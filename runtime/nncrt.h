@@ -293,9 +293,13 @@ int nnc_checkpoint_save_train(const char *path, const nnc_model *m, const float 
 int nnc_checkpoint_load_train(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
                               nnc_run_key *key, nnc_train_state *ts, char *err, size_t errlen);
 
-/* (added) Write size bytes to a temporary file next to path, fsync, rename:
- * path is either the old file or the whole new one, never a part. */
+/* Files (files.c). Write size bytes to a temporary file next to path, fsync,
+ * rename: path is either the old file or the whole new one, never a part. */
 int nnc_write_file_atomically(const char *path, const void *buf, size_t size, char *err, size_t errlen);
+/* Read a whole file (regular or not) into a malloc'ed *data; a file of more
+ * than max_bytes is refused, naming `what` it should have been ("a
+ * checkpoint"), without reading much past that. */
+int nnc_read_file(const char *path, const char *what, size_t max_bytes, uint8_t **data, size_t *size, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------ */
 /* The trainer: the whole command line of a generated program.              */

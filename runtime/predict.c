@@ -55,51 +55,8 @@ typedef struct {
 } grey_image;
 
 /* ------------------------------------------------------------------------ */
-/* Reading files                                                            */
+/* Decoding PNG and PGM (the file is read whole by nnc_read_file)           */
 /* ------------------------------------------------------------------------ */
-
-/* The whole file into memory: both decoders then work on bytes, and a
- * truncated file is simply a short buffer. */
-static int read_whole_file(const char *path, unsigned char **data, size_t *size, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nnc_set_error(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= (size_t)MAX_FILE_BYTES) {
-                nnc_set_error(err, errlen, "%s: larger than %ld MiB; not a digit image", path, MAX_FILE_BYTES >> 20);
-                free(buf), fclose(f);
-                return -1;
-            }
-            cap = cap ? 2 * cap : 65536;
-            unsigned char *grown = realloc(buf, cap);
-            if (!grown) {
-                nnc_set_error(err, errlen, "%s: out of memory reading it", path);
-                free(buf), fclose(f);
-                return -1;
-            }
-            buf = grown;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        /* A directory opens fine on Linux and fails here with EISDIR. */
-        nnc_set_error(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        free(buf);
-        return -1;
-    }
-    *data = buf;
-    *size = len;
-    return 0;
-}
 
 static int check_size(const char *path, long w, long h, char *err, size_t errlen) {
     if (w <= 0 || h <= 0) {
@@ -266,7 +223,7 @@ static int load_grey(const char *path, grey_image *g, char *err, size_t errlen) 
     static const unsigned char png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     unsigned char *data;
     size_t size;
-    if (read_whole_file(path, &data, &size, err, errlen) != 0) return -1;
+    if (nnc_read_file(path, "a digit image", MAX_FILE_BYTES, &data, &size, err, errlen) != 0) return -1;
     int rc;
     if (size >= 8 && memcmp(data, png_signature, 8) == 0)
         rc = png_to_grey(path, data, size, g, err, errlen);
