@@ -747,13 +747,17 @@ static void emit_batchnorm(emitter *e, int i)
     emit(e, "        running[%d + c] = %s * running[%d + c] + (1.0f - %s) * (float)unbiased;\n", C, mom, C, mom);
     emit(e, "    }\n}\n\n");
 
-    emit(e, "static void %s_normalize(float *restrict out, float *restrict xhat, const float *restrict in,\n", id);
-    emit(e, "                             const float *restrict gamma, const float *restrict beta, int lo, int hi)\n{\n");
+    emit(e, "/* The normalized input. Backward recomputes it from the input, which is kept anyway,\n");
+    emit(e, "   rather than storing a copy of the whole activation. */\n");
+    emit(e, "static inline float %s_xhat(const float *restrict in, size_t at, int c)\n{\n", id);
+    emit(e, "    return (in[at] - %s_mean[c]) * %s_inv_std[c];\n}\n\n", id, id);
+
+    emit(e, "static void %s_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,\n", id);
+    emit(e, "                             const float *restrict beta, int lo, int hi)\n{\n");
     emit(e, "    for (size_t p = (size_t)lo * %d; p < (size_t)hi * %d; p++)\n", P, P);
     emit(e, "        for (int c = 0; c < %d; c++) {\n", C);
     emit(e, "            size_t at = p * %d + c;\n", C);
-    emit(e, "            xhat[at] = (in[at] - %s_mean[c]) * %s_inv_std[c];\n", id, id);
-    emit(e, "            out[at] = gamma[c] * xhat[at] + beta[c];\n        }\n}\n\n");
+    emit(e, "            out[at] = gamma[c] * %s_xhat(in, at, c) + beta[c];\n        }\n}\n\n", id);
 
     emit(e, "/* Inference: the running statistics instead of the batch's. */\n");
     emit(e, "static void %s_forward_infer(float *restrict out, const float *restrict in, const float *restrict gamma,\n", id);
@@ -768,18 +772,18 @@ static void emit_batchnorm(emitter *e, int i)
 
     emit(e, "/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */\n");
     emit(e, "static void %s_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,\n", id);
-    emit(e, "                                const float *restrict xhat, int lo, int hi)\n{\n");
+    emit(e, "                                const float *restrict in, int lo, int hi)\n{\n");
     emit(e, "    double sg[%d] = {0}, sb[%d] = {0};\n", C, C);
     emit(e, "    for (size_t p = (size_t)lo * %d; p < (size_t)hi * %d; p++)\n", P, P);
     emit(e, "        for (int c = 0; c < %d; c++) {\n", C);
     emit(e, "            size_t at = p * %d + c;\n", C);
-    emit(e, "            sg[c] += (double)dout[at] * xhat[at];\n            sb[c] += dout[at];\n        }\n");
+    emit(e, "            sg[c] += (double)dout[at] * %s_xhat(in, at, c);\n            sb[c] += dout[at];\n        }\n", id);
     emit(e, "    for (int c = 0; c < %d; c++) {\n        dgamma[c] = (float)sg[c];\n        dbeta[c] = (float)sb[c];\n    }\n}\n\n", C);
 
     if (e->input_is_x[i])
         return;
     emit(e, "/* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */\n");
-    emit(e, "static void %s_backward_input(float *restrict din, const float *restrict dout, const float *restrict xhat,\n", id);
+    emit(e, "static void %s_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,\n", id);
     emit(e, "                               const float *restrict gamma, const float *restrict dgamma_total,\n");
     emit(e, "                               const float *restrict dbeta_total, int n, int lo, int hi)\n{\n");
     emit(e, "    float inv_count = 1.0f / ((float)n * %d);\n", P);
@@ -787,7 +791,7 @@ static void emit_batchnorm(emitter *e, int i)
     emit(e, "        for (int c = 0; c < %d; c++) {\n", C);
     emit(e, "            size_t at = p * %d + c;\n", C);
     emit(e, "            din[at] = gamma[c] * %s_inv_std[c] *\n", id);
-    emit(e, "                      (dout[at] - dbeta_total[c] * inv_count - xhat[at] * dgamma_total[c] * inv_count);\n");
+    emit(e, "                      (dout[at] - dbeta_total[c] * inv_count - %s_xhat(in, at, c) * dgamma_total[c] * inv_count);\n", id);
     emit(e, "        }\n}\n");
 }
 
@@ -899,8 +903,6 @@ static void emit_buffers(emitter *e)
             emit(e, "static int32_t %s_argmax[B * %d]; /* index into the input of each output's maximum */\n", l->ident, S);
         if (l->kind == LAYER_DROPOUT)
             emit(e, "static float %s_mask[B * %d]; /* 0 or 1/(1 - rate) */\n", l->ident, S);
-        if (l->kind == LAYER_BATCHNORM)
-            emit(e, "static float %s_xhat[B * %d]; /* normalized input, kept for backward */\n", l->ident, S);
     }
     int largest = 0, computing = 0;
     for (int i = 0; i < m->n_layers; i++)
@@ -1023,8 +1025,8 @@ static void emit_forward_call(emitter *e, int i, int training)
         emit(e, "            %s_sums(%s_partial[c][0], %s_partial[c][1], %s, lo, hi);\n", id, id, id, in);
         emit_single(e, "%s_combine(state + %s_RUNNING, n);", id, up);
         slice_loop_begin(e);
-        emit(e, "            %s_normalize(%s_out, %s_xhat, %s, params + %s_GAMMA, params + %s_BETA, lo, hi);\n", id, id,
-             id, in, up, up);
+        emit(e, "            %s_normalize(%s_out, %s, params + %s_GAMMA, params + %s_BETA, lo, hi);\n", id, id, in, up,
+             up);
         return;
     }
     slice_loop_begin(e);
@@ -1097,14 +1099,14 @@ static void emit_backward_call(emitter *e, int i)
         emit(e, "            %s_backward(%s, %s, %s_out, lo, hi);\n", id, din, dout, id);
         break;
     case LAYER_BATCHNORM:
-        emit(e, "            %s_backward_params(slice_grads[c] + %s_GAMMA, slice_grads[c] + %s_BETA, %s, %s_xhat, lo, hi);\n",
-             id, up, up, dout, id);
+        emit(e, "            %s_backward_params(slice_grads[c] + %s_GAMMA, slice_grads[c] + %s_BETA, %s, %s, lo, hi);\n", id,
+             up, up, dout, in);
         if (first)
             break;
         emit_single(e, "sum_slices(%s_totals, %s_GAMMA, %d);", id, up, 2 * l->out.c);
         slice_loop_begin(e);
-        emit(e, "            %s_backward_input(%s, %s, %s_xhat, params + %s_GAMMA, %s_totals, %s_totals + %d, n, lo, hi);\n",
-             id, din, dout, id, up, id, id, l->out.c);
+        emit(e, "            %s_backward_input(%s, %s, %s, params + %s_GAMMA, %s_totals, %s_totals + %d, n, lo, hi);\n", id,
+             din, dout, in, up, id, id, l->out.c);
         break;
     case LAYER_FLATTEN:
         break;

@@ -99,23 +99,18 @@ static const nnc_tensor_info param_tensors[] = {
 /* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
 static float conv2d_1_out[B * 21632 + VEC] ALIGNED; /* [n][26][26][32] */
 static float batch_normalization_1_out[B * 21632 + VEC] ALIGNED; /* [n][26][26][32] */
-static float batch_normalization_1_xhat[B * 21632]; /* normalized input, kept for backward */
 static float conv2d_2_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
 static float batch_normalization_2_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
-static float batch_normalization_2_xhat[B * 18432]; /* normalized input, kept for backward */
 static float max_pooling2d_1_out[B * 4608 + VEC] ALIGNED; /* [n][12][12][32] */
 static int32_t max_pooling2d_1_argmax[B * 4608]; /* index into the input of each output's maximum */
 static float conv2d_3_out[B * 6400 + VEC] ALIGNED; /* [n][10][10][64] */
 static float batch_normalization_3_out[B * 6400 + VEC] ALIGNED; /* [n][10][10][64] */
-static float batch_normalization_3_xhat[B * 6400]; /* normalized input, kept for backward */
 static float conv2d_4_out[B * 4096 + VEC] ALIGNED; /* [n][8][8][64] */
 static float batch_normalization_4_out[B * 4096 + VEC] ALIGNED; /* [n][8][8][64] */
-static float batch_normalization_4_xhat[B * 4096]; /* normalized input, kept for backward */
 static float max_pooling2d_2_out[B * 1024 + VEC] ALIGNED; /* [n][4][4][64] */
 static int32_t max_pooling2d_2_argmax[B * 1024]; /* index into the input of each output's maximum */
 static float dense_1_out[B * 512 + VEC] ALIGNED; /* [n][512] */
 static float batch_normalization_5_out[B * 512 + VEC] ALIGNED; /* [n][512] */
-static float batch_normalization_5_xhat[B * 512]; /* normalized input, kept for backward */
 static float dropout_1_out[B * 512 + VEC] ALIGNED; /* [n][512] */
 static float dropout_1_mask[B * 512]; /* 0 or 1/(1 - rate) */
 static float dense_2_out[B * 10 + VEC] ALIGNED; /* [n][10] */
@@ -275,14 +270,20 @@ static void batch_normalization_1_combine(float *restrict running, int n)
     }
 }
 
-static void batch_normalization_1_normalize(float *restrict out, float *restrict xhat, const float *restrict in,
-                             const float *restrict gamma, const float *restrict beta, int lo, int hi)
+/* The normalized input. Backward recomputes it from the input, which is kept anyway,
+   rather than storing a copy of the whole activation. */
+static inline float batch_normalization_1_xhat(const float *restrict in, size_t at, int c)
+{
+    return (in[at] - batch_normalization_1_mean[c]) * batch_normalization_1_inv_std[c];
+}
+
+static void batch_normalization_1_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,
+                             const float *restrict beta, int lo, int hi)
 {
     for (size_t p = (size_t)lo * 676; p < (size_t)hi * 676; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            xhat[at] = (in[at] - batch_normalization_1_mean[c]) * batch_normalization_1_inv_std[c];
-            out[at] = gamma[c] * xhat[at] + beta[c];
+            out[at] = gamma[c] * batch_normalization_1_xhat(in, at, c) + beta[c];
         }
 }
 
@@ -302,13 +303,13 @@ static void batch_normalization_1_forward_infer(float *restrict out, const float
 
 /* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */
 static void batch_normalization_1_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,
-                                const float *restrict xhat, int lo, int hi)
+                                const float *restrict in, int lo, int hi)
 {
     double sg[32] = {0}, sb[32] = {0};
     for (size_t p = (size_t)lo * 676; p < (size_t)hi * 676; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            sg[c] += (double)dout[at] * xhat[at];
+            sg[c] += (double)dout[at] * batch_normalization_1_xhat(in, at, c);
             sb[c] += dout[at];
         }
     for (int c = 0; c < 32; c++) {
@@ -318,7 +319,7 @@ static void batch_normalization_1_backward_params(float *restrict dgamma, float 
 }
 
 /* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */
-static void batch_normalization_1_backward_input(float *restrict din, const float *restrict dout, const float *restrict xhat,
+static void batch_normalization_1_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,
                                const float *restrict gamma, const float *restrict dgamma_total,
                                const float *restrict dbeta_total, int n, int lo, int hi)
 {
@@ -327,7 +328,7 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
             din[at] = gamma[c] * batch_normalization_1_inv_std[c] *
-                      (dout[at] - dbeta_total[c] * inv_count - xhat[at] * dgamma_total[c] * inv_count);
+                      (dout[at] - dbeta_total[c] * inv_count - batch_normalization_1_xhat(in, at, c) * dgamma_total[c] * inv_count);
         }
 }
 
@@ -522,14 +523,20 @@ static void batch_normalization_2_combine(float *restrict running, int n)
     }
 }
 
-static void batch_normalization_2_normalize(float *restrict out, float *restrict xhat, const float *restrict in,
-                             const float *restrict gamma, const float *restrict beta, int lo, int hi)
+/* The normalized input. Backward recomputes it from the input, which is kept anyway,
+   rather than storing a copy of the whole activation. */
+static inline float batch_normalization_2_xhat(const float *restrict in, size_t at, int c)
+{
+    return (in[at] - batch_normalization_2_mean[c]) * batch_normalization_2_inv_std[c];
+}
+
+static void batch_normalization_2_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,
+                             const float *restrict beta, int lo, int hi)
 {
     for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            xhat[at] = (in[at] - batch_normalization_2_mean[c]) * batch_normalization_2_inv_std[c];
-            out[at] = gamma[c] * xhat[at] + beta[c];
+            out[at] = gamma[c] * batch_normalization_2_xhat(in, at, c) + beta[c];
         }
 }
 
@@ -549,13 +556,13 @@ static void batch_normalization_2_forward_infer(float *restrict out, const float
 
 /* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */
 static void batch_normalization_2_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,
-                                const float *restrict xhat, int lo, int hi)
+                                const float *restrict in, int lo, int hi)
 {
     double sg[32] = {0}, sb[32] = {0};
     for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            sg[c] += (double)dout[at] * xhat[at];
+            sg[c] += (double)dout[at] * batch_normalization_2_xhat(in, at, c);
             sb[c] += dout[at];
         }
     for (int c = 0; c < 32; c++) {
@@ -565,7 +572,7 @@ static void batch_normalization_2_backward_params(float *restrict dgamma, float 
 }
 
 /* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */
-static void batch_normalization_2_backward_input(float *restrict din, const float *restrict dout, const float *restrict xhat,
+static void batch_normalization_2_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,
                                const float *restrict gamma, const float *restrict dgamma_total,
                                const float *restrict dbeta_total, int n, int lo, int hi)
 {
@@ -574,7 +581,7 @@ static void batch_normalization_2_backward_input(float *restrict din, const floa
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
             din[at] = gamma[c] * batch_normalization_2_inv_std[c] *
-                      (dout[at] - dbeta_total[c] * inv_count - xhat[at] * dgamma_total[c] * inv_count);
+                      (dout[at] - dbeta_total[c] * inv_count - batch_normalization_2_xhat(in, at, c) * dgamma_total[c] * inv_count);
         }
 }
 
@@ -802,14 +809,20 @@ static void batch_normalization_3_combine(float *restrict running, int n)
     }
 }
 
-static void batch_normalization_3_normalize(float *restrict out, float *restrict xhat, const float *restrict in,
-                             const float *restrict gamma, const float *restrict beta, int lo, int hi)
+/* The normalized input. Backward recomputes it from the input, which is kept anyway,
+   rather than storing a copy of the whole activation. */
+static inline float batch_normalization_3_xhat(const float *restrict in, size_t at, int c)
+{
+    return (in[at] - batch_normalization_3_mean[c]) * batch_normalization_3_inv_std[c];
+}
+
+static void batch_normalization_3_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,
+                             const float *restrict beta, int lo, int hi)
 {
     for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            xhat[at] = (in[at] - batch_normalization_3_mean[c]) * batch_normalization_3_inv_std[c];
-            out[at] = gamma[c] * xhat[at] + beta[c];
+            out[at] = gamma[c] * batch_normalization_3_xhat(in, at, c) + beta[c];
         }
 }
 
@@ -829,13 +842,13 @@ static void batch_normalization_3_forward_infer(float *restrict out, const float
 
 /* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */
 static void batch_normalization_3_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,
-                                const float *restrict xhat, int lo, int hi)
+                                const float *restrict in, int lo, int hi)
 {
     double sg[64] = {0}, sb[64] = {0};
     for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            sg[c] += (double)dout[at] * xhat[at];
+            sg[c] += (double)dout[at] * batch_normalization_3_xhat(in, at, c);
             sb[c] += dout[at];
         }
     for (int c = 0; c < 64; c++) {
@@ -845,7 +858,7 @@ static void batch_normalization_3_backward_params(float *restrict dgamma, float 
 }
 
 /* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */
-static void batch_normalization_3_backward_input(float *restrict din, const float *restrict dout, const float *restrict xhat,
+static void batch_normalization_3_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,
                                const float *restrict gamma, const float *restrict dgamma_total,
                                const float *restrict dbeta_total, int n, int lo, int hi)
 {
@@ -854,7 +867,7 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
             din[at] = gamma[c] * batch_normalization_3_inv_std[c] *
-                      (dout[at] - dbeta_total[c] * inv_count - xhat[at] * dgamma_total[c] * inv_count);
+                      (dout[at] - dbeta_total[c] * inv_count - batch_normalization_3_xhat(in, at, c) * dgamma_total[c] * inv_count);
         }
 }
 
@@ -1049,14 +1062,20 @@ static void batch_normalization_4_combine(float *restrict running, int n)
     }
 }
 
-static void batch_normalization_4_normalize(float *restrict out, float *restrict xhat, const float *restrict in,
-                             const float *restrict gamma, const float *restrict beta, int lo, int hi)
+/* The normalized input. Backward recomputes it from the input, which is kept anyway,
+   rather than storing a copy of the whole activation. */
+static inline float batch_normalization_4_xhat(const float *restrict in, size_t at, int c)
+{
+    return (in[at] - batch_normalization_4_mean[c]) * batch_normalization_4_inv_std[c];
+}
+
+static void batch_normalization_4_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,
+                             const float *restrict beta, int lo, int hi)
 {
     for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            xhat[at] = (in[at] - batch_normalization_4_mean[c]) * batch_normalization_4_inv_std[c];
-            out[at] = gamma[c] * xhat[at] + beta[c];
+            out[at] = gamma[c] * batch_normalization_4_xhat(in, at, c) + beta[c];
         }
 }
 
@@ -1076,13 +1095,13 @@ static void batch_normalization_4_forward_infer(float *restrict out, const float
 
 /* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */
 static void batch_normalization_4_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,
-                                const float *restrict xhat, int lo, int hi)
+                                const float *restrict in, int lo, int hi)
 {
     double sg[64] = {0}, sb[64] = {0};
     for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            sg[c] += (double)dout[at] * xhat[at];
+            sg[c] += (double)dout[at] * batch_normalization_4_xhat(in, at, c);
             sb[c] += dout[at];
         }
     for (int c = 0; c < 64; c++) {
@@ -1092,7 +1111,7 @@ static void batch_normalization_4_backward_params(float *restrict dgamma, float 
 }
 
 /* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */
-static void batch_normalization_4_backward_input(float *restrict din, const float *restrict dout, const float *restrict xhat,
+static void batch_normalization_4_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,
                                const float *restrict gamma, const float *restrict dgamma_total,
                                const float *restrict dbeta_total, int n, int lo, int hi)
 {
@@ -1101,7 +1120,7 @@ static void batch_normalization_4_backward_input(float *restrict din, const floa
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
             din[at] = gamma[c] * batch_normalization_4_inv_std[c] *
-                      (dout[at] - dbeta_total[c] * inv_count - xhat[at] * dgamma_total[c] * inv_count);
+                      (dout[at] - dbeta_total[c] * inv_count - batch_normalization_4_xhat(in, at, c) * dgamma_total[c] * inv_count);
         }
 }
 
@@ -1225,14 +1244,20 @@ static void batch_normalization_5_combine(float *restrict running, int n)
     }
 }
 
-static void batch_normalization_5_normalize(float *restrict out, float *restrict xhat, const float *restrict in,
-                             const float *restrict gamma, const float *restrict beta, int lo, int hi)
+/* The normalized input. Backward recomputes it from the input, which is kept anyway,
+   rather than storing a copy of the whole activation. */
+static inline float batch_normalization_5_xhat(const float *restrict in, size_t at, int c)
+{
+    return (in[at] - batch_normalization_5_mean[c]) * batch_normalization_5_inv_std[c];
+}
+
+static void batch_normalization_5_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,
+                             const float *restrict beta, int lo, int hi)
 {
     for (size_t p = (size_t)lo * 1; p < (size_t)hi * 1; p++)
         for (int c = 0; c < 512; c++) {
             size_t at = p * 512 + c;
-            xhat[at] = (in[at] - batch_normalization_5_mean[c]) * batch_normalization_5_inv_std[c];
-            out[at] = gamma[c] * xhat[at] + beta[c];
+            out[at] = gamma[c] * batch_normalization_5_xhat(in, at, c) + beta[c];
         }
 }
 
@@ -1252,13 +1277,13 @@ static void batch_normalization_5_forward_infer(float *restrict out, const float
 
 /* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */
 static void batch_normalization_5_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,
-                                const float *restrict xhat, int lo, int hi)
+                                const float *restrict in, int lo, int hi)
 {
     double sg[512] = {0}, sb[512] = {0};
     for (size_t p = (size_t)lo * 1; p < (size_t)hi * 1; p++)
         for (int c = 0; c < 512; c++) {
             size_t at = p * 512 + c;
-            sg[c] += (double)dout[at] * xhat[at];
+            sg[c] += (double)dout[at] * batch_normalization_5_xhat(in, at, c);
             sb[c] += dout[at];
         }
     for (int c = 0; c < 512; c++) {
@@ -1268,7 +1293,7 @@ static void batch_normalization_5_backward_params(float *restrict dgamma, float 
 }
 
 /* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */
-static void batch_normalization_5_backward_input(float *restrict din, const float *restrict dout, const float *restrict xhat,
+static void batch_normalization_5_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,
                                const float *restrict gamma, const float *restrict dgamma_total,
                                const float *restrict dbeta_total, int n, int lo, int hi)
 {
@@ -1277,7 +1302,7 @@ static void batch_normalization_5_backward_input(float *restrict din, const floa
         for (int c = 0; c < 512; c++) {
             size_t at = p * 512 + c;
             din[at] = gamma[c] * batch_normalization_5_inv_std[c] *
-                      (dout[at] - dbeta_total[c] * inv_count - xhat[at] * dgamma_total[c] * inv_count);
+                      (dout[at] - dbeta_total[c] * inv_count - batch_normalization_5_xhat(in, at, c) * dgamma_total[c] * inv_count);
         }
 }
 
@@ -1489,7 +1514,7 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_1_normalize(batch_normalization_1_out, batch_normalization_1_xhat, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, lo, hi);
+            batch_normalization_1_normalize(batch_normalization_1_out, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, lo, hi);
             /* conv2d_2: `conv 32 3x3 relu` (line 11) */
             conv2d_2_forward(conv2d_2_out, batch_normalization_1_out, params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
             /* batch_normalization_2: `batchnorm` (line 12) */
@@ -1501,7 +1526,7 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_2_normalize(batch_normalization_2_out, batch_normalization_2_xhat, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, lo, hi);
+            batch_normalization_2_normalize(batch_normalization_2_out, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, lo, hi);
             /* max_pooling2d_1: `maxpool 2x2` (line 13) */
             max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, batch_normalization_2_out, lo, hi);
             /* conv2d_3: `conv 64 3x3 relu` (line 14) */
@@ -1515,7 +1540,7 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_3_normalize(batch_normalization_3_out, batch_normalization_3_xhat, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, lo, hi);
+            batch_normalization_3_normalize(batch_normalization_3_out, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, lo, hi);
             /* conv2d_4: `conv 64 3x3 relu` (line 16) */
             conv2d_4_forward(conv2d_4_out, batch_normalization_3_out, params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
             /* batch_normalization_4: `batchnorm` (line 17) */
@@ -1527,7 +1552,7 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_4_normalize(batch_normalization_4_out, batch_normalization_4_xhat, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, lo, hi);
+            batch_normalization_4_normalize(batch_normalization_4_out, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, lo, hi);
             /* max_pooling2d_2: `maxpool 2x2` (line 18) */
             max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, batch_normalization_4_out, lo, hi);
             /* flatten_1: `flatten` is a view: NHWC rows are already flat */
@@ -1542,7 +1567,7 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_5_normalize(batch_normalization_5_out, batch_normalization_5_xhat, dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, params + BATCH_NORMALIZATION_5_BETA, lo, hi);
+            batch_normalization_5_normalize(batch_normalization_5_out, dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, params + BATCH_NORMALIZATION_5_BETA, lo, hi);
             /* dropout_1: `dropout 0.5` (line 22) */
             dropout_1_forward(dropout_1_out, dropout_1_mask, batch_normalization_5_out, dropout_key(ctx, 13), lo, hi);
             /* dense_2: `dense 10 softmax` (line 23) */
@@ -1555,7 +1580,7 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
             /* dropout_1: `dropout 0.5` (line 22) */
             dropout_1_backward(GRAD(grad_b, 512), GRAD(grad_a, 512), dropout_1_mask, lo, hi);
             /* batch_normalization_5: `batchnorm` (line 21) */
-            batch_normalization_5_backward_params(slice_grads[c] + BATCH_NORMALIZATION_5_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_5_BETA, GRAD(grad_b, 512), batch_normalization_5_xhat, lo, hi);
+            batch_normalization_5_backward_params(slice_grads[c] + BATCH_NORMALIZATION_5_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_5_BETA, GRAD(grad_b, 512), dense_1_out, lo, hi);
         }
 #pragma omp single
         sum_slices(batch_normalization_5_totals, BATCH_NORMALIZATION_5_GAMMA, 1024);
@@ -1563,14 +1588,14 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_5_backward_input(GRAD(grad_a, 512), GRAD(grad_b, 512), batch_normalization_5_xhat, params + BATCH_NORMALIZATION_5_GAMMA, batch_normalization_5_totals, batch_normalization_5_totals + 512, n, lo, hi);
+            batch_normalization_5_backward_input(GRAD(grad_a, 512), GRAD(grad_b, 512), dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, batch_normalization_5_totals, batch_normalization_5_totals + 512, n, lo, hi);
             /* dense_1: `dense 512 relu` (line 20) */
             dense_1_backward(GRAD(grad_b, 1024), slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, GRAD(grad_a, 512), dense_1_out, max_pooling2d_2_out,
                             params + DENSE_1_W, lo, hi);
             /* max_pooling2d_2: `maxpool 2x2` (line 18) */
             max_pooling2d_2_backward(GRAD(grad_a, 4096), GRAD(grad_b, 1024), max_pooling2d_2_argmax, lo, hi);
             /* batch_normalization_4: `batchnorm` (line 17) */
-            batch_normalization_4_backward_params(slice_grads[c] + BATCH_NORMALIZATION_4_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_4_BETA, GRAD(grad_a, 4096), batch_normalization_4_xhat, lo, hi);
+            batch_normalization_4_backward_params(slice_grads[c] + BATCH_NORMALIZATION_4_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_4_BETA, GRAD(grad_a, 4096), conv2d_4_out, lo, hi);
         }
 #pragma omp single
         sum_slices(batch_normalization_4_totals, BATCH_NORMALIZATION_4_GAMMA, 128);
@@ -1578,11 +1603,11 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_4_backward_input(GRAD(grad_b, 4096), GRAD(grad_a, 4096), batch_normalization_4_xhat, params + BATCH_NORMALIZATION_4_GAMMA, batch_normalization_4_totals, batch_normalization_4_totals + 64, n, lo, hi);
+            batch_normalization_4_backward_input(GRAD(grad_b, 4096), GRAD(grad_a, 4096), conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, batch_normalization_4_totals, batch_normalization_4_totals + 64, n, lo, hi);
             /* conv2d_4: `conv 64 3x3 relu` (line 16) */
             conv2d_4_backward(GRAD(grad_a, 6400), slice_grads[c] + CONV2D_4_W, slice_grads[c] + CONV2D_4_B, GRAD(grad_b, 4096), conv2d_4_out, batch_normalization_3_out, lo, hi);
             /* batch_normalization_3: `batchnorm` (line 15) */
-            batch_normalization_3_backward_params(slice_grads[c] + BATCH_NORMALIZATION_3_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_3_BETA, GRAD(grad_a, 6400), batch_normalization_3_xhat, lo, hi);
+            batch_normalization_3_backward_params(slice_grads[c] + BATCH_NORMALIZATION_3_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_3_BETA, GRAD(grad_a, 6400), conv2d_3_out, lo, hi);
         }
 #pragma omp single
         sum_slices(batch_normalization_3_totals, BATCH_NORMALIZATION_3_GAMMA, 128);
@@ -1590,13 +1615,13 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_3_backward_input(GRAD(grad_b, 6400), GRAD(grad_a, 6400), batch_normalization_3_xhat, params + BATCH_NORMALIZATION_3_GAMMA, batch_normalization_3_totals, batch_normalization_3_totals + 64, n, lo, hi);
+            batch_normalization_3_backward_input(GRAD(grad_b, 6400), GRAD(grad_a, 6400), conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, batch_normalization_3_totals, batch_normalization_3_totals + 64, n, lo, hi);
             /* conv2d_3: `conv 64 3x3 relu` (line 14) */
             conv2d_3_backward(GRAD(grad_a, 4608), slice_grads[c] + CONV2D_3_W, slice_grads[c] + CONV2D_3_B, GRAD(grad_b, 6400), conv2d_3_out, max_pooling2d_1_out, lo, hi);
             /* max_pooling2d_1: `maxpool 2x2` (line 13) */
             max_pooling2d_1_backward(GRAD(grad_b, 18432), GRAD(grad_a, 4608), max_pooling2d_1_argmax, lo, hi);
             /* batch_normalization_2: `batchnorm` (line 12) */
-            batch_normalization_2_backward_params(slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_2_BETA, GRAD(grad_b, 18432), batch_normalization_2_xhat, lo, hi);
+            batch_normalization_2_backward_params(slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_2_BETA, GRAD(grad_b, 18432), conv2d_2_out, lo, hi);
         }
 #pragma omp single
         sum_slices(batch_normalization_2_totals, BATCH_NORMALIZATION_2_GAMMA, 64);
@@ -1604,11 +1629,11 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_2_backward_input(GRAD(grad_a, 18432), GRAD(grad_b, 18432), batch_normalization_2_xhat, params + BATCH_NORMALIZATION_2_GAMMA, batch_normalization_2_totals, batch_normalization_2_totals + 32, n, lo, hi);
+            batch_normalization_2_backward_input(GRAD(grad_a, 18432), GRAD(grad_b, 18432), conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, batch_normalization_2_totals, batch_normalization_2_totals + 32, n, lo, hi);
             /* conv2d_2: `conv 32 3x3 relu` (line 11) */
             conv2d_2_backward(GRAD(grad_b, 21632), slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, GRAD(grad_a, 18432), conv2d_2_out, batch_normalization_1_out, lo, hi);
             /* batch_normalization_1: `batchnorm` (line 10) */
-            batch_normalization_1_backward_params(slice_grads[c] + BATCH_NORMALIZATION_1_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_1_BETA, GRAD(grad_b, 21632), batch_normalization_1_xhat, lo, hi);
+            batch_normalization_1_backward_params(slice_grads[c] + BATCH_NORMALIZATION_1_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_1_BETA, GRAD(grad_b, 21632), conv2d_1_out, lo, hi);
         }
 #pragma omp single
         sum_slices(batch_normalization_1_totals, BATCH_NORMALIZATION_1_GAMMA, 64);
@@ -1616,7 +1641,7 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            batch_normalization_1_backward_input(GRAD(grad_a, 21632), GRAD(grad_b, 21632), batch_normalization_1_xhat, params + BATCH_NORMALIZATION_1_GAMMA, batch_normalization_1_totals, batch_normalization_1_totals + 32, n, lo, hi);
+            batch_normalization_1_backward_input(GRAD(grad_a, 21632), GRAD(grad_b, 21632), conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, batch_normalization_1_totals, batch_normalization_1_totals + 32, n, lo, hi);
             /* conv2d_1: `conv 32 3x3 relu` (line 9) */
             conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, GRAD(grad_a, 21632), conv2d_1_out, x, lo, hi);
         }
