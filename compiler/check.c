@@ -745,6 +745,15 @@ static void check_loss(checker *ck, const nnc_stmt *st)
     nnc_error(ck->src, a ? a->loc : st->loc, "usage: loss crossentropy | mse");
 }
 
+/* Append `word` and a space to the list in buf; what does not fit is dropped
+ * (the list only decorates a note, and a fuzzed line can repeat keys at will). */
+static void append_word(char *buf, size_t size, const char *word)
+{
+    size_t used = strlen(buf);
+    if (used + 1 < size)
+        snprintf(buf + used, size - used, "%s ", word);
+}
+
 /* optimizer sgd [lr=..] [momentum=..] [nesterov] | adam [lr= beta1= beta2= eps=] | rmsprop [lr= rho= eps=] */
 static void check_optimizer(checker *ck, const nnc_stmt *st)
 {
@@ -809,7 +818,7 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         } else if (strcmp(k, "weight_decay") == 0) {
             if (option_number(ck, a, 0, 1, &v))
                 ck->weight_decay = (float)v;
-            strncat(given, "weight_decay ", sizeof given - strlen(given) - 1);
+            append_word(given, sizeof given, "weight_decay");
             continue;
         }
         if (!slot) {
@@ -820,8 +829,7 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         }
         if (option_number(ck, a, lo, hi, &v))
             *slot = (float)v;
-        strncat(given, k, sizeof given - strlen(given) - 2);
-        strcat(given, " ");
+        append_word(given, sizeof given, k);
     }
     switch (o->kind) {
     case NNC_OPT_SGD:

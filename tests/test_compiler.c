@@ -329,6 +329,21 @@ Test(checker, schedule_rules)
     release(&c);
 }
 
+/* Found by fuzzing: an optimizer line long enough to fill the list of given
+ * settings (kept for --summary) wrote past it; now the list is cut short. */
+Test(checker, optimizer_line_repeating_its_keys_is_safe)
+{
+    char text[1024] = MNIST_HEAD TAIL "train\n  optimizer sgd";
+    for (int i = 0; i < 13; i++)
+        strcat(text, " momentum=0.9");
+    strcat(text, " weight_decay=0.1 lr=0.1 momentum=0.5\n");
+    compiled c = compile_text(text);
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_float_eq(c.m->recipe.optimizer.lr, 0.1f, 1e-9);
+    cr_expect_float_eq(c.m->recipe.optimizer.momentum, 0.5f, 1e-9);
+    release(&c);
+}
+
 /* Found by fuzzing: huge layers must be refused before their sizes overflow. */
 Test(checker, sizes_that_would_overflow_are_refused)
 {
