@@ -85,7 +85,10 @@ static void show_line(const nnc_source *src, nnc_loc loc)
         return;
     int len;
     const char *text = nnc_source_line(src, loc.first_line, &len);
-    fprintf(src->out, "%5d | %.*s\n      | ", loc.first_line, len, text);
+    fprintf(src->out, "%5d | ", loc.first_line);
+    for (int i = 0; i < len; i++) /* control bytes as '?', one column each, so the caret stays under them */
+        fputc(text[i] == '\t' || ((unsigned char)text[i] >= 0x20 && text[i] != 0x7f) ? text[i] : '?', src->out);
+    fputs("\n      | ", src->out);
     int first = loc.first_column < 1 ? 1 : loc.first_column;
     int last = loc.last_line == loc.first_line ? loc.last_column : len;
     if (last < first)
@@ -109,26 +112,38 @@ static void report(nnc_source *src, nnc_loc loc, const char *kind, const char *f
     show_line(src, loc);
 }
 
+/* Past the error limit nothing more is shown: not errors, nor their notes. */
+static int over_error_limit(const nnc_source *src) { return src->errors > NNC_ERROR_LIMIT; }
+
 void nnc_error(nnc_source *src, nnc_loc loc, const char *fmt, ...)
 {
+    src->errors++;
+    if (src->errors == NNC_ERROR_LIMIT + 1)
+        fprintf(src->out, "%s: fatal error: too many errors (more than %d); the rest are not shown\n", src->path,
+                NNC_ERROR_LIMIT);
+    if (over_error_limit(src))
+        return;
     va_list ap;
     va_start(ap, fmt);
     report(src, loc, "error", fmt, ap);
     va_end(ap);
-    src->errors++;
 }
 
 void nnc_warning(nnc_source *src, nnc_loc loc, const char *fmt, ...)
 {
+    src->warnings++;
+    if (over_error_limit(src))
+        return;
     va_list ap;
     va_start(ap, fmt);
     report(src, loc, "warning", fmt, ap);
     va_end(ap);
-    src->warnings++;
 }
 
 void nnc_note(nnc_source *src, nnc_loc loc, const char *fmt, ...)
 {
+    if (over_error_limit(src))
+        return;
     va_list ap;
     va_start(ap, fmt);
     report(src, loc, "note", fmt, ap);

@@ -37,6 +37,10 @@ void nnc_source_free(nnc_source *src);
 /* The text of line `line` (1-based), without its newline; *len gets its length. */
 const char *nnc_source_line(const nnc_source *src, int line, int *len);
 
+/* As clang's -ferror-limit: after this many errors the rest are counted but
+ * not shown (a binary file given by mistake would otherwise print thousands). */
+#define NNC_ERROR_LIMIT 20
+
 void nnc_error(nnc_source *src, nnc_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void nnc_warning(nnc_source *src, nnc_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void nnc_note(nnc_source *src, nnc_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

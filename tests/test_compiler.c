@@ -329,6 +329,26 @@ Test(checker, schedule_rules)
     release(&c);
 }
 
+/* As clang: past the error limit errors are counted, not shown, and the
+ * report says that it stopped. */
+Test(checker, errors_past_the_limit_are_counted_not_shown)
+{
+    char text[4096] = MNIST_HEAD;
+    for (int i = 0; i < NNC_ERROR_LIMIT + 10; i++)
+        strcat(text, "frobnicate 3\n");
+    strcat(text, TAIL);
+    compiled c = compile_text(text);
+    cr_expect_null(c.m);
+    cr_expect_eq(c.errors, NNC_ERROR_LIMIT + 10);
+    int shown = 0;
+    for (const char *p = c.diagnostics; (p = strstr(p, ": error: ")); p++)
+        shown++;
+    cr_expect_eq(shown, NNC_ERROR_LIMIT, "%s", c.diagnostics);
+    cr_expect(strstr(c.diagnostics, "x.nn: fatal error: too many errors (more than 20); the rest are not shown\n") != NULL,
+              "%s", c.diagnostics);
+    release(&c);
+}
+
 /* Found by fuzzing: an optimizer line long enough to fill the list of given
  * settings (kept for --summary) wrote past it; now the list is cut short. */
 Test(checker, optimizer_line_repeating_its_keys_is_safe)
