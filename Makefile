@@ -69,8 +69,15 @@ $(BUILD)/compiler/%.o: compiler/%.c compiler/*.h runtime/nncrt.h $(BUILD)/gen/pa
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-# The compiler shares the runtime's file writing (files.c, util.c), not the rest of it.
-$(BUILD)/nnc: $(COMPILER_OBJ) $(BUILD)/compiler/main.o $(BUILD)/runtime/files.o $(BUILD)/runtime/util.o
+# The compiler shares the runtime's whole-file reading and atomic writing
+# (files.c, util.c), built with the compiler's own flags: an installed nnc must
+# not carry the runtime's -march=native.
+COMPILER_RT_OBJ := $(BUILD)/compiler/rt-files.o $(BUILD)/compiler/rt-util.o
+$(BUILD)/compiler/rt-%.o: runtime/%.c runtime/nncrt.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/nnc: $(COMPILER_OBJ) $(BUILD)/compiler/main.o $(COMPILER_RT_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ -lz -lm
 
 # ---- the runtime ---------------------------------------------------------
@@ -132,9 +139,10 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZERS      := compiler idx checkpoint
 
-$(BUILD)/fuzz/fuzz_compiler: tests/fuzz/fuzz_compiler.c $(COMPILER_SRC) $(BUILD)/gen/parser.c $(BUILD)/gen/lexer.c
+$(BUILD)/fuzz/fuzz_compiler: tests/fuzz/fuzz_compiler.c $(COMPILER_SRC) $(BUILD)/gen/parser.c $(BUILD)/gen/lexer.c \
+		runtime/files.c runtime/util.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -Icompiler -I$(BUILD)/gen -Iruntime $^ -o $@ -lm
+	clang $(FUZZ_FLAGS) -Icompiler -I$(BUILD)/gen -Iruntime $^ -o $@ -lz -lm
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(RUNTIME_SRC) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)

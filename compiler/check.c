@@ -745,15 +745,28 @@ static void check_loss(checker *ck, const nnc_stmt *st)
     nnc_error(ck->src, a ? a->loc : st->loc, "usage: loss crossentropy | mse");
 }
 
-/* Append `word` and a space to the list in buf; what does not fit is dropped
- * (the list only decorates a note, and a fuzzed line can repeat keys at will). */
-static void append_word(char *buf, size_t size, const char *word)
+/* Is `word` one of the space-separated words in list? */
+static int list_has_word(const char *list, const char *word)
 {
-    size_t used = strlen(buf);
-    if (used + 1 < size)
-        snprintf(buf + used, size - used, "%s ", word);
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)); p += n)
+        if ((p == list || p[-1] == ' ') && p[n] == ' ')
+            return 1;
+    return 0;
 }
 
+/* Note that `key` was given on this optimizer line: add it to `given` (the
+ * list --summary shows), or warn when the line already had it. */
+static void note_given_key(checker *ck, const nnc_arg *a, const char *key, char *given, size_t size)
+{
+    if (list_has_word(given, key)) {
+        nnc_warning(ck->src, a->loc, "'%s' is given twice in this line; the later value is used", key);
+        return;
+    }
+    size_t used = strlen(given);
+    if (used + 1 < size) /* always true for the seven keys there are; never overflow regardless */
+        snprintf(given + used, size - used, "%s ", key);
+}
 /* optimizer sgd [lr=..] [momentum=..] [nesterov] | adam [lr= beta1= beta2= eps=] | rmsprop [lr= rho= eps=] */
 static void check_optimizer(checker *ck, const nnc_stmt *st)
 {
@@ -818,7 +831,7 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         } else if (strcmp(k, "weight_decay") == 0) {
             if (option_number(ck, a, 0, 1, &v))
                 ck->weight_decay = (float)v;
-            append_word(given, sizeof given, "weight_decay");
+            note_given_key(ck, a, "weight_decay", given, sizeof given);
             continue;
         }
         if (!slot) {
@@ -829,7 +842,7 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         }
         if (option_number(ck, a, lo, hi, &v))
             *slot = (float)v;
-        append_word(given, sizeof given, k);
+        note_given_key(ck, a, k, given, sizeof given);
     }
     switch (o->kind) {
     case NNC_OPT_SGD:

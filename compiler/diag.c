@@ -1,44 +1,27 @@
 /* diag.c - gcc-style diagnostics with the offending line and a caret. */
 #define _POSIX_C_SOURCE 200809L
 #include "diag.h"
+#include "../runtime/nncrt.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-int nnc_source_read(nnc_source *src, const char *path)
+int nnc_source_read(nnc_source *src, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    uint8_t *bytes;
+    size_t len;
+    if (nnc_read_file(path, "a model file", NNC_MAX_SOURCE_BYTES, &bytes, &len, err, errlen) != 0)
         return -1;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (cap - len - 1 == 0) {
-            char *bigger = realloc(buf, cap * 2);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-    }
-    int failed = ferror(f) || !buf;
-    int saved = errno;
-    fclose(f);
-    if (failed) {
-        free(buf);
-        errno = saved ? saved : EIO;
+    char *text = realloc(bytes, len + 1); /* the lexer wants the text NUL-terminated */
+    if (!text) {
+        free(bytes);
+        snprintf(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    buf[len] = '\0';
+    text[len] = '\0';
     memset(src, 0, sizeof *src);
     src->path = path;
-    src->text = buf;
+    src->text = text;
     src->length = len;
     src->out = stderr;
     return 0;

@@ -28,8 +28,11 @@ typedef struct {
     FILE *out; /* where diagnostics go: stderr, or a test's buffer */
 } nnc_source;
 
-/* Read a whole file. Returns 0, or -1 with errno set. */
-int nnc_source_read(nnc_source *src, const char *path);
+/* Model files are a few hundred bytes; anything near this is a wrong argument. */
+#define NNC_MAX_SOURCE_BYTES ((size_t)16 << 20)
+
+/* Read a whole model file. Returns 0, or -1 with a message in err. */
+int nnc_source_read(nnc_source *src, const char *path, char *err, size_t errlen);
 /* Use text already in memory (tests, fuzzing); the text is copied. */
 void nnc_source_from_string(nnc_source *src, const char *path, const char *text, size_t length);
 void nnc_source_free(nnc_source *src);

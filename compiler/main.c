@@ -10,7 +10,6 @@
  * is renamed into place: an error never leaves a half-written file behind.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,8 +70,9 @@ int main(int argc, char **argv)
     }
 
     nnc_source src;
-    if (nnc_source_read(&src, input) != 0) {
-        fprintf(stderr, "nnc: cannot read %s: %s\n", input, strerror(errno));
+    char err[512];
+    if (nnc_source_read(&src, input, err, sizeof err) != 0) {
+        fprintf(stderr, "nnc: %s\n", err);
         return 1;
     }
     nnc_stmt *stmts = nnc_parse(&src);

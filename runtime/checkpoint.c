@@ -36,13 +36,8 @@
  * full disk leaves the previous checkpoint intact, never a half-written one.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include "nncrt.h"
 
@@ -51,8 +46,9 @@
 #define CKPT_VERSION_TRAIN 2u /* weights and a training section */
 #define CKPT_HEADER_BYTES 40
 #define CKPT_CRC_BYTES 4
-/* Far above any model the compiler accepts: refuse bigger files before reading them whole. */
-#define CKPT_MAX_FILE_BYTES ((size_t)1 << 34)
+/* Room in a training section beyond the optimizer's slots: fixed fields and
+ * one 60-byte history row per epoch, for up to a million epochs. */
+#define CKPT_SECTION_SLACK ((size_t)64 << 20)
 
 static void put_u32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -84,6 +80,13 @@ static float get_f32(const uint8_t *p) {
 
 static size_t checkpoint_size(uint64_t n_params, uint64_t n_state) {
     return CKPT_HEADER_BYTES + 4 * (size_t)(n_params + n_state) + CKPT_CRC_BYTES;
+}
+
+/* The largest file a checkpoint of `m` can be: its weights and state, and a
+ * training section of at most two optimizer slots per parameter. Anything
+ * bigger is refused before it is read whole. */
+static size_t largest_checkpoint(const nnc_model *m) {
+    return checkpoint_size(m->n_params, m->n_state) + 8 + 2 * 4 * (size_t)m->n_params + CKPT_SECTION_SLACK;
 }
 
 /* ---- a growing byte buffer for the training section ---- */
@@ -270,7 +273,7 @@ static uint8_t *load_weights(const char *path, const nnc_model *m, float *params
                              uint64_t *section_bytes, char *err, size_t errlen) {
     size_t size;
     uint8_t *buf;
-    if (nnc_read_file(path, "a checkpoint", CKPT_MAX_FILE_BYTES, &buf, &size, err, errlen) != 0) return NULL;
+    if (nnc_read_file(path, "a checkpoint of this model", largest_checkpoint(m), &buf, &size, err, errlen) != 0) return NULL;
     if (checkpoint_validate(path, m, buf, size, section_bytes, err, errlen) != 0) {
         free(buf);
         return NULL;

@@ -1,25 +1,37 @@
 /*
  * files.c - whole files in, whole files out.
  *
- * Every reader in nnc (IDX data, checkpoints, images to classify) reads its
- * file whole and decodes the bytes in memory, so a truncated file is simply a
- * short buffer and the decoders can be fuzzed without the file system. Every
- * writer (checkpoints, history, and the compiler's generated C) goes through
- * a temporary file, fsync and rename, so the file at `path` is always either
- * the old one or the whole new one, never a part, even on a full disk or a
- * kill -9. The compiler links this file too.
+ * Every reader in nnc (model files, IDX data, checkpoints, images to
+ * classify) reads its file whole and decodes the bytes in memory, so a
+ * truncated file is simply a short buffer and the decoders can be fuzzed
+ * without the file system. Every writer (generated C, checkpoints, history)
+ * goes through a temporary file, fsync and rename, so the file at `path` is
+ * always either the old one or the whole new one, never a part, even on a
+ * full disk or a kill -9. The compiler links this file too.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nncrt.h"
 
-int nnc_read_file(const char *path, const char *what, size_t max_bytes, uint8_t **data, size_t *size, char *err, size_t errlen) {
+/* "3 MiB" for whole mebibytes, else "1000 bytes": for messages. */
+static const char *size_text(char *buf, size_t len, size_t bytes) {
+    if (bytes >= (1u << 20) && bytes % (1u << 20) == 0)
+        snprintf(buf, len, "%zu MiB", bytes >> 20);
+    else
+        snprintf(buf, len, "%zu bytes", bytes);
+    return buf;
+}
+
+int nnc_read_file(const char *path, const char *what, size_t max_bytes, uint8_t **data, size_t *size, char *err,
+                  size_t errlen) {
     *data = NULL;
     *size = 0;
     FILE *f = fopen(path, "rb");
@@ -27,44 +39,81 @@ int nnc_read_file(const char *path, const char *what, size_t max_bytes, uint8_t 
         nnc_set_error(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
+    /* Files and pipes (--predict /dev/stdin); not directories or devices, which
+     * are a wrong argument and could be endless (/dev/zero). */
+    struct stat st;
+    int known = fstat(fileno(f), &st) == 0;
+    if (!known || !(S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode))) {
+        nnc_set_error(err, errlen, "%s: not a regular file%s", path, known && S_ISDIR(st.st_mode) ? " but a directory" : "");
+        fclose(f);
+        return -1;
+    }
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0;
-    for (;;) {
+    int failed = 0, saved_errno = 0;
+    while (len <= max_bytes) { /* one byte past the limit is enough to refuse */
         if (len == cap) {
-            if (cap > max_bytes) { /* read one byte past the limit before refusing */
-                nnc_set_error(err, errlen, "%s: larger than %zu MiB, too large for %s", path, max_bytes >> 20, what);
-                free(buf), fclose(f);
-                return -1;
-            }
-            cap = cap ? 2 * cap : 65536;
-            uint8_t *grown = realloc(buf, cap);
+            size_t grown_cap = cap ? 2 * cap : 65536;
+            if (grown_cap > max_bytes + 1) grown_cap = max_bytes + 1;
+            uint8_t *grown = realloc(buf, grown_cap);
             if (!grown) {
                 nnc_set_error(err, errlen, "%s: out of memory reading it", path);
                 free(buf), fclose(f);
                 return -1;
             }
             buf = grown;
+            cap = grown_cap;
         }
         size_t got = fread(buf + len, 1, cap - len, f);
         len += got;
-        if (got == 0) break;
+        if (got == 0) {
+            failed = ferror(f);
+            saved_errno = errno;
+            break;
+        }
     }
-    int failed = ferror(f);
     fclose(f);
     if (failed) {
-        /* A directory opens fine on Linux and fails here with EISDIR. */
-        nnc_set_error(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot read: %s", path, strerror(saved_errno));
         free(buf);
         return -1;
     }
     if (len > max_bytes) {
-        nnc_set_error(err, errlen, "%s: larger than %zu MiB, too large for %s", path, max_bytes >> 20, what);
+        char limit[32];
+        nnc_set_error(err, errlen, "%s: larger than %s, too large for %s", path, size_text(limit, sizeof limit, max_bytes),
+                what);
         free(buf);
         return -1;
     }
     *data = buf;
     *size = len;
     return 0;
+}
+
+/* Create a new file `<path>.tmp.XXXXXX` for writing (six letters or digits,
+ * the shape mkstemp gives and the trainer's leftover cleanup looks for).
+ * Unlike mkstemp's 0600, the mode is 0666 less the umask, as for any file
+ * the user creates, and no process-wide umask() call is needed for that. */
+static int create_temp_beside(const char *path, char *tmp, size_t tmp_len) {
+    static const char letters[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static unsigned counter;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t x = ((uint64_t)getpid() << 32) ^ (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 20);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        x += 0x9E3779B97F4A7C15ull + counter++; /* splitmix64: a new name per attempt */
+        uint64_t z = x;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        char suffix[7];
+        for (int i = 0; i < 6; i++, z /= 62) suffix[i] = letters[z % 62];
+        suffix[6] = '\0';
+        snprintf(tmp, tmp_len, "%s.tmp.%s", path, suffix);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST) return fd;
+    }
+    return -1;
 }
 
 int nnc_write_file_atomically(const char *path, const void *buf, size_t size, char *err, size_t errlen) {
@@ -74,34 +123,29 @@ int nnc_write_file_atomically(const char *path, const void *buf, size_t size, ch
         nnc_set_error(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
+    int fd = create_temp_beside(path, tmp, tmp_len);
     if (fd < 0) {
-        nnc_set_error(err, errlen, "%s: cannot create a temporary file %s: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot create a file in its directory: %s", path, strerror(errno));
         free(tmp);
         return -1;
     }
-    /* mkstemp makes the file 0600; what we write are ordinary files, so honour the umask as open() would. */
-    mode_t mask = umask(0);
-    umask(mask);
-    (void)fchmod(fd, 0666 & ~mask);
     FILE *f = fdopen(fd, "wb");
     if (!f) {
-        nnc_set_error(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         close(fd);
         goto fail;
     }
     if (fwrite(buf, 1, size, f) != size || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        nnc_set_error(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         fclose(f);
         goto fail;
     }
     if (fclose(f) != 0) {
-        nnc_set_error(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         goto fail;
     }
     if (rename(tmp, path) != 0) {
-        nnc_set_error(err, errlen, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+        nnc_set_error(err, errlen, "%s: cannot replace it: %s", path, strerror(errno));
         goto fail;
     }
     free(tmp);

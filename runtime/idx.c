@@ -12,7 +12,6 @@
  * think it is.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,9 @@
 /* Far above MNIST (47 MB) but low enough that a hostile header cannot make us
  * allocate absurd amounts. The same bound applies to the file itself. */
 #define IDX_MAX_BYTES ((size_t)1 << 30)
+/* The file: that much data, its header, and gzip's worst case for data that
+ * does not compress (stored blocks add 5 bytes per 64 KiB). */
+#define IDX_MAX_FILE_BYTES (IDX_MAX_BYTES + (IDX_MAX_BYTES >> 12) + 4096)
 #define IDX_MAX_DIM 100000000u
 
 /* ---- the bytes of an IDX file, as a stream: copied, or inflated ------------ */
@@ -48,7 +50,7 @@ static int stream_open(idx_stream *s, const uint8_t *bytes, size_t len) {
     s->gzip = starts_with_gzip_magic(bytes, len);
     if (!s->gzip) return 0;
     s->z.next_in = (Bytef *)bytes; /* zlib's API is not const-correct; it only reads */
-    s->z.avail_in = (uInt)len;     /* len <= IDX_MAX_BYTES < UINT_MAX */
+    s->z.avail_in = (uInt)len;     /* len <= IDX_MAX_FILE_BYTES < UINT_MAX */
     return inflateInit2(&s->z, 16 + MAX_WBITS) == Z_OK ? 0 : -1; /* 16: gzip wrapper only */
 }
 
@@ -184,8 +186,8 @@ int nnc_idx_decode(const char *name, const uint8_t *bytes, size_t len, int expec
         nnc_set_error(err, errlen, "%s: cannot read an IDX file with %d dimensions", name, expect_dims);
         return -1;
     }
-    if (len > IDX_MAX_BYTES) {
-        nnc_set_error(err, errlen, "%s: larger than %zu bytes, too large for an IDX file we can use", name, IDX_MAX_BYTES);
+    if (len > IDX_MAX_FILE_BYTES) { /* nnc_idx_read refuses these before reading them; also keeps len in zlib's uInt */
+        nnc_set_error(err, errlen, "%s: larger than %zu bytes, too large for an IDX file", name, IDX_MAX_FILE_BYTES);
         return -1;
     }
     idx_stream s;
@@ -238,7 +240,7 @@ int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data,
     dims[0] = dims[1] = dims[2] = 1;
     uint8_t *bytes;
     size_t len;
-    if (nnc_read_file(path, "an IDX file", IDX_MAX_BYTES, &bytes, &len, err, errlen) != 0) return -1;
+    if (nnc_read_file(path, "an IDX file", IDX_MAX_FILE_BYTES, &bytes, &len, err, errlen) != 0) return -1;
     int rc = nnc_idx_decode(path, bytes, len, expect_dims, dims, data, count, err, errlen);
     free(bytes);
     return rc;

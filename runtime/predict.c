@@ -33,7 +33,6 @@
  * An MNIST digit saved as a file comes back unchanged, whether as is,
  * inverted, with a border, or enlarged by a whole factor (tests/test_predict.c).
  */
-#include <errno.h>
 #include <math.h>
 #include <png.h>
 #include <stdarg.h>

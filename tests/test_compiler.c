@@ -245,7 +245,8 @@ static void expect_counts(const char *file, size_t trainable, size_t non_trainab
     char path[512];
     snprintf(path, sizeof path, "%s/models/%s", NNC_ROOT, file);
     nnc_source src;
-    cr_assert_eq(nnc_source_read(&src, path), 0, "cannot read %s", path);
+    char err[512];
+    cr_assert_eq(nnc_source_read(&src, path, err, sizeof err), 0, "%s", err);
     nnc_stmt *stmts = nnc_parse(&src);
     model *m = nnc_check(&src, stmts);
     cr_assert_not_null(m, "%s does not compile", file);
@@ -349,9 +350,10 @@ Test(checker, errors_past_the_limit_are_counted_not_shown)
     release(&c);
 }
 
-/* Found by fuzzing: an optimizer line long enough to fill the list of given
- * settings (kept for --summary) wrote past it; now the list is cut short. */
-Test(checker, optimizer_line_repeating_its_keys_is_safe)
+/* Found by fuzzing: an optimizer line repeating keys until it filled the list
+ * of given settings (kept for --summary) wrote past it. Now a repeated key is
+ * warned about once per repeat and listed once. */
+Test(checker, optimizer_line_repeating_its_keys_is_safe_and_warned)
 {
     char text[1024] = MNIST_HEAD TAIL "train\n  optimizer sgd";
     for (int i = 0; i < 13; i++)
@@ -361,6 +363,9 @@ Test(checker, optimizer_line_repeating_its_keys_is_safe)
     cr_assert_not_null(c.m, "%s", c.diagnostics);
     cr_expect_float_eq(c.m->recipe.optimizer.lr, 0.1f, 1e-9);
     cr_expect_float_eq(c.m->recipe.optimizer.momentum, 0.5f, 1e-9);
+    cr_expect_eq(c.warnings, 13, "%s", c.diagnostics);
+    cr_expect(strstr(c.diagnostics, "x.nn:6:30: warning: 'momentum' is given twice in this line; the later value is used\n") != NULL,
+              "%s", c.diagnostics);
     release(&c);
 }
 

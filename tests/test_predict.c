@@ -467,7 +467,7 @@ Test(predict, bad_files_are_named_and_the_rest_still_classified, .timeout = 60) 
         {"blank.pgm", "no digit found"},
         {"notes.txt", "not a PNG or PGM"},
         {"empty.png", "empty file"},
-        {"a_directory.png", "cannot read"},
+        {"a_directory.png", "not a regular file but a directory"},
     };
     enum { N_BAD = sizeof bad / sizeof bad[0] };
     static char paths[N_BAD + 2][256];
