@@ -676,9 +676,9 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const char *
     if (starting_point(m, a, &paths, &train, &key, &ts, params, state, prep) != 0) goto done;
 
     printf("model %s: %zu parameters; %d training and %d test images from %s; %d epochs, batch %d, seed %llu, "
-           "%d threads\n",
+           "%d thread%s\n",
            m->name, m->n_params, train.n, test->n, dir, epochs, m->recipe.batch, (unsigned long long)key.seed,
-           a->threads);
+           a->threads, a->threads == 1 ? "" : "s");
     if (a->validation)
         printf("validation data: the last %d training images (held out, not trained on)\n", a->validation);
     else
