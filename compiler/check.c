@@ -749,6 +749,8 @@ static void check_loss(checker *ck, const nnc_stmt *st)
 static int list_has_word(const char *list, const char *word)
 {
     size_t n = strlen(word);
+    if (n == 0)
+        return 0;
     for (const char *p = list; (p = strstr(p, word)); p += n)
         if ((p == list || p[-1] == ' ') && p[n] == ' ')
             return 1;

@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,13 +49,23 @@ int nnc_read_file(const char *path, const char *what, size_t max_bytes, uint8_t 
         fclose(f);
         return -1;
     }
+    char limit[32];
+    if (S_ISREG(st.st_mode) && (uintmax_t)st.st_size > max_bytes) {
+        nnc_set_error(err, errlen, "%s: larger than %s, too large for %s", path, size_text(limit, sizeof limit, max_bytes),
+                what);
+        fclose(f);
+        return -1;
+    }
+    /* Read until the end, or until one byte past the limit (a pipe's size is
+     * not known, and a regular file may grow while we read it). */
+    size_t cap_max = max_bytes < SIZE_MAX ? max_bytes + 1 : SIZE_MAX;
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0;
     int failed = 0, saved_errno = 0;
-    while (len <= max_bytes) { /* one byte past the limit is enough to refuse */
+    while (len < cap_max) {
         if (len == cap) {
             size_t grown_cap = cap ? 2 * cap : 65536;
-            if (grown_cap > max_bytes + 1) grown_cap = max_bytes + 1;
+            if (grown_cap > cap_max || grown_cap < cap) grown_cap = cap_max;
             uint8_t *grown = realloc(buf, grown_cap);
             if (!grown) {
                 nnc_set_error(err, errlen, "%s: out of memory reading it", path);
@@ -79,7 +90,6 @@ int nnc_read_file(const char *path, const char *what, size_t max_bytes, uint8_t 
         return -1;
     }
     if (len > max_bytes) {
-        char limit[32];
         nnc_set_error(err, errlen, "%s: larger than %s, too large for %s", path, size_text(limit, sizeof limit, max_bytes),
                 what);
         free(buf);
@@ -116,7 +126,29 @@ static int create_temp_beside(const char *path, char *tmp, size_t tmp_len) {
     return -1;
 }
 
+/* Write to something that is not a regular file (/dev/null, a pipe, a
+ * terminal) in place: it cannot be replaced by a rename, and should not be. */
+static int write_in_place(const char *path, const void *buf, size_t size, char *err, size_t errlen) {
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        nnc_set_error(err, errlen, "%s: cannot open for writing: %s", path, strerror(errno));
+        return -1;
+    }
+    int ok = fwrite(buf, 1, size, f) == size && fflush(f) == 0;
+    int saved_errno = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        saved_errno = errno;
+    }
+    if (!ok) nnc_set_error(err, errlen, "%s: cannot write: %s", path, strerror(saved_errno));
+    return ok ? 0 : -1;
+}
+
 int nnc_write_file_atomically(const char *path, const void *buf, size_t size, char *err, size_t errlen) {
+    struct stat existing;
+    int exists = stat(path, &existing) == 0;
+    if (exists && !S_ISREG(existing.st_mode) && !S_ISDIR(existing.st_mode))
+        return write_in_place(path, buf, size, err, errlen);
     size_t tmp_len = strlen(path) + sizeof ".tmp.XXXXXX";
     char *tmp = malloc(tmp_len);
     if (!tmp) {
@@ -129,6 +161,8 @@ int nnc_write_file_atomically(const char *path, const void *buf, size_t size, ch
         free(tmp);
         return -1;
     }
+    if (exists && S_ISREG(existing.st_mode)) /* replacing a file keeps its permissions */
+        (void)fchmod(fd, existing.st_mode & 07777);
     FILE *f = fdopen(fd, "wb");
     if (!f) {
         nnc_set_error(err, errlen, "%s: cannot write: %s", path, strerror(errno));

@@ -294,11 +294,13 @@ int nnc_checkpoint_load_train(const char *path, const nnc_model *m, float *param
                               nnc_run_key *key, nnc_train_state *ts, char *err, size_t errlen);
 
 /* Files (files.c). Write size bytes to a temporary file next to path, fsync,
- * rename: path is either the old file or the whole new one, never a part. */
+ * rename: path is either the old file or the whole new one, never a part
+ * (keeping an existing file's permissions). A path that exists and is not a
+ * regular file (/dev/null, a pipe) is written in place. */
 int nnc_write_file_atomically(const char *path, const void *buf, size_t size, char *err, size_t errlen);
-/* Read a whole file (regular or not) into a malloc'ed *data; a file of more
- * than max_bytes is refused, naming `what` it should have been ("a
- * checkpoint"), without reading much past that. */
+/* Read a whole regular file or pipe into a malloc'ed *data; directories and
+ * devices are refused, and so is a file of more than max_bytes, naming `what`
+ * it should have been ("a checkpoint"), without reading past max_bytes + 1. */
 int nnc_read_file(const char *path, const char *what, size_t max_bytes, uint8_t **data, size_t *size, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------ */

@@ -110,6 +110,20 @@ Test(runtime_files, atomic_write_honours_the_umask_and_leaves_no_temporary_file)
     cr_expect_eq(entries, 1, "a temporary file was left behind");
 }
 
+Test(runtime_files, replacing_keeps_the_mode_and_devices_are_written_in_place) {
+    char path[256], err[512] = "";
+    write_bytes(path, sizeof path, "script", 10);
+    cr_assert_eq(chmod(path, 0750), 0);
+    cr_assert_eq(nnc_write_file_atomically(path, "new", 3, err, sizeof err), 0, "%s", err);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 0777, 0750, "mode %o", st.st_mode & 0777);
+    cr_expect_eq(st.st_size, 3);
+    cr_assert_eq(nnc_write_file_atomically("/dev/null", "abc", 3, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(stat("/dev/null", &st), 0);
+    cr_expect(S_ISCHR(st.st_mode), "/dev/null was replaced");
+}
+
 Test(runtime_files, failed_atomic_write_leaves_nothing_behind) {
     char sub[300], err[512] = "";
     /* a directory where the file should go: the write fails at the rename */
