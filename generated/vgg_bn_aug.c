@@ -129,7 +129,7 @@ static float grad_a[B * LARGEST + VEC] ALIGNED, grad_b[B * LARGEST + VEC] ALIGNE
 /* Per-slice weight gradients, summed in slice order after backward. */
 static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
 
-/* ---- conv2d_1: `conv 32 3x3 relu` (models/vgg_bn_aug.nn:12) ----
+/* ---- conv2d_1: `conv 32 3x3 relu` (models/vgg_bn_aug.nn:14) ----
  * in [n][28][28][1] -> out [n][26][26][32]; kernel: register-blocked direct convolution, 16-float vectors */
 /* 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers. */
 static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *restrict out, const float *restrict in,
@@ -228,7 +228,7 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
     (void)din; /* the network input needs no gradient */
 }
 
-/* ---- batch_normalization_1: `batchnorm` (models/vgg_bn_aug.nn:13) ----
+/* ---- batch_normalization_1: `batchnorm` (models/vgg_bn_aug.nn:15) ----
  * in [n][26][26][32] -> out [n][26][26][32]; kernel: elementwise loops */
 static double batch_normalization_1_partial[CHUNKS][2][32]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_1_mean[32], batch_normalization_1_inv_std[32]; /* this batch's statistics */
@@ -332,7 +332,7 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- conv2d_2: `conv 32 3x3 relu` (models/vgg_bn_aug.nn:14) ----
+/* ---- conv2d_2: `conv 32 3x3 relu` (models/vgg_bn_aug.nn:16) ----
  * in [n][26][26][32] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float vectors */
 /* 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers. */
 static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *restrict out, const float *restrict in,
@@ -481,7 +481,7 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
     conv2d_2_input_grad(din, dout, lo, hi);
 }
 
-/* ---- batch_normalization_2: `batchnorm` (models/vgg_bn_aug.nn:15) ----
+/* ---- batch_normalization_2: `batchnorm` (models/vgg_bn_aug.nn:17) ----
  * in [n][24][24][32] -> out [n][24][24][32]; kernel: elementwise loops */
 static double batch_normalization_2_partial[CHUNKS][2][32]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_2_mean[32], batch_normalization_2_inv_std[32]; /* this batch's statistics */
@@ -585,7 +585,7 @@ static void batch_normalization_2_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- max_pooling2d_1: `maxpool 2x2` (models/vgg_bn_aug.nn:16) ----
+/* ---- max_pooling2d_1: `maxpool 2x2` (models/vgg_bn_aug.nn:18) ----
  * in [n][24][24][32] -> out [n][12][12][32]; kernel: elementwise loops */
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in, int lo, int hi)
@@ -616,7 +616,7 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
         din[argmax[o]] += dout[o];
 }
 
-/* ---- conv2d_3: `conv 64 3x3 relu` (models/vgg_bn_aug.nn:17) ----
+/* ---- conv2d_3: `conv 64 3x3 relu` (models/vgg_bn_aug.nn:19) ----
  * in [n][12][12][32] -> out [n][10][10][64]; kernel: register-blocked direct convolution, 16-float vectors */
 /* 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers. */
 static inline __attribute__((always_inline)) void conv2d_3_forward_block(float *restrict out, const float *restrict in,
@@ -767,7 +767,7 @@ static void conv2d_3_backward(float *restrict din, float *restrict dw, float *re
     conv2d_3_input_grad(din, dout, lo, hi);
 }
 
-/* ---- batch_normalization_3: `batchnorm` (models/vgg_bn_aug.nn:18) ----
+/* ---- batch_normalization_3: `batchnorm` (models/vgg_bn_aug.nn:20) ----
  * in [n][10][10][64] -> out [n][10][10][64]; kernel: elementwise loops */
 static double batch_normalization_3_partial[CHUNKS][2][64]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_3_mean[64], batch_normalization_3_inv_std[64]; /* this batch's statistics */
@@ -871,7 +871,7 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- conv2d_4: `conv 64 3x3 relu` (models/vgg_bn_aug.nn:19) ----
+/* ---- conv2d_4: `conv 64 3x3 relu` (models/vgg_bn_aug.nn:21) ----
  * in [n][10][10][64] -> out [n][8][8][64]; kernel: register-blocked direct convolution, 16-float vectors */
 /* 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers. */
 static inline __attribute__((always_inline)) void conv2d_4_forward_block(float *restrict out, const float *restrict in,
@@ -1020,7 +1020,7 @@ static void conv2d_4_backward(float *restrict din, float *restrict dw, float *re
     conv2d_4_input_grad(din, dout, lo, hi);
 }
 
-/* ---- batch_normalization_4: `batchnorm` (models/vgg_bn_aug.nn:20) ----
+/* ---- batch_normalization_4: `batchnorm` (models/vgg_bn_aug.nn:22) ----
  * in [n][8][8][64] -> out [n][8][8][64]; kernel: elementwise loops */
 static double batch_normalization_4_partial[CHUNKS][2][64]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_4_mean[64], batch_normalization_4_inv_std[64]; /* this batch's statistics */
@@ -1124,7 +1124,7 @@ static void batch_normalization_4_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- max_pooling2d_2: `maxpool 2x2` (models/vgg_bn_aug.nn:21) ----
+/* ---- max_pooling2d_2: `maxpool 2x2` (models/vgg_bn_aug.nn:23) ----
  * in [n][8][8][64] -> out [n][4][4][64]; kernel: elementwise loops */
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in, int lo, int hi)
@@ -1155,7 +1155,7 @@ static void max_pooling2d_2_backward(float *restrict din, const float *restrict 
         din[argmax[o]] += dout[o];
 }
 
-/* ---- dense_1: `dense 512 relu` (models/vgg_bn_aug.nn:23) ----
+/* ---- dense_1: `dense 512 relu` (models/vgg_bn_aug.nn:25) ----
  * in [n][1024] -> out [n][512]; kernel: OpenBLAS sgemm on the slice's rows */
 static void dense_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
                            const float *restrict bias, int lo, int hi)
@@ -1202,7 +1202,7 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
                 w, 512, 0.0f, din + (size_t)lo * 1024, 1024);
 }
 
-/* ---- batch_normalization_5: `batchnorm` (models/vgg_bn_aug.nn:24) ----
+/* ---- batch_normalization_5: `batchnorm` (models/vgg_bn_aug.nn:26) ----
  * in [n][512] -> out [n][512]; kernel: elementwise loops */
 static double batch_normalization_5_partial[CHUNKS][2][512]; /* per-slice channel sums of x and of x^2 */
 static float batch_normalization_5_mean[512], batch_normalization_5_inv_std[512]; /* this batch's statistics */
@@ -1306,7 +1306,7 @@ static void batch_normalization_5_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- dropout_1: `dropout 0.5` (models/vgg_bn_aug.nn:25) ----
+/* ---- dropout_1: `dropout 0.5` (models/vgg_bn_aug.nn:27) ----
  * in [n][512] -> out [n][512]; kernel: elementwise loops */
 static void dropout_1_forward(float *restrict out, float *restrict mask, const float *restrict in, uint64_t key,
                              int lo, int hi)
@@ -1323,7 +1323,7 @@ static void dropout_1_backward(float *restrict din, const float *restrict dout, 
         din[i] = dout[i] * mask[i];
 }
 
-/* ---- dense_2: `dense 10 softmax` (models/vgg_bn_aug.nn:26) ----
+/* ---- dense_2: `dense 10 softmax` (models/vgg_bn_aug.nn:28) ----
  * in [n][512] -> out [n][10]; kernel: OpenBLAS sgemm on the slice's rows */
 static void dense_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
                            const float *restrict bias, int lo, int hi)
@@ -1503,9 +1503,9 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            /* conv2d_1: `conv 32 3x3 relu` (line 12) */
+            /* conv2d_1: `conv 32 3x3 relu` (line 14) */
             conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
-            /* batch_normalization_1: `batchnorm` (line 13) */
+            /* batch_normalization_1: `batchnorm` (line 15) */
             batch_normalization_1_sums(batch_normalization_1_partial[c][0], batch_normalization_1_partial[c][1], conv2d_1_out, lo, hi);
         }
 #pragma omp single
@@ -1515,9 +1515,9 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_1_normalize(batch_normalization_1_out, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, lo, hi);
-            /* conv2d_2: `conv 32 3x3 relu` (line 14) */
+            /* conv2d_2: `conv 32 3x3 relu` (line 16) */
             conv2d_2_forward(conv2d_2_out, batch_normalization_1_out, params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
-            /* batch_normalization_2: `batchnorm` (line 15) */
+            /* batch_normalization_2: `batchnorm` (line 17) */
             batch_normalization_2_sums(batch_normalization_2_partial[c][0], batch_normalization_2_partial[c][1], conv2d_2_out, lo, hi);
         }
 #pragma omp single
@@ -1527,11 +1527,11 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_2_normalize(batch_normalization_2_out, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, lo, hi);
-            /* max_pooling2d_1: `maxpool 2x2` (line 16) */
+            /* max_pooling2d_1: `maxpool 2x2` (line 18) */
             max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, batch_normalization_2_out, lo, hi);
-            /* conv2d_3: `conv 64 3x3 relu` (line 17) */
+            /* conv2d_3: `conv 64 3x3 relu` (line 19) */
             conv2d_3_forward(conv2d_3_out, max_pooling2d_1_out, params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
-            /* batch_normalization_3: `batchnorm` (line 18) */
+            /* batch_normalization_3: `batchnorm` (line 20) */
             batch_normalization_3_sums(batch_normalization_3_partial[c][0], batch_normalization_3_partial[c][1], conv2d_3_out, lo, hi);
         }
 #pragma omp single
@@ -1541,9 +1541,9 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_3_normalize(batch_normalization_3_out, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, lo, hi);
-            /* conv2d_4: `conv 64 3x3 relu` (line 19) */
+            /* conv2d_4: `conv 64 3x3 relu` (line 21) */
             conv2d_4_forward(conv2d_4_out, batch_normalization_3_out, params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
-            /* batch_normalization_4: `batchnorm` (line 20) */
+            /* batch_normalization_4: `batchnorm` (line 22) */
             batch_normalization_4_sums(batch_normalization_4_partial[c][0], batch_normalization_4_partial[c][1], conv2d_4_out, lo, hi);
         }
 #pragma omp single
@@ -1553,12 +1553,12 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_4_normalize(batch_normalization_4_out, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, lo, hi);
-            /* max_pooling2d_2: `maxpool 2x2` (line 21) */
+            /* max_pooling2d_2: `maxpool 2x2` (line 23) */
             max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, batch_normalization_4_out, lo, hi);
             /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-            /* dense_1: `dense 512 relu` (line 23) */
+            /* dense_1: `dense 512 relu` (line 25) */
             dense_1_forward(dense_1_out, max_pooling2d_2_out, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
-            /* batch_normalization_5: `batchnorm` (line 24) */
+            /* batch_normalization_5: `batchnorm` (line 26) */
             batch_normalization_5_sums(batch_normalization_5_partial[c][0], batch_normalization_5_partial[c][1], dense_1_out, lo, hi);
         }
 #pragma omp single
@@ -1568,18 +1568,18 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_5_normalize(batch_normalization_5_out, dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, params + BATCH_NORMALIZATION_5_BETA, lo, hi);
-            /* dropout_1: `dropout 0.5` (line 25) */
+            /* dropout_1: `dropout 0.5` (line 27) */
             dropout_1_forward(dropout_1_out, dropout_1_mask, batch_normalization_5_out, dropout_key(ctx, 13), lo, hi);
-            /* dense_2: `dense 10 softmax` (line 26) */
+            /* dense_2: `dense 10 softmax` (line 28) */
             dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
             /* loss */
             loss_forward_backward(GRAD(grad_b, 10), &loss[c], &correct[c], dense_2_out, labels, n, lo, hi);
-            /* dense_2: `dense 10 softmax` (line 26) */
+            /* dense_2: `dense 10 softmax` (line 28) */
             dense_2_backward(GRAD(grad_a, 512), slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, GRAD(grad_b, 10), dense_2_out, dropout_1_out,
                             params + DENSE_2_W, lo, hi);
-            /* dropout_1: `dropout 0.5` (line 25) */
+            /* dropout_1: `dropout 0.5` (line 27) */
             dropout_1_backward(GRAD(grad_b, 512), GRAD(grad_a, 512), dropout_1_mask, lo, hi);
-            /* batch_normalization_5: `batchnorm` (line 24) */
+            /* batch_normalization_5: `batchnorm` (line 26) */
             batch_normalization_5_backward_params(slice_grads[c] + BATCH_NORMALIZATION_5_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_5_BETA, GRAD(grad_b, 512), dense_1_out, lo, hi);
         }
 #pragma omp single
@@ -1589,12 +1589,12 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_5_backward_input(GRAD(grad_a, 512), GRAD(grad_b, 512), dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, batch_normalization_5_totals, batch_normalization_5_totals + 512, n, lo, hi);
-            /* dense_1: `dense 512 relu` (line 23) */
+            /* dense_1: `dense 512 relu` (line 25) */
             dense_1_backward(GRAD(grad_b, 1024), slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, GRAD(grad_a, 512), dense_1_out, max_pooling2d_2_out,
                             params + DENSE_1_W, lo, hi);
-            /* max_pooling2d_2: `maxpool 2x2` (line 21) */
+            /* max_pooling2d_2: `maxpool 2x2` (line 23) */
             max_pooling2d_2_backward(GRAD(grad_a, 4096), GRAD(grad_b, 1024), max_pooling2d_2_argmax, lo, hi);
-            /* batch_normalization_4: `batchnorm` (line 20) */
+            /* batch_normalization_4: `batchnorm` (line 22) */
             batch_normalization_4_backward_params(slice_grads[c] + BATCH_NORMALIZATION_4_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_4_BETA, GRAD(grad_a, 4096), conv2d_4_out, lo, hi);
         }
 #pragma omp single
@@ -1604,9 +1604,9 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_4_backward_input(GRAD(grad_b, 4096), GRAD(grad_a, 4096), conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, batch_normalization_4_totals, batch_normalization_4_totals + 64, n, lo, hi);
-            /* conv2d_4: `conv 64 3x3 relu` (line 19) */
+            /* conv2d_4: `conv 64 3x3 relu` (line 21) */
             conv2d_4_backward(GRAD(grad_a, 6400), slice_grads[c] + CONV2D_4_W, slice_grads[c] + CONV2D_4_B, GRAD(grad_b, 4096), conv2d_4_out, batch_normalization_3_out, lo, hi);
-            /* batch_normalization_3: `batchnorm` (line 18) */
+            /* batch_normalization_3: `batchnorm` (line 20) */
             batch_normalization_3_backward_params(slice_grads[c] + BATCH_NORMALIZATION_3_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_3_BETA, GRAD(grad_a, 6400), conv2d_3_out, lo, hi);
         }
 #pragma omp single
@@ -1616,11 +1616,11 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_3_backward_input(GRAD(grad_b, 6400), GRAD(grad_a, 6400), conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, batch_normalization_3_totals, batch_normalization_3_totals + 64, n, lo, hi);
-            /* conv2d_3: `conv 64 3x3 relu` (line 17) */
+            /* conv2d_3: `conv 64 3x3 relu` (line 19) */
             conv2d_3_backward(GRAD(grad_a, 4608), slice_grads[c] + CONV2D_3_W, slice_grads[c] + CONV2D_3_B, GRAD(grad_b, 6400), conv2d_3_out, max_pooling2d_1_out, lo, hi);
-            /* max_pooling2d_1: `maxpool 2x2` (line 16) */
+            /* max_pooling2d_1: `maxpool 2x2` (line 18) */
             max_pooling2d_1_backward(GRAD(grad_b, 18432), GRAD(grad_a, 4608), max_pooling2d_1_argmax, lo, hi);
-            /* batch_normalization_2: `batchnorm` (line 15) */
+            /* batch_normalization_2: `batchnorm` (line 17) */
             batch_normalization_2_backward_params(slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_2_BETA, GRAD(grad_b, 18432), conv2d_2_out, lo, hi);
         }
 #pragma omp single
@@ -1630,9 +1630,9 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_2_backward_input(GRAD(grad_a, 18432), GRAD(grad_b, 18432), conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, batch_normalization_2_totals, batch_normalization_2_totals + 32, n, lo, hi);
-            /* conv2d_2: `conv 32 3x3 relu` (line 14) */
+            /* conv2d_2: `conv 32 3x3 relu` (line 16) */
             conv2d_2_backward(GRAD(grad_b, 21632), slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, GRAD(grad_a, 18432), conv2d_2_out, batch_normalization_1_out, lo, hi);
-            /* batch_normalization_1: `batchnorm` (line 13) */
+            /* batch_normalization_1: `batchnorm` (line 15) */
             batch_normalization_1_backward_params(slice_grads[c] + BATCH_NORMALIZATION_1_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_1_BETA, GRAD(grad_b, 21632), conv2d_1_out, lo, hi);
         }
 #pragma omp single
@@ -1642,7 +1642,7 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
             batch_normalization_1_backward_input(GRAD(grad_a, 21632), GRAD(grad_b, 21632), conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, batch_normalization_1_totals, batch_normalization_1_totals + 32, n, lo, hi);
-            /* conv2d_1: `conv 32 3x3 relu` (line 12) */
+            /* conv2d_1: `conv 32 3x3 relu` (line 14) */
             conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, GRAD(grad_a, 21632), conv2d_1_out, x, lo, hi);
         }
 
@@ -1715,34 +1715,34 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 #pragma omp for schedule(static)
         for (int c = 0; c < CHUNKS; c++) {
             int lo = LO(c), hi = HI(c);
-            /* conv2d_1: `conv 32 3x3 relu` (line 12) */
+            /* conv2d_1: `conv 32 3x3 relu` (line 14) */
             conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
-            /* batch_normalization_1: `batchnorm` (line 13) */
+            /* batch_normalization_1: `batchnorm` (line 15) */
             batch_normalization_1_forward_infer(batch_normalization_1_out, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, state + BATCH_NORMALIZATION_1_RUNNING, lo, hi);
-            /* conv2d_2: `conv 32 3x3 relu` (line 14) */
+            /* conv2d_2: `conv 32 3x3 relu` (line 16) */
             conv2d_2_forward(conv2d_2_out, batch_normalization_1_out, params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
-            /* batch_normalization_2: `batchnorm` (line 15) */
+            /* batch_normalization_2: `batchnorm` (line 17) */
             batch_normalization_2_forward_infer(batch_normalization_2_out, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, state + BATCH_NORMALIZATION_2_RUNNING, lo, hi);
-            /* max_pooling2d_1: `maxpool 2x2` (line 16) */
+            /* max_pooling2d_1: `maxpool 2x2` (line 18) */
             max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, batch_normalization_2_out, lo, hi);
-            /* conv2d_3: `conv 64 3x3 relu` (line 17) */
+            /* conv2d_3: `conv 64 3x3 relu` (line 19) */
             conv2d_3_forward(conv2d_3_out, max_pooling2d_1_out, params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
-            /* batch_normalization_3: `batchnorm` (line 18) */
+            /* batch_normalization_3: `batchnorm` (line 20) */
             batch_normalization_3_forward_infer(batch_normalization_3_out, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, state + BATCH_NORMALIZATION_3_RUNNING, lo, hi);
-            /* conv2d_4: `conv 64 3x3 relu` (line 19) */
+            /* conv2d_4: `conv 64 3x3 relu` (line 21) */
             conv2d_4_forward(conv2d_4_out, batch_normalization_3_out, params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
-            /* batch_normalization_4: `batchnorm` (line 20) */
+            /* batch_normalization_4: `batchnorm` (line 22) */
             batch_normalization_4_forward_infer(batch_normalization_4_out, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, state + BATCH_NORMALIZATION_4_RUNNING, lo, hi);
-            /* max_pooling2d_2: `maxpool 2x2` (line 21) */
+            /* max_pooling2d_2: `maxpool 2x2` (line 23) */
             max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, batch_normalization_4_out, lo, hi);
             /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-            /* dense_1: `dense 512 relu` (line 23) */
+            /* dense_1: `dense 512 relu` (line 25) */
             dense_1_forward(dense_1_out, max_pooling2d_2_out, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
-            /* batch_normalization_5: `batchnorm` (line 24) */
+            /* batch_normalization_5: `batchnorm` (line 26) */
             batch_normalization_5_forward_infer(batch_normalization_5_out, dense_1_out, params + BATCH_NORMALIZATION_5_GAMMA, params + BATCH_NORMALIZATION_5_BETA, state + BATCH_NORMALIZATION_5_RUNNING, lo, hi);
-            /* dropout_1: `dropout 0.5` (line 25) */
+            /* dropout_1: `dropout 0.5` (line 27) */
             memcpy(dropout_1_out + (size_t)lo * 512, batch_normalization_5_out + (size_t)lo * 512, sizeof(float) * (size_t)(hi - lo) * 512); /* off at inference */
-            /* dense_2: `dense 10 softmax` (line 26) */
+            /* dense_2: `dense 10 softmax` (line 28) */
             dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
         }
     }
@@ -1754,33 +1754,33 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
 static const char *first_nonfinite(int n)
 {
     if (!nnc_all_finite(conv2d_1_out, (size_t)n * 21632))
-        return "conv2d_1 (line 12, `conv 32 3x3 relu`)";
+        return "conv2d_1 (line 14, `conv 32 3x3 relu`)";
     if (!nnc_all_finite(batch_normalization_1_out, (size_t)n * 21632))
-        return "batch_normalization_1 (line 13, `batchnorm`)";
+        return "batch_normalization_1 (line 15, `batchnorm`)";
     if (!nnc_all_finite(conv2d_2_out, (size_t)n * 18432))
-        return "conv2d_2 (line 14, `conv 32 3x3 relu`)";
+        return "conv2d_2 (line 16, `conv 32 3x3 relu`)";
     if (!nnc_all_finite(batch_normalization_2_out, (size_t)n * 18432))
-        return "batch_normalization_2 (line 15, `batchnorm`)";
+        return "batch_normalization_2 (line 17, `batchnorm`)";
     if (!nnc_all_finite(max_pooling2d_1_out, (size_t)n * 4608))
-        return "max_pooling2d_1 (line 16, `maxpool 2x2`)";
+        return "max_pooling2d_1 (line 18, `maxpool 2x2`)";
     if (!nnc_all_finite(conv2d_3_out, (size_t)n * 6400))
-        return "conv2d_3 (line 17, `conv 64 3x3 relu`)";
+        return "conv2d_3 (line 19, `conv 64 3x3 relu`)";
     if (!nnc_all_finite(batch_normalization_3_out, (size_t)n * 6400))
-        return "batch_normalization_3 (line 18, `batchnorm`)";
+        return "batch_normalization_3 (line 20, `batchnorm`)";
     if (!nnc_all_finite(conv2d_4_out, (size_t)n * 4096))
-        return "conv2d_4 (line 19, `conv 64 3x3 relu`)";
+        return "conv2d_4 (line 21, `conv 64 3x3 relu`)";
     if (!nnc_all_finite(batch_normalization_4_out, (size_t)n * 4096))
-        return "batch_normalization_4 (line 20, `batchnorm`)";
+        return "batch_normalization_4 (line 22, `batchnorm`)";
     if (!nnc_all_finite(max_pooling2d_2_out, (size_t)n * 1024))
-        return "max_pooling2d_2 (line 21, `maxpool 2x2`)";
+        return "max_pooling2d_2 (line 23, `maxpool 2x2`)";
     if (!nnc_all_finite(dense_1_out, (size_t)n * 512))
-        return "dense_1 (line 23, `dense 512 relu`)";
+        return "dense_1 (line 25, `dense 512 relu`)";
     if (!nnc_all_finite(batch_normalization_5_out, (size_t)n * 512))
-        return "batch_normalization_5 (line 24, `batchnorm`)";
+        return "batch_normalization_5 (line 26, `batchnorm`)";
     if (!nnc_all_finite(dropout_1_out, (size_t)n * 512))
-        return "dropout_1 (line 25, `dropout 0.5`)";
+        return "dropout_1 (line 27, `dropout 0.5`)";
     if (!nnc_all_finite(dense_2_out, (size_t)n * 10))
-        return "dense_2 (line 26, `dense 10 softmax`)";
+        return "dense_2 (line 28, `dense 10 softmax`)";
     return NULL;
 }
 
@@ -1814,18 +1814,18 @@ static const char summary[] =
     "Schedule: cosine from 0.05 down to 0\n"
     "Forward pass: 10.24 M multiply-adds per image\n"
     "Defaults applied:\n"
-    "  line 12: conv2d_1: stride=1 pad=valid\n"
-    "  line 13: batch_normalization_1: momentum=0.99 eps=0.001\n"
-    "  line 14: conv2d_2: stride=1 pad=valid\n"
-    "  line 15: batch_normalization_2: momentum=0.99 eps=0.001\n"
-    "  line 16: max_pooling2d_1: window 2x2 stride 2\n"
-    "  line 17: conv2d_3: stride=1 pad=valid\n"
-    "  line 18: batch_normalization_3: momentum=0.99 eps=0.001\n"
-    "  line 19: conv2d_4: stride=1 pad=valid\n"
-    "  line 20: batch_normalization_4: momentum=0.99 eps=0.001\n"
-    "  line 21: max_pooling2d_2: window 2x2 stride 2\n"
-    "  line 24: batch_normalization_5: momentum=0.99 eps=0.001\n"
-    "  line 30: optimizer sgd lr=0.05 momentum=0.9 (given: lr momentum weight_decay )\n"
+    "  line 14: conv2d_1: stride=1 pad=valid\n"
+    "  line 15: batch_normalization_1: momentum=0.99 eps=0.001\n"
+    "  line 16: conv2d_2: stride=1 pad=valid\n"
+    "  line 17: batch_normalization_2: momentum=0.99 eps=0.001\n"
+    "  line 18: max_pooling2d_1: window 2x2 stride 2\n"
+    "  line 19: conv2d_3: stride=1 pad=valid\n"
+    "  line 20: batch_normalization_3: momentum=0.99 eps=0.001\n"
+    "  line 21: conv2d_4: stride=1 pad=valid\n"
+    "  line 22: batch_normalization_4: momentum=0.99 eps=0.001\n"
+    "  line 23: max_pooling2d_2: window 2x2 stride 2\n"
+    "  line 26: batch_normalization_5: momentum=0.99 eps=0.001\n"
+    "  line 32: optimizer sgd lr=0.05 momentum=0.9 (given: lr momentum weight_decay )\n"
 ;
 
 const nnc_model nnc_model_vgg_bn_aug = {
@@ -1852,7 +1852,7 @@ const nnc_model nnc_model_vgg_bn_aug = {
         .min_lr = 0.0f,
         .seed = 7ULL,
         .augment = 1,
-        .aug = {.rotation = 8.0f, .width_shift = 0.08f, .height_shift = 0.08f, .shear = 0.3f, .zoom = 0.08f},
+        .aug = {.rotation = 10.0f, .width_shift = 0.1f, .height_shift = 0.1f, .shear = 0.0f, .zoom = 0.1f},
     },
     .n_tensors = N_TENSORS,
     .tensors = param_tensors,
