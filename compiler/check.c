@@ -807,6 +807,8 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         double v;
         const char *k = a->text;
         if (a->kind == ARG_WORD && strcmp(k, "nesterov") == 0 && o->kind == NNC_OPT_SGD) {
+            if (o->nesterov)
+                nnc_warning(ck->src, a->loc, "'nesterov' is given twice in this line");
             o->nesterov = 1;
             continue;
         }

@@ -367,6 +367,11 @@ Test(checker, optimizer_line_repeating_its_keys_is_safe_and_warned)
     cr_expect(strstr(c.diagnostics, "x.nn:6:30: warning: 'momentum' is given twice in this line; the later value is used\n") != NULL,
               "%s", c.diagnostics);
     release(&c);
+    c = compile_text(MNIST_HEAD TAIL "train\n  optimizer sgd nesterov momentum=0.9 nesterov\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect(strstr(c.diagnostics, "x.nn:6:39: warning: 'nesterov' is given twice in this line\n") != NULL, "%s",
+              c.diagnostics);
+    release(&c);
 }
 
 /* Found by fuzzing: huge layers must be refused before their sizes overflow. */
