@@ -15,7 +15,7 @@ int nnc_source_read(nnc_source *src, const char *path, char *err, size_t errlen)
     char *text = realloc(bytes, len + 1); /* the lexer wants the text NUL-terminated */
     if (!text) {
         free(bytes);
-        snprintf(err, errlen, "%s: out of memory", path);
+        nnc_set_error(err, errlen, "%s: out of memory", path);
         return -1;
     }
     text[len] = '\0';

@@ -104,7 +104,6 @@ int main(int argc, char **argv)
             if (status == 0) {
                 if (output && strcmp(output, "-") != 0) {
                     /* never a half-written file: see runtime/files.c */
-                    char err[512];
                     if (nnc_write_file_atomically(output, text, len, err, sizeof err) != 0) {
                         fprintf(stderr, "nnc: %s\n", err);
                         status = 1;

@@ -26,7 +26,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "nncrt.h"
 
@@ -535,8 +534,7 @@ static int on_epoch(void *ctx, const nnc_train_state *ts, const float *params, c
 
 /* Identifies the training data, so that --resume refuses to continue on other data. */
 static uint32_t dataset_crc(const nnc_dataset *ds) {
-    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
-    crc = nnc_crc32(crc, ds->images, (size_t)ds->n * (size_t)ds->h * (size_t)ds->w);
+    uint32_t crc = nnc_crc32(0, ds->images, (size_t)ds->n * (size_t)ds->h * (size_t)ds->w);
     return nnc_crc32(crc, ds->labels, (size_t)ds->n);
 }
 

@@ -35,7 +35,6 @@
  */
 #include <math.h>
 #include <png.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -6,9 +6,6 @@
  */
 #include <math.h>
 
-#include <stdarg.h>
-#include <stdio.h>
-
 #include "nncrt.h"
 
 #define PCG32_MULTIPLIER 6364136223846793005ULL
