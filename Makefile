@@ -20,10 +20,12 @@ ARGS    ?=
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 $(WARN) $(CFLAGS) -Icompiler -I$(BUILD)/gen -Iruntime
-# Generated trainers: shapes are constants, so let the compiler specialize for this CPU.
-TRAINER_CFLAGS ?= -O3 -march=native -ffp-contract=fast -fno-math-errno -fopenmp
+# Generated trainers: shapes are constants, so let the compiler specialize for this CPU
+# (MARCH=x86-64-v3 builds for AVX2 without AVX-512, as most laptops have).
+MARCH   ?= native
+TRAINER_CFLAGS ?= -O3 -march=$(MARCH) -ffp-contract=fast -fno-math-errno -fopenmp
 # The runtime's flat loops (optimizer updates, batch conversion) vectorize only with these.
-RUNTIME_OPT := -O3 -march=native -fno-math-errno
+RUNTIME_OPT := -O3 -march=$(MARCH) -fno-math-errno
 BLAS_CFLAGS = $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 RT_LIBS     = $(BLAS_LIBS) -lpng -lz -lm -fopenmp
@@ -38,16 +40,24 @@ TEST_SRC     := $(sort $(wildcard tests/test_*.c))
 TEST_MODELS  := $(sort $(wildcard tests/models/*.nn))
 TEST_GEN     := $(TEST_MODELS:tests/models/%.nn=$(BUILD)/tests/gen/%.c)
 DEPS_STAMP   := $(BUILD)/.deps-ok
+TEST_DEPS_STAMP := $(BUILD)/.test-deps-ok
 
-.PHONY: all deps test test-asan generated check-generated train bench install clean fuzz reference
+.PHONY: all deps test-deps test test-asan generated check-generated train bench install clean fuzz reference
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/nnc $(BUILD)/libnncrt.a
 
 # ---- dependencies --------------------------------------------------------
+# tools/deps.sh builds and links a probe for each package with the flags below,
+# the build's own; a stamp records that they passed.
+DEPS_ENV = CC='$(CC)' BLAS_CFLAGS='$(BLAS_CFLAGS)' BLAS_LIBS='$(BLAS_LIBS)'
 deps $(DEPS_STAMP):
-	@sh tools/deps.sh
+	@$(DEPS_ENV) sh tools/deps.sh build
 	@mkdir -p $(BUILD) && touch $(DEPS_STAMP)
+
+test-deps $(TEST_DEPS_STAMP):
+	@$(DEPS_ENV) sh tools/deps.sh test
+	@mkdir -p $(BUILD) && touch $(DEPS_STAMP) $(TEST_DEPS_STAMP)
 
 # ---- the compiler --------------------------------------------------------
 $(BUILD)/gen/parser.c $(BUILD)/gen/parser.h: compiler/parser.y | $(DEPS_STAMP)
@@ -123,15 +133,34 @@ $(BUILD)/tests/gen/%.c: tests/models/%.nn $(BUILD)/nnc
 	@mkdir -p $(BUILD)/tests/gen
 	$(BUILD)/nnc $< -o $@
 
-$(BUILD)/tests/nnc_tests: $(TEST_SRC) tests/*.h $(COMPILER_OBJ) $(BUILD)/libnncrt.a $(GENERATED) $(TEST_GEN)
+TEST_CC = $(CC) -std=c11 $(WARN) $(CFLAGS) -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests -I$(BUILD)/tests/gen \
+	$(BLAS_CFLAGS) -DNNC_ROOT='"$(CURDIR)"' -DNNC_BUILD='"$(BUILD)"'
+TEST_INPUTS := tests/*.h $(BUILD)/libnncrt.a $(GENERATED) $(TEST_GEN)
+
+# The whole suite; the generated models in it are built for the baseline x86-64 (or this CPU's family).
+$(BUILD)/tests/nnc_tests: $(TEST_SRC) $(TEST_INPUTS) $(COMPILER_OBJ) | $(TEST_DEPS_STAMP)
 	@mkdir -p $(BUILD)/tests
-	$(CC) -std=c11 $(WARN) -Wno-psabi $(CFLAGS) -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests -I$(BUILD)/tests/gen $(BLAS_CFLAGS) \
-		-DNNC_ROOT='"$(CURDIR)"' -DNNC_BUILD='"$(BUILD)"' $(TEST_SRC) $(COMPILER_OBJ) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
+	$(TEST_CC) $(TEST_SRC) $(COMPILER_OBJ) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
+
+# The gradient checks and the PyTorch references once more, with the generated
+# models built for an instruction set: `native` (AVX-512 here: a 16-float vector
+# is one register) and `x86-64-v3` (AVX2: two registers), where the CPU has it.
+NUMERIC_SRC := $(sort $(wildcard tests/test_gradcheck_*.c tests/test_reference_*.c))
+HAS_AVX2 := $(shell for f in avx2 fma bmi2 movbe f16c; do grep -qw $$f /proc/cpuinfo 2>/dev/null || exit 0; done; echo 1)
+NUMERIC_MARCHES := native $(if $(HAS_AVX2),x86-64-v3)
+$(BUILD)/tests/numeric-%: $(NUMERIC_SRC) $(TEST_INPUTS) | $(TEST_DEPS_STAMP)
+	@mkdir -p $(BUILD)/tests
+	$(TEST_CC) -march=$* $(NUMERIC_SRC) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
 
 TEST_TRAINERS := $(BUILD)/bin/cnn_baseline $(BUILD)/bin/vgg $(BUILD)/bin/mlp800 $(BUILD)/bin/linear
 
-test: $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(TEST_TRAINERS)
+# The numerical suites first, the whole suite last: its summary closes the output.
+test: $(TEST_DEPS_STAMP) $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(NUMERIC_MARCHES:%=$(BUILD)/tests/numeric-%) $(TEST_TRAINERS)
 	$(MAKE) --no-print-directory check-generated
+	@for m in $(NUMERIC_MARCHES); do echo "== gradient checks and PyTorch references, generated code built with -march=$$m"; \
+		$(BUILD)/tests/numeric-$$m --jobs 2 || exit 1; done
+	$(if $(HAS_AVX2),,@echo "skipped: the -march=x86-64-v3 numerical suite (this CPU lacks AVX2)")
+	@echo "== the whole suite"
 	$(BUILD)/tests/nnc_tests --jobs 2
 
 # ---- fuzzing (clang's libFuzzer with AddressSanitizer and UBSan) ----------
@@ -168,8 +197,11 @@ test-asan:
 		TRAINER_CFLAGS="-O1 -g -march=native -fopenmp $(SAN)" RUNTIME_OPT="-march=native" test
 
 # ---- benchmark -----------------------------------------------------------
+# One extra row: vgg_bn built for AVX2 without AVX-512 (skipped on other CPUs).
+BENCH_VARIANTS := $(if $(HAS_AVX2),vgg_bn:x86-64-v3)
 bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%)
-	sh tools/bench.sh $(BENCH_ARGS)
+	$(if $(BENCH_VARIANTS),$(MAKE) --no-print-directory BUILD=$(BUILD)/x86-64-v3 MARCH=x86-64-v3 $(BUILD)/x86-64-v3/bin/vgg_bn)
+	sh tools/bench.sh $(addprefix --variant ,$(BENCH_VARIANTS)) $(BENCH_ARGS)
 
 # ---- install -------------------------------------------------------------
 install: all $(BUILD)/nncrt.pc

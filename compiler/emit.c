@@ -238,8 +238,8 @@ static void emit_dense(emitter *e, int i)
     emit(e, "                           const float *restrict bias, int lo, int hi)\n{\n");
     emit(e, "    if (hi <= lo)\n        return;\n");
     emit(e, "    /* out[lo:hi] = in[lo:hi] . w   ([rows][%d] x [%d][%d]) */\n", I, I, O);
-    emit(e, "    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, %d, %d, 1.0f, in + (size_t)lo * %d, %d,\n", O, I, I, I);
-    emit(e, "                w, %d, 0.0f, out + (size_t)lo * %d, %d);\n", O, O, O);
+    emit(e, "    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, %d, %d, in + (size_t)lo * %d, %d,\n", O, I, I, I);
+    emit(e, "              w, %d, out + (size_t)lo * %d, %d);\n", O, O, O);
     emit(e, "    for (int b = lo; b < hi; b++) {\n");
     emit(e, "        float *o = out + (size_t)b * %d;\n", O);
     emit(e, "        for (int j = 0; j < %d; j++) {\n", O);
@@ -266,15 +266,15 @@ static void emit_dense(emitter *e, int i)
             emit(e, "    (void)out;\n");
     }
     emit(e, "    /* dw = in[lo:hi]^T . dz   ([%d][rows] x [rows][%d]) */\n", I, O);
-    emit(e, "    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, %d, %d, hi - lo, 1.0f, in + (size_t)lo * %d, %d,\n", I, O, I, I);
-    emit(e, "                dout + (size_t)lo * %d, %d, 0.0f, dw, %d);\n", O, O, O);
+    emit(e, "    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, %d, %d, hi - lo, in + (size_t)lo * %d, %d,\n", I, O, I, I);
+    emit(e, "              dout + (size_t)lo * %d, %d, dw, %d);\n", O, O, O);
     emit(e, "    /* db = column sums of dz, in row order */\n");
     emit(e, "    memset(db, 0, sizeof(float) * %d);\n", O);
     emit(e, "    for (int b = lo; b < hi; b++)\n        for (int j = 0; j < %d; j++)\n            db[j] += dout[(size_t)b * %d + j];\n", O, O);
     if (need_din) {
         emit(e, "    /* din = dz . w^T   ([rows][%d] x [%d][%d]) */\n", O, O, I);
-        emit(e, "    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, %d, %d, 1.0f, dout + (size_t)lo * %d, %d,\n", I, O, O, O);
-        emit(e, "                w, %d, 0.0f, din + (size_t)lo * %d, %d);\n", O, I, I);
+        emit(e, "    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, %d, %d, dout + (size_t)lo * %d, %d,\n", I, O, O, O);
+        emit(e, "                  w, %d, din + (size_t)lo * %d, %d);\n", O, I, I);
     } else {
         emit(e, "    (void)w;\n");
     }
@@ -387,25 +387,25 @@ static int pixel_block(int vectors, int limit)
  * `count` channels: whole 16-float vectors, and a shorter last one when the
  * count is not a multiple of 16 (constant after unrolling, so no branch).
  */
-static const char *vload(char *buf, size_t len, int count, const char *addr)
+static void emit_vload(emitter *e, const char *indent, int count, const char *dst, const char *addr)
 {
     if (count % VEC == 0)
-        snprintf(buf, len, "load16(%s)", addr);
+        emit(e, "%sload16(&%s, %s);\n", indent, dst, addr);
     else if (count < VEC)
-        snprintf(buf, len, "load_tail(%s, %d)", addr, count);
+        emit(e, "%sload_tail(&%s, %s, %d);\n", indent, dst, addr, count);
     else
-        snprintf(buf, len, "(v < %d ? load16(%s) : load_tail(%s, %d))", count / VEC, addr, addr, count % VEC);
-    return buf;
+        emit(e, "%sif (v < %d)\n%s    load16(&%s, %s);\n%selse\n%s    load_tail(&%s, %s, %d);\n", indent, count / VEC,
+             indent, dst, addr, indent, indent, dst, addr, count % VEC);
 }
 
 static void emit_vstore(emitter *e, const char *indent, int count, const char *addr, const char *value)
 {
     if (count % VEC == 0)
-        emit(e, "%sstore16(%s, %s);\n", indent, addr, value);
+        emit(e, "%sstore16(%s, &%s);\n", indent, addr, value);
     else if (count < VEC)
-        emit(e, "%sstore_tail(%s, %s, %d);\n", indent, addr, value, count);
+        emit(e, "%sstore_tail(%s, &%s, %d);\n", indent, addr, value, count);
     else
-        emit(e, "%sif (v < %d)\n%s    store16(%s, %s);\n%selse\n%s    store_tail(%s, %s, %d);\n", indent, count / VEC,
+        emit(e, "%sif (v < %d)\n%s    store16(%s, &%s);\n%selse\n%s    store_tail(%s, &%s, %d);\n", indent, count / VEC,
              indent, addr, value, indent, indent, addr, value, count % VEC);
 }
 
@@ -447,12 +447,12 @@ static void emit_conv_blocked(emitter *e, int i)
     emit(e, "static inline __attribute__((always_inline)) void %s_forward_block(float *restrict out, const float *restrict in,\n", id);
     emit(e, "        const float *restrict %s, const float *restrict bias, int b, int oy, int ox0, const int np)\n{\n", wsrc);
     emit(e, "    v16 acc[%d][%d];\n", NP, V);
-    emit(e, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n            acc[p][v] = load16(bias + %d * v);\n", V, VEC);
+    emit(e, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n            load16(&acc[p][v], bias + %d * v);\n", V, VEC);
     emit(e, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", KH, KW);
     emit(e, "            const float *px = in + (((size_t)b * %d + oy * %d + ky) * %d + ox0 * %d + kx) * %d;\n", IH, SH, IW, SW, CI);
     emit(e, "            const float *wk = %s + (ky * %d + kx) * %d;\n", wsrc, KW, CI * COP);
     emit(e, "            for (int ci = 0; ci < %d; ci++) {\n", CI);
-    emit(e, "                v16 wv[%d];\n                for (int v = 0; v < %d; v++)\n                    wv[v] = load16(wk + ci * %d + %d * v);\n", V, V, COP, VEC);
+    emit(e, "                v16 wv[%d];\n                for (int v = 0; v < %d; v++)\n                    load16(&wv[v], wk + ci * %d + %d * v);\n", V, V, COP, VEC);
     emit(e, "                for (int p = 0; p < np; p++) {\n");
     emit(e, "                    float x = px[p * %d + ci];\n", SW * CI);
     emit(e, "                    for (int v = 0; v < %d; v++)\n                        acc[p][v] += x * wv[v];\n                }\n", V);
@@ -517,7 +517,8 @@ static void emit_conv_blocked(emitter *e, int i)
     emit(e, "%s    v16 acc[%d][%d];\n", ind, JB, V);
     emit(e, "%s    for (int k = 0; k < %d; k++)\n%s        for (int v = 0; v < %d; v++)\n", ind, JB, ind, V);
     snprintf(buf, sizeof buf, "dwrow + (j0 + k) * %d + %d * v", CO, VEC);
-    emit(e, "%s            acc[k][v] = %s;\n", ind, vload(ld, sizeof ld, CO, buf));
+    snprintf(ld, sizeof ld, "%s            ", ind);
+    emit_vload(e, ld, CO, "acc[k][v]", buf);
     if (whole_image) {
         emit(e, "%s    for (int oy = 0; oy < %d; oy++) {\n", ind, OH);
         emit(e, "%s        const float *dzrow = dz + ((size_t)b * %d + oy) * %d;\n", ind, OH, OW * CO);
@@ -527,7 +528,7 @@ static void emit_conv_blocked(emitter *e, int i)
     emit(e, "%s%s    for (int ox = 0; ox < %d; ox++) {\n", ind, in2, OW);
     emit(e, "%s%s        v16 g[%d];\n%s%s        for (int v = 0; v < %d; v++)\n", ind, in2, V, ind, in2, V);
     emit(e, "%s%s            /* whole vectors even past the last channel: those lanes never reach a stored lane */\n", ind, in2);
-    emit(e, "%s%s            g[v] = load16(dzrow + ox * %d + %d * v);\n", ind, in2, CO, VEC);
+    emit(e, "%s%s            load16(&g[v], dzrow + ox * %d + %d * v);\n", ind, in2, CO, VEC);
     emit(e, "%s%s        for (int k = 0; k < %d; k++) {\n", ind, in2, JB);
     emit(e, "%s%s            float x = inrow[ox * %d + j0 + k];\n", ind, in2, SW * CI);
     emit(e, "%s%s            for (int v = 0; v < %d; v++)\n%s%s                acc[k][v] += x * g[v];\n", ind, in2, V, ind, in2);
@@ -567,10 +568,10 @@ static void emit_conv_blocked(emitter *e, int i)
         emit(e, "            v16 acc[%d][%d];\n", NPI, VI);
         emit(e, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
         snprintf(buf, sizeof buf, "dp + p * %d + %d * v", SW * CI, VEC);
-        emit(e, "                    acc[p][v] = load16(%s); /* lanes past the last channel are never stored */\n", buf);
+        emit(e, "                    load16(&acc[p][v], %s); /* lanes past the last channel are never stored */\n", buf);
         emit(e, "            for (int co = 0; co < %d; co++) {\n", CO);
         emit(e, "                v16 wv[%d];\n                for (int v = 0; v < %d; v++)\n", VI, VI);
-        emit(e, "                    wv[v] = load16(wtk + co * %d + %d * v);\n", CIP, VEC);
+        emit(e, "                    load16(&wv[v], wtk + co * %d + %d * v);\n", CIP, VEC);
         emit(e, "                for (int p = 0; p < np; p++) {\n");
         emit(e, "                    float x = g[p * %d + co];\n", CO);
         emit(e, "                    for (int v = 0; v < %d; v++)\n                        acc[p][v] += x * wv[v];\n                }\n", VI);
@@ -1385,7 +1386,7 @@ static void emit_header(emitter *e)
     emit(e, " * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.\n");
     emit(e, " * Forward pass: %.0f multiply-adds per image. Build: cc -O3 -march=native -fopenmp %s.c -lnncrt -lopenblas -lpng -lz -lm\n */\n",
          macs, m->name);
-    emit(e, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include <cblas.h>\n\n#include \"nncrt.h\"\n\n");
+    emit(e, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"nncrt.h\"\n\n");
     emit(e, "#define B %d /* the largest batch a step sees */\n", m->recipe.batch);
     emit(e, "#define CHUNKS %d /* fixed slices of the batch; the arithmetic never depends on the thread count */\n", CHUNKS);
     emit(e, "#define LO(c) (n * (c) / CHUNKS) /* slice c is samples [LO(c), HI(c)) */\n");
@@ -1407,16 +1408,20 @@ static void emit_header(emitter *e)
         store_tails |= l->out.c % VEC != 0 || (!e->input_is_x[i] && l->in.c % VEC != 0);
     }
     if (vectors) {
+        /* Vectors pass by pointer: a vector passed or returned by value has another
+         * ABI with AVX-512 than without, and GCC warns about that on every other CPU. */
         emit(e, "\n/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */\n");
         emit(e, "typedef float v16 __attribute__((vector_size(16 * sizeof(float))));\n");
-        emit(e, "static inline v16 load16(const float *p)\n{\n    v16 v;\n    memcpy(&v, p, sizeof v);\n    return v;\n}\n");
-        emit(e, "static inline void store16(float *p, v16 v)\n{\n    memcpy(p, &v, sizeof v);\n}\n");
+        emit(e, "static inline void load16(v16 *v, const float *p)\n{\n    memcpy(v, p, sizeof *v);\n}\n");
+        emit(e, "static inline void store16(float *p, const v16 *v)\n{\n    memcpy(p, v, sizeof *v);\n}\n");
         if (load_tails || store_tails)
             emit(e, "/* The first `count` floats only: the last, shorter vector of a row. */\n");
         if (load_tails)
-            emit(e, "static inline v16 load_tail(const float *p, int count)\n{\n    v16 v = {0};\n    memcpy(&v, p, sizeof(float) * (size_t)count);\n    return v;\n}\n");
+            emit(e, "static inline void load_tail(v16 *v, const float *p, int count)\n{\n    memset(v, 0, sizeof *v);\n"
+                    "    memcpy(v, p, sizeof(float) * (size_t)count);\n}\n");
         if (store_tails)
-            emit(e, "static inline void store_tail(float *p, v16 v, int count)\n{\n    memcpy(p, &v, sizeof(float) * (size_t)count);\n}\n");
+            emit(e, "static inline void store_tail(float *p, const v16 *v, int count)\n{\n"
+                    "    memcpy(p, v, sizeof(float) * (size_t)count);\n}\n");
     }
 }
 

@@ -9,8 +9,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "nncrt.h"
 
 #define B 200 /* the largest batch a step sees */
@@ -28,15 +26,13 @@
 
 /* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
 typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
-static inline v16 load16(const float *p)
+static inline void load16(v16 *v, const float *p)
 {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    memcpy(v, p, sizeof *v);
 }
-static inline void store16(float *p, v16 v)
+static inline void store16(float *p, const v16 *v)
 {
-    memcpy(p, &v, sizeof v);
+    memcpy(p, v, sizeof *v);
 }
 
 /* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
@@ -91,7 +87,7 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
     v16 acc[8][2];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++)
-            acc[p][v] = load16(bias + 16 * v);
+            load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 5; ky++)
         for (int kx = 0; kx < 5; kx++) {
             const float *px = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + ox0 * 1 + kx) * 1;
@@ -99,7 +95,7 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
             for (int ci = 0; ci < 1; ci++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
-                    wv[v] = load16(wk + ci * 32 + 16 * v);
+                    load16(&wv[v], wk + ci * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 1 + ci];
                     for (int v = 0; v < 2; v++)
@@ -110,7 +106,7 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
     float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++) {
-            store16(o + p * 32 + 16 * v, acc[p][v]);
+            store16(o + p * 32 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 32; j++) {
         float v = o[j];
@@ -142,12 +138,12 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, c
                     v16 acc[5][2];
                     for (int k = 0; k < 5; k++)
                         for (int v = 0; v < 2; v++)
-                            acc[k][v] = load16(dwrow + (j0 + k) * 32 + 16 * v);
+                            load16(&acc[k][v], dwrow + (j0 + k) * 32 + 16 * v);
                     for (int ox = 0; ox < 24; ox++) {
                         v16 g[2];
                         for (int v = 0; v < 2; v++)
                             /* whole vectors even past the last channel: those lanes never reach a stored lane */
-                            g[v] = load16(dzrow + ox * 32 + 16 * v);
+                            load16(&g[v], dzrow + ox * 32 + 16 * v);
                         for (int k = 0; k < 5; k++) {
                             float x = inrow[ox * 1 + j0 + k];
                             for (int v = 0; v < 2; v++)
@@ -156,7 +152,7 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, c
                     }
                     for (int k = 0; k < 5; k++)
                         for (int v = 0; v < 2; v++) {
-                            store16(dwrow + (j0 + k) * 32 + 16 * v, acc[k][v]);
+                            store16(dwrow + (j0 + k) * 32 + 16 * v, &acc[k][v]);
                         }
                 }
             }
@@ -236,8 +232,8 @@ static void dense_1_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][4608] x [4608][128]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 128, 4608, 1.0f, in + (size_t)lo * 4608, 4608,
-                w, 128, 0.0f, out + (size_t)lo * 128, 128);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 128, 4608, in + (size_t)lo * 4608, 4608,
+              w, 128, out + (size_t)lo * 128, 128);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
@@ -263,16 +259,16 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
             dout[i] = 0.0f;
     }
     /* dw = in[lo:hi]^T . dz   ([4608][rows] x [rows][128]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 4608, 128, hi - lo, 1.0f, in + (size_t)lo * 4608, 4608,
-                dout + (size_t)lo * 128, 128, 0.0f, dw, 128);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 4608, 128, hi - lo, in + (size_t)lo * 4608, 4608,
+              dout + (size_t)lo * 128, 128, dw, 128);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 128);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 128; j++)
             db[j] += dout[(size_t)b * 128 + j];
     /* din = dz . w^T   ([rows][128] x [128][4608]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 4608, 128, 1.0f, dout + (size_t)lo * 128, 128,
-                w, 128, 0.0f, din + (size_t)lo * 4608, 4608);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 4608, 128, dout + (size_t)lo * 128, 128,
+                  w, 128, din + (size_t)lo * 4608, 4608);
 }
 
 /* ---- dense_2: `dense 10 softmax` (models/cnn_baseline.nn:13) ----
@@ -283,8 +279,8 @@ static void dense_2_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][128] x [128][10]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 10, 128, 1.0f, in + (size_t)lo * 128, 128,
-                w, 10, 0.0f, out + (size_t)lo * 10, 10);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 10, 128, in + (size_t)lo * 128, 128,
+              w, 10, out + (size_t)lo * 10, 10);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
@@ -319,16 +315,16 @@ static void dense_2_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */
     /* dw = in[lo:hi]^T . dz   ([128][rows] x [rows][10]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 128, 10, hi - lo, 1.0f, in + (size_t)lo * 128, 128,
-                dout + (size_t)lo * 10, 10, 0.0f, dw, 10);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 128, 10, hi - lo, in + (size_t)lo * 128, 128,
+              dout + (size_t)lo * 10, 10, dw, 10);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 10);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 10; j++)
             db[j] += dout[(size_t)b * 10 + j];
     /* din = dz . w^T   ([rows][10] x [10][128]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 128, 10, 1.0f, dout + (size_t)lo * 10, 10,
-                w, 10, 0.0f, din + (size_t)lo * 128, 128);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 128, 10, dout + (size_t)lo * 10, 10,
+                  w, 10, din + (size_t)lo * 128, 128);
 }
 
 /* ---- loss: crossentropy ---- */

@@ -9,8 +9,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "nncrt.h"
 
 #define B 200 /* the largest batch a step sees */
@@ -28,26 +26,23 @@
 
 /* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
 typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
-static inline v16 load16(const float *p)
+static inline void load16(v16 *v, const float *p)
 {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    memcpy(v, p, sizeof *v);
 }
-static inline void store16(float *p, v16 v)
+static inline void store16(float *p, const v16 *v)
 {
-    memcpy(p, &v, sizeof v);
+    memcpy(p, v, sizeof *v);
 }
 /* The first `count` floats only: the last, shorter vector of a row. */
-static inline v16 load_tail(const float *p, int count)
+static inline void load_tail(v16 *v, const float *p, int count)
 {
-    v16 v = {0};
-    memcpy(&v, p, sizeof(float) * (size_t)count);
-    return v;
+    memset(v, 0, sizeof *v);
+    memcpy(v, p, sizeof(float) * (size_t)count);
 }
-static inline void store_tail(float *p, v16 v, int count)
+static inline void store_tail(float *p, const v16 *v, int count)
 {
-    memcpy(p, &v, sizeof(float) * (size_t)count);
+    memcpy(p, v, sizeof(float) * (size_t)count);
 }
 
 /* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
@@ -126,7 +121,7 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
     v16 acc[8][2];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++)
-            acc[p][v] = load16(bias + 16 * v);
+            load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 5; ky++)
         for (int kx = 0; kx < 5; kx++) {
             const float *px = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + ox0 * 1 + kx) * 1;
@@ -134,7 +129,7 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
             for (int ci = 0; ci < 1; ci++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
-                    wv[v] = load16(wk + ci * 32 + 16 * v);
+                    load16(&wv[v], wk + ci * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 1 + ci];
                     for (int v = 0; v < 2; v++)
@@ -146,9 +141,9 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++) {
             if (v < 1)
-                store16(o + p * 30 + 16 * v, acc[p][v]);
+                store16(o + p * 30 + 16 * v, &acc[p][v]);
             else
-                store_tail(o + p * 30 + 16 * v, acc[p][v], 14);
+                store_tail(o + p * 30 + 16 * v, &acc[p][v], 14);
         }
     for (int j = 0; j < np * 30; j++) {
         float v = o[j];
@@ -183,12 +178,15 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, c
                     v16 acc[5][2];
                     for (int k = 0; k < 5; k++)
                         for (int v = 0; v < 2; v++)
-                            acc[k][v] = (v < 1 ? load16(dwrow + (j0 + k) * 30 + 16 * v) : load_tail(dwrow + (j0 + k) * 30 + 16 * v, 14));
+                            if (v < 1)
+                                load16(&acc[k][v], dwrow + (j0 + k) * 30 + 16 * v);
+                            else
+                                load_tail(&acc[k][v], dwrow + (j0 + k) * 30 + 16 * v, 14);
                     for (int ox = 0; ox < 24; ox++) {
                         v16 g[2];
                         for (int v = 0; v < 2; v++)
                             /* whole vectors even past the last channel: those lanes never reach a stored lane */
-                            g[v] = load16(dzrow + ox * 30 + 16 * v);
+                            load16(&g[v], dzrow + ox * 30 + 16 * v);
                         for (int k = 0; k < 5; k++) {
                             float x = inrow[ox * 1 + j0 + k];
                             for (int v = 0; v < 2; v++)
@@ -198,9 +196,9 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, c
                     for (int k = 0; k < 5; k++)
                         for (int v = 0; v < 2; v++) {
                             if (v < 1)
-                                store16(dwrow + (j0 + k) * 30 + 16 * v, acc[k][v]);
+                                store16(dwrow + (j0 + k) * 30 + 16 * v, &acc[k][v]);
                             else
-                                store_tail(dwrow + (j0 + k) * 30 + 16 * v, acc[k][v], 14);
+                                store_tail(dwrow + (j0 + k) * 30 + 16 * v, &acc[k][v], 14);
                         }
                 }
             }
@@ -276,7 +274,7 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
     v16 acc[8][1];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 1; v++)
-            acc[p][v] = load16(bias + 16 * v);
+            load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 12 + oy * 1 + ky) * 12 + ox0 * 1 + kx) * 30;
@@ -284,7 +282,7 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
             for (int ci = 0; ci < 30; ci++) {
                 v16 wv[1];
                 for (int v = 0; v < 1; v++)
-                    wv[v] = load16(wk + ci * 16 + 16 * v);
+                    load16(&wv[v], wk + ci * 16 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 30 + ci];
                     for (int v = 0; v < 1; v++)
@@ -295,7 +293,7 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
     float *o = out + (((size_t)b * 10 + oy) * 10 + ox0) * 15;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 1; v++) {
-            store_tail(o + p * 15 + 16 * v, acc[p][v], 15);
+            store_tail(o + p * 15 + 16 * v, &acc[p][v], 15);
         }
     for (int j = 0; j < np * 15; j++) {
         float v = o[j];
@@ -328,7 +326,7 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, c
                 v16 acc[15][1];
                 for (int k = 0; k < 15; k++)
                     for (int v = 0; v < 1; v++)
-                        acc[k][v] = load_tail(dwrow + (j0 + k) * 15 + 16 * v, 15);
+                        load_tail(&acc[k][v], dwrow + (j0 + k) * 15 + 16 * v, 15);
                 for (int oy = 0; oy < 10; oy++) {
                     const float *dzrow = dz + ((size_t)b * 10 + oy) * 150;
                     const float *inrow = in + ((size_t)b * 12 + oy * 1 + ky) * 360;
@@ -336,7 +334,7 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, c
                         v16 g[1];
                         for (int v = 0; v < 1; v++)
                             /* whole vectors even past the last channel: those lanes never reach a stored lane */
-                            g[v] = load16(dzrow + ox * 15 + 16 * v);
+                            load16(&g[v], dzrow + ox * 15 + 16 * v);
                         for (int k = 0; k < 15; k++) {
                             float x = inrow[ox * 30 + j0 + k];
                             for (int v = 0; v < 1; v++)
@@ -346,7 +344,7 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, c
                 }
                 for (int k = 0; k < 15; k++)
                     for (int v = 0; v < 1; v++) {
-                        store_tail(dwrow + (j0 + k) * 15 + 16 * v, acc[k][v], 15);
+                        store_tail(dwrow + (j0 + k) * 15 + 16 * v, &acc[k][v], 15);
                     }
             }
         }
@@ -375,11 +373,11 @@ static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(floa
             v16 acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
-                    acc[p][v] = load16(dp + p * 30 + 16 * v); /* lanes past the last channel are never stored */
+                    load16(&acc[p][v], dp + p * 30 + 16 * v); /* lanes past the last channel are never stored */
             for (int co = 0; co < 15; co++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
-                    wv[v] = load16(wtk + co * 32 + 16 * v);
+                    load16(&wv[v], wtk + co * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = g[p * 15 + co];
                     for (int v = 0; v < 2; v++)
@@ -389,9 +387,9 @@ static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(floa
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++) {
                     if (v < 1)
-                        store16(dp + p * 30 + 16 * v, acc[p][v]);
+                        store16(dp + p * 30 + 16 * v, &acc[p][v]);
                     else
-                        store_tail(dp + p * 30 + 16 * v, acc[p][v], 14);
+                        store_tail(dp + p * 30 + 16 * v, &acc[p][v], 14);
                 }
         }
 }
@@ -480,8 +478,8 @@ static void dense_1_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][375] x [375][128]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 128, 375, 1.0f, in + (size_t)lo * 375, 375,
-                w, 128, 0.0f, out + (size_t)lo * 128, 128);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 128, 375, in + (size_t)lo * 375, 375,
+              w, 128, out + (size_t)lo * 128, 128);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
@@ -507,16 +505,16 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
             dout[i] = 0.0f;
     }
     /* dw = in[lo:hi]^T . dz   ([375][rows] x [rows][128]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 375, 128, hi - lo, 1.0f, in + (size_t)lo * 375, 375,
-                dout + (size_t)lo * 128, 128, 0.0f, dw, 128);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 375, 128, hi - lo, in + (size_t)lo * 375, 375,
+              dout + (size_t)lo * 128, 128, dw, 128);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 128);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 128; j++)
             db[j] += dout[(size_t)b * 128 + j];
     /* din = dz . w^T   ([rows][128] x [128][375]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 375, 128, 1.0f, dout + (size_t)lo * 128, 128,
-                w, 128, 0.0f, din + (size_t)lo * 375, 375);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 375, 128, dout + (size_t)lo * 128, 128,
+                  w, 128, din + (size_t)lo * 375, 375);
 }
 
 /* ---- dense_2: `dense 50 relu` (models/cnn_larger.nn:16) ----
@@ -527,8 +525,8 @@ static void dense_2_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][128] x [128][50]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 50, 128, 1.0f, in + (size_t)lo * 128, 128,
-                w, 50, 0.0f, out + (size_t)lo * 50, 50);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 50, 128, in + (size_t)lo * 128, 128,
+              w, 50, out + (size_t)lo * 50, 50);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 50;
         for (int j = 0; j < 50; j++) {
@@ -554,16 +552,16 @@ static void dense_2_backward(float *restrict din, float *restrict dw, float *res
             dout[i] = 0.0f;
     }
     /* dw = in[lo:hi]^T . dz   ([128][rows] x [rows][50]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 128, 50, hi - lo, 1.0f, in + (size_t)lo * 128, 128,
-                dout + (size_t)lo * 50, 50, 0.0f, dw, 50);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 128, 50, hi - lo, in + (size_t)lo * 128, 128,
+              dout + (size_t)lo * 50, 50, dw, 50);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 50);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 50; j++)
             db[j] += dout[(size_t)b * 50 + j];
     /* din = dz . w^T   ([rows][50] x [50][128]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 128, 50, 1.0f, dout + (size_t)lo * 50, 50,
-                w, 50, 0.0f, din + (size_t)lo * 128, 128);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 128, 50, dout + (size_t)lo * 50, 50,
+                  w, 50, din + (size_t)lo * 128, 128);
 }
 
 /* ---- dense_3: `dense 10 softmax` (models/cnn_larger.nn:17) ----
@@ -574,8 +572,8 @@ static void dense_3_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][50] x [50][10]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 10, 50, 1.0f, in + (size_t)lo * 50, 50,
-                w, 10, 0.0f, out + (size_t)lo * 10, 10);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 10, 50, in + (size_t)lo * 50, 50,
+              w, 10, out + (size_t)lo * 10, 10);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
@@ -610,16 +608,16 @@ static void dense_3_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */
     /* dw = in[lo:hi]^T . dz   ([50][rows] x [rows][10]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 50, 10, hi - lo, 1.0f, in + (size_t)lo * 50, 50,
-                dout + (size_t)lo * 10, 10, 0.0f, dw, 10);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 50, 10, hi - lo, in + (size_t)lo * 50, 50,
+              dout + (size_t)lo * 10, 10, dw, 10);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 10);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 10; j++)
             db[j] += dout[(size_t)b * 10 + j];
     /* din = dz . w^T   ([rows][10] x [10][50]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 50, 10, 1.0f, dout + (size_t)lo * 10, 10,
-                w, 10, 0.0f, din + (size_t)lo * 50, 50);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 50, 10, dout + (size_t)lo * 10, 10,
+                  w, 10, din + (size_t)lo * 50, 50);
 }
 
 /* ---- loss: crossentropy ---- */

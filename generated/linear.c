@@ -9,8 +9,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "nncrt.h"
 
 #define B 64 /* the largest batch a step sees */
@@ -63,8 +61,8 @@ static void dense_1_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][784] x [784][10]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 10, 784, 1.0f, in + (size_t)lo * 784, 784,
-                w, 10, 0.0f, out + (size_t)lo * 10, 10);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 10, 784, in + (size_t)lo * 784, 784,
+              w, 10, out + (size_t)lo * 10, 10);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
@@ -100,8 +98,8 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */
     /* dw = in[lo:hi]^T . dz   ([784][rows] x [rows][10]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 784, 10, hi - lo, 1.0f, in + (size_t)lo * 784, 784,
-                dout + (size_t)lo * 10, 10, 0.0f, dw, 10);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 784, 10, hi - lo, in + (size_t)lo * 784, 784,
+              dout + (size_t)lo * 10, 10, dw, 10);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 10);
     for (int b = lo; b < hi; b++)

@@ -9,8 +9,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "nncrt.h"
 
 #define B 32 /* the largest batch a step sees */
@@ -96,8 +94,8 @@ static void dense_1_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][784] x [784][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 64, 784, 1.0f, in + (size_t)lo * 784, 784,
-                w, 64, 0.0f, out + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 64, 784, in + (size_t)lo * 784, 784,
+              w, 64, out + (size_t)lo * 64, 64);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 64;
         for (int j = 0; j < 64; j++) {
@@ -120,8 +118,8 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out;
     /* dw = in[lo:hi]^T . dz   ([784][rows] x [rows][64]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 784, 64, hi - lo, 1.0f, in + (size_t)lo * 784, 784,
-                dout + (size_t)lo * 64, 64, 0.0f, dw, 64);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 784, 64, hi - lo, in + (size_t)lo * 784, 784,
+              dout + (size_t)lo * 64, 64, dw, 64);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 64);
     for (int b = lo; b < hi; b++)
@@ -159,8 +157,8 @@ static void dense_2_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][64] x [64][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 64, 64, 1.0f, in + (size_t)lo * 64, 64,
-                w, 64, 0.0f, out + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 64, 64, in + (size_t)lo * 64, 64,
+              w, 64, out + (size_t)lo * 64, 64);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 64;
         for (int j = 0; j < 64; j++) {
@@ -182,16 +180,16 @@ static void dense_2_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out;
     /* dw = in[lo:hi]^T . dz   ([64][rows] x [rows][64]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 64, 64, hi - lo, 1.0f, in + (size_t)lo * 64, 64,
-                dout + (size_t)lo * 64, 64, 0.0f, dw, 64);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 64, 64, hi - lo, in + (size_t)lo * 64, 64,
+              dout + (size_t)lo * 64, 64, dw, 64);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 64);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 64; j++)
             db[j] += dout[(size_t)b * 64 + j];
     /* din = dz . w^T   ([rows][64] x [64][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 64, 64, 1.0f, dout + (size_t)lo * 64, 64,
-                w, 64, 0.0f, din + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 64, 64, dout + (size_t)lo * 64, 64,
+                  w, 64, din + (size_t)lo * 64, 64);
 }
 
 /* ---- activation_2: `relu` (models/mlp64x5.nn:13) ----
@@ -223,8 +221,8 @@ static void dense_3_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][64] x [64][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 64, 64, 1.0f, in + (size_t)lo * 64, 64,
-                w, 64, 0.0f, out + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 64, 64, in + (size_t)lo * 64, 64,
+              w, 64, out + (size_t)lo * 64, 64);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 64;
         for (int j = 0; j < 64; j++) {
@@ -246,16 +244,16 @@ static void dense_3_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out;
     /* dw = in[lo:hi]^T . dz   ([64][rows] x [rows][64]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 64, 64, hi - lo, 1.0f, in + (size_t)lo * 64, 64,
-                dout + (size_t)lo * 64, 64, 0.0f, dw, 64);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 64, 64, hi - lo, in + (size_t)lo * 64, 64,
+              dout + (size_t)lo * 64, 64, dw, 64);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 64);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 64; j++)
             db[j] += dout[(size_t)b * 64 + j];
     /* din = dz . w^T   ([rows][64] x [64][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 64, 64, 1.0f, dout + (size_t)lo * 64, 64,
-                w, 64, 0.0f, din + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 64, 64, dout + (size_t)lo * 64, 64,
+                  w, 64, din + (size_t)lo * 64, 64);
 }
 
 /* ---- activation_3: `relu` (models/mlp64x5.nn:15) ----
@@ -287,8 +285,8 @@ static void dense_4_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][64] x [64][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 64, 64, 1.0f, in + (size_t)lo * 64, 64,
-                w, 64, 0.0f, out + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 64, 64, in + (size_t)lo * 64, 64,
+              w, 64, out + (size_t)lo * 64, 64);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 64;
         for (int j = 0; j < 64; j++) {
@@ -310,16 +308,16 @@ static void dense_4_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out;
     /* dw = in[lo:hi]^T . dz   ([64][rows] x [rows][64]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 64, 64, hi - lo, 1.0f, in + (size_t)lo * 64, 64,
-                dout + (size_t)lo * 64, 64, 0.0f, dw, 64);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 64, 64, hi - lo, in + (size_t)lo * 64, 64,
+              dout + (size_t)lo * 64, 64, dw, 64);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 64);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 64; j++)
             db[j] += dout[(size_t)b * 64 + j];
     /* din = dz . w^T   ([rows][64] x [64][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 64, 64, 1.0f, dout + (size_t)lo * 64, 64,
-                w, 64, 0.0f, din + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 64, 64, dout + (size_t)lo * 64, 64,
+                  w, 64, din + (size_t)lo * 64, 64);
 }
 
 /* ---- activation_4: `relu` (models/mlp64x5.nn:17) ----
@@ -351,8 +349,8 @@ static void dense_5_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][64] x [64][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 64, 64, 1.0f, in + (size_t)lo * 64, 64,
-                w, 64, 0.0f, out + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 64, 64, in + (size_t)lo * 64, 64,
+              w, 64, out + (size_t)lo * 64, 64);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 64;
         for (int j = 0; j < 64; j++) {
@@ -374,16 +372,16 @@ static void dense_5_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out;
     /* dw = in[lo:hi]^T . dz   ([64][rows] x [rows][64]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 64, 64, hi - lo, 1.0f, in + (size_t)lo * 64, 64,
-                dout + (size_t)lo * 64, 64, 0.0f, dw, 64);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 64, 64, hi - lo, in + (size_t)lo * 64, 64,
+              dout + (size_t)lo * 64, 64, dw, 64);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 64);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 64; j++)
             db[j] += dout[(size_t)b * 64 + j];
     /* din = dz . w^T   ([rows][64] x [64][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 64, 64, 1.0f, dout + (size_t)lo * 64, 64,
-                w, 64, 0.0f, din + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 64, 64, dout + (size_t)lo * 64, 64,
+                  w, 64, din + (size_t)lo * 64, 64);
 }
 
 /* ---- activation_5: `relu` (models/mlp64x5.nn:19) ----
@@ -432,8 +430,8 @@ static void dense_6_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][64] x [64][10]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 10, 64, 1.0f, in + (size_t)lo * 64, 64,
-                w, 10, 0.0f, out + (size_t)lo * 10, 10);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 10, 64, in + (size_t)lo * 64, 64,
+              w, 10, out + (size_t)lo * 10, 10);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
@@ -455,16 +453,16 @@ static void dense_6_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out;
     /* dw = in[lo:hi]^T . dz   ([64][rows] x [rows][10]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 64, 10, hi - lo, 1.0f, in + (size_t)lo * 64, 64,
-                dout + (size_t)lo * 10, 10, 0.0f, dw, 10);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 64, 10, hi - lo, in + (size_t)lo * 64, 64,
+              dout + (size_t)lo * 10, 10, dw, 10);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 10);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 10; j++)
             db[j] += dout[(size_t)b * 10 + j];
     /* din = dz . w^T   ([rows][10] x [10][64]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 64, 10, 1.0f, dout + (size_t)lo * 10, 10,
-                w, 10, 0.0f, din + (size_t)lo * 64, 64);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 64, 10, dout + (size_t)lo * 10, 10,
+                  w, 10, din + (size_t)lo * 64, 64);
 }
 
 /* ---- activation_6: `softmax` (models/mlp64x5.nn:22) ----

@@ -9,8 +9,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "nncrt.h"
 
 #define B 256 /* the largest batch a step sees */
@@ -70,8 +68,8 @@ static void dense_1_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][784] x [784][800]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 800, 784, 1.0f, in + (size_t)lo * 784, 784,
-                w, 800, 0.0f, out + (size_t)lo * 800, 800);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 800, 784, in + (size_t)lo * 784, 784,
+              w, 800, out + (size_t)lo * 800, 800);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 800;
         for (int j = 0; j < 800; j++) {
@@ -98,8 +96,8 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
             dout[i] = 0.0f;
     }
     /* dw = in[lo:hi]^T . dz   ([784][rows] x [rows][800]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 784, 800, hi - lo, 1.0f, in + (size_t)lo * 784, 784,
-                dout + (size_t)lo * 800, 800, 0.0f, dw, 800);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 784, 800, hi - lo, in + (size_t)lo * 784, 784,
+              dout + (size_t)lo * 800, 800, dw, 800);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 800);
     for (int b = lo; b < hi; b++)
@@ -133,8 +131,8 @@ static void dense_2_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][800] x [800][10]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 10, 800, 1.0f, in + (size_t)lo * 800, 800,
-                w, 10, 0.0f, out + (size_t)lo * 10, 10);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 10, 800, in + (size_t)lo * 800, 800,
+              w, 10, out + (size_t)lo * 10, 10);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
@@ -169,16 +167,16 @@ static void dense_2_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */
     /* dw = in[lo:hi]^T . dz   ([800][rows] x [rows][10]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 800, 10, hi - lo, 1.0f, in + (size_t)lo * 800, 800,
-                dout + (size_t)lo * 10, 10, 0.0f, dw, 10);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 800, 10, hi - lo, in + (size_t)lo * 800, 800,
+              dout + (size_t)lo * 10, 10, dw, 10);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 10);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 10; j++)
             db[j] += dout[(size_t)b * 10 + j];
     /* din = dz . w^T   ([rows][10] x [10][800]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 800, 10, 1.0f, dout + (size_t)lo * 10, 10,
-                w, 10, 0.0f, din + (size_t)lo * 800, 800);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 800, 10, dout + (size_t)lo * 10, 10,
+                  w, 10, din + (size_t)lo * 800, 800);
 }
 
 /* ---- loss: crossentropy ---- */

@@ -9,8 +9,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "nncrt.h"
 
 #define B 64 /* the largest batch a step sees */
@@ -28,15 +26,13 @@
 
 /* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
 typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
-static inline v16 load16(const float *p)
+static inline void load16(v16 *v, const float *p)
 {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    memcpy(v, p, sizeof *v);
 }
-static inline void store16(float *p, v16 v)
+static inline void store16(float *p, const v16 *v)
 {
-    memcpy(p, &v, sizeof v);
+    memcpy(p, v, sizeof *v);
 }
 
 /* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
@@ -106,7 +102,7 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
     v16 acc[8][2];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++)
-            acc[p][v] = load16(bias + 16 * v);
+            load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + ox0 * 1 + kx) * 1;
@@ -114,7 +110,7 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
             for (int ci = 0; ci < 1; ci++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
-                    wv[v] = load16(wk + ci * 32 + 16 * v);
+                    load16(&wv[v], wk + ci * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 1 + ci];
                     for (int v = 0; v < 2; v++)
@@ -125,7 +121,7 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
     float *o = out + (((size_t)b * 26 + oy) * 26 + ox0) * 32;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++) {
-            store16(o + p * 32 + 16 * v, acc[p][v]);
+            store16(o + p * 32 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 32; j++) {
         float v = o[j];
@@ -158,12 +154,12 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, c
                     v16 acc[3][2];
                     for (int k = 0; k < 3; k++)
                         for (int v = 0; v < 2; v++)
-                            acc[k][v] = load16(dwrow + (j0 + k) * 32 + 16 * v);
+                            load16(&acc[k][v], dwrow + (j0 + k) * 32 + 16 * v);
                     for (int ox = 0; ox < 26; ox++) {
                         v16 g[2];
                         for (int v = 0; v < 2; v++)
                             /* whole vectors even past the last channel: those lanes never reach a stored lane */
-                            g[v] = load16(dzrow + ox * 32 + 16 * v);
+                            load16(&g[v], dzrow + ox * 32 + 16 * v);
                         for (int k = 0; k < 3; k++) {
                             float x = inrow[ox * 1 + j0 + k];
                             for (int v = 0; v < 2; v++)
@@ -172,7 +168,7 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, c
                     }
                     for (int k = 0; k < 3; k++)
                         for (int v = 0; v < 2; v++) {
-                            store16(dwrow + (j0 + k) * 32 + 16 * v, acc[k][v]);
+                            store16(dwrow + (j0 + k) * 32 + 16 * v, &acc[k][v]);
                         }
                 }
             }
@@ -205,7 +201,7 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
     v16 acc[8][2];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++)
-            acc[p][v] = load16(bias + 16 * v);
+            load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 26 + oy * 1 + ky) * 26 + ox0 * 1 + kx) * 32;
@@ -213,7 +209,7 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
             for (int ci = 0; ci < 32; ci++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
-                    wv[v] = load16(wk + ci * 32 + 16 * v);
+                    load16(&wv[v], wk + ci * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 32 + ci];
                     for (int v = 0; v < 2; v++)
@@ -224,7 +220,7 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
     float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++) {
-            store16(o + p * 32 + 16 * v, acc[p][v]);
+            store16(o + p * 32 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 32; j++) {
         float v = o[j];
@@ -256,12 +252,12 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, c
                     v16 acc[8][2];
                     for (int k = 0; k < 8; k++)
                         for (int v = 0; v < 2; v++)
-                            acc[k][v] = load16(dwrow + (j0 + k) * 32 + 16 * v);
+                            load16(&acc[k][v], dwrow + (j0 + k) * 32 + 16 * v);
                     for (int ox = 0; ox < 24; ox++) {
                         v16 g[2];
                         for (int v = 0; v < 2; v++)
                             /* whole vectors even past the last channel: those lanes never reach a stored lane */
-                            g[v] = load16(dzrow + ox * 32 + 16 * v);
+                            load16(&g[v], dzrow + ox * 32 + 16 * v);
                         for (int k = 0; k < 8; k++) {
                             float x = inrow[ox * 32 + j0 + k];
                             for (int v = 0; v < 2; v++)
@@ -270,7 +266,7 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, c
                     }
                     for (int k = 0; k < 8; k++)
                         for (int v = 0; v < 2; v++) {
-                            store16(dwrow + (j0 + k) * 32 + 16 * v, acc[k][v]);
+                            store16(dwrow + (j0 + k) * 32 + 16 * v, &acc[k][v]);
                         }
                 }
             }
@@ -300,11 +296,11 @@ static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(floa
             v16 acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
-                    acc[p][v] = load16(dp + p * 32 + 16 * v); /* lanes past the last channel are never stored */
+                    load16(&acc[p][v], dp + p * 32 + 16 * v); /* lanes past the last channel are never stored */
             for (int co = 0; co < 32; co++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
-                    wv[v] = load16(wtk + co * 32 + 16 * v);
+                    load16(&wv[v], wtk + co * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = g[p * 32 + co];
                     for (int v = 0; v < 2; v++)
@@ -313,7 +309,7 @@ static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(floa
             }
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++) {
-                    store16(dp + p * 32 + 16 * v, acc[p][v]);
+                    store16(dp + p * 32 + 16 * v, &acc[p][v]);
                 }
         }
 }
@@ -385,7 +381,7 @@ static inline __attribute__((always_inline)) void conv2d_3_forward_block(float *
     v16 acc[4][4];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 4; v++)
-            acc[p][v] = load16(bias + 16 * v);
+            load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 12 + oy * 1 + ky) * 12 + ox0 * 1 + kx) * 32;
@@ -393,7 +389,7 @@ static inline __attribute__((always_inline)) void conv2d_3_forward_block(float *
             for (int ci = 0; ci < 32; ci++) {
                 v16 wv[4];
                 for (int v = 0; v < 4; v++)
-                    wv[v] = load16(wk + ci * 64 + 16 * v);
+                    load16(&wv[v], wk + ci * 64 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 32 + ci];
                     for (int v = 0; v < 4; v++)
@@ -404,7 +400,7 @@ static inline __attribute__((always_inline)) void conv2d_3_forward_block(float *
     float *o = out + (((size_t)b * 10 + oy) * 10 + ox0) * 64;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 4; v++) {
-            store16(o + p * 64 + 16 * v, acc[p][v]);
+            store16(o + p * 64 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 64; j++) {
         float v = o[j];
@@ -434,7 +430,7 @@ static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz, c
                 v16 acc[4][4];
                 for (int k = 0; k < 4; k++)
                     for (int v = 0; v < 4; v++)
-                        acc[k][v] = load16(dwrow + (j0 + k) * 64 + 16 * v);
+                        load16(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
                 for (int oy = 0; oy < 10; oy++) {
                     const float *dzrow = dz + ((size_t)b * 10 + oy) * 640;
                     const float *inrow = in + ((size_t)b * 12 + oy * 1 + ky) * 384;
@@ -442,7 +438,7 @@ static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz, c
                         v16 g[4];
                         for (int v = 0; v < 4; v++)
                             /* whole vectors even past the last channel: those lanes never reach a stored lane */
-                            g[v] = load16(dzrow + ox * 64 + 16 * v);
+                            load16(&g[v], dzrow + ox * 64 + 16 * v);
                         for (int k = 0; k < 4; k++) {
                             float x = inrow[ox * 32 + j0 + k];
                             for (int v = 0; v < 4; v++)
@@ -452,7 +448,7 @@ static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz, c
                 }
                 for (int k = 0; k < 4; k++)
                     for (int v = 0; v < 4; v++) {
-                        store16(dwrow + (j0 + k) * 64 + 16 * v, acc[k][v]);
+                        store16(dwrow + (j0 + k) * 64 + 16 * v, &acc[k][v]);
                     }
             }
         }
@@ -481,11 +477,11 @@ static inline __attribute__((always_inline)) void conv2d_3_input_grad_block(floa
             v16 acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
-                    acc[p][v] = load16(dp + p * 32 + 16 * v); /* lanes past the last channel are never stored */
+                    load16(&acc[p][v], dp + p * 32 + 16 * v); /* lanes past the last channel are never stored */
             for (int co = 0; co < 64; co++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
-                    wv[v] = load16(wtk + co * 32 + 16 * v);
+                    load16(&wv[v], wtk + co * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = g[p * 64 + co];
                     for (int v = 0; v < 2; v++)
@@ -494,7 +490,7 @@ static inline __attribute__((always_inline)) void conv2d_3_input_grad_block(floa
             }
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++) {
-                    store16(dp + p * 32 + 16 * v, acc[p][v]);
+                    store16(dp + p * 32 + 16 * v, &acc[p][v]);
                 }
         }
 }
@@ -536,7 +532,7 @@ static inline __attribute__((always_inline)) void conv2d_4_forward_block(float *
     v16 acc[4][4];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 4; v++)
-            acc[p][v] = load16(bias + 16 * v);
+            load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 10 + oy * 1 + ky) * 10 + ox0 * 1 + kx) * 64;
@@ -544,7 +540,7 @@ static inline __attribute__((always_inline)) void conv2d_4_forward_block(float *
             for (int ci = 0; ci < 64; ci++) {
                 v16 wv[4];
                 for (int v = 0; v < 4; v++)
-                    wv[v] = load16(wk + ci * 64 + 16 * v);
+                    load16(&wv[v], wk + ci * 64 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 64 + ci];
                     for (int v = 0; v < 4; v++)
@@ -555,7 +551,7 @@ static inline __attribute__((always_inline)) void conv2d_4_forward_block(float *
     float *o = out + (((size_t)b * 8 + oy) * 8 + ox0) * 64;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 4; v++) {
-            store16(o + p * 64 + 16 * v, acc[p][v]);
+            store16(o + p * 64 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 64; j++) {
         float v = o[j];
@@ -584,7 +580,7 @@ static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz, c
                 v16 acc[4][4];
                 for (int k = 0; k < 4; k++)
                     for (int v = 0; v < 4; v++)
-                        acc[k][v] = load16(dwrow + (j0 + k) * 64 + 16 * v);
+                        load16(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
                 for (int oy = 0; oy < 8; oy++) {
                     const float *dzrow = dz + ((size_t)b * 8 + oy) * 512;
                     const float *inrow = in + ((size_t)b * 10 + oy * 1 + ky) * 640;
@@ -592,7 +588,7 @@ static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz, c
                         v16 g[4];
                         for (int v = 0; v < 4; v++)
                             /* whole vectors even past the last channel: those lanes never reach a stored lane */
-                            g[v] = load16(dzrow + ox * 64 + 16 * v);
+                            load16(&g[v], dzrow + ox * 64 + 16 * v);
                         for (int k = 0; k < 4; k++) {
                             float x = inrow[ox * 64 + j0 + k];
                             for (int v = 0; v < 4; v++)
@@ -602,7 +598,7 @@ static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz, c
                 }
                 for (int k = 0; k < 4; k++)
                     for (int v = 0; v < 4; v++) {
-                        store16(dwrow + (j0 + k) * 64 + 16 * v, acc[k][v]);
+                        store16(dwrow + (j0 + k) * 64 + 16 * v, &acc[k][v]);
                     }
             }
         }
@@ -631,11 +627,11 @@ static inline __attribute__((always_inline)) void conv2d_4_input_grad_block(floa
             v16 acc[4][4];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 4; v++)
-                    acc[p][v] = load16(dp + p * 64 + 16 * v); /* lanes past the last channel are never stored */
+                    load16(&acc[p][v], dp + p * 64 + 16 * v); /* lanes past the last channel are never stored */
             for (int co = 0; co < 64; co++) {
                 v16 wv[4];
                 for (int v = 0; v < 4; v++)
-                    wv[v] = load16(wtk + co * 64 + 16 * v);
+                    load16(&wv[v], wtk + co * 64 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = g[p * 64 + co];
                     for (int v = 0; v < 4; v++)
@@ -644,7 +640,7 @@ static inline __attribute__((always_inline)) void conv2d_4_input_grad_block(floa
             }
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 4; v++) {
-                    store16(dp + p * 64 + 16 * v, acc[p][v]);
+                    store16(dp + p * 64 + 16 * v, &acc[p][v]);
                 }
         }
 }
@@ -715,8 +711,8 @@ static void dense_1_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][1024] x [1024][512]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 512, 1024, 1.0f, in + (size_t)lo * 1024, 1024,
-                w, 512, 0.0f, out + (size_t)lo * 512, 512);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 512, 1024, in + (size_t)lo * 1024, 1024,
+              w, 512, out + (size_t)lo * 512, 512);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
@@ -742,16 +738,16 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
             dout[i] = 0.0f;
     }
     /* dw = in[lo:hi]^T . dz   ([1024][rows] x [rows][512]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 1024, 512, hi - lo, 1.0f, in + (size_t)lo * 1024, 1024,
-                dout + (size_t)lo * 512, 512, 0.0f, dw, 512);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 1024, 512, hi - lo, in + (size_t)lo * 1024, 1024,
+              dout + (size_t)lo * 512, 512, dw, 512);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 512);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 512; j++)
             db[j] += dout[(size_t)b * 512 + j];
     /* din = dz . w^T   ([rows][512] x [512][1024]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 1024, 512, 1.0f, dout + (size_t)lo * 512, 512,
-                w, 512, 0.0f, din + (size_t)lo * 1024, 1024);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 1024, 512, dout + (size_t)lo * 512, 512,
+                  w, 512, din + (size_t)lo * 1024, 1024);
 }
 
 /* ---- dense_2: `dense 10 softmax` (models/vgg.nn:17) ----
@@ -762,8 +758,8 @@ static void dense_2_forward(float *restrict out, const float *restrict in, const
     if (hi <= lo)
         return;
     /* out[lo:hi] = in[lo:hi] . w   ([rows][512] x [512][10]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, 10, 512, 1.0f, in + (size_t)lo * 512, 512,
-                w, 10, 0.0f, out + (size_t)lo * 10, 10);
+    nnc_sgemm(NNC_NO_TRANS, NNC_NO_TRANS, hi - lo, 10, 512, in + (size_t)lo * 512, 512,
+              w, 10, out + (size_t)lo * 10, 10);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
@@ -798,16 +794,16 @@ static void dense_2_backward(float *restrict din, float *restrict dw, float *res
     }
     (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */
     /* dw = in[lo:hi]^T . dz   ([512][rows] x [rows][10]) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 512, 10, hi - lo, 1.0f, in + (size_t)lo * 512, 512,
-                dout + (size_t)lo * 10, 10, 0.0f, dw, 10);
+    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 512, 10, hi - lo, in + (size_t)lo * 512, 512,
+              dout + (size_t)lo * 10, 10, dw, 10);
     /* db = column sums of dz, in row order */
     memset(db, 0, sizeof(float) * 10);
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 10; j++)
             db[j] += dout[(size_t)b * 10 + j];
     /* din = dz . w^T   ([rows][10] x [10][512]) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, 512, 10, 1.0f, dout + (size_t)lo * 10, 10,
-                w, 10, 0.0f, din + (size_t)lo * 512, 512);
+    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 512, 10, dout + (size_t)lo * 10, 10,
+                  w, 10, din + (size_t)lo * 512, 512);
 }
 
 /* ---- loss: crossentropy ---- */

@@ -29,11 +29,6 @@
 
 #include "nncrt.h"
 
-/* OpenBLAS's own threads would fight the generated code's OpenMP threads, which
- * split each batch into a fixed partition; declared here to avoid needing
- * cblas.h just for this one call. */
-void openblas_set_num_threads(int);
-
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
@@ -851,7 +846,7 @@ int nnc_main(const nnc_model *m, int argc, char **argv) {
     cli_args args;
     int status = parse_args(&args, m, argc, argv);
     if (status >= 0) return status;
-    openblas_set_num_threads(1);
+    nnc_blas_single_threaded();
     flush_denormals();
     if (args.bench) return bench(m, &args);
 

@@ -74,6 +74,21 @@ uint32_t nnc_crc32(uint32_t crc, const uint8_t *p, size_t len);
 int nnc_all_finite(const float *x, size_t n);
 
 /* ------------------------------------------------------------------------ */
+/* Matrix products (runtime/blas.c, the one file that calls BLAS).          */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { NNC_NO_TRANS, NNC_TRANS } nnc_transpose;
+
+/* Row-major c[m][n] = op(a)[m][k] . op(b)[k][n], c overwritten; op transposes
+ * a or b when asked. The generated trainers call BLAS only through this, so
+ * they compile without a BLAS header, for any target. */
+void nnc_sgemm(nnc_transpose trans_a, nnc_transpose trans_b, int m, int n, int k, const float *a, int lda,
+               const float *b, int ldb, float *c, int ldc);
+
+/* Keep BLAS to the calling thread: the trainers parallelize with OpenMP themselves. */
+void nnc_blas_single_threaded(void);
+
+/* ------------------------------------------------------------------------ */
 /* Initializers (Keras 2 definitions).                                      */
 /* ------------------------------------------------------------------------ */
 

@@ -4,7 +4,7 @@
  * differences, tensor by tensor, in double precision.
  */
 #undef float
-#undef cblas_sgemm
+#undef nnc_sgemm
 #undef nnc_init_fill
 #undef expf
 #undef tanhf

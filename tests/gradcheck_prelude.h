@@ -23,11 +23,12 @@
 
 #include "nncrt.h"
 
-static void gradcheck_dgemm(const CBLAS_ORDER order, const CBLAS_TRANSPOSE ta, const CBLAS_TRANSPOSE tb, const int m,
-                            const int n, const int k, const double alpha, const double *a, const int lda,
-                            const double *b, const int ldb, const double beta, double *c, const int ldc)
+/* nnc_sgemm's double-precision twin. */
+static void gradcheck_dgemm(nnc_transpose ta, nnc_transpose tb, int m, int n, int k, const double *a, int lda,
+                            const double *b, int ldb, double *c, int ldc)
 {
-    cblas_dgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    cblas_dgemm(CblasRowMajor, ta == NNC_TRANS ? CblasTrans : CblasNoTrans, tb == NNC_TRANS ? CblasTrans : CblasNoTrans,
+                m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
 }
 
 /*
@@ -50,7 +51,7 @@ static void gradcheck_init_fill(double *w, size_t n, nnc_init_kind kind, int fan
 }
 
 #define float double
-#define cblas_sgemm gradcheck_dgemm
+#define nnc_sgemm gradcheck_dgemm
 #define nnc_init_fill gradcheck_init_fill
 #define expf exp
 #define tanhf tanh

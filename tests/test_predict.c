@@ -11,10 +11,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #define NNC_NO_MAIN
-#if defined(__GNUC__) && !defined(__clang__)
-/* The tests build without -march=native: the generated v16 helpers are static, so GCC's ABI note does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 #include "predict_mlp.c"
 
 #include <criterion/criterion.h>

@@ -2,10 +2,6 @@
  * Included bare (NNC_BARE: no model struct), as test_gradcheck_*.c includes the same generated file. */
 #define NNC_NO_MAIN
 #define NNC_BARE
-#if defined(__GNUC__) && !defined(__clang__)
-/* The tests build without -march=native: the generated v16 helpers are static, so GCC's ABI note does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 #include "grad_conv.c"
 #include "reference_check.h"
 

@@ -1,9 +1,5 @@
 /* One training step of models/vgg_dropout.nn against PyTorch (tests/reference/fixtures/vgg_dropout.txt, `make reference`). */
 #define NNC_NO_MAIN
-#if defined(__GNUC__) && !defined(__clang__)
-/* The tests build without -march=native: the generated v16 helpers are static, so GCC's ABI note does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 #include "../generated/vgg_dropout.c"
 #include "reference_check.h"
 

@@ -540,6 +540,9 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
                     help="nnc's threads and the most PyTorch tries (default: the cores)")
     ap.add_argument("--models", nargs="*", help="model names (default: every models/*.nn)")
+    ap.add_argument("--variant", action="append", default=[], metavar="MODEL:MARCH",
+                    help="one more row: MODEL's trainer built with -march=MARCH (build/MARCH/bin/MODEL), "
+                         "e.g. vgg_bn:x86-64-v3 for a CPU with AVX2 and no AVX-512")
     ap.add_argument("--no-torch", action="store_true", help="leave out PyTorch")
     ap.add_argument("--reference", default=DEFAULT_REFERENCE, help="the nn_to_torch.py that builds the modules")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench.md"))
@@ -549,6 +552,13 @@ def main():
         return torch_worker_main(a.reference, a.threads)
 
     names = a.models or sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "models")) if f.endswith(".nn"))
+    # (row label, model, trainer binary): every model as built, then the variants.
+    entries = [(name, name, os.path.join(ROOT, "build", "bin", name)) for name in names]
+    for v in a.variant:
+        model, _, march = v.partition(":")
+        if not march:
+            ap.error("--variant needs MODEL:MARCH, not '%s'" % v)
+        entries.append(("%s (-march=%s)" % (model, march), model, os.path.join(ROOT, "build", march, "bin", model)))
     nnc = os.path.join(ROOT, "build", "nnc")
     machine = machine_line()
 
@@ -570,16 +580,15 @@ def main():
         log("bench: PyTorch columns skipped: " + torch_note)
 
     rows = []
-    for k, name in enumerate(names, 1):
+    for k, (label, name, binary) in enumerate(entries, 1):
         t_model = time.monotonic()
-        row = {"name": name}
+        row = {"name": label}
         rows.append(row)
-        binary = os.path.join(ROOT, "build", "bin", name)
         try:
             runs = {t: run_nnc(binary, a.seconds, t) for t in range(1, a.threads + 1)}
         except (RuntimeError, OSError) as e:
             row["error"] = str(e)
-            log("bench: [%d/%d] %s: %s" % (k, len(names), name, e))
+            log("bench: [%d/%d] %s: %s" % (k, len(entries), label, e))
             continue
         b = runs[a.threads]
         row.update(batch=int(b["batch"]), macs=forward_macs(name, nnc),
@@ -598,7 +607,7 @@ def main():
                 row["epoch_images"] = int(r["epoch_images"])
         row["gflops"] = row["train"] * 3 * row["macs"] * 2 / 1e9 if row["macs"] else None
         msg = "bench: [%d/%d] %s: nnc train %s (%dt), infer %s (%dt) img/s" % (
-            k, len(names), name, fmt_rate(row["train"]), row["train_threads"], fmt_rate(row["infer"]),
+            k, len(entries), label, fmt_rate(row["train"]), row["train_threads"], fmt_rate(row["infer"]),
             row["infer_threads"])
         t_nnc = time.monotonic() - t_model
         if worker:

@@ -1,32 +1,126 @@
 #!/bin/sh
-# Check the build's Debian packages; install the missing ones with apt-get when
-# running as root, otherwise print the exact command and fail.
+# tools/deps.sh [build|test] - check the Debian packages nnc needs by building and
+# linking what the build really uses, not by finding a header: Debian's reference
+# BLAS (libblas-dev) also provides a <cblas.h>, and a header check once passed on
+# a machine without libopenblas-dev, whose `-lopenblas` then failed to link.
+#
+#   build  what `make` and `make train` need (default)
+#   test   that, plus what `make test` needs: Criterion, clang with OpenMP,
+#          and the aarch64 cross compiler of the portability test
+#
+# Missing packages are installed with apt-get when running as root; otherwise the
+# exact command is printed and the script fails.
+#
+# The probes compile with the flags the Makefile passes in (CC, BLAS_CFLAGS,
+# BLAS_LIBS), so a probe that passes means the real build will link.
 set -u
-missing=""
-need() { # need PACKAGE TEST...
-    pkg=$1; shift
-    if ! "$@" >/dev/null 2>&1; then missing="$missing $pkg"; fi
+profile=${1:-build}
+CC=${CC:-cc}
+probe_dir=$(mktemp -d "${TMPDIR:-/tmp}/nnc-deps.XXXXXX") || exit 1
+trap 'rm -rf "$probe_dir"' EXIT INT TERM
+
+blas_cflags() { echo "${BLAS_CFLAGS:-$(pkg-config --cflags openblas 2>/dev/null)}"; }
+blas_libs() { echo "${BLAS_LIBS:-$(pkg-config --libs openblas 2>/dev/null || echo -lopenblas)}"; }
+
+# probe NAME COMPILER FLAGS... : build $probe_dir/NAME.c with the given command
+# line; the program is then run when it was linked for this machine.
+probe() {
+    name=$1; compiler=$2; shift 2
+    # shellcheck disable=SC2086 # the flags are word lists on purpose
+    "$compiler" "$probe_dir/$name.c" -o "$probe_dir/$name" "$@" >"$probe_dir/$name.log" 2>&1 || return 1
+    case " $* " in *" -c "*) return 0 ;; esac
+    "$probe_dir/$name" >>"$probe_dir/$name.log" 2>&1
 }
-have_header() { printf '#include <%s>\nint main(void){return 0;}\n' "$1" | cc -x c -fsyntax-only - ${2:-}; }
-need flex             command -v flex
-need bison            command -v bison
-need make             command -v make
-need gcc              command -v cc
-need pkg-config       command -v pkg-config
-need zlib1g-dev       have_header zlib.h
-need libpng-dev       have_header png.h
-need libopenblas-dev  have_header cblas.h "$(pkg-config --cflags openblas 2>/dev/null)"
-need libcriterion-dev have_header criterion/criterion.h
-need clang            command -v clang
-need libomp-dev       sh -c 'printf "#include <omp.h>\nint main(void){return 0;}\n" | clang -fopenmp -x c -fsyntax-only -'
-[ -z "$missing" ] && exit 0
-cmd="apt-get install -y --no-install-recommends$missing"
-if [ "$(id -u)" = 0 ]; then
-    echo "nnc: installing missing packages:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && $cmd
-    exit $?
+
+write() { cat >"$probe_dir/$1.c"; }
+
+write zlib <<'EOF'
+#include <zlib.h>
+int main(void) { return crc32(0L, (const Bytef *)"nnc", 3) == 0; }
+EOF
+write png <<'EOF'
+#include <png.h>
+int main(void) { return png_access_version_number() == 0; }
+EOF
+# OpenBLAS itself: cblas_sgemm from the header the build includes, and
+# openblas_set_num_threads, which only OpenBLAS defines (the trainer calls it).
+write openblas <<'EOF'
+#include <cblas.h>
+void openblas_set_num_threads(int);
+int main(void)
+{
+    float a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1}, c[4] = {0};
+    openblas_set_num_threads(1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
+    return c[3] != 4.0f;
+}
+EOF
+write openmp <<'EOF'
+#include <omp.h>
+int main(void)
+{
+    int n = 0;
+#pragma omp parallel reduction(+ : n)
+    n += 1;
+    return n != omp_get_max_threads();
+}
+EOF
+write criterion <<'EOF'
+#include <criterion/criterion.h>
+Test(deps, criterion_links) { cr_assert(1); }
+EOF
+# What the generated trainers include, compiled for another architecture.
+write aarch64 <<'EOF'
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
+float f(const float *p) { v16 v; memcpy(&v, p, sizeof v); return sqrtf(v[0]) + (float)INT32_MAX; }
+EOF
+
+missing=""
+need() { # need PACKAGE... -- CHECK... : the packages are missing unless CHECK succeeds
+    pkgs=""
+    while [ "$1" != "--" ]; do pkgs="$pkgs $1"; shift; done
+    shift
+    if ! "$@" >/dev/null 2>&1; then missing="$missing$pkgs"; fi
+}
+
+need make             -- command -v make
+need gcc              -- command -v "$CC"
+need pkg-config       -- command -v pkg-config
+need flex             -- command -v flex
+need bison            -- command -v bison
+need zlib1g-dev       -- probe zlib "$CC" -lz
+need libpng-dev       -- probe png "$CC" -lpng
+need libopenblas-dev  -- probe openblas "$CC" $(blas_cflags) $(blas_libs)
+need gcc              -- probe openmp "$CC" -fopenmp
+if [ "$profile" = test ]; then
+    need libcriterion-dev -- probe criterion "$CC" -lcriterion
+    need clang libomp-dev -- probe openmp clang -fopenmp
+    need gcc-aarch64-linux-gnu libc6-dev-arm64-cross -- \
+        probe aarch64 aarch64-linux-gnu-gcc -std=c11 -Wall -Wextra -Werror -O2 -c
 fi
-echo "nnc: missing packages:$missing" >&2
+
+[ -z "$missing" ] && exit 0
+# One name once, in a stable order.
+missing=$(printf '%s\n' $missing | sort -u | tr '\n' ' ' | sed 's/ $//')
+cmd="apt-get install -y --no-install-recommends $missing"
+if [ "${2:-}" = --installed ]; then
+    echo "nnc: still failing after installing: $missing; the probes said:" >&2
+    cat "$probe_dir"/*.log >&2 2>/dev/null
+    exit 1
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "nnc: installing missing packages: $missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && $cmd || exit 1
+    # Probe again: a package that installed but still does not link is a real problem.
+    # The BLAS flags the Makefile passed were read before OpenBLAS was there.
+    rm -rf "$probe_dir"
+    unset BLAS_CFLAGS BLAS_LIBS
+    exec sh "$0" "$profile" --installed
+fi
+echo "nnc: missing packages: $missing" >&2
 echo "nnc: install them with:  sudo apt-get update && sudo $cmd" >&2
 exit 1
