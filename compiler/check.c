@@ -25,11 +25,12 @@ typedef struct {
     nnc_source *src;
     model *m;
     shape cur;        /* the shape flowing out of the last layer */
-    int have_input;
+    int have_input;   /* given, or assumed once a layer came first */
     int in_train;     /* after the `train` statement */
-    nnc_loc train_loc;
     int counters[LAYER_ACTIVATION + 1];
-    int seen_loss, seen_optimizer, seen_batch, seen_epochs, seen_schedule, seen_seed, seen_augment;
+    /* Statements that say one thing once: the latest of each, for repeats and contradictions. */
+    const nnc_stmt *model_stmt, *input_stmt, *prep_stmt, *train_stmt;
+    const nnc_stmt *loss_stmt, *optimizer_stmt, *batch_stmt, *epochs_stmt, *schedule_stmt, *seed_stmt, *augment_stmt;
     float weight_decay; /* optimizer weight_decay=: an L2 penalty on every kernel */
 } checker;
 
@@ -328,11 +329,51 @@ static void implicit_flatten(checker *ck, const nnc_stmt *before)
     finish_layer(ck, l);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Repeats: a statement or a key said twice                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A statement that says one thing once (model, train, loss, ...): a repeat
+ * gets a warning at the repeat and a note at the earlier one, and the later
+ * one wins. `*latest` is the kind's latest statement.
+ */
+static void once(checker *ck, const nnc_stmt *st, const nnc_stmt **latest, const char *where)
+{
+    if (*latest) {
+        nnc_warning(ck->src, st->loc, "'%s' given twice%s; the later one wins", st->head, where);
+        nnc_note(ck->src, (*latest)->loc, "the earlier '%s' is here", st->head);
+    }
+    *latest = st;
+}
+
+/* Keys given on one line, to warn when a line gives one twice. */
+typedef struct {
+    const char *names[16];
+    int n;
+} key_set;
+
+/* Note that `key` was given at `a`; warn when the line already gave it. Returns 1 the first time. */
+static int note_key(checker *ck, key_set *keys, const nnc_arg *a, const char *key)
+{
+    for (int i = 0; i < keys->n; i++)
+        if (strcmp(keys->names[i], key) == 0) {
+            nnc_warning(ck->src, a->loc, "'%s' is given twice in this line; the later value is used", key);
+            return 0;
+        }
+    if (keys->n < (int)(sizeof keys->names / sizeof keys->names[0]))
+        keys->names[keys->n++] = key;
+    return 1;
+}
+
 /* Options every layer with weights understands: init=, bias_init=, l1=, l2=. */
-static int weight_option(checker *ck, layer *l, const nnc_arg *a)
+static int weight_option(checker *ck, layer *l, key_set *keys, const nnc_arg *a)
 {
     if (a->kind != ARG_OPTION)
         return 0;
+    if (strcmp(a->text, "init") == 0 || strcmp(a->text, "bias_init") == 0 || strcmp(a->text, "l1") == 0 ||
+        strcmp(a->text, "l2") == 0)
+        note_key(ck, keys, a, a->text);
     int is_init = strcmp(a->text, "init") == 0, is_bias = strcmp(a->text, "bias_init") == 0;
     if (is_init || is_bias) {
         if (a->value->kind == ARG_WORD)
@@ -375,11 +416,13 @@ static void check_dense(checker *ck, const nnc_stmt *st)
         implicit_flatten(ck, st);
     layer *l = add_layer(ck, LAYER_DENSE, st);
     int have_units = 0;
+    key_set given = {0};
     for (const nnc_arg *a = st->args; a; a = a->next) {
         if (!have_units && a->kind == ARG_NUMBER) {
             have_units = positive_integer(ck, a, "the number of units", 1 << 20, &l->u.units) || 1;
         } else if (a->kind == ARG_WORD && parse_activation(a->text, &l->act)) {
-        } else if (weight_option(ck, l, a)) {
+            note_key(ck, &given, a, "activation");
+        } else if (weight_option(ck, l, &given, a)) {
         } else if (a->kind == ARG_OPTION) {
             unknown_option(ck, a, "dense", weight_options);
         } else {
@@ -429,6 +472,7 @@ static void check_conv(checker *ck, const nnc_stmt *st)
     c->sh = c->sw = 1;
     int have_filters = 0, have_kernel = 0, have_stride = 0, have_pad = 0;
     const nnc_arg *kernel_arg = NULL;
+    key_set given = {0};
     if (shape_is_flat(ck->cur) && ck->m->n_layers > 1) {
         char buf[32];
         format_shape(buf, sizeof buf, ck->cur);
@@ -444,15 +488,18 @@ static void check_conv(checker *ck, const nnc_stmt *st)
             window(ck, a, "a conv kernel", &c->kh, &c->kw);
         } else if (a->kind == ARG_WORD && strcmp(a->text, "stride") == 0 && a->next &&
                    a->next->kind == ARG_NUMBER) {
+            note_key(ck, &given, a, "stride");
             a = a->next;
             have_stride = positive_integer(ck, a, "the stride", 1000, &c->sh);
             c->sw = c->sh;
         } else if (a->kind == ARG_OPTION && strcmp(a->text, "stride") == 0) {
+            note_key(ck, &given, a, "stride");
             have_stride = positive_integer(ck, a->value, "the stride", 1000, &c->sh);
             c->sw = c->sh;
         } else if ((a->kind == ARG_WORD && (strcmp(a->text, "same") == 0 || strcmp(a->text, "valid") == 0)) ||
                    (a->kind == ARG_OPTION && strcmp(a->text, "pad") == 0) ||
                    (a->kind == ARG_WORD && strcmp(a->text, "pad") == 0 && a->next && a->next->kind == ARG_WORD)) {
+            note_key(ck, &given, a, "pad");
             const nnc_arg *v = a->kind == ARG_OPTION ? a->value : strcmp(a->text, "pad") == 0 ? (a = a->next) : a;
             if (strcmp(v->text, "same") == 0 || strcmp(v->text, "valid") == 0) {
                 c->same = strcmp(v->text, "same") == 0;
@@ -461,10 +508,11 @@ static void check_conv(checker *ck, const nnc_stmt *st)
                 nnc_error(ck->src, v->loc, "padding must be 'valid' or 'same', not '%s'", v->text);
             }
         } else if (a->kind == ARG_WORD && parse_activation(a->text, &l->act)) {
+            note_key(ck, &given, a, "activation");
             if (l->act == ACT_SOFTMAX)
                 nnc_error(ck->src, a->loc, "softmax over a conv layer's channels is not supported; flatten and "
                                            "use 'dense N softmax'");
-        } else if (weight_option(ck, l, a)) {
+        } else if (weight_option(ck, l, &given, a)) {
         } else if (a->kind == ARG_OPTION) {
             unknown_option(ck, a, "conv", options);
         } else {
@@ -520,6 +568,7 @@ static void check_pool(checker *ck, const nnc_stmt *st, layer_kind kind)
     p->kh = p->kw = 2;
     int have_window = 0, have_stride = 0;
     const nnc_arg *window_arg = NULL;
+    key_set given = {0};
     if (shape_is_flat(ck->cur) && ck->m->n_layers > 1)
         nnc_error(ck->src, st->loc, "'%s' needs an image input, but its input is a flat vector of %d", st->head,
                   ck->cur.c);
@@ -530,10 +579,12 @@ static void check_pool(checker *ck, const nnc_stmt *st, layer_kind kind)
             window(ck, a, "a pooling window", &p->kh, &p->kw);
         } else if (a->kind == ARG_WORD && strcmp(a->text, "stride") == 0 && a->next &&
                    a->next->kind == ARG_NUMBER) {
+            note_key(ck, &given, a, "stride");
             a = a->next;
             have_stride = positive_integer(ck, a, "the stride", 1000, &p->sh);
             p->sw = p->sh;
         } else if (a->kind == ARG_OPTION && strcmp(a->text, "stride") == 0) {
+            note_key(ck, &given, a, "stride");
             have_stride = positive_integer(ck, a->value, "the stride", 1000, &p->sh);
             p->sw = p->sh;
         } else if (a->kind == ARG_OPTION) {
@@ -601,8 +652,11 @@ static void check_batchnorm(checker *ck, const nnc_stmt *st)
     l->u.bn.momentum = 0.99f;
     l->u.bn.eps = 1e-3f;
     int have_momentum = 0, have_eps = 0;
+    key_set given = {0};
     for (const nnc_arg *a = st->args; a; a = a->next) {
         double v;
+        if (a->kind == ARG_OPTION && (strcmp(a->text, "momentum") == 0 || strcmp(a->text, "eps") == 0))
+            note_key(ck, &given, a, a->text);
         if (a->kind == ARG_OPTION && strcmp(a->text, "momentum") == 0) {
             have_momentum = 1;
             if (option_number(ck, a, 0, 1, &v))
@@ -657,6 +711,7 @@ static void check_model_name(checker *ck, const nnc_stmt *st)
         nnc_error(ck->src, a->loc, "model name '%s' is longer than 32 characters", a->text);
         return;
     }
+    once(ck, st, &ck->model_stmt, "");
     free(ck->m->name);
     ck->m->name = xstrdup(a->text);
 }
@@ -665,10 +720,17 @@ static void check_model_name(checker *ck, const nnc_stmt *st)
 static void check_input(checker *ck, const nnc_stmt *st)
 {
     const nnc_arg *a = st->args;
-    if (ck->have_input) {
+    if (ck->input_stmt) {
+        /* Layers already sized for the first shape may follow it: no "later one wins". */
         nnc_error(ck->src, st->loc, "a second 'input' statement");
+        nnc_note(ck->src, ck->input_stmt->loc, "the first is here");
         return;
     }
+    if (ck->have_input) { /* assumed 28x28x1 at an earlier statement */
+        nnc_error(ck->src, st->loc, "'input' must come before the first layer");
+        return;
+    }
+    ck->input_stmt = st;
     if (ck->m->n_layers > 0) {
         nnc_error(ck->src, st->loc, "'input' must come before the first layer");
         return;
@@ -697,10 +759,12 @@ static void check_preprocessing(checker *ck, const nnc_stmt *st, int normalize)
         nnc_error(ck->src, st->loc, "'%s' applies to the input and must come before the first layer", st->head);
         return;
     }
-    if (ck->m->prep != NNC_PREP_NONE) {
+    if (ck->prep_stmt) {
         nnc_error(ck->src, st->loc, "the input is already preprocessed by an earlier 'normalize' or 'scale'");
+        nnc_note(ck->src, ck->prep_stmt->loc, "the earlier '%s' is here", ck->prep_stmt->head);
         return;
     }
+    ck->prep_stmt = st;
     const nnc_arg *a = st->args;
     if (normalize) {
         if (a)
@@ -720,17 +784,10 @@ static void check_preprocessing(checker *ck, const nnc_stmt *st, int normalize)
 /* The train block                                                          */
 /* ------------------------------------------------------------------------ */
 
-static void once(checker *ck, const nnc_stmt *st, int *seen)
-{
-    if (*seen)
-        nnc_warning(ck->src, st->loc, "'%s' given twice in the train block; the later one wins", st->head);
-    *seen = 1;
-}
-
 /* loss crossentropy | mse */
 static void check_loss(checker *ck, const nnc_stmt *st)
 {
-    once(ck, st, &ck->seen_loss);
+    once(ck, st, &ck->loss_stmt, " in the train block");
     const nnc_arg *a = st->args;
     if (a && a->kind == ARG_WORD && !a->next) {
         if (strcmp(a->text, "crossentropy") == 0 || strcmp(a->text, "categorical_crossentropy") == 0) {
@@ -745,34 +802,19 @@ static void check_loss(checker *ck, const nnc_stmt *st)
     nnc_error(ck->src, a ? a->loc : st->loc, "usage: loss crossentropy | mse");
 }
 
-/* Is `word` one of the space-separated words in list? */
-static int list_has_word(const char *list, const char *word)
+/* Note `key` as given on this optimizer line (warning when the line already
+ * gave it), and list it in `given` for --summary. */
+static void note_given_key(checker *ck, key_set *keys, const nnc_arg *a, const char *key, char *given, size_t size)
 {
-    size_t n = strlen(word);
-    if (n == 0)
-        return 0;
-    for (const char *p = list; (p = strstr(p, word)); p += n)
-        if ((p == list || p[-1] == ' ') && p[n] == ' ')
-            return 1;
-    return 0;
-}
-
-/* Note that `key` was given on this optimizer line: add it to `given` (the
- * list --summary shows), or warn when the line already had it. */
-static void note_given_key(checker *ck, const nnc_arg *a, const char *key, char *given, size_t size)
-{
-    if (list_has_word(given, key)) {
-        nnc_warning(ck->src, a->loc, "'%s' is given twice in this line; the later value is used", key);
-        return;
-    }
     size_t used = strlen(given);
-    if (used + 1 < size) /* always true for the seven keys there are; never overflow regardless */
+    if (note_key(ck, keys, a, key) && used + 1 < size)
         snprintf(given + used, size - used, "%s ", key);
 }
+
 /* optimizer sgd [lr=..] [momentum=..] [nesterov] | adam [lr= beta1= beta2= eps=] | rmsprop [lr= rho= eps=] */
 static void check_optimizer(checker *ck, const nnc_stmt *st)
 {
-    once(ck, st, &ck->seen_optimizer);
+    once(ck, st, &ck->optimizer_stmt, " in the train block");
     nnc_optimizer_cfg *o = &ck->m->recipe.optimizer;
     const nnc_arg *a = st->args;
     if (!a || a->kind != ARG_WORD) {
@@ -803,6 +845,7 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         return;
     }
     char given[128] = "";
+    key_set given_keys = {0};
     for (a = a->next; a; a = a->next) {
         double v;
         const char *k = a->text;
@@ -835,7 +878,7 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         } else if (strcmp(k, "weight_decay") == 0) {
             if (option_number(ck, a, 0, 1, &v))
                 ck->weight_decay = (float)v;
-            note_given_key(ck, a, "weight_decay", given, sizeof given);
+            note_given_key(ck, &given_keys, a, "weight_decay", given, sizeof given);
             continue;
         }
         if (!slot) {
@@ -846,7 +889,7 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         }
         if (option_number(ck, a, lo, hi, &v))
             *slot = (float)v;
-        note_given_key(ck, a, k, given, sizeof given);
+        note_given_key(ck, &given_keys, a, k, given, sizeof given);
     }
     switch (o->kind) {
     case NNC_OPT_SGD:
@@ -865,9 +908,9 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
 }
 
 /* batch N   epochs N   seed N */
-static void check_integer_setting(checker *ck, const nnc_stmt *st, int *seen, int max, int *out)
+static void check_integer_setting(checker *ck, const nnc_stmt *st, const nnc_stmt **latest, int max, int *out)
 {
-    once(ck, st, seen);
+    once(ck, st, latest, " in the train block");
     const nnc_arg *a = st->args;
     if (!a || a->next) {
         nnc_error(ck->src, a ? a->next->loc : st->loc, "usage: %s N", st->head);
@@ -879,7 +922,7 @@ static void check_integer_setting(checker *ck, const nnc_stmt *st, int *seen, in
 /* seed N  (0 allowed) */
 static void check_seed(checker *ck, const nnc_stmt *st)
 {
-    once(ck, st, &ck->seen_seed);
+    once(ck, st, &ck->seed_stmt, " in the train block");
     const nnc_arg *a = st->args;
     if (!a || a->next || a->kind != ARG_NUMBER || !a->is_integer || a->number < 0) {
         nnc_error(ck->src, a ? a->loc : st->loc, "usage: seed N, a whole number >= 0");
@@ -915,8 +958,11 @@ static void check_schedule_rule(checker *ck, const nnc_stmt *st)
                   hint ? hint : " (step, cosine, onecycle, or phases such as 1:0.01 5:0.1)", hint ? "'?" : "");
         return;
     }
+    key_set given = {0};
     for (const nnc_arg *a = kind->next; a; a = a->next) {
         double v;
+        if (a->kind == ARG_OPTION)
+            note_key(ck, &given, a, a->text);
         if (a->kind != ARG_OPTION) {
             unexpected_arg(ck, st, a, "schedule step every=E factor=F | cosine [min_lr=LR] | onecycle max_lr=LR");
         } else if (strcmp(a->text, "every") == 0 && r->schedule == NNC_SCHED_STEP) {
@@ -943,7 +989,7 @@ static void check_schedule_rule(checker *ck, const nnc_stmt *st)
 /* schedule E:LR E:LR ...   (E epochs at learning rate LR, in order), or a rule (above) */
 static void check_schedule(checker *ck, const nnc_stmt *st)
 {
-    once(ck, st, &ck->seen_schedule);
+    once(ck, st, &ck->schedule_stmt, " in the train block");
     model *m = ck->m;
     free(m->phases);
     m->phases = NULL;
@@ -971,17 +1017,23 @@ static void check_schedule(checker *ck, const nnc_stmt *st)
 static void check_augment(checker *ck, const nnc_stmt *st)
 {
     static const char *const keys[] = {"rotation", "width_shift", "height_shift", "shift", "shear", "zoom", NULL};
-    once(ck, st, &ck->seen_augment);
+    once(ck, st, &ck->augment_stmt, " in the train block");
     nnc_augment_cfg *g = &ck->m->recipe.aug;
     ck->m->recipe.augment = 1;
     if (!st->args)
         nnc_error(ck->src, st->loc, "usage: augment rotation=DEG shift=F shear=F zoom=F");
+    key_set given = {0};
     for (const nnc_arg *a = st->args; a; a = a->next) {
         double v;
         if (a->kind != ARG_OPTION) {
             unexpected_arg(ck, st, a, "augment key=value ...");
             continue;
         }
+        /* shift= sets both axes, so it repeats width_shift= and height_shift=. */
+        if (strcmp(a->text, "shift") != 0)
+            note_key(ck, &given, a, a->text);
+        else if (note_key(ck, &given, a, "width_shift"))
+            note_key(ck, &given, a, "height_shift");
         if (strcmp(a->text, "rotation") == 0) {
             if (option_number(ck, a, 0, 180, &v))
                 g->rotation = (float)v;
@@ -1009,14 +1061,19 @@ static void check_train_statement(checker *ck, const nnc_stmt *st)
 {
     const char *h = st->head;
     nnc_recipe *r = &ck->m->recipe;
-    if (strcmp(h, "loss") == 0)
+    if (strcmp(h, "train") == 0) {
+        nnc_warning(ck->src, st->loc, "a second 'train' line; its settings join the train block");
+        nnc_note(ck->src, ck->train_stmt->loc, "the train block starts here");
+        for (const nnc_arg *a = st->args; a; a = a->next)
+            unexpected_arg(ck, st, a, "train (then its settings on the following lines)");
+    } else if (strcmp(h, "loss") == 0)
         check_loss(ck, st);
     else if (strcmp(h, "optimizer") == 0)
         check_optimizer(ck, st);
     else if (strcmp(h, "batch") == 0)
-        check_integer_setting(ck, st, &ck->seen_batch, 65536, &r->batch);
+        check_integer_setting(ck, st, &ck->batch_stmt, 65536, &r->batch);
     else if (strcmp(h, "epochs") == 0)
-        check_integer_setting(ck, st, &ck->seen_epochs, 100000, &r->epochs);
+        check_integer_setting(ck, st, &ck->epochs_stmt, 100000, &r->epochs);
     else if (strcmp(h, "schedule") == 0)
         check_schedule(ck, st);
     else if (strcmp(h, "seed") == 0)
@@ -1075,7 +1132,7 @@ static void check_model_statement(checker *ck, const nnc_stmt *st)
         check_activation(ck, st, act);
     else if (strcmp(h, "train") == 0) {
         ck->in_train = 1;
-        ck->train_loc = st->loc;
+        ck->train_stmt = st;
         for (const nnc_arg *a = st->args; a; a = a->next)
             unexpected_arg(ck, st, a, "train (then its settings on the following lines)");
     } else {
@@ -1120,29 +1177,36 @@ static void check_whole_model(checker *ck, const nnc_stmt *stmts)
                   last->kind == LAYER_DENSE ? "dense N" : "a final");
 
     /* Recipe defaults (Keras 2's, where a seed relies on them). */
-    int line = ck->in_train ? ck->train_loc.first_line : 0;
+    int line = ck->train_stmt ? ck->train_stmt->loc.first_line : 0;
     if (!ck->in_train)
         note_default(ck, 0, "no train block: every training setting is a default");
-    if (!ck->seen_loss)
+    if (!ck->loss_stmt)
         note_default(ck, line, "loss crossentropy");
-    if (!ck->seen_optimizer) {
+    if (!ck->optimizer_stmt) {
         r->optimizer = (nnc_optimizer_cfg){.kind = NNC_OPT_SGD, .lr = 0.01f};
         note_default(ck, line, "optimizer sgd lr=0.01 momentum=0");
     }
-    if (!ck->seen_batch) {
+    if (!ck->batch_stmt) {
         r->batch = 32;
         note_default(ck, line, "batch 32");
     }
-    if (!ck->seen_seed) {
+    if (!ck->seed_stmt) {
         r->seed = 1;
         note_default(ck, line, "seed 1");
     }
     int schedule_epochs = 0;
     for (int i = 0; i < m->n_phases; i++)
         schedule_epochs += m->phases[i].epochs;
-    if (r->schedule == NNC_SCHED_PIECEWISE && m->n_phases > 0 && !ck->seen_epochs)
+    int phased = r->schedule == NNC_SCHED_PIECEWISE && m->n_phases > 0;
+    if (phased && ck->epochs_stmt && r->epochs != schedule_epochs) {
+        /* Neither can win: the phases would stop early or run out before the last epoch. */
+        nnc_error(ck->src, ck->epochs_stmt->loc, "'epochs %d' contradicts the schedule, whose phases add up to %d "
+                                                 "epoch%s; drop 'epochs' or make them agree",
+                  r->epochs, schedule_epochs, schedule_epochs == 1 ? "" : "s");
+        nnc_note(ck->src, ck->schedule_stmt->loc, "the schedule is here");
+    } else if (phased && !ck->epochs_stmt)
         r->epochs = schedule_epochs;
-    else if (!ck->seen_epochs) {
+    else if (!ck->epochs_stmt) {
         r->epochs = 10;
         note_default(ck, line, "epochs 10");
     }

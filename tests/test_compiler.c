@@ -412,3 +412,84 @@ Test(lexer, control_bytes_are_named_by_value)
     cr_expect(strstr(c.diagnostics, "x.nn:4:1: error: stray byte 0x01 in a model file") != NULL, "%s", c.diagnostics);
     release(&c);
 }
+
+/* ---- repeats: every statement said twice gets a located diagnostic ---- */
+
+/* Each of these files repeats one thing; the later one wins, with a warning at
+ * the repeat (and, for a whole statement, a note at the earlier one). */
+Test(checker, every_repeat_is_a_located_warning)
+{
+    static const struct {
+        const char *text, *warning, *note;
+    } cases[] = {
+        {"model a\nmodel b\n" TAIL, "x.nn:2:1: warning: 'model' given twice; the later one wins\n",
+         "x.nn:1:1: note: the earlier 'model' is here\n"},
+        {"conv 8 3x3 stride 1 stride=2\n" TAIL, "x.nn:1:21: warning: 'stride' is given twice in this line", NULL},
+        {"conv 8 3x3 same pad=valid\n" TAIL, "x.nn:1:17: warning: 'pad' is given twice in this line", NULL},
+        {"conv 8 3x3 relu tanh\n" TAIL, "x.nn:1:17: warning: 'activation' is given twice in this line", NULL},
+        {"conv 8 3x3 l2=0.1 l2=0.2\n" TAIL, "x.nn:1:19: warning: 'l2' is given twice in this line", NULL},
+        {"maxpool stride 2 stride=1\n" TAIL, "x.nn:1:18: warning: 'stride' is given twice in this line", NULL},
+        {"batchnorm eps=0.1 eps=0.2\n" TAIL, "x.nn:1:19: warning: 'eps' is given twice in this line", NULL},
+        {"flatten\ndense 10 softmax init=zeros init=ones\n", "x.nn:2:29: warning: 'init' is given twice in this line",
+         NULL},
+        {TAIL "train\n  schedule cosine min_lr=0.1 min_lr=0.2\n",
+         "x.nn:4:30: warning: 'min_lr' is given twice in this line", NULL},
+        {TAIL "train\n  augment shift=0.1 height_shift=0.2\n",
+         "x.nn:4:21: warning: 'height_shift' is given twice in this line", NULL},
+        {TAIL "train\n  batch 32\ntrain\n  batch 64\n",
+         "x.nn:5:1: warning: a second 'train' line; its settings join the train block\n",
+         "x.nn:3:1: note: the train block starts here\n"},
+        {TAIL "train\n  seed 1\n  seed 2\n", "x.nn:5:3: warning: 'seed' given twice in the train block; the later one wins\n",
+         "x.nn:4:3: note: the earlier 'seed' is here\n"},
+        {TAIL "train\n  epochs 2\n  epochs 3\n", "x.nn:5:3: warning: 'epochs' given twice in the train block",
+         "x.nn:4:3: note: the earlier 'epochs' is here\n"},
+        {TAIL "train\n  schedule 1:0.1\n  schedule 2:0.1\n", "x.nn:5:3: warning: 'schedule' given twice",
+         "x.nn:4:3: note: the earlier 'schedule' is here\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        compiled c = compile_text(cases[i].text);
+        cr_expect_not_null(c.m, "case %zu failed:\n%s", i, c.diagnostics);
+        cr_expect(c.warnings >= 1 && strstr(c.diagnostics, cases[i].warning) != NULL, "case %zu: want %s, got\n%s", i,
+                  cases[i].warning, c.diagnostics);
+        if (cases[i].note)
+            cr_expect(strstr(c.diagnostics, cases[i].note) != NULL, "case %zu: want %s, got\n%s", i, cases[i].note,
+                      c.diagnostics);
+        release(&c);
+    }
+    /* The later one is what the model gets. */
+    compiled c = compile_text("model a\nmodel b\nconv 8 3x3 stride 1 stride=2\n" TAIL "train\n  batch 32\n  batch 64\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_str_eq(c.m->name, "b");
+    cr_expect_eq(c.m->layers[0].u.conv.sh, 2);
+    cr_expect_eq(c.m->recipe.batch, 64);
+    release(&c);
+}
+
+/* Repeats that "the later one wins" cannot settle are errors. */
+Test(checker, contradicting_repeats_are_errors)
+{
+    expect_diagnostics(TAIL "train\n  epochs 5\n  schedule 1:0.1 2:0.01\n",
+                       "x.nn:4:3: error: 'epochs 5' contradicts the schedule, whose phases add up to 3 epochs; drop "
+                       "'epochs' or make them agree\n"
+                       "    4 |   epochs 5\n      |   ^~~~~~\n"
+                       "x.nn:5:3: note: the schedule is here\n"
+                       "    5 |   schedule 1:0.1 2:0.01\n      |   ^~~~~~~~\n");
+    /* Agreeing figures are fine. */
+    compiled c = compile_text(TAIL "train\n  epochs 3\n  schedule 1:0.1 2:0.01\n");
+    cr_expect_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_eq(c.warnings, 0, "%s", c.diagnostics);
+    release(&c);
+    /* An input shape, once layers are sized by it, cannot be replaced. */
+    c = compile_text("input 28x28x1\ninput 32x32x1\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "x.nn:2:1: error: a second 'input' statement\n") != NULL, "%s", c.diagnostics);
+    cr_expect(strstr(c.diagnostics, "x.nn:1:1: note: the first is here\n") != NULL, "%s", c.diagnostics);
+    release(&c);
+    c = compile_text("normalize\nscale 1/255\n" TAIL);
+    cr_expect_null(c.m);
+    cr_expect(strstr(c.diagnostics, "x.nn:2:1: error: the input is already preprocessed by an earlier 'normalize' or "
+                                    "'scale'\n") != NULL,
+              "%s", c.diagnostics);
+    cr_expect(strstr(c.diagnostics, "x.nn:1:1: note: the earlier 'normalize' is here\n") != NULL, "%s", c.diagnostics);
+    release(&c);
+}
