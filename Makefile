@@ -30,7 +30,8 @@ BLAS_CFLAGS = $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 RT_LIBS     = $(BLAS_LIBS) -lpng -lz -lm -fopenmp
 
-COMPILER_SRC := compiler/diag.c compiler/ast.c compiler/check.c compiler/summary.c compiler/emit.c
+COMPILER_SRC := compiler/diag.c compiler/ast.c compiler/model.c compiler/schema.c compiler/check.c compiler/summary.c \
+                compiler/cgen.c compiler/plan.c compiler/emit.c $(sort $(wildcard compiler/layers/*.c))
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o
 RUNTIME_SRC  := $(sort $(wildcard runtime/*.c))
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
@@ -75,7 +76,7 @@ $(BUILD)/gen/lexer.o: $(BUILD)/gen/lexer.c
 $(BUILD)/gen/parser.o: $(BUILD)/gen/parser.c $(BUILD)/gen/lexer.h
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/compiler/%.o: compiler/%.c compiler/*.h runtime/nncrt.h $(BUILD)/gen/parser.h | $(DEPS_STAMP)
+$(BUILD)/compiler/%.o: compiler/%.c compiler/*.h compiler/layers/*.h compiler/layers/kinds.def runtime/nncrt.h $(BUILD)/gen/parser.h | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -152,7 +153,16 @@ $(BUILD)/tests/numeric-%: $(NUMERIC_SRC) $(TEST_INPUTS) | $(TEST_DEPS_STAMP)
 	@mkdir -p $(BUILD)/tests
 	$(TEST_CC) -march=$* $(NUMERIC_SRC) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
 
-TEST_TRAINERS := $(BUILD)/bin/cnn_baseline $(BUILD)/bin/vgg $(BUILD)/bin/mlp800 $(BUILD)/bin/linear
+TEST_TRAINERS := $(MODELS:models/%.nn=$(BUILD)/bin/%)
+
+# Record this machine's one-epoch training digests of every model, which the
+# suite then compares (tests/test_digests.c): tests/digests/KEY.txt, KEY from
+# tests/tools/digest_key.sh (architecture, vector instruction set, $OPENBLAS_CORETYPE).
+.PHONY: digests
+digests: $(TEST_TRAINERS)
+	@key=$$(sh tests/tools/digest_key.sh) && f=tests/digests/$$key.txt && \
+		if sh tests/tools/all_digests.sh $(BUILD)/bin >$$f.tmp; then mv $$f.tmp $$f; else rm -f $$f.tmp; exit 1; fi && \
+		cat $$f && echo "wrote $$f"
 
 # The numerical suites first, the whole suite last: its summary closes the output.
 test: $(TEST_DEPS_STAMP) $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(NUMERIC_MARCHES:%=$(BUILD)/tests/numeric-%) $(TEST_TRAINERS)

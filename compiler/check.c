@@ -1,10 +1,13 @@
 /*
  * check.c - meaning: from statements to a checked model.
  *
- * One function a statement kind, each with its grammar as a comment. Every
- * shape is inferred here, at compile time; anything that cannot work is an
- * error that points at the argument at fault, and checking goes on so that
- * one run reports every error it can.
+ * The header statements (model, input, normalize, scale) and the train block
+ * are checked here, one function a statement kind, each with its grammar as a
+ * comment. A layer statement is read against its kind's option schema
+ * (schema.c) and handed to its kind's check (layers/), which infers its shape.
+ * Every shape is known here, at compile time; anything that cannot work is an
+ * error that points at the argument at fault, and checking goes on so that one
+ * run reports every error it can.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -13,13 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/kind.h"
 #include "model.h"
+#include "schema.h"
 
 /* Activation buffers above this many bytes are refused: a typo, not a model. */
 #define MAX_ACTIVATION_BYTES (4.0 * 1024 * 1024 * 1024)
-/* Per-sample tensor and per-layer weight counts stay far below INT_MAX, so shape arithmetic cannot overflow. */
+/* Per-sample tensors stay far below INT_MAX, so shape arithmetic cannot overflow. */
 #define MAX_ELEMENTS (1 << 26)
-#define MAX_LAYER_WEIGHTS (1 << 28)
 
 typedef struct {
     nnc_source *src;
@@ -27,306 +31,127 @@ typedef struct {
     shape cur;        /* the shape flowing out of the last layer */
     int have_input;   /* given, or assumed once a layer came first */
     int in_train;     /* after the `train` statement */
-    int counters[LAYER_ACTIVATION + 1];
+    int *counters;    /* per layer kind (n_layer_kinds): the Keras-style names' numbers */
     /* Statements that say one thing once: the latest of each, for repeats and contradictions. */
     const nnc_stmt *model_stmt, *input_stmt, *prep_stmt, *train_stmt;
     const nnc_stmt *loss_stmt, *optimizer_stmt, *batch_stmt, *epochs_stmt, *schedule_stmt, *seed_stmt, *augment_stmt;
     float weight_decay; /* optimizer weight_decay=: an L2 penalty on every kernel */
 } checker;
 
-static void *xrealloc(void *p, size_t size)
-{
-    p = realloc(p, size);
-    if (!p) {
-        fprintf(stderr, "nnc: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) {
-        fprintf(stderr, "nnc: out of memory\n");
-        exit(1);
-    }
-    return d;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Names                                                                    */
-/* ------------------------------------------------------------------------ */
-
-const char *layer_kind_keras(layer_kind kind)
-{
-    switch (kind) {
-    case LAYER_DENSE: return "Dense";
-    case LAYER_CONV: return "Conv2D";
-    case LAYER_MAXPOOL: return "MaxPooling2D";
-    case LAYER_AVGPOOL: return "AveragePooling2D";
-    case LAYER_FLATTEN: return "Flatten";
-    case LAYER_DROPOUT: return "Dropout";
-    case LAYER_BATCHNORM: return "BatchNormalization";
-    case LAYER_ACTIVATION: return "Activation";
-    }
-    return "?";
-}
-
-/* Keras's automatic layer names: conv2d_1, max_pooling2d_1, ... */
-static const char *layer_kind_prefix(layer_kind kind)
-{
-    switch (kind) {
-    case LAYER_DENSE: return "dense";
-    case LAYER_CONV: return "conv2d";
-    case LAYER_MAXPOOL: return "max_pooling2d";
-    case LAYER_AVGPOOL: return "average_pooling2d";
-    case LAYER_FLATTEN: return "flatten";
-    case LAYER_DROPOUT: return "dropout";
-    case LAYER_BATCHNORM: return "batch_normalization";
-    case LAYER_ACTIVATION: return "activation";
-    }
-    return "layer";
-}
-
-const char *act_name(act_kind act)
-{
-    switch (act) {
-    case ACT_LINEAR: return "linear";
-    case ACT_RELU: return "relu";
-    case ACT_SIGMOID: return "sigmoid";
-    case ACT_TANH: return "tanh";
-    case ACT_SOFTMAX: return "softmax";
-    }
-    return "?";
-}
-
-static const struct {
-    const char *name;
-    nnc_init_kind kind;
-} initializers[] = {
-    {"glorot_uniform", NNC_INIT_GLOROT_UNIFORM}, {"glorot_normal", NNC_INIT_GLOROT_NORMAL},
-    {"he_uniform", NNC_INIT_HE_UNIFORM},         {"he_normal", NNC_INIT_HE_NORMAL},
-    {"uniform", NNC_INIT_UNIFORM},               {"zeros", NNC_INIT_ZEROS},
-    {"ones", NNC_INIT_ONES},
-};
-
-const char *init_name(nnc_init_kind kind)
-{
-    for (size_t i = 0; i < sizeof initializers / sizeof initializers[0]; i++)
-        if (initializers[i].kind == kind)
-            return initializers[i].name;
-    return "?";
-}
-
-const char *optimizer_name(nnc_optimizer_kind kind)
-{
-    switch (kind) {
-    case NNC_OPT_SGD: return "sgd";
-    case NNC_OPT_ADAM: return "adam";
-    case NNC_OPT_RMSPROP: return "rmsprop";
-    }
-    return "?";
-}
-
-static int parse_activation(const char *word, act_kind *act)
-{
-    static const char *names[] = {"linear", "relu", "sigmoid", "tanh", "softmax"};
-    for (int i = 0; i < 5; i++)
-        if (strcmp(word, names[i]) == 0) {
-            *act = (act_kind)i;
-            return 1;
-        }
-    return 0;
-}
-
-/* Levenshtein distance, for "did you mean" hints. */
-static int edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 40 || lb > 40)
-        return 99;
-    int row[41];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int up = row[j];
-            int cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            int best = diag + cost;
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-/* The closest of `candidates` (NULL-terminated) to word, or NULL if none is close. */
-static const char *closest(const char *word, const char *const *candidates)
-{
-    const char *best = NULL;
-    int best_d = 3;
-    for (; *candidates; candidates++) {
-        int d = edit_distance(word, *candidates);
-        if (d < best_d) {
-            best_d = d;
-            best = *candidates;
-        }
-    }
-    return best;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Reporting helpers                                                        */
-/* ------------------------------------------------------------------------ */
-
-static void note_default(checker *ck, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void note_default(checker *ck, int line, const char *fmt, ...)
-{
-    model *m = ck->m;
-    m->defaults = xrealloc(m->defaults, (size_t)(m->n_defaults + 1) * sizeof *m->defaults);
-    applied_default *d = &m->defaults[m->n_defaults++];
-    d->line = line;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d->text, sizeof d->text, fmt, ap);
-    va_end(ap);
-}
-
-static void format_shape(char *buf, size_t len, shape s)
-{
-    if (shape_is_flat(s))
-        snprintf(buf, len, "%d", s.c);
-    else
-        snprintf(buf, len, "%dx%dx%d", s.h, s.w, s.c);
-}
-
-static const char *arg_kind_name(nnc_arg_kind kind)
-{
-    switch (kind) {
-    case ARG_NUMBER: return "number";
-    case ARG_DIMS: return "size";
-    case ARG_WORD: return "word";
-    case ARG_OPTION: return "option";
-    case ARG_PAIR: return "pair";
-    }
-    return "argument";
-}
-
 static void unexpected_arg(checker *ck, const nnc_stmt *st, const nnc_arg *a, const char *usage)
 {
-    nnc_error(ck->src, a->loc, "unexpected %s '%s' in '%s'; usage: %s", arg_kind_name(a->kind), a->text, st->head,
-              usage);
+    unexpected_argument(ck->src, st, a, usage);
 }
 
-/* A number option's value, checked to lie in [lo, hi]. */
 static int option_number(checker *ck, const nnc_arg *opt, double lo, double hi, double *out)
 {
-    const nnc_arg *v = opt->value;
-    if (v->kind != ARG_NUMBER) {
-        nnc_error(ck->src, v->loc, "'%s' needs a number, not '%s'", opt->text, v->text);
-        return 0;
-    }
-    if (!(v->number >= lo && v->number <= hi)) {
-        nnc_error(ck->src, v->loc, "'%s=%s' is out of range [%g, %g]", opt->text, v->text, lo, hi);
-        return 0;
-    }
-    *out = v->number;
-    return 1;
+    return number_option(ck->src, opt, lo, hi, out);
 }
 
 static int positive_integer(checker *ck, const nnc_arg *a, const char *what, int max, int *out)
 {
-    if (a->kind != ARG_NUMBER || !a->is_integer || a->number < 1) {
-        nnc_error(ck->src, a->loc, "%s must be a positive whole number, not '%s'", what, a->text);
+    double v;
+    if (!whole_number(ck->src, a, what, max, &v))
         return 0;
-    }
-    if (a->number > max) {
-        nnc_error(ck->src, a->loc, "%s %s is too large (at most %d)", what, a->text, max);
-        return 0;
-    }
-    *out = (int)a->number;
+    *out = (int)v;
     return 1;
 }
 
-/* A square or rectangular window: `3x3`, `3` (square), `2x2`. */
-static int window(checker *ck, const nnc_arg *a, const char *what, int *kh, int *kw)
+static void unknown_option(checker *ck, const nnc_arg *a, const char *name, const char *const *known)
 {
-    if (a->kind == ARG_NUMBER && a->is_integer && a->number >= 1 && a->number <= 1000) {
-        *kh = *kw = (int)a->number;
-        return 1;
-    }
-    if (a->kind == ARG_DIMS && a->ndims == 2 && a->dims[0] >= 1 && a->dims[1] >= 1) {
-        *kh = a->dims[0];
-        *kw = a->dims[1];
-        return 1;
-    }
-    nnc_error(ck->src, a->loc, "%s must be written HxW, such as 3x3, not '%s'", what, a->text);
-    return 0;
+    const char *hint = closest_word(a->text, known);
+    if (hint)
+        nnc_error(ck->src, a->loc, "'%s' has no option '%s'; did you mean '%s'?", name, a->text, hint);
+    else
+        nnc_error(ck->src, a->loc, "'%s' has no option '%s'", name, a->text);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Layers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static layer *add_layer(checker *ck, layer_kind kind, const nnc_stmt *st)
+/* The DSL line's text, trimmed, for comments in generated code. */
+static char *source_text(checker *ck, int line)
+{
+    int len;
+    const char *text = nnc_source_line(ck->src, line, &len);
+    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t'))
+        len--;
+    while (len > 0 && (*text == ' ' || *text == '\t')) {
+        text++;
+        len--;
+    }
+    char *s = nnc_xmalloc((size_t)len + 1);
+    memcpy(s, text, (size_t)len);
+    s[len] = '\0';
+    return s;
+}
+
+static int kind_index(const layer_kind *k)
+{
+    for (int i = 0; i < n_layer_kinds; i++)
+        if (layer_kinds[i] == k)
+            return i;
+    return 0;
+}
+
+/* A new layer of kind k after the current one; st is NULL for a layer the checker inserts. */
+static layer *add_layer(checker *ck, const layer_kind *k, const nnc_stmt *st)
 {
     model *m = ck->m;
-    m->layers = xrealloc(m->layers, (size_t)(m->n_layers + 1) * sizeof *m->layers);
-    layer *l = &m->layers[m->n_layers++];
+    m->layers = nnc_xrealloc(m->layers, (size_t)(m->n_layers + 1) * sizeof *m->layers);
+    layer *l = &m->layers[m->n_layers];
     memset(l, 0, sizeof *l);
-    l->kind = kind;
+    l->index = m->n_layers++;
+    l->kind = k;
     l->in = ck->cur;
     l->act = ACT_LINEAR;
     l->kernel_init = NNC_INIT_GLOROT_UNIFORM;
     l->bias_init = NNC_INIT_ZEROS;
-    snprintf(l->name, sizeof l->name, "%s_%d", layer_kind_prefix(kind), ++ck->counters[kind]);
-    snprintf(l->ident, sizeof l->ident, "%s", l->name);
+    snprintf(l->name, sizeof l->name, "%s_%d", k->prefix, ++ck->counters[kind_index(k)]);
     if (st) {
         l->loc = st->loc;
         l->line = st->loc.first_line;
-        int len;
-        const char *text = nnc_source_line(ck->src, l->line, &len);
-        while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t'))
-            len--;
-        while (len > 0 && (*text == ' ' || *text == '\t')) {
-            text++;
-            len--;
-        }
-        l->source = malloc((size_t)len + 1);
-        if (!l->source) {
-            fprintf(stderr, "nnc: out of memory\n");
-            exit(1);
-        }
-        memcpy(l->source, text, (size_t)len);
-        l->source[len] = '\0';
+        l->source = source_text(ck, l->line);
     } else {
         l->implicit = 1;
-        l->source = xstrdup("(implicit)");
+        l->source = nnc_xstrdup("(implicit)");
     }
     return l;
-}
-
-static void finish_layer(checker *ck, layer *l)
-{
-    ck->cur = l->out;
 }
 
 /* Flattening is free in NHWC; Keras needs it spelled out, nnc inserts it. */
 static void implicit_flatten(checker *ck, const nnc_stmt *before)
 {
-    layer *l = add_layer(ck, LAYER_FLATTEN, NULL);
+    layer *l = add_layer(ck, layer_kind_for_word("flatten"), NULL);
     l->loc = before->loc;
     l->out = (shape){1, 1, shape_size(ck->cur)};
-    note_default(ck, before->loc.first_line, "flatten inserted before '%s' (its input is %dx%dx%d)", before->head,
-                 ck->cur.h, ck->cur.w, ck->cur.c);
-    finish_layer(ck, l);
+    model_note_default(ck->m, before->loc.first_line, "flatten inserted before '%s' (its input is %dx%dx%d)",
+                       before->head, ck->cur.h, ck->cur.w, ck->cur.c);
+    ck->cur = l->out;
+}
+
+/* A layer statement: its options read against the kind's schema, then the kind's own check. */
+static void check_layer(checker *ck, const nnc_stmt *st, const layer_kind *k)
+{
+    if ((k->flags & KIND_FLAT_INPUT) && !shape_is_flat(ck->cur))
+        implicit_flatten(ck, st);
+    layer *l = add_layer(ck, k, st);
+    if ((k->flags & KIND_IMAGE_INPUT) && shape_is_flat(ck->cur) && ck->m->n_layers > 1) {
+        char buf[32];
+        nnc_error(ck->src, st->loc, "'%s' needs an image input, but its input is a flat vector of %s", st->head,
+                  shape_text(buf, sizeof buf, ck->cur));
+    }
+    option_value values[MAX_OPTIONS];
+    read_options(ck->src, st, k->options, k->n_options, k->usage, values);
+    layer_check lc = {ck->src, ck->m, st, ck->m->n_layers == 1};
+    k->check(&lc, l, values);
+    if ((double)l->out.h * l->out.w * l->out.c > MAX_ELEMENTS) {
+        nnc_error(ck->src, st->loc, "this layer's output has %.0f values a sample; the limit is %d",
+                  (double)l->out.h * l->out.w * l->out.c, MAX_ELEMENTS);
+        l->out = (shape){1, 1, 1};
+    }
+    ck->cur = l->out;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -347,354 +172,6 @@ static void once(checker *ck, const nnc_stmt *st, const nnc_stmt **latest, const
     *latest = st;
 }
 
-/* Keys given on one line, to warn when a line gives one twice. */
-typedef struct {
-    const char *names[16];
-    int n;
-} key_set;
-
-/* Note that `key` was given at `a`; warn when the line already gave it. Returns 1 the first time. */
-static int note_key(checker *ck, key_set *keys, const nnc_arg *a, const char *key)
-{
-    for (int i = 0; i < keys->n; i++)
-        if (strcmp(keys->names[i], key) == 0) {
-            nnc_warning(ck->src, a->loc, "'%s' is given twice in this line; the later value is used", key);
-            return 0;
-        }
-    if (keys->n < (int)(sizeof keys->names / sizeof keys->names[0]))
-        keys->names[keys->n++] = key;
-    return 1;
-}
-
-/* Options every layer with weights understands: init=, bias_init=, l1=, l2=. */
-static int weight_option(checker *ck, layer *l, key_set *keys, const nnc_arg *a)
-{
-    if (a->kind != ARG_OPTION)
-        return 0;
-    if (strcmp(a->text, "init") == 0 || strcmp(a->text, "bias_init") == 0 || strcmp(a->text, "l1") == 0 ||
-        strcmp(a->text, "l2") == 0)
-        note_key(ck, keys, a, a->text);
-    int is_init = strcmp(a->text, "init") == 0, is_bias = strcmp(a->text, "bias_init") == 0;
-    if (is_init || is_bias) {
-        if (a->value->kind == ARG_WORD)
-            for (size_t i = 0; i < sizeof initializers / sizeof initializers[0]; i++)
-                if (strcmp(a->value->text, initializers[i].name) == 0) {
-                    *(is_init ? &l->kernel_init : &l->bias_init) = initializers[i].kind;
-                    return 1;
-                }
-        nnc_error(ck->src, a->value->loc,
-                  "unknown initializer '%s' (glorot_uniform, glorot_normal, he_uniform, he_normal, uniform, zeros, "
-                  "ones)",
-                  a->value->text);
-        return 1;
-    }
-    if (strcmp(a->text, "l1") == 0 || strcmp(a->text, "l2") == 0) {
-        double v;
-        if (option_number(ck, a, 0, 10, &v))
-            *(a->text[1] == '1' ? &l->l1 : &l->l2) = (float)v;
-        return 1;
-    }
-    return 0;
-}
-
-static const char *const weight_options[] = {"init", "bias_init", "l1", "l2", NULL};
-
-static void unknown_option(checker *ck, const nnc_arg *a, const char *layer_name, const char *const *known)
-{
-    const char *hint = closest(a->text, known);
-    if (hint)
-        nnc_error(ck->src, a->loc, "'%s' has no option '%s'; did you mean '%s'?", layer_name, a->text, hint);
-    else
-        nnc_error(ck->src, a->loc, "'%s' has no option '%s'", layer_name, a->text);
-}
-
-/* dense N [activation] [init=..] [bias_init=..] [l1=..] [l2=..] */
-static void check_dense(checker *ck, const nnc_stmt *st)
-{
-    static const char *usage = "dense N [relu|sigmoid|tanh|softmax|linear] [init=..] [l1=..] [l2=..]";
-    if (!shape_is_flat(ck->cur))
-        implicit_flatten(ck, st);
-    layer *l = add_layer(ck, LAYER_DENSE, st);
-    int have_units = 0;
-    key_set given = {0};
-    for (const nnc_arg *a = st->args; a; a = a->next) {
-        if (!have_units && a->kind == ARG_NUMBER) {
-            have_units = positive_integer(ck, a, "the number of units", 1 << 20, &l->u.units) || 1;
-        } else if (a->kind == ARG_WORD && parse_activation(a->text, &l->act)) {
-            note_key(ck, &given, a, "activation");
-        } else if (weight_option(ck, l, &given, a)) {
-        } else if (a->kind == ARG_OPTION) {
-            unknown_option(ck, a, "dense", weight_options);
-        } else {
-            unexpected_arg(ck, st, a, usage);
-        }
-    }
-    if (!have_units) {
-        nnc_error(ck->src, st->loc, "'dense' needs a number of units; usage: %s", usage);
-        l->u.units = 1;
-    }
-    if (l->u.units < 1)
-        l->u.units = 1;
-    if ((double)shape_size(l->in) * l->u.units > MAX_LAYER_WEIGHTS) {
-        nnc_error(ck->src, st->loc, "dense %d on %d inputs needs %.0f weights; the limit is %d", l->u.units,
-                  shape_size(l->in), (double)shape_size(l->in) * l->u.units, MAX_LAYER_WEIGHTS);
-        l->u.units = 1;
-    }
-    int in = shape_size(l->in);
-    l->out = (shape){1, 1, l->u.units};
-    l->n_weights = (size_t)in * (size_t)l->u.units;
-    l->n_bias = (size_t)l->u.units;
-    l->fan_in = in;
-    l->fan_out = l->u.units;
-    finish_layer(ck, l);
-}
-
-/* Output size and TensorFlow's padding for one spatial axis. */
-static int conv_axis(int in, int k, int stride, int same, int *pad_before)
-{
-    if (same) {
-        int out = (in + stride - 1) / stride;
-        int total = (out - 1) * stride + k - in;
-        *pad_before = total > 0 ? total / 2 : 0;
-        return out;
-    }
-    *pad_before = 0;
-    return in >= k ? (in - k) / stride + 1 : 0;
-}
-
-/* conv N KxK [stride S | stride=S] [pad valid|same | pad=..] [activation] [init=..] [l1=..] [l2=..] */
-static void check_conv(checker *ck, const nnc_stmt *st)
-{
-    static const char *usage = "conv N KxK [stride S] [pad valid|same] [relu|sigmoid|tanh|linear] [init=..]";
-    static const char *const options[] = {"stride", "pad", "init", "bias_init", "l1", "l2", NULL};
-    layer *l = add_layer(ck, LAYER_CONV, st);
-    conv_params *c = &l->u.conv;
-    c->sh = c->sw = 1;
-    int have_filters = 0, have_kernel = 0, have_stride = 0, have_pad = 0;
-    const nnc_arg *kernel_arg = NULL;
-    key_set given = {0};
-    if (shape_is_flat(ck->cur) && ck->m->n_layers > 1) {
-        char buf[32];
-        format_shape(buf, sizeof buf, ck->cur);
-        nnc_error(ck->src, st->loc, "'conv' needs an image input, but its input is a flat vector of %s", buf);
-    }
-    for (const nnc_arg *a = st->args; a; a = a->next) {
-        if (!have_filters && a->kind == ARG_NUMBER) {
-            have_filters = 1;
-            positive_integer(ck, a, "the number of filters", 1 << 16, &c->filters);
-        } else if (!have_kernel && (a->kind == ARG_DIMS || a->kind == ARG_NUMBER)) {
-            have_kernel = 1;
-            kernel_arg = a;
-            window(ck, a, "a conv kernel", &c->kh, &c->kw);
-        } else if (a->kind == ARG_WORD && strcmp(a->text, "stride") == 0 && a->next &&
-                   a->next->kind == ARG_NUMBER) {
-            note_key(ck, &given, a, "stride");
-            a = a->next;
-            have_stride = positive_integer(ck, a, "the stride", 1000, &c->sh);
-            c->sw = c->sh;
-        } else if (a->kind == ARG_OPTION && strcmp(a->text, "stride") == 0) {
-            note_key(ck, &given, a, "stride");
-            have_stride = positive_integer(ck, a->value, "the stride", 1000, &c->sh);
-            c->sw = c->sh;
-        } else if ((a->kind == ARG_WORD && (strcmp(a->text, "same") == 0 || strcmp(a->text, "valid") == 0)) ||
-                   (a->kind == ARG_OPTION && strcmp(a->text, "pad") == 0) ||
-                   (a->kind == ARG_WORD && strcmp(a->text, "pad") == 0 && a->next && a->next->kind == ARG_WORD)) {
-            note_key(ck, &given, a, "pad");
-            const nnc_arg *v = a->kind == ARG_OPTION ? a->value : strcmp(a->text, "pad") == 0 ? (a = a->next) : a;
-            if (strcmp(v->text, "same") == 0 || strcmp(v->text, "valid") == 0) {
-                c->same = strcmp(v->text, "same") == 0;
-                have_pad = 1;
-            } else {
-                nnc_error(ck->src, v->loc, "padding must be 'valid' or 'same', not '%s'", v->text);
-            }
-        } else if (a->kind == ARG_WORD && parse_activation(a->text, &l->act)) {
-            note_key(ck, &given, a, "activation");
-            if (l->act == ACT_SOFTMAX)
-                nnc_error(ck->src, a->loc, "softmax over a conv layer's channels is not supported; flatten and "
-                                           "use 'dense N softmax'");
-        } else if (weight_option(ck, l, &given, a)) {
-        } else if (a->kind == ARG_OPTION) {
-            unknown_option(ck, a, "conv", options);
-        } else {
-            unexpected_arg(ck, st, a, usage);
-        }
-    }
-    if (!have_filters || !have_kernel) {
-        nnc_error(ck->src, st->loc, "'conv' needs a number of filters and a kernel size; usage: %s", usage);
-    }
-    if (c->filters < 1)
-        c->filters = 1;
-    if (c->kh < 1 || c->kw < 1)
-        c->kh = c->kw = 1;
-    double weights = (double)c->kh * c->kw * l->in.c * c->filters;
-    if (weights > MAX_LAYER_WEIGHTS) {
-        nnc_error(ck->src, st->loc, "this conv needs %.0f weights; the limit is %d", weights, MAX_LAYER_WEIGHTS);
-        c->filters = 1;
-        c->kh = c->kw = 1;
-    }
-    if (!have_stride || !have_pad)
-        note_default(ck, l->line, "%s:%s%s", l->name, have_stride ? "" : " stride=1", have_pad ? "" : " pad=valid");
-    int pad_top, pad_left;
-    int oh = conv_axis(l->in.h, c->kh, c->sh, c->same, &pad_top);
-    int ow = conv_axis(l->in.w, c->kw, c->sw, c->same, &pad_left);
-    if ((oh < 1 || ow < 1) && kernel_arg && !shape_is_flat(l->in)) {
-        char buf[32];
-        format_shape(buf, sizeof buf, l->in);
-        nnc_error(ck->src, kernel_arg->loc, "conv kernel %dx%d is larger than its %s input", c->kh, c->kw, buf);
-    }
-    c->pad_top = pad_top;
-    c->pad_left = pad_left;
-    if ((double)oh * ow * c->filters > MAX_ELEMENTS) {
-        nnc_error(ck->src, st->loc, "this conv's output has %.0f values a sample; the limit is %d",
-                  (double)oh * ow * c->filters, MAX_ELEMENTS);
-        c->filters = 1;
-        oh = ow = 1;
-    }
-    l->out = (shape){oh < 1 ? 1 : oh, ow < 1 ? 1 : ow, c->filters};
-    l->n_weights = (size_t)c->kh * (size_t)c->kw * (size_t)l->in.c * (size_t)c->filters;
-    l->n_bias = (size_t)c->filters;
-    l->fan_in = c->kh * c->kw * l->in.c;
-    l->fan_out = c->kh * c->kw * c->filters;
-    finish_layer(ck, l);
-}
-
-/* maxpool [KxK] [stride S]   avgpool [KxK] [stride S]   (Keras: 2x2, stride = window) */
-static void check_pool(checker *ck, const nnc_stmt *st, layer_kind kind)
-{
-    static const char *usage = "maxpool|avgpool [KxK] [stride S]";
-    static const char *const options[] = {"stride", NULL};
-    layer *l = add_layer(ck, kind, st);
-    pool_params *p = &l->u.pool;
-    p->kh = p->kw = 2;
-    int have_window = 0, have_stride = 0;
-    const nnc_arg *window_arg = NULL;
-    key_set given = {0};
-    if (shape_is_flat(ck->cur) && ck->m->n_layers > 1)
-        nnc_error(ck->src, st->loc, "'%s' needs an image input, but its input is a flat vector of %d", st->head,
-                  ck->cur.c);
-    for (const nnc_arg *a = st->args; a; a = a->next) {
-        if (!have_window && (a->kind == ARG_DIMS || a->kind == ARG_NUMBER)) {
-            have_window = 1;
-            window_arg = a;
-            window(ck, a, "a pooling window", &p->kh, &p->kw);
-        } else if (a->kind == ARG_WORD && strcmp(a->text, "stride") == 0 && a->next &&
-                   a->next->kind == ARG_NUMBER) {
-            note_key(ck, &given, a, "stride");
-            a = a->next;
-            have_stride = positive_integer(ck, a, "the stride", 1000, &p->sh);
-            p->sw = p->sh;
-        } else if (a->kind == ARG_OPTION && strcmp(a->text, "stride") == 0) {
-            note_key(ck, &given, a, "stride");
-            have_stride = positive_integer(ck, a->value, "the stride", 1000, &p->sh);
-            p->sw = p->sh;
-        } else if (a->kind == ARG_OPTION) {
-            unknown_option(ck, a, st->head, options);
-        } else {
-            unexpected_arg(ck, st, a, usage);
-        }
-    }
-    if (p->kh < 1 || p->kw < 1)
-        p->kh = p->kw = 2;
-    if (!have_stride) {
-        p->sh = p->kh;
-        p->sw = p->kw;
-    }
-    if (!have_window || !have_stride)
-        note_default(ck, l->line, "%s: window %dx%d stride %d", l->name, p->kh, p->kw, p->sh);
-    int oh = l->in.h >= p->kh ? (l->in.h - p->kh) / p->sh + 1 : 0;
-    int ow = l->in.w >= p->kw ? (l->in.w - p->kw) / p->sw + 1 : 0;
-    if ((oh < 1 || ow < 1) && !shape_is_flat(l->in)) {
-        char buf[32];
-        format_shape(buf, sizeof buf, l->in);
-        nnc_error(ck->src, window_arg ? window_arg->loc : st->loc, "pooling window %dx%d is larger than its %s input",
-                  p->kh, p->kw, buf);
-    }
-    l->out = (shape){oh < 1 ? 1 : oh, ow < 1 ? 1 : ow, l->in.c};
-    finish_layer(ck, l);
-}
-
-/* flatten */
-static void check_flatten(checker *ck, const nnc_stmt *st)
-{
-    layer *l = add_layer(ck, LAYER_FLATTEN, st);
-    for (const nnc_arg *a = st->args; a; a = a->next)
-        unexpected_arg(ck, st, a, "flatten");
-    l->out = (shape){1, 1, shape_size(l->in)};
-    finish_layer(ck, l);
-}
-
-/* dropout P   (the fraction dropped, 0 <= P < 1) */
-static void check_dropout(checker *ck, const nnc_stmt *st)
-{
-    layer *l = add_layer(ck, LAYER_DROPOUT, st);
-    const nnc_arg *a = st->args;
-    l->out = l->in;
-    if (!a || a->kind != ARG_NUMBER) {
-        nnc_error(ck->src, a ? a->loc : st->loc, "'dropout' needs the fraction to drop, such as 'dropout 0.5'");
-    } else if (!(a->number >= 0 && a->number < 1)) {
-        nnc_error(ck->src, a->loc, "dropout rate %s must be at least 0 and below 1", a->text);
-    } else {
-        l->u.rate = (float)a->number;
-        if (a->number >= 0.9)
-            nnc_warning(ck->src, a->loc, "dropout rate %s drops nearly everything", a->text);
-    }
-    for (a = a ? a->next : NULL; a; a = a->next)
-        unexpected_arg(ck, st, a, "dropout P");
-    ck->m->dropout_keys++;
-    finish_layer(ck, l);
-}
-
-/* batchnorm [momentum=0.99] [eps=0.001]   (Keras defaults; normalizes the last axis) */
-static void check_batchnorm(checker *ck, const nnc_stmt *st)
-{
-    static const char *const options[] = {"momentum", "eps", NULL};
-    layer *l = add_layer(ck, LAYER_BATCHNORM, st);
-    l->u.bn.momentum = 0.99f;
-    l->u.bn.eps = 1e-3f;
-    int have_momentum = 0, have_eps = 0;
-    key_set given = {0};
-    for (const nnc_arg *a = st->args; a; a = a->next) {
-        double v;
-        if (a->kind == ARG_OPTION && (strcmp(a->text, "momentum") == 0 || strcmp(a->text, "eps") == 0))
-            note_key(ck, &given, a, a->text);
-        if (a->kind == ARG_OPTION && strcmp(a->text, "momentum") == 0) {
-            have_momentum = 1;
-            if (option_number(ck, a, 0, 1, &v))
-                l->u.bn.momentum = (float)v;
-        } else if (a->kind == ARG_OPTION && strcmp(a->text, "eps") == 0) {
-            have_eps = 1;
-            if (option_number(ck, a, 1e-12, 1, &v))
-                l->u.bn.eps = (float)v;
-        } else if (a->kind == ARG_OPTION) {
-            unknown_option(ck, a, "batchnorm", options);
-        } else {
-            unexpected_arg(ck, st, a, "batchnorm [momentum=M] [eps=E]");
-        }
-    }
-    if (!have_momentum || !have_eps)
-        note_default(ck, l->line, "%s: momentum=%g eps=%g", l->name, l->u.bn.momentum, l->u.bn.eps);
-    l->out = l->in;
-    l->n_weights = (size_t)l->in.c; /* gamma */
-    l->n_bias = (size_t)l->in.c;    /* beta */
-    l->kernel_init = NNC_INIT_ONES;
-    l->bias_init = NNC_INIT_ZEROS;
-    l->n_state = 2 * (size_t)l->in.c;
-    finish_layer(ck, l);
-}
-
-/* relu | sigmoid | tanh | softmax | linear, as a layer of its own */
-static void check_activation(checker *ck, const nnc_stmt *st, act_kind act)
-{
-    layer *l = add_layer(ck, LAYER_ACTIVATION, st);
-    l->act = act;
-    l->out = l->in;
-    for (const nnc_arg *a = st->args; a; a = a->next)
-        unexpected_arg(ck, st, a, st->head);
-    if (act == ACT_SOFTMAX && !shape_is_flat(l->in))
-        nnc_error(ck->src, st->loc, "softmax needs a flat input; add 'flatten' before it");
-    finish_layer(ck, l);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Header statements: model, input, normalize, scale                        */
 /* ------------------------------------------------------------------------ */
@@ -713,7 +190,7 @@ static void check_model_name(checker *ck, const nnc_stmt *st)
     }
     once(ck, st, &ck->model_stmt, "");
     free(ck->m->name);
-    ck->m->name = xstrdup(a->text);
+    ck->m->name = nnc_xstrdup(a->text);
 }
 
 /* input HxWxC */
@@ -807,7 +284,7 @@ static void check_loss(checker *ck, const nnc_stmt *st)
 static void note_given_key(checker *ck, key_set *keys, const nnc_arg *a, const char *key, char *given, size_t size)
 {
     size_t used = strlen(given);
-    if (note_key(ck, keys, a, key) && used + 1 < size)
+    if (note_key(ck->src, keys, a, key) && used + 1 < size)
         snprintf(given + used, size - used, "%s ", key);
 }
 
@@ -839,7 +316,7 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
         o->eps = 1e-7f;
     } else {
         static const char *const names[] = {"sgd", "adam", "rmsprop", NULL};
-        const char *hint = closest(a->text, names);
+        const char *hint = closest_word(a->text, names);
         nnc_error(ck->src, a->loc, "unknown optimizer '%s'%s%s%s", a->text, hint ? "; did you mean '" : "",
                   hint ? hint : "", hint ? "'?" : " (sgd, adam, rmsprop)");
         return;
@@ -893,15 +370,15 @@ static void check_optimizer(checker *ck, const nnc_stmt *st)
     }
     switch (o->kind) {
     case NNC_OPT_SGD:
-        note_default(ck, st->loc.first_line, "optimizer sgd lr=%g momentum=%g%s (given: %s)", o->lr, o->momentum,
+        model_note_default(ck->m, st->loc.first_line, "optimizer sgd lr=%g momentum=%g%s (given: %s)", o->lr, o->momentum,
                      o->nesterov ? " nesterov" : "", given[0] ? given : "none");
         break;
     case NNC_OPT_ADAM:
-        note_default(ck, st->loc.first_line, "optimizer adam lr=%g beta1=%g beta2=%g eps=%g (given: %s)", o->lr,
+        model_note_default(ck->m, st->loc.first_line, "optimizer adam lr=%g beta1=%g beta2=%g eps=%g (given: %s)", o->lr,
                      o->beta1, o->beta2, o->eps, given[0] ? given : "none");
         break;
     case NNC_OPT_RMSPROP:
-        note_default(ck, st->loc.first_line, "optimizer rmsprop lr=%g rho=%g eps=%g (given: %s)", o->lr, o->rho,
+        model_note_default(ck->m, st->loc.first_line, "optimizer rmsprop lr=%g rho=%g eps=%g (given: %s)", o->lr, o->rho,
                      o->eps, given[0] ? given : "none");
         break;
     }
@@ -953,7 +430,7 @@ static void check_schedule_rule(checker *ck, const nnc_stmt *st)
         r->max_lr = 0.0f;
     } else {
         static const char *const names[] = {"step", "cosine", "onecycle", NULL};
-        const char *hint = closest(name, names);
+        const char *hint = closest_word(name, names);
         nnc_error(ck->src, kind->loc, "unknown schedule '%s'%s%s%s", name, hint ? "; did you mean '" : "",
                   hint ? hint : " (step, cosine, onecycle, or phases such as 1:0.01 5:0.1)", hint ? "'?" : "");
         return;
@@ -962,7 +439,7 @@ static void check_schedule_rule(checker *ck, const nnc_stmt *st)
     for (const nnc_arg *a = kind->next; a; a = a->next) {
         double v;
         if (a->kind == ARG_OPTION)
-            note_key(ck, &given, a, a->text);
+            note_key(ck->src, &given, a, a->text);
         if (a->kind != ARG_OPTION) {
             unexpected_arg(ck, st, a, "schedule step every=E factor=F | cosine [min_lr=LR] | onecycle max_lr=LR");
         } else if (strcmp(a->text, "every") == 0 && r->schedule == NNC_SCHED_STEP) {
@@ -1008,7 +485,7 @@ static void check_schedule(checker *ck, const nnc_stmt *st)
                       a->text);
             continue;
         }
-        m->phases = xrealloc(m->phases, (size_t)(m->n_phases + 1) * sizeof *m->phases);
+        m->phases = nnc_xrealloc(m->phases, (size_t)(m->n_phases + 1) * sizeof *m->phases);
         m->phases[m->n_phases++] = (nnc_schedule_phase){(int)a->first, (float)a->second};
     }
 }
@@ -1031,9 +508,9 @@ static void check_augment(checker *ck, const nnc_stmt *st)
         }
         /* shift= sets both axes, so it repeats width_shift= and height_shift=. */
         if (strcmp(a->text, "shift") != 0)
-            note_key(ck, &given, a, a->text);
-        else if (note_key(ck, &given, a, "width_shift"))
-            note_key(ck, &given, a, "height_shift");
+            note_key(ck->src, &given, a, a->text);
+        else if (note_key(ck->src, &given, a, "width_shift"))
+            note_key(ck->src, &given, a, "height_shift");
         if (strcmp(a->text, "rotation") == 0) {
             if (option_number(ck, a, 0, 180, &v))
                 g->rotation = (float)v;
@@ -1082,7 +559,7 @@ static void check_train_statement(checker *ck, const nnc_stmt *st)
         check_augment(ck, st);
     else {
         static const char *const words[] = {"loss", "optimizer", "batch", "epochs", "schedule", "seed", "augment", NULL};
-        const char *hint = closest(h, words);
+        const char *hint = closest_word(h, words);
         if (hint)
             nnc_error(ck->src, st->loc, "unknown setting '%s' in the train block; did you mean '%s'?", h, hint);
         else
@@ -1100,12 +577,12 @@ static void check_train_statement(checker *ck, const nnc_stmt *st)
 static void check_model_statement(checker *ck, const nnc_stmt *st)
 {
     const char *h = st->head;
-    act_kind act;
     if (!ck->have_input && strcmp(h, "input") != 0 && strcmp(h, "model") != 0 && strcmp(h, "normalize") != 0 &&
         strcmp(h, "scale") != 0 && strcmp(h, "train") != 0) {
         ck->have_input = 1;
-        note_default(ck, st->loc.first_line, "input 28x28x1 (MNIST) assumed: no 'input' statement");
+        model_note_default(ck->m, st->loc.first_line, "input 28x28x1 (MNIST) assumed: no 'input' statement");
     }
+    const layer_kind *k = layer_kind_for_word(h);
     if (strcmp(h, "model") == 0)
         check_model_name(ck, st);
     else if (strcmp(h, "input") == 0)
@@ -1114,32 +591,20 @@ static void check_model_statement(checker *ck, const nnc_stmt *st)
         check_preprocessing(ck, st, 1);
     else if (strcmp(h, "scale") == 0)
         check_preprocessing(ck, st, 0);
-    else if (strcmp(h, "dense") == 0)
-        check_dense(ck, st);
-    else if (strcmp(h, "conv") == 0)
-        check_conv(ck, st);
-    else if (strcmp(h, "maxpool") == 0)
-        check_pool(ck, st, LAYER_MAXPOOL);
-    else if (strcmp(h, "avgpool") == 0)
-        check_pool(ck, st, LAYER_AVGPOOL);
-    else if (strcmp(h, "flatten") == 0)
-        check_flatten(ck, st);
-    else if (strcmp(h, "dropout") == 0)
-        check_dropout(ck, st);
-    else if (strcmp(h, "batchnorm") == 0)
-        check_batchnorm(ck, st);
-    else if (parse_activation(h, &act))
-        check_activation(ck, st, act);
+    else if (k)
+        check_layer(ck, st, k);
     else if (strcmp(h, "train") == 0) {
         ck->in_train = 1;
         ck->train_stmt = st;
         for (const nnc_arg *a = st->args; a; a = a->next)
             unexpected_arg(ck, st, a, "train (then its settings on the following lines)");
     } else {
-        static const char *const words[] = {"model",   "input",   "normalize", "scale",     "dense",  "conv",
-                                            "maxpool", "avgpool", "flatten",   "dropout",   "batchnorm", "relu",
-                                            "sigmoid", "tanh",    "softmax",   "linear",    "train",  NULL};
-        const char *hint = closest(h, words);
+        const char *words[80] = {"model", "input", "normalize", "scale", "train"};
+        int n = 5;
+        for (const char *const *w = layer_words(); *w && n + 1 < 80; w++)
+            words[n++] = *w;
+        words[n] = NULL;
+        const char *hint = closest_word(h, words);
         if (hint)
             nnc_error(ck->src, st->loc, "unknown layer '%s'; did you mean '%s'?", h, hint);
         else
@@ -1174,25 +639,25 @@ static void check_whole_model(checker *ck, const nnc_stmt *stmts)
     }
     if (r->loss == NNC_LOSS_CROSSENTROPY && last->act != ACT_SOFTMAX)
         nnc_error(ck->src, last->loc, "loss crossentropy needs a softmax output; write '%s softmax' or use 'loss mse'",
-                  last->kind == LAYER_DENSE ? "dense N" : "a final");
+                  strcmp(last->kind->words[0], "dense") == 0 ? "dense N" : "a final");
 
     /* Recipe defaults (Keras 2's, where a seed relies on them). */
     int line = ck->train_stmt ? ck->train_stmt->loc.first_line : 0;
     if (!ck->in_train)
-        note_default(ck, 0, "no train block: every training setting is a default");
+        model_note_default(ck->m, 0, "no train block: every training setting is a default");
     if (!ck->loss_stmt)
-        note_default(ck, line, "loss crossentropy");
+        model_note_default(ck->m, line, "loss crossentropy");
     if (!ck->optimizer_stmt) {
         r->optimizer = (nnc_optimizer_cfg){.kind = NNC_OPT_SGD, .lr = 0.01f};
-        note_default(ck, line, "optimizer sgd lr=0.01 momentum=0");
+        model_note_default(ck->m, line, "optimizer sgd lr=0.01 momentum=0");
     }
     if (!ck->batch_stmt) {
         r->batch = 32;
-        note_default(ck, line, "batch 32");
+        model_note_default(ck->m, line, "batch 32");
     }
     if (!ck->seed_stmt) {
         r->seed = 1;
-        note_default(ck, line, "seed 1");
+        model_note_default(ck->m, line, "seed 1");
     }
     int schedule_epochs = 0;
     for (int i = 0; i < m->n_phases; i++)
@@ -1208,7 +673,7 @@ static void check_whole_model(checker *ck, const nnc_stmt *stmts)
         r->epochs = schedule_epochs;
     else if (!ck->epochs_stmt) {
         r->epochs = 10;
-        note_default(ck, line, "epochs 10");
+        model_note_default(ck->m, line, "epochs 10");
     }
     r->n_phases = m->n_phases;
     r->phases = m->phases;
@@ -1219,7 +684,7 @@ static void check_whole_model(checker *ck, const nnc_stmt *stmts)
      */
     if (ck->weight_decay > 0)
         for (int i = 0; i < m->n_layers; i++)
-            if (m->layers[i].kind == LAYER_DENSE || m->layers[i].kind == LAYER_CONV)
+            if (m->layers[i].n_weights > 0 && strcmp(m->layers[i].kind->tensor[0], "kernel") == 0)
                 m->layers[i].l2 += ck->weight_decay / 2;
 
     /* Refuse what would not fit in memory: a typo such as `dense 8000000`. */
@@ -1256,7 +721,7 @@ static char *name_from_path(const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
-    char *name = xstrdup(base);
+    char *name = nnc_xstrdup(base);
     char *dot = strrchr(name, '.');
     if (dot && dot != name)
         *dot = '\0';
@@ -1272,16 +737,15 @@ static char *name_from_path(const char *path)
 
 model *nnc_check(nnc_source *src, const nnc_stmt *stmts)
 {
-    model *m = calloc(1, sizeof *m);
-    if (!m) {
-        fprintf(stderr, "nnc: out of memory\n");
-        exit(1);
-    }
+    model *m = nnc_xmalloc(sizeof *m);
+    memset(m, 0, sizeof *m);
     m->name = name_from_path(src->path);
     m->source_path = src->path;
     m->input = (shape){28, 28, 1};
     m->recipe.loss = NNC_LOSS_CROSSENTROPY;
     checker ck = {.src = src, .m = m, .cur = m->input};
+    ck.counters = nnc_xmalloc(sizeof *ck.counters * (size_t)n_layer_kinds);
+    memset(ck.counters, 0, sizeof *ck.counters * (size_t)n_layer_kinds);
     for (const nnc_stmt *st = stmts; st; st = st->next) {
         if (ck.in_train)
             check_train_statement(&ck, st);
@@ -1293,6 +757,7 @@ model *nnc_check(nnc_source *src, const nnc_stmt *stmts)
     else
         check_whole_model(&ck, stmts);
     assign_offsets(m);
+    free(ck.counters);
     if (src->errors > 0) {
         nnc_model_free(m);
         return NULL;
@@ -1312,49 +777,4 @@ void nnc_model_free(model *m)
     free(m->defaults);
     free(m->name);
     free(m);
-}
-
-double layer_forward_macs(const layer *l)
-{
-    switch (l->kind) {
-    case LAYER_DENSE:
-        return (double)l->n_weights;
-    case LAYER_CONV:
-        return (double)shape_size(l->out) * l->u.conv.kh * l->u.conv.kw * l->in.c;
-    default:
-        return 0;
-    }
-}
-
-/* FNV-1a over the facts that decide the parameter layout. */
-unsigned long long model_signature(const model *m)
-{
-    uint64_t h = 1469598103934665603ULL;
-    int facts[16];
-#define MIX(v)                                                                                                         \
-    do {                                                                                                               \
-        uint64_t x_ = (uint64_t)(v);                                                                                   \
-        for (int b_ = 0; b_ < 8; b_++) {                                                                               \
-            h ^= (x_ >> (8 * b_)) & 0xff;                                                                              \
-            h *= 1099511628211ULL;                                                                                     \
-        }                                                                                                              \
-    } while (0)
-    MIX(m->input.h);
-    MIX(m->input.w);
-    MIX(m->input.c);
-    for (int i = 0; i < m->n_layers; i++) {
-        const layer *l = &m->layers[i];
-        int n = 0;
-        facts[n++] = l->kind;
-        facts[n++] = l->out.h;
-        facts[n++] = l->out.w;
-        facts[n++] = l->out.c;
-        facts[n++] = (int)l->n_weights;
-        facts[n++] = (int)l->n_bias;
-        facts[n++] = (int)l->n_state;
-        for (int k = 0; k < n; k++)
-            MIX(facts[k]);
-    }
-#undef MIX
-    return (unsigned long long)h;
 }

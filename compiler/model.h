@@ -1,28 +1,23 @@
 /*
  * model.h - a checked model: every layer with its shapes, parameters and
- * defaults resolved. The checker (check.c) builds it from the syntax tree;
- * the summary (summary.c) and the emitter (emit*.c) only read it.
+ * defaults resolved. The checker (check.c) builds it from the syntax tree,
+ * with the help of each layer kind's description (layers/); the planner
+ * (plan.c), the summary (summary.c) and the C printer (emit.c) only read it.
+ *
+ * Also the small helpers every part shares: names, shapes, memory.
  */
 #ifndef NNC_MODEL_H
 #define NNC_MODEL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "ast.h"
 #include "../runtime/nncrt.h"
 
-typedef enum {
-    LAYER_DENSE,
-    LAYER_CONV,
-    LAYER_MAXPOOL,
-    LAYER_AVGPOOL,
-    LAYER_FLATTEN,
-    LAYER_DROPOUT,
-    LAYER_BATCHNORM,
-    LAYER_ACTIVATION,
-} layer_kind;
+struct layer_kind; /* layers/kind.h: everything nnc knows about one kind of layer */
 
-typedef enum { ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX } act_kind;
+typedef enum { ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, N_ACTS } act_kind;
 
 /* A tensor's shape per sample, NHWC; a flat vector of N is 1x1xN. */
 typedef struct {
@@ -36,7 +31,7 @@ typedef struct {
     int filters;
     int kh, kw;
     int sh, sw;
-    int same;             /* pad=same (else valid) */
+    int same;              /* pad=same (else valid) */
     int pad_top, pad_left; /* from `same`: TensorFlow's split, extra on bottom/right */
 } conv_params;
 
@@ -49,21 +44,21 @@ typedef struct {
 } batchnorm_params;
 
 typedef struct layer {
-    layer_kind kind;
+    const struct layer_kind *kind;
     nnc_loc loc;
     int line;         /* DSL line it came from; 0 for an implicit layer */
     char *source;     /* the DSL line's text, for comments in generated code */
-    char name[40];    /* Keras-style: conv2d_1, dense_2, ... */
-    char ident[40];   /* C identifier prefix: l3_conv2d_2 */
+    char name[40];    /* Keras-style: conv2d_1, dense_2, ... (also the C prefix of its functions) */
+    int index;        /* position in the model */
     int implicit;     /* inserted by the checker (flatten before a dense) */
     shape in, out;
-    act_kind act; /* applied after the layer's own maths (ACTIVATION: the whole layer) */
+    act_kind act; /* applied after the layer's own maths (activation layers: the whole layer) */
 
     union {
-        int units;      /* DENSE */
+        int units; /* dense */
         conv_params conv;
         pool_params pool;
-        float rate;     /* DROPOUT */
+        float rate; /* dropout */
         batchnorm_params bn;
     } u;
 
@@ -97,7 +92,6 @@ typedef struct {
     nnc_recipe recipe;
     int n_phases;
     nnc_schedule_phase *phases;
-    int dropout_keys; /* how many dropout layers: each gets its own mask key */
 
     int n_defaults;
     applied_default *defaults;
@@ -107,24 +101,39 @@ typedef struct {
 model *nnc_check(nnc_source *src, const nnc_stmt *stmts);
 void nnc_model_free(model *m);
 
-const char *layer_kind_keras(layer_kind kind); /* "Conv2D", ... */
-const char *act_name(act_kind act);
-const char *init_name(nnc_init_kind kind);
-const char *optimizer_name(nnc_optimizer_kind kind);
-
-/* Multiply-adds of one sample's forward pass: for FLOP figures. */
-double layer_forward_macs(const layer *l);
-
-/* A hash of every layer's kind, shape and parameter layout. */
-unsigned long long model_signature(const model *m);
-
 /* Print the Keras-style summary table, then the defaults applied. */
 void nnc_print_summary(FILE *out, const model *m);
-
+/* Graphviz diagram of the model, as Keras's plot_model. */
+void nnc_emit_dot(FILE *out, const model *m);
 /* Emit the C trainer for m. Returns 0 on success. */
 int nnc_emit(FILE *out, const model *m);
 
-/* Graphviz diagram of the model, as Keras's plot_model. */
-void nnc_emit_dot(FILE *out, const model *m);
+/* ---- shared helpers (model.c) ---- */
+
+/* Memory that cannot be had ends the compiler, with one message. */
+void *nnc_xmalloc(size_t size);
+void *nnc_xrealloc(void *p, size_t size);
+char *nnc_xstrdup(const char *s);
+_Noreturn void nnc_out_of_memory(void);
+
+/* Activation names, in act_kind order; parse returns 0 for a word that is none. */
+const char *act_name(act_kind act);
+int act_parse(const char *word, act_kind *act);
+/* Initializer names (Keras's), both ways. */
+const char *init_name(nnc_init_kind kind);
+int init_parse(const char *word, nnc_init_kind *kind);
+const char *optimizer_name(nnc_optimizer_kind kind);
+
+/* "28x28x1", or "10" for a flat vector. */
+const char *shape_text(char *buf, size_t len, shape s);
+
+/* Record a default the checker applied, for --summary. */
+void model_note_default(model *m, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Multiply-adds of one sample's forward pass, the whole model: for FLOP figures. */
+double model_forward_macs(const model *m);
+
+/* A hash of every layer's kind, shape and parameter layout: guards checkpoints. */
+unsigned long long model_signature(const model *m);
 
 #endif

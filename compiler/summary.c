@@ -1,6 +1,7 @@
 /* summary.c - `nnc --summary`: Keras's model.summary() table, then every default applied. */
 #include <string.h>
 
+#include "layers/kind.h"
 #include "model.h"
 
 /* 1234567 -> "1,234,567", as Keras prints parameter counts. */
@@ -39,10 +40,10 @@ void nnc_print_summary(FILE *out, const model *m)
         size_t params = l->n_weights + l->n_bias + l->n_state;
         trainable += l->n_weights + l->n_bias;
         non_trainable += l->n_state;
-        snprintf(name, sizeof name, "%s (%s)", l->name, layer_kind_keras(l->kind));
+        snprintf(name, sizeof name, "%s (%s)", l->name, l->kind->keras);
         output_shape(shape_text, sizeof shape_text, l->out);
         const char *note = l->implicit                                         ? "(implicit)"
-                           : l->act != ACT_LINEAR && l->kind != LAYER_ACTIVATION ? act_name(l->act)
+                           : l->act != ACT_LINEAR && l->kind != layer_kind_for_word("relu") ? act_name(l->act)
                                                                                  : "";
         if (note[0])
             fprintf(out, " %-31s %-21s %-10s %s\n", name, shape_text, with_commas(params, count, sizeof count), note);
@@ -74,10 +75,7 @@ void nnc_print_summary(FILE *out, const model *m)
             fprintf(out, " %d epoch%s at %g%s", m->phases[i].epochs, m->phases[i].epochs == 1 ? "" : "s",
                     m->phases[i].lr, i + 1 < m->n_phases ? "," : "\n");
     }
-    double macs = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        macs += layer_forward_macs(&m->layers[i]);
-    fprintf(out, "Forward pass: %.2f M multiply-adds per image\n", macs / 1e6);
+    fprintf(out, "Forward pass: %.2f M multiply-adds per image\n", model_forward_macs(m) / 1e6);
     if (m->n_defaults > 0) {
         fputs("Defaults applied:\n", out);
         for (int i = 0; i < m->n_defaults; i++) {
@@ -100,10 +98,10 @@ void nnc_emit_dot(FILE *out, const model *m)
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];
         output_shape(shape_text, sizeof shape_text, l->out);
-        fprintf(out, "  %s [label=\"%s: %s%s%s|%s\"];\n", l->ident, l->name, layer_kind_keras(l->kind),
+        fprintf(out, "  %s [label=\"%s: %s%s%s|%s\"];\n", l->name, l->name, l->kind->keras,
                 l->act != ACT_LINEAR ? " " : "", l->act != ACT_LINEAR ? act_name(l->act) : "", shape_text);
-        fprintf(out, "  %s -> %s;\n", prev, l->ident);
-        prev = l->ident;
+        fprintf(out, "  %s -> %s;\n", prev, l->name);
+        prev = l->name;
     }
     fputs("}\n", out);
 }

@@ -3,7 +3,8 @@
  * Do not edit: change the model file and run `make generated`.
  *
  * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.
- * Forward pass: 10001792 multiply-adds per image. Build: cc -O3 -march=native -fopenmp conv4_bn.c -lnncrt -lopenblas -lpng -lz -lm
+ * Forward pass: 10001792 multiply-adds per image.
+ * Build: cc -O3 -march=native -fopenmp conv4_bn.c -lnncrt -lopenblas -lpng -lz -lm
  */
 #include <math.h>
 #include <stdint.h>
@@ -13,8 +14,6 @@
 
 #define B 128 /* the largest batch a step sees */
 #define CHUNKS 2 /* fixed slices of the batch; the arithmetic never depends on the thread count */
-#define LO(c) (n * (c) / CHUNKS) /* slice c is samples [LO(c), HI(c)) */
-#define HI(c) (n * ((c) + 1) / CHUNKS)
 #define IN_H 28 /* one input image: IN_H x IN_W x IN_C */
 #define IN_W 28
 #define IN_C 1
@@ -35,27 +34,30 @@ static inline void store16(float *p, const v16 *v)
     memcpy(p, v, sizeof *v);
 }
 
-/* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
+/* ---- parameters: offsets into the flat buffer ---- */
+/* (gradients and optimizer state share the layout) */
 #define CONV2D_1_W 0 /* [3][3][1][32] */
 #define CONV2D_1_B 288 /* [32] */
 #define BATCH_NORMALIZATION_1_GAMMA 320 /* [32] */
 #define BATCH_NORMALIZATION_1_BETA 352 /* [32] */
-#define BATCH_NORMALIZATION_1_RUNNING 0 /* state: mean [32], then variance [32] */
+#define BATCH_NORMALIZATION_1_RUNNING 0 /* state: running mean, then running variance, [32] each */
 #define CONV2D_2_W 384 /* [3][3][32][32] */
 #define CONV2D_2_B 9600 /* [32] */
 #define BATCH_NORMALIZATION_2_GAMMA 9632 /* [32] */
 #define BATCH_NORMALIZATION_2_BETA 9664 /* [32] */
-#define BATCH_NORMALIZATION_2_RUNNING 64 /* state: mean [32], then variance [32] */
+#define BATCH_NORMALIZATION_2_RUNNING 64 /* state: running mean, then running variance, [32] each */
 #define CONV2D_3_W 9696 /* [3][3][32][64] */
 #define CONV2D_3_B 28128 /* [64] */
 #define BATCH_NORMALIZATION_3_GAMMA 28192 /* [64] */
 #define BATCH_NORMALIZATION_3_BETA 28256 /* [64] */
-#define BATCH_NORMALIZATION_3_RUNNING 128 /* state: mean [64], then variance [64] */
+/* state: running mean, then running variance, [64] each */
+#define BATCH_NORMALIZATION_3_RUNNING 128
 #define CONV2D_4_W 28320 /* [3][3][64][64] */
 #define CONV2D_4_B 65184 /* [64] */
 #define BATCH_NORMALIZATION_4_GAMMA 65248 /* [64] */
 #define BATCH_NORMALIZATION_4_BETA 65312 /* [64] */
-#define BATCH_NORMALIZATION_4_RUNNING 256 /* state: mean [64], then variance [64] */
+/* state: running mean, then running variance, [64] each */
+#define BATCH_NORMALIZATION_4_RUNNING 256
 #define DENSE_1_W 65376 /* [1024][256] */
 #define DENSE_1_B 327520 /* [256] */
 #define DENSE_2_W 327776 /* [256][128] */
@@ -90,47 +92,102 @@ static const nnc_tensor_info param_tensors[] = {
 };
 #define N_TENSORS 22
 
-/* ---- activations and their gradients, one slot per sample of the largest batch ---- */
-/* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
-static float conv2d_1_out[B * 21632 + VEC] ALIGNED; /* [n][26][26][32] */
-static float batch_normalization_1_out[B * 21632 + VEC] ALIGNED; /* [n][26][26][32] */
-static float conv2d_2_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
-static float batch_normalization_2_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
-static float max_pooling2d_1_out[B * 4608 + VEC] ALIGNED; /* [n][12][12][32] */
-static int32_t max_pooling2d_1_argmax[B * 4608]; /* index into the input of each output's maximum */
-static float conv2d_3_out[B * 6400 + VEC] ALIGNED; /* [n][10][10][64] */
-static float batch_normalization_3_out[B * 6400 + VEC] ALIGNED; /* [n][10][10][64] */
-static float conv2d_4_out[B * 4096 + VEC] ALIGNED; /* [n][8][8][64] */
-static float batch_normalization_4_out[B * 4096 + VEC] ALIGNED; /* [n][8][8][64] */
-static float max_pooling2d_2_out[B * 1024 + VEC] ALIGNED; /* [n][4][4][64] */
-static int32_t max_pooling2d_2_argmax[B * 1024]; /* index into the input of each output's maximum */
-static float dense_1_out[B * 256 + VEC] ALIGNED; /* [n][256] */
-static float dropout_1_out[B * 256 + VEC] ALIGNED; /* [n][256] */
-static float dropout_1_mask[B * 256]; /* 0 or 1/(1 - rate) */
-static float dense_2_out[B * 128 + VEC] ALIGNED; /* [n][128] */
-static float dropout_2_out[B * 128 + VEC] ALIGNED; /* [n][128] */
-static float dropout_2_mask[B * 128]; /* 0 or 1/(1 - rate) */
-static float dense_3_out[B * 10 + VEC] ALIGNED; /* [n][10] */
+/* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
+#define LARGEST 21632 /* floats in the largest activation of one sample */
+
+typedef struct {
+    /* activations, kept for backward (+ VEC: vector kernels may read one vector past a row's
+       last channel, never using those lanes) */
+    float conv2d_1_out[B * 21632 + VEC] ALIGNED; /* [n][26][26][32] */
+    float batch_normalization_1_out[B * 21632 + VEC] ALIGNED; /* [n][26][26][32] */
+    float conv2d_2_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
+    float batch_normalization_2_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
+    float max_pooling2d_1_out[B * 4608 + VEC] ALIGNED; /* [n][12][12][32] */
+    float conv2d_3_out[B * 6400 + VEC] ALIGNED; /* [n][10][10][64] */
+    float batch_normalization_3_out[B * 6400 + VEC] ALIGNED; /* [n][10][10][64] */
+    float conv2d_4_out[B * 4096 + VEC] ALIGNED; /* [n][8][8][64] */
+    float batch_normalization_4_out[B * 4096 + VEC] ALIGNED; /* [n][8][8][64] */
+    float max_pooling2d_2_out[B * 1024 + VEC] ALIGNED; /* [n][4][4][64] */
+    float dense_1_out[B * 256 + VEC] ALIGNED; /* [n][256] */
+    float dropout_1_out[B * 256 + VEC] ALIGNED; /* [n][256] */
+    float dense_2_out[B * 128 + VEC] ALIGNED; /* [n][128] */
+    float dropout_2_out[B * 128 + VEC] ALIGNED; /* [n][128] */
+    float dense_3_out[B * 10 + VEC] ALIGNED; /* [n][10] */
+    /* dL/d(activation): backward reads a layer's from one and writes its input's into the other */
+    float grad_a[B * LARGEST + VEC] ALIGNED; /* [n][LARGEST], a region per slice */
+    float grad_b[B * LARGEST + VEC] ALIGNED; /* [n][LARGEST], a region per slice */
+    /* per-slice weight gradients, summed in slice order */
+    float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
+    double slice_loss[CHUNKS]; /* each slice's summed loss */
+    int slice_correct[CHUNKS]; /* and its right answers */
+    /* batch_normalization_1 */
+    /* per-slice channel sums of x and of x^2 */
+    double batch_normalization_1_partial[CHUNKS][2][32];
+    float batch_normalization_1_mean[32]; /* this batch's mean */
+    float batch_normalization_1_inv_std[32]; /* and 1 / sqrt(variance + eps) */
+    float batch_normalization_1_totals[64]; /* dgamma, dbeta summed over the slices */
+    /* conv2d_2 */
+    /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
+    float conv2d_2_wt[3 * 3 * 32 * 32] ALIGNED;
+    /* batch_normalization_2 */
+    /* per-slice channel sums of x and of x^2 */
+    double batch_normalization_2_partial[CHUNKS][2][32];
+    float batch_normalization_2_mean[32]; /* this batch's mean */
+    float batch_normalization_2_inv_std[32]; /* and 1 / sqrt(variance + eps) */
+    float batch_normalization_2_totals[64]; /* dgamma, dbeta summed over the slices */
+    /* max_pooling2d_1 */
+    int32_t max_pooling2d_1_argmax[B * 4608]; /* index into the input of each output's maximum */
+    /* conv2d_3 */
+    /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
+    float conv2d_3_wt[3 * 3 * 64 * 32] ALIGNED;
+    /* batch_normalization_3 */
+    /* per-slice channel sums of x and of x^2 */
+    double batch_normalization_3_partial[CHUNKS][2][64];
+    float batch_normalization_3_mean[64]; /* this batch's mean */
+    float batch_normalization_3_inv_std[64]; /* and 1 / sqrt(variance + eps) */
+    float batch_normalization_3_totals[128]; /* dgamma, dbeta summed over the slices */
+    /* conv2d_4 */
+    /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
+    float conv2d_4_wt[3 * 3 * 64 * 64] ALIGNED;
+    /* batch_normalization_4 */
+    /* per-slice channel sums of x and of x^2 */
+    double batch_normalization_4_partial[CHUNKS][2][64];
+    float batch_normalization_4_mean[64]; /* this batch's mean */
+    float batch_normalization_4_inv_std[64]; /* and 1 / sqrt(variance + eps) */
+    float batch_normalization_4_totals[128]; /* dgamma, dbeta summed over the slices */
+    /* max_pooling2d_2 */
+    int32_t max_pooling2d_2_argmax[B * 1024]; /* index into the input of each output's maximum */
+    /* dropout_1 */
+    float dropout_1_mask[B * 256]; /* 0 or 1 / (1 - rate) */
+    /* dropout_2 */
+    float dropout_2_mask[B * 128]; /* 0 or 1 / (1 - rate) */
+} workspace;
 
 /*
- * Gradients of the activations, dL/d(out). Backward reads a layer's from one of these and
- * writes its input's into the other, so the two take turns down the network. The slices run
- * several layers without waiting for each other, so each slice keeps to its own region:
- * GRAD(buf, size) is where sample b's gradient of `size` floats starts, minus b * size, for b
- * in this slice [lo, hi): regions [lo * LARGEST, hi * LARGEST) never overlap.
+ * Slice c of a batch of n is samples [slice_lo(n, c), slice_lo(n, c + 1)). The slices run several
+ * layers without waiting for each other, so each keeps to its own region of a gradient buffer:
+ * sample b's gradient of `size` floats is at grad_region(buf, lo, size) + b * size for b in the
+ * slice [lo, hi), and regions [lo * LARGEST, hi * LARGEST) never overlap.
  */
-#define LARGEST 21632 /* floats in the largest activation of one sample */
-#define GRAD(buf, size) ((buf) + (size_t)lo * (LARGEST - (size)))
-static float grad_a[B * LARGEST + VEC] ALIGNED, grad_b[B * LARGEST + VEC] ALIGNED;
+static inline int slice_lo(int n, int c)
+{
+    return n * c / CHUNKS;
+}
 
-/* Per-slice weight gradients, summed in slice order after backward. */
-static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
+static inline float *grad_region(float *buf, int lo, int size)
+{
+    return buf + (size_t)lo * (LARGEST - size);
+}
 
 /* ---- conv2d_1: `conv 32 3x3 relu` (models/conv4_bn.nn:12) ----
- * in [n][28][28][1] -> out [n][26][26][32]; kernel: register-blocked direct convolution, 16-float vectors */
-/* 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers. */
-static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *restrict out, const float *restrict in,
-        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)
+ * in [n][28][28][1] -> out [n][26][26][32]; kernel: register-blocked direct convolution, 16-float
+ * vectors */
+/*
+ * 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_1_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
 {
     v16 acc[8][2];
     for (int p = 0; p < np; p++)
@@ -138,17 +195,15 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
             load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
-            const float *px = in + (((size_t)b * 28 + oy * 1 + ky) * 28 + ox0 * 1 + kx) * 1;
+            const float *px = in + (((size_t)b * 28 + oy + ky) * 28 + ox0 + kx);
             const float *wk = w + (ky * 3 + kx) * 32;
-            for (int ci = 0; ci < 1; ci++) {
-                v16 wv[2];
+            v16 wv[2];
+            for (int v = 0; v < 2; v++)
+                load16(&wv[v], wk + 16 * v);
+            for (int p = 0; p < np; p++) {
+                float x = px[p];
                 for (int v = 0; v < 2; v++)
-                    load16(&wv[v], wk + ci * 32 + 16 * v);
-                for (int p = 0; p < np; p++) {
-                    float x = px[p * 1 + ci];
-                    for (int v = 0; v < 2; v++)
-                        acc[p][v] += x * wv[v];
-                }
+                    acc[p][v] += x * wv[v];
             }
         }
     float *o = out + (((size_t)b * 26 + oy) * 26 + ox0) * 32;
@@ -156,14 +211,12 @@ static inline __attribute__((always_inline)) void conv2d_1_forward_block(float *
         for (int v = 0; v < 2; v++) {
             store16(o + p * 32 + 16 * v, &acc[p][v]);
         }
-    for (int j = 0; j < np * 32; j++) {
-        float v = o[j];
-        o[j] = v > 0.0f ? v : 0.0f;
-    }
+    for (int j = 0; j < np * 32; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
 }
 
 static void conv2d_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+                       const float *restrict bias, int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 26; oy++) {
@@ -173,44 +226,54 @@ static void conv2d_1_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 2 vectors in registers. */
-static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 2 vectors in
+ * registers.
+ */
+static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 288);
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 26; oy++) {
             const float *dzrow = dz + ((size_t)b * 26 + oy) * 832;
             for (int ky = 0; ky < 3; ky++) {
-                const float *inrow = in + ((size_t)b * 28 + oy * 1 + ky) * 28; /* pair j of pixel ox: inrow[ox * 1 + j] */
+                /* pair j of pixel ox: inrow[ox + j] */
+                const float *inrow = in + ((size_t)b * 28 + oy + ky) * 28;
                 float *dwrow = dw + ky * 96; /* pair j: dwrow[j * 32 + co] */
-                for (int j0 = 0; j0 < 3; j0 += 3) {
-                    v16 acc[3][2];
-                    for (int k = 0; k < 3; k++)
+                v16 acc[3][2];
+                for (int k = 0; k < 3; k++)
+                    for (int v = 0; v < 2; v++)
+                        load16(&acc[k][v], dwrow + k * 32 + 16 * v);
+                for (int ox = 0; ox < 26; ox++) {
+                    v16 g[2];
+                    for (int v = 0; v < 2; v++)
+                        /*
+                         * whole vectors even past the last channel: those lanes never reach a
+                         * stored lane
+                         */
+                        load16(&g[v], dzrow + ox * 32 + 16 * v);
+                    for (int k = 0; k < 3; k++) {
+                        float x = inrow[ox + k];
                         for (int v = 0; v < 2; v++)
-                            load16(&acc[k][v], dwrow + (j0 + k) * 32 + 16 * v);
-                    for (int ox = 0; ox < 26; ox++) {
-                        v16 g[2];
-                        for (int v = 0; v < 2; v++)
-                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
-                            load16(&g[v], dzrow + ox * 32 + 16 * v);
-                        for (int k = 0; k < 3; k++) {
-                            float x = inrow[ox * 1 + j0 + k];
-                            for (int v = 0; v < 2; v++)
-                                acc[k][v] += x * g[v];
-                        }
+                            acc[k][v] += x * g[v];
                     }
-                    for (int k = 0; k < 3; k++)
-                        for (int v = 0; v < 2; v++) {
-                            store16(dwrow + (j0 + k) * 32 + 16 * v, &acc[k][v]);
-                        }
                 }
+                for (int k = 0; k < 3; k++)
+                    for (int v = 0; v < 2; v++) {
+                        store16(dwrow + k * 32 + 16 * v, &acc[k][v]);
+                    }
             }
         }
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
-static void conv2d_1_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
-                             const float *restrict out, const float *restrict in, int lo, int hi)
+static void conv2d_1_backward(float *restrict din, float *restrict dw, float *restrict db,
+                              float *restrict dout,
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 21632; i < (size_t)hi * 21632; i++) {
@@ -223,14 +286,13 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
             db[co] += dout[p * 32 + co];
     conv2d_1_weight_grad(dw, dout, in, lo, hi);
     (void)din; /* the network input needs no gradient */
+    (void)wt;
 }
 
 /* ---- batch_normalization_1: `batchnorm` (models/conv4_bn.nn:13) ----
  * in [n][26][26][32] -> out [n][26][26][32]; kernel: elementwise loops */
-static double batch_normalization_1_partial[CHUNKS][2][32]; /* per-slice channel sums of x and of x^2 */
-static float batch_normalization_1_mean[32], batch_normalization_1_inv_std[32]; /* this batch's statistics */
-
-static void batch_normalization_1_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)
+static void batch_normalization_1_sums(double *restrict sum, double *restrict sum_sq,
+                                       const float *restrict in, int lo, int hi)
 {
     for (int c = 0; c < 32; c++)
         sum[c] = sum_sq[c] = 0.0;
@@ -246,47 +308,47 @@ static void batch_normalization_1_sums(double *restrict sum, double *restrict su
  * One thread: the batch's mean and variance from the slices' sums, added in slice order
  * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
  */
-static void batch_normalization_1_combine(float *restrict running, int n)
+static void batch_normalization_1_combine(float *restrict mean, float *restrict inv_std,
+                                          float *restrict running, const double (*partial)[2][32],
+                                          int n)
 {
     double count = (double)n * 676;
     for (int c = 0; c < 32; c++) {
         double sum = 0.0, sum_sq = 0.0;
         for (int k = 0; k < CHUNKS; k++) {
-            sum += batch_normalization_1_partial[k][0][c];
-            sum_sq += batch_normalization_1_partial[k][1][c];
+            sum += partial[k][0][c];
+            sum_sq += partial[k][1][c];
         }
-        double mean = sum / count;
-        double var = sum_sq / count - mean * mean;
+        double batch_mean = sum / count;
+        double var = sum_sq / count - batch_mean * batch_mean;
         var = var > 0.0 ? var : 0.0;
-        batch_normalization_1_mean[c] = (float)mean;
-        batch_normalization_1_inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
+        mean[c] = (float)batch_mean;
+        inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
         /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
         double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)mean;
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)batch_mean;
         running[32 + c] = 0.99f * running[32 + c] + (1.0f - 0.99f) * (float)unbiased;
     }
 }
 
-/* The normalized input. Backward recomputes it from the input, which is kept anyway,
-   rather than storing a copy of the whole activation. */
-static inline float batch_normalization_1_xhat(const float *restrict in, size_t at, int c)
-{
-    return (in[at] - batch_normalization_1_mean[c]) * batch_normalization_1_inv_std[c];
-}
-
-static void batch_normalization_1_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,
-                             const float *restrict beta, int lo, int hi)
+/* out = gamma * xhat + beta, xhat = (in - mean) * inv_std: the batch's statistics. */
+static void batch_normalization_1_normalize(float *restrict out, const float *restrict in,
+                                            const float *restrict gamma, const float *restrict beta,
+                                            const float *restrict mean,
+                                            const float *restrict inv_std, int lo, int hi)
 {
     for (size_t p = (size_t)lo * 676; p < (size_t)hi * 676; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            out[at] = gamma[c] * batch_normalization_1_xhat(in, at, c) + beta[c];
+            out[at] = gamma[c] * ((in[at] - mean[c]) * inv_std[c]) + beta[c];
         }
 }
 
 /* Inference: the running statistics instead of the batch's. */
-static void batch_normalization_1_forward_infer(float *restrict out, const float *restrict in, const float *restrict gamma,
-                             const float *restrict beta, const float *restrict running, int lo, int hi)
+static void batch_normalization_1_forward_infer(float *restrict out, const float *restrict in,
+                                                const float *restrict gamma,
+                                                const float *restrict beta,
+                                                const float *restrict running, int lo, int hi)
 {
     float scale[32], shift[32];
     for (int c = 0; c < 32; c++) {
@@ -298,15 +360,19 @@ static void batch_normalization_1_forward_infer(float *restrict out, const float
             out[p * 32 + c] = in[p * 32 + c] * scale[c] + shift[c];
 }
 
-/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */
-static void batch_normalization_1_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,
-                                const float *restrict in, int lo, int hi)
+/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy); xhat is recomputed from the input, which
+   is kept anyway, rather than stored. */
+static void batch_normalization_1_backward_params(float *restrict dgamma, float *restrict dbeta,
+                                                  const float *restrict dout,
+                                                  const float *restrict in,
+                                                  const float *restrict mean,
+                                                  const float *restrict inv_std, int lo, int hi)
 {
     double sg[32] = {0}, sb[32] = {0};
     for (size_t p = (size_t)lo * 676; p < (size_t)hi * 676; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            sg[c] += (double)dout[at] * batch_normalization_1_xhat(in, at, c);
+            sg[c] += (double)dout[at] * ((in[at] - mean[c]) * inv_std[c]);
             sb[c] += dout[at];
         }
     for (int c = 0; c < 32; c++) {
@@ -315,25 +381,37 @@ static void batch_normalization_1_backward_params(float *restrict dgamma, float 
     }
 }
 
-/* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */
-static void batch_normalization_1_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,
-                               const float *restrict gamma, const float *restrict dgamma_total,
-                               const float *restrict dbeta_total, int n, int lo, int hi)
+/*
+ * din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch.
+ */
+static void batch_normalization_1_backward_input(float *restrict din, const float *restrict dout,
+                                                 const float *restrict in,
+                                                 const float *restrict gamma,
+                                                 const float *restrict mean,
+                                                 const float *restrict inv_std,
+                                                 const float *restrict dgamma_total,
+                                                 const float *restrict dbeta_total, int n, int lo,
+                                                 int hi)
 {
     float inv_count = 1.0f / ((float)n * 676);
     for (size_t p = (size_t)lo * 676; p < (size_t)hi * 676; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            din[at] = gamma[c] * batch_normalization_1_inv_std[c] *
-                      (dout[at] - dbeta_total[c] * inv_count - batch_normalization_1_xhat(in, at, c) * dgamma_total[c] * inv_count);
+            float xhat = (in[at] - mean[c]) * inv_std[c];
+            din[at] = gamma[c] * inv_std[c] * (dout[at] - dbeta_total[c] * inv_count - xhat
+                                               * dgamma_total[c] * inv_count);
         }
 }
 
 /* ---- conv2d_2: `conv 32 3x3 relu` (models/conv4_bn.nn:14) ----
- * in [n][26][26][32] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float vectors */
-/* 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers. */
-static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *restrict out, const float *restrict in,
-        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)
+ * in [n][26][26][32] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float
+ * vectors */
+/*
+ * 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
 {
     v16 acc[8][2];
     for (int p = 0; p < np; p++)
@@ -341,7 +419,7 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
             load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
-            const float *px = in + (((size_t)b * 26 + oy * 1 + ky) * 26 + ox0 * 1 + kx) * 32;
+            const float *px = in + (((size_t)b * 26 + oy + ky) * 26 + ox0 + kx) * 32;
             const float *wk = w + (ky * 3 + kx) * 1024;
             for (int ci = 0; ci < 32; ci++) {
                 v16 wv[2];
@@ -359,14 +437,12 @@ static inline __attribute__((always_inline)) void conv2d_2_forward_block(float *
         for (int v = 0; v < 2; v++) {
             store16(o + p * 32 + 16 * v, &acc[p][v]);
         }
-    for (int j = 0; j < np * 32; j++) {
-        float v = o[j];
-        o[j] = v > 0.0f ? v : 0.0f;
-    }
+    for (int j = 0; j < np * 32; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
 }
 
 static void conv2d_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+                       const float *restrict bias, int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 24; oy++) {
@@ -375,15 +451,21 @@ static void conv2d_2_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one output row at a time: 8 (kx, cin) pairs x 2 vectors in registers. */
-static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 8 (kx, cin) pairs x 2 vectors in
+ * registers.
+ */
+static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 9216);
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 24; oy++) {
             const float *dzrow = dz + ((size_t)b * 24 + oy) * 768;
             for (int ky = 0; ky < 3; ky++) {
-                const float *inrow = in + ((size_t)b * 26 + oy * 1 + ky) * 832; /* pair j of pixel ox: inrow[ox * 32 + j] */
+                /* pair j of pixel ox: inrow[ox * 32 + j] */
+                const float *inrow = in + ((size_t)b * 26 + oy + ky) * 832;
                 float *dwrow = dw + ky * 3072; /* pair j: dwrow[j * 32 + co] */
                 for (int j0 = 0; j0 < 96; j0 += 8) {
                     v16 acc[8][2];
@@ -393,7 +475,10 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, c
                     for (int ox = 0; ox < 24; ox++) {
                         v16 g[2];
                         for (int v = 0; v < 2; v++)
-                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
                             load16(&g[v], dzrow + ox * 32 + 16 * v);
                         for (int k = 0; k < 8; k++) {
                             float x = inrow[ox * 32 + j0 + k];
@@ -410,30 +495,34 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz, c
         }
 }
 
-/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous multiply-add. */
-static float conv2d_2_wt[3 * 3 * 32 * 32] ALIGNED;
-
-static void conv2d_2_transpose_weights(const float *restrict w)
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
+   multiply-add. */
+static void conv2d_2_transpose_weights(float *restrict wt, const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
         for (int co = 0; co < 32; co++)
             for (int ci = 0; ci < 32; ci++)
-                conv2d_2_wt[(k * 32 + co) * 32 + ci] = ci < 32 ? w[(k * 32 + ci) * 32 + co] : 0.0f;
+                wt[(k * 32 + co) * 32 + ci] = w[(k * 32 + ci) * 32 + co];
 }
 
-/* din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each. */
-static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(float *restrict din, const float *restrict dz,
-        int b, int oy, int ox0, const int np)
+/*
+ * din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
 {
     const float *g = dz + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
-            float *dp = din + (((size_t)b * 26 + oy * 1 + ky) * 26 + ox0 * 1 + kx) * 32;
-            const float *wtk = conv2d_2_wt + (ky * 3 + kx) * 1024;
+            float *dp = din + (((size_t)b * 26 + oy + ky) * 26 + ox0 + kx) * 32;
+            const float *wtk = wt + (ky * 3 + kx) * 1024;
             v16 acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
-                    load16(&acc[p][v], dp + p * 32 + 16 * v); /* lanes past the last channel are never stored */
+                    /* lanes past the last channel are never stored */
+                    load16(&acc[p][v], dp + p * 32 + 16 * v);
             for (int co = 0; co < 32; co++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
@@ -451,19 +540,24 @@ static inline __attribute__((always_inline)) void conv2d_2_input_grad_block(floa
         }
 }
 
-static void conv2d_2_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)
+static void conv2d_2_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
 {
     memset(din + (size_t)lo * 21632, 0, sizeof(float) * (size_t)(hi - lo) * 21632);
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 24; oy++) {
             for (int ox = 0; ox + 8 <= 24; ox += 8)
-                conv2d_2_input_grad_block(din, dz, b, oy, ox, 8);
+                conv2d_2_input_grad_block(din, dz, wt, b, oy, ox, 8);
         }
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
-static void conv2d_2_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
-                             const float *restrict out, const float *restrict in, int lo, int hi)
+static void conv2d_2_backward(float *restrict din, float *restrict dw, float *restrict db,
+                              float *restrict dout,
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 18432; i < (size_t)hi * 18432; i++) {
@@ -475,15 +569,13 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
         for (int co = 0; co < 32; co++)
             db[co] += dout[p * 32 + co];
     conv2d_2_weight_grad(dw, dout, in, lo, hi);
-    conv2d_2_input_grad(din, dout, lo, hi);
+    conv2d_2_input_grad(din, dout, wt, lo, hi);
 }
 
 /* ---- batch_normalization_2: `batchnorm` (models/conv4_bn.nn:15) ----
  * in [n][24][24][32] -> out [n][24][24][32]; kernel: elementwise loops */
-static double batch_normalization_2_partial[CHUNKS][2][32]; /* per-slice channel sums of x and of x^2 */
-static float batch_normalization_2_mean[32], batch_normalization_2_inv_std[32]; /* this batch's statistics */
-
-static void batch_normalization_2_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)
+static void batch_normalization_2_sums(double *restrict sum, double *restrict sum_sq,
+                                       const float *restrict in, int lo, int hi)
 {
     for (int c = 0; c < 32; c++)
         sum[c] = sum_sq[c] = 0.0;
@@ -499,47 +591,47 @@ static void batch_normalization_2_sums(double *restrict sum, double *restrict su
  * One thread: the batch's mean and variance from the slices' sums, added in slice order
  * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
  */
-static void batch_normalization_2_combine(float *restrict running, int n)
+static void batch_normalization_2_combine(float *restrict mean, float *restrict inv_std,
+                                          float *restrict running, const double (*partial)[2][32],
+                                          int n)
 {
     double count = (double)n * 576;
     for (int c = 0; c < 32; c++) {
         double sum = 0.0, sum_sq = 0.0;
         for (int k = 0; k < CHUNKS; k++) {
-            sum += batch_normalization_2_partial[k][0][c];
-            sum_sq += batch_normalization_2_partial[k][1][c];
+            sum += partial[k][0][c];
+            sum_sq += partial[k][1][c];
         }
-        double mean = sum / count;
-        double var = sum_sq / count - mean * mean;
+        double batch_mean = sum / count;
+        double var = sum_sq / count - batch_mean * batch_mean;
         var = var > 0.0 ? var : 0.0;
-        batch_normalization_2_mean[c] = (float)mean;
-        batch_normalization_2_inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
+        mean[c] = (float)batch_mean;
+        inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
         /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
         double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)mean;
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)batch_mean;
         running[32 + c] = 0.99f * running[32 + c] + (1.0f - 0.99f) * (float)unbiased;
     }
 }
 
-/* The normalized input. Backward recomputes it from the input, which is kept anyway,
-   rather than storing a copy of the whole activation. */
-static inline float batch_normalization_2_xhat(const float *restrict in, size_t at, int c)
-{
-    return (in[at] - batch_normalization_2_mean[c]) * batch_normalization_2_inv_std[c];
-}
-
-static void batch_normalization_2_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,
-                             const float *restrict beta, int lo, int hi)
+/* out = gamma * xhat + beta, xhat = (in - mean) * inv_std: the batch's statistics. */
+static void batch_normalization_2_normalize(float *restrict out, const float *restrict in,
+                                            const float *restrict gamma, const float *restrict beta,
+                                            const float *restrict mean,
+                                            const float *restrict inv_std, int lo, int hi)
 {
     for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            out[at] = gamma[c] * batch_normalization_2_xhat(in, at, c) + beta[c];
+            out[at] = gamma[c] * ((in[at] - mean[c]) * inv_std[c]) + beta[c];
         }
 }
 
 /* Inference: the running statistics instead of the batch's. */
-static void batch_normalization_2_forward_infer(float *restrict out, const float *restrict in, const float *restrict gamma,
-                             const float *restrict beta, const float *restrict running, int lo, int hi)
+static void batch_normalization_2_forward_infer(float *restrict out, const float *restrict in,
+                                                const float *restrict gamma,
+                                                const float *restrict beta,
+                                                const float *restrict running, int lo, int hi)
 {
     float scale[32], shift[32];
     for (int c = 0; c < 32; c++) {
@@ -551,15 +643,19 @@ static void batch_normalization_2_forward_infer(float *restrict out, const float
             out[p * 32 + c] = in[p * 32 + c] * scale[c] + shift[c];
 }
 
-/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */
-static void batch_normalization_2_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,
-                                const float *restrict in, int lo, int hi)
+/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy); xhat is recomputed from the input, which
+   is kept anyway, rather than stored. */
+static void batch_normalization_2_backward_params(float *restrict dgamma, float *restrict dbeta,
+                                                  const float *restrict dout,
+                                                  const float *restrict in,
+                                                  const float *restrict mean,
+                                                  const float *restrict inv_std, int lo, int hi)
 {
     double sg[32] = {0}, sb[32] = {0};
     for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            sg[c] += (double)dout[at] * batch_normalization_2_xhat(in, at, c);
+            sg[c] += (double)dout[at] * ((in[at] - mean[c]) * inv_std[c]);
             sb[c] += dout[at];
         }
     for (int c = 0; c < 32; c++) {
@@ -568,24 +664,34 @@ static void batch_normalization_2_backward_params(float *restrict dgamma, float 
     }
 }
 
-/* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */
-static void batch_normalization_2_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,
-                               const float *restrict gamma, const float *restrict dgamma_total,
-                               const float *restrict dbeta_total, int n, int lo, int hi)
+/*
+ * din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch.
+ */
+static void batch_normalization_2_backward_input(float *restrict din, const float *restrict dout,
+                                                 const float *restrict in,
+                                                 const float *restrict gamma,
+                                                 const float *restrict mean,
+                                                 const float *restrict inv_std,
+                                                 const float *restrict dgamma_total,
+                                                 const float *restrict dbeta_total, int n, int lo,
+                                                 int hi)
 {
     float inv_count = 1.0f / ((float)n * 576);
     for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
         for (int c = 0; c < 32; c++) {
             size_t at = p * 32 + c;
-            din[at] = gamma[c] * batch_normalization_2_inv_std[c] *
-                      (dout[at] - dbeta_total[c] * inv_count - batch_normalization_2_xhat(in, at, c) * dgamma_total[c] * inv_count);
+            float xhat = (in[at] - mean[c]) * inv_std[c];
+            din[at] = gamma[c] * inv_std[c] * (dout[at] - dbeta_total[c] * inv_count - xhat
+                                               * dgamma_total[c] * inv_count);
         }
 }
 
 /* ---- max_pooling2d_1: `maxpool 2x2` (models/conv4_bn.nn:16) ----
  * in [n][24][24][32] -> out [n][12][12][32]; kernel: elementwise loops */
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
-static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in, int lo, int hi)
+static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argmax,
+                                    const float *restrict in,
+                                   int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 12; oy++)
@@ -595,7 +701,8 @@ static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argma
                     out[o + c] = -INFINITY;
                 for (int ky = 0; ky < 2; ky++)
                     for (int kx = 0; kx < 2; kx++) {
-                        int32_t at = (int32_t)((((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx) * 32);
+                        int32_t at = (int32_t)(((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx)
+                                * 32;
                         for (int c = 0; c < 32; c++) {
                             if (in[at + c] > out[o + c]) {
                                 out[o + c] = in[at + c];
@@ -606,7 +713,8 @@ static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argma
             }
 }
 
-static void max_pooling2d_1_backward(float *restrict din, const float *restrict dout, const int32_t *restrict argmax, int lo, int hi)
+static void max_pooling2d_1_backward(float *restrict din, const float *restrict dout,
+                                    const int32_t *restrict argmax, int lo, int hi)
 {
     memset(din + (size_t)lo * 18432, 0, sizeof(float) * (size_t)(hi - lo) * 18432);
     for (size_t o = (size_t)lo * 4608; o < (size_t)hi * 4608; o++)
@@ -614,10 +722,14 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
 }
 
 /* ---- conv2d_3: `conv 64 3x3 relu` (models/conv4_bn.nn:17) ----
- * in [n][12][12][32] -> out [n][10][10][64]; kernel: register-blocked direct convolution, 16-float vectors */
-/* 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers. */
-static inline __attribute__((always_inline)) void conv2d_3_forward_block(float *restrict out, const float *restrict in,
-        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)
+ * in [n][12][12][32] -> out [n][10][10][64]; kernel: register-blocked direct convolution, 16-float
+ * vectors */
+/*
+ * 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_3_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
 {
     v16 acc[4][4];
     for (int p = 0; p < np; p++)
@@ -625,7 +737,7 @@ static inline __attribute__((always_inline)) void conv2d_3_forward_block(float *
             load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
-            const float *px = in + (((size_t)b * 12 + oy * 1 + ky) * 12 + ox0 * 1 + kx) * 32;
+            const float *px = in + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 32;
             const float *wk = w + (ky * 3 + kx) * 2048;
             for (int ci = 0; ci < 32; ci++) {
                 v16 wv[4];
@@ -643,14 +755,12 @@ static inline __attribute__((always_inline)) void conv2d_3_forward_block(float *
         for (int v = 0; v < 4; v++) {
             store16(o + p * 64 + 16 * v, &acc[p][v]);
         }
-    for (int j = 0; j < np * 64; j++) {
-        float v = o[j];
-        o[j] = v > 0.0f ? v : 0.0f;
-    }
+    for (int j = 0; j < np * 64; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
 }
 
 static void conv2d_3_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+                       const float *restrict bias, int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 10; oy++) {
@@ -660,8 +770,12 @@ static void conv2d_3_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one image at a time: 4 (kx, cin) pairs x 4 vectors in registers. */
-static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+/*
+ * dw += in^T . dz over the slice, one image at a time: 4 (kx, cin) pairs x 4 vectors in registers.
+ */
+static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 18432);
     for (int b = lo; b < hi; b++)
@@ -674,11 +788,14 @@ static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz, c
                         load16(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
                 for (int oy = 0; oy < 10; oy++) {
                     const float *dzrow = dz + ((size_t)b * 10 + oy) * 640;
-                    const float *inrow = in + ((size_t)b * 12 + oy * 1 + ky) * 384;
+                    const float *inrow = in + ((size_t)b * 12 + oy + ky) * 384;
                     for (int ox = 0; ox < 10; ox++) {
                         v16 g[4];
                         for (int v = 0; v < 4; v++)
-                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
                             load16(&g[v], dzrow + ox * 64 + 16 * v);
                         for (int k = 0; k < 4; k++) {
                             float x = inrow[ox * 32 + j0 + k];
@@ -695,30 +812,34 @@ static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz, c
         }
 }
 
-/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous multiply-add. */
-static float conv2d_3_wt[3 * 3 * 64 * 32] ALIGNED;
-
-static void conv2d_3_transpose_weights(const float *restrict w)
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
+   multiply-add. */
+static void conv2d_3_transpose_weights(float *restrict wt, const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
         for (int co = 0; co < 64; co++)
             for (int ci = 0; ci < 32; ci++)
-                conv2d_3_wt[(k * 64 + co) * 32 + ci] = ci < 32 ? w[(k * 32 + ci) * 64 + co] : 0.0f;
+                wt[(k * 64 + co) * 32 + ci] = w[(k * 32 + ci) * 64 + co];
 }
 
-/* din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each. */
-static inline __attribute__((always_inline)) void conv2d_3_input_grad_block(float *restrict din, const float *restrict dz,
-        int b, int oy, int ox0, const int np)
+/*
+ * din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_3_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
 {
     const float *g = dz + (((size_t)b * 10 + oy) * 10 + ox0) * 64;
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
-            float *dp = din + (((size_t)b * 12 + oy * 1 + ky) * 12 + ox0 * 1 + kx) * 32;
-            const float *wtk = conv2d_3_wt + (ky * 3 + kx) * 2048;
+            float *dp = din + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 32;
+            const float *wtk = wt + (ky * 3 + kx) * 2048;
             v16 acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
-                    load16(&acc[p][v], dp + p * 32 + 16 * v); /* lanes past the last channel are never stored */
+                    /* lanes past the last channel are never stored */
+                    load16(&acc[p][v], dp + p * 32 + 16 * v);
             for (int co = 0; co < 64; co++) {
                 v16 wv[2];
                 for (int v = 0; v < 2; v++)
@@ -736,20 +857,25 @@ static inline __attribute__((always_inline)) void conv2d_3_input_grad_block(floa
         }
 }
 
-static void conv2d_3_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)
+static void conv2d_3_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
 {
     memset(din + (size_t)lo * 4608, 0, sizeof(float) * (size_t)(hi - lo) * 4608);
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 10; oy++) {
             for (int ox = 0; ox + 8 <= 10; ox += 8)
-                conv2d_3_input_grad_block(din, dz, b, oy, ox, 8);
-            conv2d_3_input_grad_block(din, dz, b, oy, 8, 2);
+                conv2d_3_input_grad_block(din, dz, wt, b, oy, ox, 8);
+            conv2d_3_input_grad_block(din, dz, wt, b, oy, 8, 2);
         }
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
-static void conv2d_3_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
-                             const float *restrict out, const float *restrict in, int lo, int hi)
+static void conv2d_3_backward(float *restrict din, float *restrict dw, float *restrict db,
+                              float *restrict dout,
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 6400; i < (size_t)hi * 6400; i++) {
@@ -761,15 +887,13 @@ static void conv2d_3_backward(float *restrict din, float *restrict dw, float *re
         for (int co = 0; co < 64; co++)
             db[co] += dout[p * 64 + co];
     conv2d_3_weight_grad(dw, dout, in, lo, hi);
-    conv2d_3_input_grad(din, dout, lo, hi);
+    conv2d_3_input_grad(din, dout, wt, lo, hi);
 }
 
 /* ---- batch_normalization_3: `batchnorm` (models/conv4_bn.nn:18) ----
  * in [n][10][10][64] -> out [n][10][10][64]; kernel: elementwise loops */
-static double batch_normalization_3_partial[CHUNKS][2][64]; /* per-slice channel sums of x and of x^2 */
-static float batch_normalization_3_mean[64], batch_normalization_3_inv_std[64]; /* this batch's statistics */
-
-static void batch_normalization_3_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)
+static void batch_normalization_3_sums(double *restrict sum, double *restrict sum_sq,
+                                       const float *restrict in, int lo, int hi)
 {
     for (int c = 0; c < 64; c++)
         sum[c] = sum_sq[c] = 0.0;
@@ -785,47 +909,47 @@ static void batch_normalization_3_sums(double *restrict sum, double *restrict su
  * One thread: the batch's mean and variance from the slices' sums, added in slice order
  * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
  */
-static void batch_normalization_3_combine(float *restrict running, int n)
+static void batch_normalization_3_combine(float *restrict mean, float *restrict inv_std,
+                                          float *restrict running, const double (*partial)[2][64],
+                                          int n)
 {
     double count = (double)n * 100;
     for (int c = 0; c < 64; c++) {
         double sum = 0.0, sum_sq = 0.0;
         for (int k = 0; k < CHUNKS; k++) {
-            sum += batch_normalization_3_partial[k][0][c];
-            sum_sq += batch_normalization_3_partial[k][1][c];
+            sum += partial[k][0][c];
+            sum_sq += partial[k][1][c];
         }
-        double mean = sum / count;
-        double var = sum_sq / count - mean * mean;
+        double batch_mean = sum / count;
+        double var = sum_sq / count - batch_mean * batch_mean;
         var = var > 0.0 ? var : 0.0;
-        batch_normalization_3_mean[c] = (float)mean;
-        batch_normalization_3_inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
+        mean[c] = (float)batch_mean;
+        inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
         /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
         double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)mean;
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)batch_mean;
         running[64 + c] = 0.99f * running[64 + c] + (1.0f - 0.99f) * (float)unbiased;
     }
 }
 
-/* The normalized input. Backward recomputes it from the input, which is kept anyway,
-   rather than storing a copy of the whole activation. */
-static inline float batch_normalization_3_xhat(const float *restrict in, size_t at, int c)
-{
-    return (in[at] - batch_normalization_3_mean[c]) * batch_normalization_3_inv_std[c];
-}
-
-static void batch_normalization_3_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,
-                             const float *restrict beta, int lo, int hi)
+/* out = gamma * xhat + beta, xhat = (in - mean) * inv_std: the batch's statistics. */
+static void batch_normalization_3_normalize(float *restrict out, const float *restrict in,
+                                            const float *restrict gamma, const float *restrict beta,
+                                            const float *restrict mean,
+                                            const float *restrict inv_std, int lo, int hi)
 {
     for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            out[at] = gamma[c] * batch_normalization_3_xhat(in, at, c) + beta[c];
+            out[at] = gamma[c] * ((in[at] - mean[c]) * inv_std[c]) + beta[c];
         }
 }
 
 /* Inference: the running statistics instead of the batch's. */
-static void batch_normalization_3_forward_infer(float *restrict out, const float *restrict in, const float *restrict gamma,
-                             const float *restrict beta, const float *restrict running, int lo, int hi)
+static void batch_normalization_3_forward_infer(float *restrict out, const float *restrict in,
+                                                const float *restrict gamma,
+                                                const float *restrict beta,
+                                                const float *restrict running, int lo, int hi)
 {
     float scale[64], shift[64];
     for (int c = 0; c < 64; c++) {
@@ -837,15 +961,19 @@ static void batch_normalization_3_forward_infer(float *restrict out, const float
             out[p * 64 + c] = in[p * 64 + c] * scale[c] + shift[c];
 }
 
-/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */
-static void batch_normalization_3_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,
-                                const float *restrict in, int lo, int hi)
+/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy); xhat is recomputed from the input, which
+   is kept anyway, rather than stored. */
+static void batch_normalization_3_backward_params(float *restrict dgamma, float *restrict dbeta,
+                                                  const float *restrict dout,
+                                                  const float *restrict in,
+                                                  const float *restrict mean,
+                                                  const float *restrict inv_std, int lo, int hi)
 {
     double sg[64] = {0}, sb[64] = {0};
     for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            sg[c] += (double)dout[at] * batch_normalization_3_xhat(in, at, c);
+            sg[c] += (double)dout[at] * ((in[at] - mean[c]) * inv_std[c]);
             sb[c] += dout[at];
         }
     for (int c = 0; c < 64; c++) {
@@ -854,25 +982,37 @@ static void batch_normalization_3_backward_params(float *restrict dgamma, float 
     }
 }
 
-/* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */
-static void batch_normalization_3_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,
-                               const float *restrict gamma, const float *restrict dgamma_total,
-                               const float *restrict dbeta_total, int n, int lo, int hi)
+/*
+ * din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch.
+ */
+static void batch_normalization_3_backward_input(float *restrict din, const float *restrict dout,
+                                                 const float *restrict in,
+                                                 const float *restrict gamma,
+                                                 const float *restrict mean,
+                                                 const float *restrict inv_std,
+                                                 const float *restrict dgamma_total,
+                                                 const float *restrict dbeta_total, int n, int lo,
+                                                 int hi)
 {
     float inv_count = 1.0f / ((float)n * 100);
     for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            din[at] = gamma[c] * batch_normalization_3_inv_std[c] *
-                      (dout[at] - dbeta_total[c] * inv_count - batch_normalization_3_xhat(in, at, c) * dgamma_total[c] * inv_count);
+            float xhat = (in[at] - mean[c]) * inv_std[c];
+            din[at] = gamma[c] * inv_std[c] * (dout[at] - dbeta_total[c] * inv_count - xhat
+                                               * dgamma_total[c] * inv_count);
         }
 }
 
 /* ---- conv2d_4: `conv 64 3x3 relu` (models/conv4_bn.nn:19) ----
- * in [n][10][10][64] -> out [n][8][8][64]; kernel: register-blocked direct convolution, 16-float vectors */
-/* 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers. */
-static inline __attribute__((always_inline)) void conv2d_4_forward_block(float *restrict out, const float *restrict in,
-        const float *restrict w, const float *restrict bias, int b, int oy, int ox0, const int np)
+ * in [n][10][10][64] -> out [n][8][8][64]; kernel: register-blocked direct convolution, 16-float
+ * vectors */
+/*
+ * 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_4_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
 {
     v16 acc[4][4];
     for (int p = 0; p < np; p++)
@@ -880,7 +1020,7 @@ static inline __attribute__((always_inline)) void conv2d_4_forward_block(float *
             load16(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
-            const float *px = in + (((size_t)b * 10 + oy * 1 + ky) * 10 + ox0 * 1 + kx) * 64;
+            const float *px = in + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
             const float *wk = w + (ky * 3 + kx) * 4096;
             for (int ci = 0; ci < 64; ci++) {
                 v16 wv[4];
@@ -898,14 +1038,12 @@ static inline __attribute__((always_inline)) void conv2d_4_forward_block(float *
         for (int v = 0; v < 4; v++) {
             store16(o + p * 64 + 16 * v, &acc[p][v]);
         }
-    for (int j = 0; j < np * 64; j++) {
-        float v = o[j];
-        o[j] = v > 0.0f ? v : 0.0f;
-    }
+    for (int j = 0; j < np * 64; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
 }
 
 static void conv2d_4_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+                       const float *restrict bias, int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 8; oy++) {
@@ -914,8 +1052,12 @@ static void conv2d_4_forward(float *restrict out, const float *restrict in, cons
         }
 }
 
-/* dw += in^T . dz over the slice, one image at a time: 4 (kx, cin) pairs x 4 vectors in registers. */
-static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz, const float *restrict in, int lo, int hi)
+/*
+ * dw += in^T . dz over the slice, one image at a time: 4 (kx, cin) pairs x 4 vectors in registers.
+ */
+static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
 {
     memset(dw, 0, sizeof(float) * 36864);
     for (int b = lo; b < hi; b++)
@@ -928,11 +1070,14 @@ static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz, c
                         load16(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
                 for (int oy = 0; oy < 8; oy++) {
                     const float *dzrow = dz + ((size_t)b * 8 + oy) * 512;
-                    const float *inrow = in + ((size_t)b * 10 + oy * 1 + ky) * 640;
+                    const float *inrow = in + ((size_t)b * 10 + oy + ky) * 640;
                     for (int ox = 0; ox < 8; ox++) {
                         v16 g[4];
                         for (int v = 0; v < 4; v++)
-                            /* whole vectors even past the last channel: those lanes never reach a stored lane */
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
                             load16(&g[v], dzrow + ox * 64 + 16 * v);
                         for (int k = 0; k < 4; k++) {
                             float x = inrow[ox * 64 + j0 + k];
@@ -949,30 +1094,34 @@ static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz, c
         }
 }
 
-/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 64: din is a contiguous multiply-add. */
-static float conv2d_4_wt[3 * 3 * 64 * 64] ALIGNED;
-
-static void conv2d_4_transpose_weights(const float *restrict w)
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 64: din is a contiguous
+   multiply-add. */
+static void conv2d_4_transpose_weights(float *restrict wt, const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
         for (int co = 0; co < 64; co++)
             for (int ci = 0; ci < 64; ci++)
-                conv2d_4_wt[(k * 64 + co) * 64 + ci] = ci < 64 ? w[(k * 64 + ci) * 64 + co] : 0.0f;
+                wt[(k * 64 + co) * 64 + ci] = w[(k * 64 + ci) * 64 + co];
 }
 
-/* din at the 4 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each. */
-static inline __attribute__((always_inline)) void conv2d_4_input_grad_block(float *restrict din, const float *restrict dz,
-        int b, int oy, int ox0, const int np)
+/*
+ * din at the 4 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_4_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
 {
     const float *g = dz + (((size_t)b * 8 + oy) * 8 + ox0) * 64;
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
-            float *dp = din + (((size_t)b * 10 + oy * 1 + ky) * 10 + ox0 * 1 + kx) * 64;
-            const float *wtk = conv2d_4_wt + (ky * 3 + kx) * 4096;
+            float *dp = din + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
+            const float *wtk = wt + (ky * 3 + kx) * 4096;
             v16 acc[4][4];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 4; v++)
-                    load16(&acc[p][v], dp + p * 64 + 16 * v); /* lanes past the last channel are never stored */
+                    /* lanes past the last channel are never stored */
+                    load16(&acc[p][v], dp + p * 64 + 16 * v);
             for (int co = 0; co < 64; co++) {
                 v16 wv[4];
                 for (int v = 0; v < 4; v++)
@@ -990,19 +1139,24 @@ static inline __attribute__((always_inline)) void conv2d_4_input_grad_block(floa
         }
 }
 
-static void conv2d_4_input_grad(float *restrict din, const float *restrict dz, int lo, int hi)
+static void conv2d_4_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
 {
     memset(din + (size_t)lo * 6400, 0, sizeof(float) * (size_t)(hi - lo) * 6400);
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 8; oy++) {
             for (int ox = 0; ox + 4 <= 8; ox += 4)
-                conv2d_4_input_grad_block(din, dz, b, oy, ox, 4);
+                conv2d_4_input_grad_block(din, dz, wt, b, oy, ox, 4);
         }
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
-static void conv2d_4_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
-                             const float *restrict out, const float *restrict in, int lo, int hi)
+static void conv2d_4_backward(float *restrict din, float *restrict dw, float *restrict db,
+                              float *restrict dout,
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 4096; i < (size_t)hi * 4096; i++) {
@@ -1014,15 +1168,13 @@ static void conv2d_4_backward(float *restrict din, float *restrict dw, float *re
         for (int co = 0; co < 64; co++)
             db[co] += dout[p * 64 + co];
     conv2d_4_weight_grad(dw, dout, in, lo, hi);
-    conv2d_4_input_grad(din, dout, lo, hi);
+    conv2d_4_input_grad(din, dout, wt, lo, hi);
 }
 
 /* ---- batch_normalization_4: `batchnorm` (models/conv4_bn.nn:20) ----
  * in [n][8][8][64] -> out [n][8][8][64]; kernel: elementwise loops */
-static double batch_normalization_4_partial[CHUNKS][2][64]; /* per-slice channel sums of x and of x^2 */
-static float batch_normalization_4_mean[64], batch_normalization_4_inv_std[64]; /* this batch's statistics */
-
-static void batch_normalization_4_sums(double *restrict sum, double *restrict sum_sq, const float *restrict in, int lo, int hi)
+static void batch_normalization_4_sums(double *restrict sum, double *restrict sum_sq,
+                                       const float *restrict in, int lo, int hi)
 {
     for (int c = 0; c < 64; c++)
         sum[c] = sum_sq[c] = 0.0;
@@ -1038,47 +1190,47 @@ static void batch_normalization_4_sums(double *restrict sum, double *restrict su
  * One thread: the batch's mean and variance from the slices' sums, added in slice order
  * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
  */
-static void batch_normalization_4_combine(float *restrict running, int n)
+static void batch_normalization_4_combine(float *restrict mean, float *restrict inv_std,
+                                          float *restrict running, const double (*partial)[2][64],
+                                          int n)
 {
     double count = (double)n * 64;
     for (int c = 0; c < 64; c++) {
         double sum = 0.0, sum_sq = 0.0;
         for (int k = 0; k < CHUNKS; k++) {
-            sum += batch_normalization_4_partial[k][0][c];
-            sum_sq += batch_normalization_4_partial[k][1][c];
+            sum += partial[k][0][c];
+            sum_sq += partial[k][1][c];
         }
-        double mean = sum / count;
-        double var = sum_sq / count - mean * mean;
+        double batch_mean = sum / count;
+        double var = sum_sq / count - batch_mean * batch_mean;
         var = var > 0.0 ? var : 0.0;
-        batch_normalization_4_mean[c] = (float)mean;
-        batch_normalization_4_inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
+        mean[c] = (float)batch_mean;
+        inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
         /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
         double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)mean;
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)batch_mean;
         running[64 + c] = 0.99f * running[64 + c] + (1.0f - 0.99f) * (float)unbiased;
     }
 }
 
-/* The normalized input. Backward recomputes it from the input, which is kept anyway,
-   rather than storing a copy of the whole activation. */
-static inline float batch_normalization_4_xhat(const float *restrict in, size_t at, int c)
-{
-    return (in[at] - batch_normalization_4_mean[c]) * batch_normalization_4_inv_std[c];
-}
-
-static void batch_normalization_4_normalize(float *restrict out, const float *restrict in, const float *restrict gamma,
-                             const float *restrict beta, int lo, int hi)
+/* out = gamma * xhat + beta, xhat = (in - mean) * inv_std: the batch's statistics. */
+static void batch_normalization_4_normalize(float *restrict out, const float *restrict in,
+                                            const float *restrict gamma, const float *restrict beta,
+                                            const float *restrict mean,
+                                            const float *restrict inv_std, int lo, int hi)
 {
     for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            out[at] = gamma[c] * batch_normalization_4_xhat(in, at, c) + beta[c];
+            out[at] = gamma[c] * ((in[at] - mean[c]) * inv_std[c]) + beta[c];
         }
 }
 
 /* Inference: the running statistics instead of the batch's. */
-static void batch_normalization_4_forward_infer(float *restrict out, const float *restrict in, const float *restrict gamma,
-                             const float *restrict beta, const float *restrict running, int lo, int hi)
+static void batch_normalization_4_forward_infer(float *restrict out, const float *restrict in,
+                                                const float *restrict gamma,
+                                                const float *restrict beta,
+                                                const float *restrict running, int lo, int hi)
 {
     float scale[64], shift[64];
     for (int c = 0; c < 64; c++) {
@@ -1090,15 +1242,19 @@ static void batch_normalization_4_forward_infer(float *restrict out, const float
             out[p * 64 + c] = in[p * 64 + c] * scale[c] + shift[c];
 }
 
-/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy). */
-static void batch_normalization_4_backward_params(float *restrict dgamma, float *restrict dbeta, const float *restrict dout,
-                                const float *restrict in, int lo, int hi)
+/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy); xhat is recomputed from the input, which
+   is kept anyway, rather than stored. */
+static void batch_normalization_4_backward_params(float *restrict dgamma, float *restrict dbeta,
+                                                  const float *restrict dout,
+                                                  const float *restrict in,
+                                                  const float *restrict mean,
+                                                  const float *restrict inv_std, int lo, int hi)
 {
     double sg[64] = {0}, sb[64] = {0};
     for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            sg[c] += (double)dout[at] * batch_normalization_4_xhat(in, at, c);
+            sg[c] += (double)dout[at] * ((in[at] - mean[c]) * inv_std[c]);
             sb[c] += dout[at];
         }
     for (int c = 0; c < 64; c++) {
@@ -1107,24 +1263,34 @@ static void batch_normalization_4_backward_params(float *restrict dgamma, float 
     }
 }
 
-/* din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch. */
-static void batch_normalization_4_backward_input(float *restrict din, const float *restrict dout, const float *restrict in,
-                               const float *restrict gamma, const float *restrict dgamma_total,
-                               const float *restrict dbeta_total, int n, int lo, int hi)
+/*
+ * din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch.
+ */
+static void batch_normalization_4_backward_input(float *restrict din, const float *restrict dout,
+                                                 const float *restrict in,
+                                                 const float *restrict gamma,
+                                                 const float *restrict mean,
+                                                 const float *restrict inv_std,
+                                                 const float *restrict dgamma_total,
+                                                 const float *restrict dbeta_total, int n, int lo,
+                                                 int hi)
 {
     float inv_count = 1.0f / ((float)n * 64);
     for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
         for (int c = 0; c < 64; c++) {
             size_t at = p * 64 + c;
-            din[at] = gamma[c] * batch_normalization_4_inv_std[c] *
-                      (dout[at] - dbeta_total[c] * inv_count - batch_normalization_4_xhat(in, at, c) * dgamma_total[c] * inv_count);
+            float xhat = (in[at] - mean[c]) * inv_std[c];
+            din[at] = gamma[c] * inv_std[c] * (dout[at] - dbeta_total[c] * inv_count - xhat
+                                               * dgamma_total[c] * inv_count);
         }
 }
 
 /* ---- max_pooling2d_2: `maxpool 2x2` (models/conv4_bn.nn:21) ----
  * in [n][8][8][64] -> out [n][4][4][64]; kernel: elementwise loops */
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
-static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in, int lo, int hi)
+static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argmax,
+                                    const float *restrict in,
+                                   int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 4; oy++)
@@ -1134,7 +1300,8 @@ static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argma
                     out[o + c] = -INFINITY;
                 for (int ky = 0; ky < 2; ky++)
                     for (int kx = 0; kx < 2; kx++) {
-                        int32_t at = (int32_t)((((size_t)b * 8 + oy * 2 + ky) * 8 + ox * 2 + kx) * 64);
+                        int32_t at = (int32_t)(((size_t)b * 8 + oy * 2 + ky) * 8 + ox * 2 + kx)
+                                * 64;
                         for (int c = 0; c < 64; c++) {
                             if (in[at + c] > out[o + c]) {
                                 out[o + c] = in[at + c];
@@ -1145,7 +1312,8 @@ static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argma
             }
 }
 
-static void max_pooling2d_2_backward(float *restrict din, const float *restrict dout, const int32_t *restrict argmax, int lo, int hi)
+static void max_pooling2d_2_backward(float *restrict din, const float *restrict dout,
+                                    const int32_t *restrict argmax, int lo, int hi)
 {
     memset(din + (size_t)lo * 4096, 0, sizeof(float) * (size_t)(hi - lo) * 4096);
     for (size_t o = (size_t)lo * 1024; o < (size_t)hi * 1024; o++)
@@ -1172,8 +1340,10 @@ static void dense_1_forward(float *restrict out, const float *restrict in, const
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
-static void dense_1_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
-                            const float *restrict out, const float *restrict in, const float *restrict w,
+static void dense_1_backward(float *restrict din, float *restrict dw, float *restrict db,
+                             float *restrict dout,
+                            const float *restrict out, const float *restrict in,
+                                    const float *restrict w,
                             int lo, int hi)
 {
     if (hi <= lo) {
@@ -1196,21 +1366,24 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
             db[j] += dout[(size_t)b * 256 + j];
     /* din = dz . w^T   ([rows][256] x [256][1024]) */
     nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 1024, 256, dout + (size_t)lo * 256, 256,
-                  w, 256, din + (size_t)lo * 1024, 1024);
+              w, 256, din + (size_t)lo * 1024, 1024);
 }
 
 /* ---- dropout_1: `dropout 0.4` (models/conv4_bn.nn:24) ----
  * in [n][256] -> out [n][256]; kernel: elementwise loops */
-static void dropout_1_forward(float *restrict out, float *restrict mask, const float *restrict in, uint64_t key,
-                             int lo, int hi)
+#define DROPOUT_1_STREAM 13 /* its position in the model: each dropout layer draws its own masks */
+static void dropout_1_forward(float *restrict out, float *restrict mask, const float *restrict in,
+                              uint64_t key, int lo, int hi)
 {
     for (size_t i = (size_t)lo * 256; i < (size_t)hi * 256; i++) {
-        mask[i] = nnc_hash_uniform(key, i) < 0.4f ? 0.0f : 1.6666666f; /* keep with p = 1 - rate, scaled by 1/(1 - rate) */
+        /* keep with p = 1 - rate, scaled by 1 / (1 - rate) */
+        mask[i] = nnc_hash_uniform(key, i) < 0.4f ? 0.0f : 1.6666666f;
         out[i] = in[i] * mask[i];
     }
 }
 
-static void dropout_1_backward(float *restrict din, const float *restrict dout, const float *restrict mask, int lo, int hi)
+static void dropout_1_backward(float *restrict din, const float *restrict dout,
+                               const float *restrict mask, int lo, int hi)
 {
     for (size_t i = (size_t)lo * 256; i < (size_t)hi * 256; i++)
         din[i] = dout[i] * mask[i];
@@ -1236,8 +1409,10 @@ static void dense_2_forward(float *restrict out, const float *restrict in, const
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
-static void dense_2_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
-                            const float *restrict out, const float *restrict in, const float *restrict w,
+static void dense_2_backward(float *restrict din, float *restrict dw, float *restrict db,
+                             float *restrict dout,
+                            const float *restrict out, const float *restrict in,
+                                    const float *restrict w,
                             int lo, int hi)
 {
     if (hi <= lo) {
@@ -1260,21 +1435,24 @@ static void dense_2_backward(float *restrict din, float *restrict dw, float *res
             db[j] += dout[(size_t)b * 128 + j];
     /* din = dz . w^T   ([rows][128] x [128][256]) */
     nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 256, 128, dout + (size_t)lo * 128, 128,
-                  w, 128, din + (size_t)lo * 256, 256);
+              w, 128, din + (size_t)lo * 256, 256);
 }
 
 /* ---- dropout_2: `dropout 0.4` (models/conv4_bn.nn:26) ----
  * in [n][128] -> out [n][128]; kernel: elementwise loops */
-static void dropout_2_forward(float *restrict out, float *restrict mask, const float *restrict in, uint64_t key,
-                             int lo, int hi)
+#define DROPOUT_2_STREAM 15 /* its position in the model: each dropout layer draws its own masks */
+static void dropout_2_forward(float *restrict out, float *restrict mask, const float *restrict in,
+                              uint64_t key, int lo, int hi)
 {
     for (size_t i = (size_t)lo * 128; i < (size_t)hi * 128; i++) {
-        mask[i] = nnc_hash_uniform(key, i) < 0.4f ? 0.0f : 1.6666666f; /* keep with p = 1 - rate, scaled by 1/(1 - rate) */
+        /* keep with p = 1 - rate, scaled by 1 / (1 - rate) */
+        mask[i] = nnc_hash_uniform(key, i) < 0.4f ? 0.0f : 1.6666666f;
         out[i] = in[i] * mask[i];
     }
 }
 
-static void dropout_2_backward(float *restrict din, const float *restrict dout, const float *restrict mask, int lo, int hi)
+static void dropout_2_backward(float *restrict din, const float *restrict dout,
+                               const float *restrict mask, int lo, int hi)
 {
     for (size_t i = (size_t)lo * 128; i < (size_t)hi * 128; i++)
         din[i] = dout[i] * mask[i];
@@ -1292,10 +1470,8 @@ static void dense_3_forward(float *restrict out, const float *restrict in, const
               w, 10, out + (size_t)lo * 10, 10);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 10;
-        for (int j = 0; j < 10; j++) {
-            float v = o[j] + bias[j];
-            o[j] = v;
-        }
+        for (int j = 0; j < 10; j++)
+            o[j] += bias[j];
     }
     for (int b = lo; b < hi; b++) {
         float *row = out + (size_t)b * 10;
@@ -1313,16 +1489,18 @@ static void dense_3_forward(float *restrict out, const float *restrict in, const
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
-static void dense_3_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
-                            const float *restrict out, const float *restrict in, const float *restrict w,
+static void dense_3_backward(float *restrict din, float *restrict dw, float *restrict db,
+                             float *restrict dout,
+                            const float *restrict out, const float *restrict in,
+                                    const float *restrict w,
                             int lo, int hi)
 {
+    (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */
     if (hi <= lo) {
         memset(dw, 0, sizeof(float) * 128 * 10);
         memset(db, 0, sizeof(float) * 10);
         return;
     }
-    (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */
     /* dw = in[lo:hi]^T . dz   ([128][rows] x [rows][10]) */
     nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 128, 10, hi - lo, in + (size_t)lo * 128, 128,
               dout + (size_t)lo * 10, 10, dw, 10);
@@ -1333,32 +1511,47 @@ static void dense_3_backward(float *restrict din, float *restrict dw, float *res
             db[j] += dout[(size_t)b * 10 + j];
     /* din = dz . w^T   ([rows][10] x [10][128]) */
     nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 128, 10, dout + (size_t)lo * 10, 10,
-                  w, 10, din + (size_t)lo * 128, 128);
+              w, 10, din + (size_t)lo * 128, 128);
 }
 
 /* ---- loss: crossentropy ---- */
-/* probs: the last layer's output; writes dL/d(last output) for the slice, scaled by 1/n for the batch mean. */
-static void loss_forward_backward(float *restrict dprobs, double *loss, int *correct, const float *restrict probs,
-                                  const uint8_t *restrict labels, int n, int lo, int hi)
+/* probs: the last layer's output. The loss and the right answers of the slice (the formulas the
+   runtime evaluates with too), and dL/d(last output), scaled by 1/n for the batch mean. */
+static void loss_forward_backward(float *restrict dprobs, double *loss, int *correct,
+                                  const float *restrict probs, const uint8_t *restrict labels,
+                                  int n, int lo, int hi)
 {
     double total = 0.0;
     int right = 0;
     for (int b = lo; b < hi; b++) {
         const float *p = probs + (size_t)b * 10;
         float *d = dprobs + (size_t)b * 10;
-        int y = labels[b], guess = 0;
-        for (int j = 1; j < 10; j++)
-            guess = p[j] > p[guess] ? j : guess;
-        right += guess == y;
-        /* -log p[y], p clipped to [1e-7, 1 - 1e-7] as Keras does */
-        float py = p[y] < 1e-7f ? 1e-7f : p[y] > 1.0f - 1e-7f ? 1.0f - 1e-7f : p[y];
-        total -= log((double)py);
+        int y = labels[b];
+        right += nnc_argmax(p, 10) == y;
+        total += nnc_sample_loss(NNC_LOSS_CROSSENTROPY, p, 10, y);
         /* softmax + crossentropy: dL/dz = (p - onehot(y)) / n */
         for (int j = 0; j < 10; j++)
             d[j] = (p[j] - (j == y ? 1.0f : 0.0f)) / (float)n;
     }
     *loss = total;
     *correct = right;
+}
+
+/* total[j] = the slices' gradients at offset + j, summed in slice order. */
+static void sum_slices(float *total, const float (*slice_grads)[N_PARAMS], size_t offset, int count)
+{
+    for (int j = 0; j < count; j++) {
+        float sum = slice_grads[0][offset + j];
+        for (int c = 1; c < CHUNKS; c++)
+            sum += slice_grads[c][offset + j];
+        total[j] = sum;
+    }
+}
+
+/* Each dropout layer's mask key, from the step's key and the layer's stream. */
+static uint64_t dropout_key(uint64_t key, int stream)
+{
+    return key ^ (0x9E3779B97F4A7C15ULL * (uint64_t)stream);
 }
 
 /* ---- initial parameters, drawn in layer order from the seeded RNG ---- */
@@ -1414,275 +1607,454 @@ static void init(float *params, float *state, nnc_rng *rng)
     nnc_init_fill(params + DENSE_3_W, 1280, NNC_INIT_GLOROT_UNIFORM, 128, 10, rng);
     nnc_init_fill(params + DENSE_3_B, 10, NNC_INIT_ZEROS, 128, 10, rng);
 }
-static float batch_normalization_1_totals[64]; /* dgamma, dbeta summed over the slices */
-static float batch_normalization_2_totals[64]; /* dgamma, dbeta summed over the slices */
-static float batch_normalization_3_totals[128]; /* dgamma, dbeta summed over the slices */
-static float batch_normalization_4_totals[128]; /* dgamma, dbeta summed over the slices */
 
-/* total[j] = the slices' gradients at offset + j, summed in slice order. */
-static void sum_slices(float *total, size_t offset, int count)
+/* ---- the step: one function a phase, all threads running each ---- */
+/* What a step works on. */
+typedef struct {
+    workspace *ws;
+    const float *x;          /* [n][IN_H][IN_W][IN_C], preprocessed */
+    const uint8_t *labels;   /* [n] (training) */
+    int n;
+    const float *params;     /* [N_PARAMS] */
+    float *grads;            /* [N_PARAMS] (training) */
+    float *state;            /* [N_STATE], batchnorm's running statistics */
+    uint64_t key;            /* the step's dropout key */
+} step;
+
+/*
+ * The slice loop, in every phase: slice c of the batch on one of the threads. With OpenMP's static
+ * schedule slice c runs on the same thread in every loop, so a loop whose next operation reads only
+ * its own slice ends without waiting (SLICES_NOWAIT); the threads wait where the plan has a sync
+ * point: at the end of SLICES, of a ONE_THREAD block, and of an ALL_THREADS loop.
+ */
+#define SLICES _Pragma("omp for schedule(static)") for (int c = 0; c < CHUNKS; c++)
+#define SLICES_NOWAIT _Pragma("omp for schedule(static) nowait") for (int c = 0; c < CHUNKS; c++)
+#define ONE_THREAD _Pragma("omp single")
+#define ALL_THREADS _Pragma("omp for schedule(static)")
+
+/* Training: the weights in the layouts the kernels read, once a step */
+static void train_prepare(const step *s)
 {
-    for (int j = 0; j < count; j++) {
-        float sum = slice_grads[0][offset + j];
-        for (int c = 1; c < CHUNKS; c++)
-            sum += slice_grads[c][offset + j];
-        total[j] = sum;
+    workspace *ws = s->ws;
+    const float *params = s->params;
+    ONE_THREAD {
+        conv2d_2_transpose_weights(ws->conv2d_2_wt, params + CONV2D_2_W);
+        conv2d_3_transpose_weights(ws->conv2d_3_wt, params + CONV2D_3_W);
+        conv2d_4_transpose_weights(ws->conv2d_4_wt, params + CONV2D_4_W);
     }
 }
 
-/* Each dropout layer gets its own mask key from the step's. */
-static uint64_t dropout_key(const nnc_step_ctx *ctx, int layer)
+/* Training: every layer's forward pass */
+static void train_forward(const step *s)
 {
-    return ctx->dropout_key ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(layer + 1));
+    workspace *ws = s->ws;
+    const float *x = s->x;
+    int n = s->n;
+    const float *params = s->params;
+    float *state = s->state;
+    uint64_t key = s->key;
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* conv2d_1: `conv 32 3x3 relu` */
+        conv2d_1_forward(ws->conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+        /* batch_normalization_1: `batchnorm` */
+        batch_normalization_1_sums(ws->batch_normalization_1_partial[c][0],
+                                   ws->batch_normalization_1_partial[c][1], ws->conv2d_1_out, lo,
+                                   hi);
+    }
+    ONE_THREAD
+        batch_normalization_1_combine(ws->batch_normalization_1_mean,
+                                      ws->batch_normalization_1_inv_std,
+                                      state + BATCH_NORMALIZATION_1_RUNNING,
+                                      ws->batch_normalization_1_partial, n);
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* batch_normalization_1: `batchnorm` */
+        batch_normalization_1_normalize(ws->batch_normalization_1_out, ws->conv2d_1_out,
+                                        params + BATCH_NORMALIZATION_1_GAMMA,
+                                        params + BATCH_NORMALIZATION_1_BETA,
+                                        ws->batch_normalization_1_mean,
+                                        ws->batch_normalization_1_inv_std, lo, hi);
+        /* conv2d_2: `conv 32 3x3 relu` */
+        conv2d_2_forward(ws->conv2d_2_out, ws->batch_normalization_1_out, params + CONV2D_2_W,
+                         params + CONV2D_2_B, lo, hi);
+        /* batch_normalization_2: `batchnorm` */
+        batch_normalization_2_sums(ws->batch_normalization_2_partial[c][0],
+                                   ws->batch_normalization_2_partial[c][1], ws->conv2d_2_out, lo,
+                                   hi);
+    }
+    ONE_THREAD
+        batch_normalization_2_combine(ws->batch_normalization_2_mean,
+                                      ws->batch_normalization_2_inv_std,
+                                      state + BATCH_NORMALIZATION_2_RUNNING,
+                                      ws->batch_normalization_2_partial, n);
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* batch_normalization_2: `batchnorm` */
+        batch_normalization_2_normalize(ws->batch_normalization_2_out, ws->conv2d_2_out,
+                                        params + BATCH_NORMALIZATION_2_GAMMA,
+                                        params + BATCH_NORMALIZATION_2_BETA,
+                                        ws->batch_normalization_2_mean,
+                                        ws->batch_normalization_2_inv_std, lo, hi);
+        /* max_pooling2d_1: `maxpool 2x2` */
+        max_pooling2d_1_forward(ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax,
+                                ws->batch_normalization_2_out, lo, hi);
+        /* conv2d_3: `conv 64 3x3 relu` */
+        conv2d_3_forward(ws->conv2d_3_out, ws->max_pooling2d_1_out, params + CONV2D_3_W,
+                         params + CONV2D_3_B, lo, hi);
+        /* batch_normalization_3: `batchnorm` */
+        batch_normalization_3_sums(ws->batch_normalization_3_partial[c][0],
+                                   ws->batch_normalization_3_partial[c][1], ws->conv2d_3_out, lo,
+                                   hi);
+    }
+    ONE_THREAD
+        batch_normalization_3_combine(ws->batch_normalization_3_mean,
+                                      ws->batch_normalization_3_inv_std,
+                                      state + BATCH_NORMALIZATION_3_RUNNING,
+                                      ws->batch_normalization_3_partial, n);
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* batch_normalization_3: `batchnorm` */
+        batch_normalization_3_normalize(ws->batch_normalization_3_out, ws->conv2d_3_out,
+                                        params + BATCH_NORMALIZATION_3_GAMMA,
+                                        params + BATCH_NORMALIZATION_3_BETA,
+                                        ws->batch_normalization_3_mean,
+                                        ws->batch_normalization_3_inv_std, lo, hi);
+        /* conv2d_4: `conv 64 3x3 relu` */
+        conv2d_4_forward(ws->conv2d_4_out, ws->batch_normalization_3_out, params + CONV2D_4_W,
+                         params + CONV2D_4_B, lo, hi);
+        /* batch_normalization_4: `batchnorm` */
+        batch_normalization_4_sums(ws->batch_normalization_4_partial[c][0],
+                                   ws->batch_normalization_4_partial[c][1], ws->conv2d_4_out, lo,
+                                   hi);
+    }
+    ONE_THREAD
+        batch_normalization_4_combine(ws->batch_normalization_4_mean,
+                                      ws->batch_normalization_4_inv_std,
+                                      state + BATCH_NORMALIZATION_4_RUNNING,
+                                      ws->batch_normalization_4_partial, n);
+    SLICES_NOWAIT {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* batch_normalization_4: `batchnorm` */
+        batch_normalization_4_normalize(ws->batch_normalization_4_out, ws->conv2d_4_out,
+                                        params + BATCH_NORMALIZATION_4_GAMMA,
+                                        params + BATCH_NORMALIZATION_4_BETA,
+                                        ws->batch_normalization_4_mean,
+                                        ws->batch_normalization_4_inv_std, lo, hi);
+        /* max_pooling2d_2: `maxpool 2x2` */
+        max_pooling2d_2_forward(ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax,
+                                ws->batch_normalization_4_out, lo, hi);
+        /* dense_1: `dense 256 relu` */
+        dense_1_forward(ws->dense_1_out, ws->max_pooling2d_2_out, params + DENSE_1_W,
+                        params + DENSE_1_B, lo, hi);
+        /* dropout_1: `dropout 0.4` */
+        dropout_1_forward(ws->dropout_1_out, ws->dropout_1_mask, ws->dense_1_out, dropout_key(key,
+                DROPOUT_1_STREAM), lo, hi);
+        /* dense_2: `dense 128 relu` */
+        dense_2_forward(ws->dense_2_out, ws->dropout_1_out, params + DENSE_2_W, params + DENSE_2_B,
+                        lo, hi);
+        /* dropout_2: `dropout 0.4` */
+        dropout_2_forward(ws->dropout_2_out, ws->dropout_2_mask, ws->dense_2_out, dropout_key(key,
+                DROPOUT_2_STREAM), lo, hi);
+        /* dense_3: `dense 10 softmax` */
+        dense_3_forward(ws->dense_3_out, ws->dropout_2_out, params + DENSE_3_W, params + DENSE_3_B,
+                        lo, hi);
+    }
 }
 
-/* ---- one training step: forward (training mode), loss, backward, gradient sum ---- */
-static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, const uint8_t *labels, int n,
-                                   const float *params, float *grads, float *state)
+/* Training: the loss and its gradient, dL/d(last output) */
+static void train_loss(const step *s)
 {
-    double loss[CHUNKS];
-    int correct[CHUNKS];
+    workspace *ws = s->ws;
+    const uint8_t *labels = s->labels;
+    int n = s->n;
+    SLICES_NOWAIT {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        loss_forward_backward(grad_region(ws->grad_a, lo, 10), &ws->slice_loss[c],
+                              &ws->slice_correct[c], ws->dense_3_out, labels, n, lo, hi);
+    }
+}
+
+/* Training: every layer's backward pass, last layer first */
+static void train_backward(const step *s)
+{
+    workspace *ws = s->ws;
+    const float *x = s->x;
+    int n = s->n;
+    const float *params = s->params;
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* dense_3: `dense 10 softmax` */
+        dense_3_backward(grad_region(ws->grad_b, lo, 128), ws->slice_grads[c] + DENSE_3_W,
+                         ws->slice_grads[c] + DENSE_3_B, grad_region(ws->grad_a, lo, 10),
+                         ws->dense_3_out, ws->dropout_2_out, params + DENSE_3_W, lo, hi);
+        /* dropout_2: `dropout 0.4` */
+        dropout_2_backward(grad_region(ws->grad_a, lo, 128), grad_region(ws->grad_b, lo, 128),
+                           ws->dropout_2_mask, lo, hi);
+        /* dense_2: `dense 128 relu` */
+        dense_2_backward(grad_region(ws->grad_b, lo, 256), ws->slice_grads[c] + DENSE_2_W,
+                         ws->slice_grads[c] + DENSE_2_B, grad_region(ws->grad_a, lo, 128),
+                         ws->dense_2_out, ws->dropout_1_out, params + DENSE_2_W, lo, hi);
+        /* dropout_1: `dropout 0.4` */
+        dropout_1_backward(grad_region(ws->grad_a, lo, 256), grad_region(ws->grad_b, lo, 256),
+                           ws->dropout_1_mask, lo, hi);
+        /* dense_1: `dense 256 relu` */
+        dense_1_backward(grad_region(ws->grad_b, lo, 1024), ws->slice_grads[c] + DENSE_1_W,
+                         ws->slice_grads[c] + DENSE_1_B, grad_region(ws->grad_a, lo, 256),
+                         ws->dense_1_out, ws->max_pooling2d_2_out, params + DENSE_1_W, lo, hi);
+        /* max_pooling2d_2: `maxpool 2x2` */
+        max_pooling2d_2_backward(grad_region(ws->grad_a, lo, 4096), grad_region(ws->grad_b, lo,
+                1024), ws->max_pooling2d_2_argmax, lo, hi);
+        /* batch_normalization_4: `batchnorm` */
+        batch_normalization_4_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_4_GAMMA,
+                                              ws->slice_grads[c] + BATCH_NORMALIZATION_4_BETA,
+                                              grad_region(ws->grad_a, lo, 4096), ws->conv2d_4_out,
+                                              ws->batch_normalization_4_mean,
+                                              ws->batch_normalization_4_inv_std, lo, hi);
+    }
+    ONE_THREAD
+        sum_slices(ws->batch_normalization_4_totals, ws->slice_grads, BATCH_NORMALIZATION_4_GAMMA,
+                   128);
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* batch_normalization_4: `batchnorm` */
+        batch_normalization_4_backward_input(grad_region(ws->grad_b, lo, 4096),
+                                             grad_region(ws->grad_a, lo, 4096), ws->conv2d_4_out,
+                                             params + BATCH_NORMALIZATION_4_GAMMA,
+                                             ws->batch_normalization_4_mean,
+                                             ws->batch_normalization_4_inv_std,
+                                             ws->batch_normalization_4_totals,
+                                             ws->batch_normalization_4_totals + 64, n, lo, hi);
+        /* conv2d_4: `conv 64 3x3 relu` */
+        conv2d_4_backward(grad_region(ws->grad_a, lo, 6400), ws->slice_grads[c] + CONV2D_4_W,
+                          ws->slice_grads[c] + CONV2D_4_B, grad_region(ws->grad_b, lo, 4096),
+                          ws->conv2d_4_out, ws->batch_normalization_3_out, ws->conv2d_4_wt, lo, hi);
+        /* batch_normalization_3: `batchnorm` */
+        batch_normalization_3_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_3_GAMMA,
+                                              ws->slice_grads[c] + BATCH_NORMALIZATION_3_BETA,
+                                              grad_region(ws->grad_a, lo, 6400), ws->conv2d_3_out,
+                                              ws->batch_normalization_3_mean,
+                                              ws->batch_normalization_3_inv_std, lo, hi);
+    }
+    ONE_THREAD
+        sum_slices(ws->batch_normalization_3_totals, ws->slice_grads, BATCH_NORMALIZATION_3_GAMMA,
+                   128);
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* batch_normalization_3: `batchnorm` */
+        batch_normalization_3_backward_input(grad_region(ws->grad_b, lo, 6400),
+                                             grad_region(ws->grad_a, lo, 6400), ws->conv2d_3_out,
+                                             params + BATCH_NORMALIZATION_3_GAMMA,
+                                             ws->batch_normalization_3_mean,
+                                             ws->batch_normalization_3_inv_std,
+                                             ws->batch_normalization_3_totals,
+                                             ws->batch_normalization_3_totals + 64, n, lo, hi);
+        /* conv2d_3: `conv 64 3x3 relu` */
+        conv2d_3_backward(grad_region(ws->grad_a, lo, 4608), ws->slice_grads[c] + CONV2D_3_W,
+                          ws->slice_grads[c] + CONV2D_3_B, grad_region(ws->grad_b, lo, 6400),
+                          ws->conv2d_3_out, ws->max_pooling2d_1_out, ws->conv2d_3_wt, lo, hi);
+        /* max_pooling2d_1: `maxpool 2x2` */
+        max_pooling2d_1_backward(grad_region(ws->grad_b, lo, 18432), grad_region(ws->grad_a, lo,
+                4608), ws->max_pooling2d_1_argmax, lo, hi);
+        /* batch_normalization_2: `batchnorm` */
+        batch_normalization_2_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA,
+                                              ws->slice_grads[c] + BATCH_NORMALIZATION_2_BETA,
+                                              grad_region(ws->grad_b, lo, 18432), ws->conv2d_2_out,
+                                              ws->batch_normalization_2_mean,
+                                              ws->batch_normalization_2_inv_std, lo, hi);
+    }
+    ONE_THREAD
+        sum_slices(ws->batch_normalization_2_totals, ws->slice_grads, BATCH_NORMALIZATION_2_GAMMA,
+                   64);
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* batch_normalization_2: `batchnorm` */
+        batch_normalization_2_backward_input(grad_region(ws->grad_a, lo, 18432),
+                                             grad_region(ws->grad_b, lo, 18432), ws->conv2d_2_out,
+                                             params + BATCH_NORMALIZATION_2_GAMMA,
+                                             ws->batch_normalization_2_mean,
+                                             ws->batch_normalization_2_inv_std,
+                                             ws->batch_normalization_2_totals,
+                                             ws->batch_normalization_2_totals + 32, n, lo, hi);
+        /* conv2d_2: `conv 32 3x3 relu` */
+        conv2d_2_backward(grad_region(ws->grad_b, lo, 21632), ws->slice_grads[c] + CONV2D_2_W,
+                          ws->slice_grads[c] + CONV2D_2_B, grad_region(ws->grad_a, lo, 18432),
+                          ws->conv2d_2_out, ws->batch_normalization_1_out, ws->conv2d_2_wt, lo, hi);
+        /* batch_normalization_1: `batchnorm` */
+        batch_normalization_1_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_1_GAMMA,
+                                              ws->slice_grads[c] + BATCH_NORMALIZATION_1_BETA,
+                                              grad_region(ws->grad_b, lo, 21632), ws->conv2d_1_out,
+                                              ws->batch_normalization_1_mean,
+                                              ws->batch_normalization_1_inv_std, lo, hi);
+    }
+    ONE_THREAD
+        sum_slices(ws->batch_normalization_1_totals, ws->slice_grads, BATCH_NORMALIZATION_1_GAMMA,
+                   64);
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* batch_normalization_1: `batchnorm` */
+        batch_normalization_1_backward_input(grad_region(ws->grad_a, lo, 21632),
+                                             grad_region(ws->grad_b, lo, 21632), ws->conv2d_1_out,
+                                             params + BATCH_NORMALIZATION_1_GAMMA,
+                                             ws->batch_normalization_1_mean,
+                                             ws->batch_normalization_1_inv_std,
+                                             ws->batch_normalization_1_totals,
+                                             ws->batch_normalization_1_totals + 32, n, lo, hi);
+        /* conv2d_1: `conv 32 3x3 relu` */
+        conv2d_1_backward(NULL, ws->slice_grads[c] + CONV2D_1_W, ws->slice_grads[c] + CONV2D_1_B,
+                          grad_region(ws->grad_a, lo, 21632), ws->conv2d_1_out, x, NULL, lo, hi);
+    }
+}
+
+/* Training: the batch's gradient, and the penalties */
+static void train_gradient(const step *s)
+{
+    workspace *ws = s->ws;
+    float *grads = s->grads;
+    /* the batch's gradient: the slices' sums, in slice order */
+    ALL_THREADS
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        float sum = ws->slice_grads[0][i];
+        for (int c = 1; c < CHUNKS; c++)
+            sum += ws->slice_grads[c][i];
+        grads[i] = sum;
+    }
+}
+
+/* ---- one training step: forward (training mode), loss, backward, gradient ---- */
+static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, const uint8_t *labels,
+                                   int n, const float *params, float *grads, float *state)
+{
+    workspace *ws = ctx->workspace;
+    step s = {ws, x, labels, n, params, grads, state, ctx->dropout_key};
 #pragma omp parallel num_threads(ctx->threads)
     {
-        /* weights in the layouts the kernels read, once a step */
-#pragma omp single
-        {
-            conv2d_2_transpose_weights(params + CONV2D_2_W);
-            conv2d_3_transpose_weights(params + CONV2D_3_W);
-            conv2d_4_transpose_weights(params + CONV2D_4_W);
-        }
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            /* conv2d_1: `conv 32 3x3 relu` (line 12) */
-            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
-            /* batch_normalization_1: `batchnorm` (line 13) */
-            batch_normalization_1_sums(batch_normalization_1_partial[c][0], batch_normalization_1_partial[c][1], conv2d_1_out, lo, hi);
-        }
-#pragma omp single
-        batch_normalization_1_combine(state + BATCH_NORMALIZATION_1_RUNNING, n);
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            batch_normalization_1_normalize(batch_normalization_1_out, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, lo, hi);
-            /* conv2d_2: `conv 32 3x3 relu` (line 14) */
-            conv2d_2_forward(conv2d_2_out, batch_normalization_1_out, params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
-            /* batch_normalization_2: `batchnorm` (line 15) */
-            batch_normalization_2_sums(batch_normalization_2_partial[c][0], batch_normalization_2_partial[c][1], conv2d_2_out, lo, hi);
-        }
-#pragma omp single
-        batch_normalization_2_combine(state + BATCH_NORMALIZATION_2_RUNNING, n);
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            batch_normalization_2_normalize(batch_normalization_2_out, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, lo, hi);
-            /* max_pooling2d_1: `maxpool 2x2` (line 16) */
-            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, batch_normalization_2_out, lo, hi);
-            /* conv2d_3: `conv 64 3x3 relu` (line 17) */
-            conv2d_3_forward(conv2d_3_out, max_pooling2d_1_out, params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
-            /* batch_normalization_3: `batchnorm` (line 18) */
-            batch_normalization_3_sums(batch_normalization_3_partial[c][0], batch_normalization_3_partial[c][1], conv2d_3_out, lo, hi);
-        }
-#pragma omp single
-        batch_normalization_3_combine(state + BATCH_NORMALIZATION_3_RUNNING, n);
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            batch_normalization_3_normalize(batch_normalization_3_out, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, lo, hi);
-            /* conv2d_4: `conv 64 3x3 relu` (line 19) */
-            conv2d_4_forward(conv2d_4_out, batch_normalization_3_out, params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
-            /* batch_normalization_4: `batchnorm` (line 20) */
-            batch_normalization_4_sums(batch_normalization_4_partial[c][0], batch_normalization_4_partial[c][1], conv2d_4_out, lo, hi);
-        }
-#pragma omp single
-        batch_normalization_4_combine(state + BATCH_NORMALIZATION_4_RUNNING, n);
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            batch_normalization_4_normalize(batch_normalization_4_out, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, lo, hi);
-            /* max_pooling2d_2: `maxpool 2x2` (line 21) */
-            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, batch_normalization_4_out, lo, hi);
-            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-            /* dense_1: `dense 256 relu` (line 23) */
-            dense_1_forward(dense_1_out, max_pooling2d_2_out, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
-            /* dropout_1: `dropout 0.4` (line 24) */
-            dropout_1_forward(dropout_1_out, dropout_1_mask, dense_1_out, dropout_key(ctx, 12), lo, hi);
-            /* dense_2: `dense 128 relu` (line 25) */
-            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
-            /* dropout_2: `dropout 0.4` (line 26) */
-            dropout_2_forward(dropout_2_out, dropout_2_mask, dense_2_out, dropout_key(ctx, 14), lo, hi);
-            /* dense_3: `dense 10 softmax` (line 27) */
-            dense_3_forward(dense_3_out, dropout_2_out, params + DENSE_3_W, params + DENSE_3_B, lo, hi);
-            /* loss */
-            loss_forward_backward(GRAD(grad_a, 10), &loss[c], &correct[c], dense_3_out, labels, n, lo, hi);
-            /* dense_3: `dense 10 softmax` (line 27) */
-            dense_3_backward(GRAD(grad_b, 128), slice_grads[c] + DENSE_3_W, slice_grads[c] + DENSE_3_B, GRAD(grad_a, 10), dense_3_out, dropout_2_out,
-                            params + DENSE_3_W, lo, hi);
-            /* dropout_2: `dropout 0.4` (line 26) */
-            dropout_2_backward(GRAD(grad_a, 128), GRAD(grad_b, 128), dropout_2_mask, lo, hi);
-            /* dense_2: `dense 128 relu` (line 25) */
-            dense_2_backward(GRAD(grad_b, 256), slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, GRAD(grad_a, 128), dense_2_out, dropout_1_out,
-                            params + DENSE_2_W, lo, hi);
-            /* dropout_1: `dropout 0.4` (line 24) */
-            dropout_1_backward(GRAD(grad_a, 256), GRAD(grad_b, 256), dropout_1_mask, lo, hi);
-            /* dense_1: `dense 256 relu` (line 23) */
-            dense_1_backward(GRAD(grad_b, 1024), slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, GRAD(grad_a, 256), dense_1_out, max_pooling2d_2_out,
-                            params + DENSE_1_W, lo, hi);
-            /* max_pooling2d_2: `maxpool 2x2` (line 21) */
-            max_pooling2d_2_backward(GRAD(grad_a, 4096), GRAD(grad_b, 1024), max_pooling2d_2_argmax, lo, hi);
-            /* batch_normalization_4: `batchnorm` (line 20) */
-            batch_normalization_4_backward_params(slice_grads[c] + BATCH_NORMALIZATION_4_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_4_BETA, GRAD(grad_a, 4096), conv2d_4_out, lo, hi);
-        }
-#pragma omp single
-        sum_slices(batch_normalization_4_totals, BATCH_NORMALIZATION_4_GAMMA, 128);
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            batch_normalization_4_backward_input(GRAD(grad_b, 4096), GRAD(grad_a, 4096), conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, batch_normalization_4_totals, batch_normalization_4_totals + 64, n, lo, hi);
-            /* conv2d_4: `conv 64 3x3 relu` (line 19) */
-            conv2d_4_backward(GRAD(grad_a, 6400), slice_grads[c] + CONV2D_4_W, slice_grads[c] + CONV2D_4_B, GRAD(grad_b, 4096), conv2d_4_out, batch_normalization_3_out, lo, hi);
-            /* batch_normalization_3: `batchnorm` (line 18) */
-            batch_normalization_3_backward_params(slice_grads[c] + BATCH_NORMALIZATION_3_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_3_BETA, GRAD(grad_a, 6400), conv2d_3_out, lo, hi);
-        }
-#pragma omp single
-        sum_slices(batch_normalization_3_totals, BATCH_NORMALIZATION_3_GAMMA, 128);
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            batch_normalization_3_backward_input(GRAD(grad_b, 6400), GRAD(grad_a, 6400), conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, batch_normalization_3_totals, batch_normalization_3_totals + 64, n, lo, hi);
-            /* conv2d_3: `conv 64 3x3 relu` (line 17) */
-            conv2d_3_backward(GRAD(grad_a, 4608), slice_grads[c] + CONV2D_3_W, slice_grads[c] + CONV2D_3_B, GRAD(grad_b, 6400), conv2d_3_out, max_pooling2d_1_out, lo, hi);
-            /* max_pooling2d_1: `maxpool 2x2` (line 16) */
-            max_pooling2d_1_backward(GRAD(grad_b, 18432), GRAD(grad_a, 4608), max_pooling2d_1_argmax, lo, hi);
-            /* batch_normalization_2: `batchnorm` (line 15) */
-            batch_normalization_2_backward_params(slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_2_BETA, GRAD(grad_b, 18432), conv2d_2_out, lo, hi);
-        }
-#pragma omp single
-        sum_slices(batch_normalization_2_totals, BATCH_NORMALIZATION_2_GAMMA, 64);
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            batch_normalization_2_backward_input(GRAD(grad_a, 18432), GRAD(grad_b, 18432), conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, batch_normalization_2_totals, batch_normalization_2_totals + 32, n, lo, hi);
-            /* conv2d_2: `conv 32 3x3 relu` (line 14) */
-            conv2d_2_backward(GRAD(grad_b, 21632), slice_grads[c] + CONV2D_2_W, slice_grads[c] + CONV2D_2_B, GRAD(grad_a, 18432), conv2d_2_out, batch_normalization_1_out, lo, hi);
-            /* batch_normalization_1: `batchnorm` (line 13) */
-            batch_normalization_1_backward_params(slice_grads[c] + BATCH_NORMALIZATION_1_GAMMA, slice_grads[c] + BATCH_NORMALIZATION_1_BETA, GRAD(grad_b, 21632), conv2d_1_out, lo, hi);
-        }
-#pragma omp single
-        sum_slices(batch_normalization_1_totals, BATCH_NORMALIZATION_1_GAMMA, 64);
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            batch_normalization_1_backward_input(GRAD(grad_a, 21632), GRAD(grad_b, 21632), conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, batch_normalization_1_totals, batch_normalization_1_totals + 32, n, lo, hi);
-            /* conv2d_1: `conv 32 3x3 relu` (line 12) */
-            conv2d_1_backward(NULL, slice_grads[c] + CONV2D_1_W, slice_grads[c] + CONV2D_1_B, GRAD(grad_a, 21632), conv2d_1_out, x, lo, hi);
-        }
-
-        /* the batch's gradient: the slices' sums, in slice order */
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < N_PARAMS; i++) {
-            float sum = slice_grads[0][i];
-            for (int c = 1; c < CHUNKS; c++)
-                sum += slice_grads[c][i];
-            grads[i] = sum;
-        }
+        train_prepare(&s);
+        train_forward(&s);
+        train_loss(&s);
+        train_backward(&s);
+        train_gradient(&s);
     }
     nnc_batch_stats stats = {0.0, 0};
     for (int c = 0; c < CHUNKS; c++) {
-        stats.loss_sum += loss[c];
-        stats.correct += correct[c];
+        stats.loss_sum += ws->slice_loss[c];
+        stats.correct += ws->slice_correct[c];
     }
     return stats;
 }
 
-/* ---- inference: batchnorm uses its running statistics, dropout is off ---- */
-static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const float *params, const float *state,
-                        float *probs)
+/* Inference: every layer's forward pass */
+static void infer_forward(const step *s)
 {
+    workspace *ws = s->ws;
+    const float *x = s->x;
+    int n = s->n;
+    const float *params = s->params;
+    float *state = s->state;
+    SLICES_NOWAIT {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* conv2d_1: `conv 32 3x3 relu` */
+        conv2d_1_forward(ws->conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+        /* batch_normalization_1: `batchnorm` */
+        batch_normalization_1_forward_infer(ws->batch_normalization_1_out, ws->conv2d_1_out,
+                                            params + BATCH_NORMALIZATION_1_GAMMA,
+                                            params + BATCH_NORMALIZATION_1_BETA,
+                                            state + BATCH_NORMALIZATION_1_RUNNING, lo, hi);
+        /* conv2d_2: `conv 32 3x3 relu` */
+        conv2d_2_forward(ws->conv2d_2_out, ws->batch_normalization_1_out, params + CONV2D_2_W,
+                         params + CONV2D_2_B, lo, hi);
+        /* batch_normalization_2: `batchnorm` */
+        batch_normalization_2_forward_infer(ws->batch_normalization_2_out, ws->conv2d_2_out,
+                                            params + BATCH_NORMALIZATION_2_GAMMA,
+                                            params + BATCH_NORMALIZATION_2_BETA,
+                                            state + BATCH_NORMALIZATION_2_RUNNING, lo, hi);
+        /* max_pooling2d_1: `maxpool 2x2` */
+        max_pooling2d_1_forward(ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax,
+                                ws->batch_normalization_2_out, lo, hi);
+        /* conv2d_3: `conv 64 3x3 relu` */
+        conv2d_3_forward(ws->conv2d_3_out, ws->max_pooling2d_1_out, params + CONV2D_3_W,
+                         params + CONV2D_3_B, lo, hi);
+        /* batch_normalization_3: `batchnorm` */
+        batch_normalization_3_forward_infer(ws->batch_normalization_3_out, ws->conv2d_3_out,
+                                            params + BATCH_NORMALIZATION_3_GAMMA,
+                                            params + BATCH_NORMALIZATION_3_BETA,
+                                            state + BATCH_NORMALIZATION_3_RUNNING, lo, hi);
+        /* conv2d_4: `conv 64 3x3 relu` */
+        conv2d_4_forward(ws->conv2d_4_out, ws->batch_normalization_3_out, params + CONV2D_4_W,
+                         params + CONV2D_4_B, lo, hi);
+        /* batch_normalization_4: `batchnorm` */
+        batch_normalization_4_forward_infer(ws->batch_normalization_4_out, ws->conv2d_4_out,
+                                            params + BATCH_NORMALIZATION_4_GAMMA,
+                                            params + BATCH_NORMALIZATION_4_BETA,
+                                            state + BATCH_NORMALIZATION_4_RUNNING, lo, hi);
+        /* max_pooling2d_2: `maxpool 2x2` */
+        max_pooling2d_2_forward(ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax,
+                                ws->batch_normalization_4_out, lo, hi);
+        /* dense_1: `dense 256 relu` */
+        dense_1_forward(ws->dense_1_out, ws->max_pooling2d_2_out, params + DENSE_1_W,
+                        params + DENSE_1_B, lo, hi);
+        /* dropout_1: `dropout 0.4` */
+        memcpy(ws->dropout_1_out + (size_t)lo * 256, ws->dense_1_out + (size_t)lo * 256,
+               sizeof(float) * (size_t)(hi - lo) * 256);
+        /* dense_2: `dense 128 relu` */
+        dense_2_forward(ws->dense_2_out, ws->dropout_1_out, params + DENSE_2_W, params + DENSE_2_B,
+                        lo, hi);
+        /* dropout_2: `dropout 0.4` */
+        memcpy(ws->dropout_2_out + (size_t)lo * 128, ws->dense_2_out + (size_t)lo * 128,
+               sizeof(float) * (size_t)(hi - lo) * 128);
+        /* dense_3: `dense 10 softmax` */
+        dense_3_forward(ws->dense_3_out, ws->dropout_2_out, params + DENSE_3_W, params + DENSE_3_B,
+                        lo, hi);
+    }
+}
+
+/* ---- inference: batchnorm uses its running statistics, dropout is off ---- */
+static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const float *params,
+                        const float *state, float *probs)
+{
+    workspace *ws = ctx->workspace;
+    step s = {ws, x, NULL, n, params, NULL, (float *)state, 0}; /* inference writes no state */
 #pragma omp parallel num_threads(ctx->threads)
     {
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            /* conv2d_1: `conv 32 3x3 relu` (line 12) */
-            conv2d_1_forward(conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
-            /* batch_normalization_1: `batchnorm` (line 13) */
-            batch_normalization_1_forward_infer(batch_normalization_1_out, conv2d_1_out, params + BATCH_NORMALIZATION_1_GAMMA, params + BATCH_NORMALIZATION_1_BETA, state + BATCH_NORMALIZATION_1_RUNNING, lo, hi);
-            /* conv2d_2: `conv 32 3x3 relu` (line 14) */
-            conv2d_2_forward(conv2d_2_out, batch_normalization_1_out, params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
-            /* batch_normalization_2: `batchnorm` (line 15) */
-            batch_normalization_2_forward_infer(batch_normalization_2_out, conv2d_2_out, params + BATCH_NORMALIZATION_2_GAMMA, params + BATCH_NORMALIZATION_2_BETA, state + BATCH_NORMALIZATION_2_RUNNING, lo, hi);
-            /* max_pooling2d_1: `maxpool 2x2` (line 16) */
-            max_pooling2d_1_forward(max_pooling2d_1_out, max_pooling2d_1_argmax, batch_normalization_2_out, lo, hi);
-            /* conv2d_3: `conv 64 3x3 relu` (line 17) */
-            conv2d_3_forward(conv2d_3_out, max_pooling2d_1_out, params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
-            /* batch_normalization_3: `batchnorm` (line 18) */
-            batch_normalization_3_forward_infer(batch_normalization_3_out, conv2d_3_out, params + BATCH_NORMALIZATION_3_GAMMA, params + BATCH_NORMALIZATION_3_BETA, state + BATCH_NORMALIZATION_3_RUNNING, lo, hi);
-            /* conv2d_4: `conv 64 3x3 relu` (line 19) */
-            conv2d_4_forward(conv2d_4_out, batch_normalization_3_out, params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
-            /* batch_normalization_4: `batchnorm` (line 20) */
-            batch_normalization_4_forward_infer(batch_normalization_4_out, conv2d_4_out, params + BATCH_NORMALIZATION_4_GAMMA, params + BATCH_NORMALIZATION_4_BETA, state + BATCH_NORMALIZATION_4_RUNNING, lo, hi);
-            /* max_pooling2d_2: `maxpool 2x2` (line 21) */
-            max_pooling2d_2_forward(max_pooling2d_2_out, max_pooling2d_2_argmax, batch_normalization_4_out, lo, hi);
-            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-            /* dense_1: `dense 256 relu` (line 23) */
-            dense_1_forward(dense_1_out, max_pooling2d_2_out, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
-            /* dropout_1: `dropout 0.4` (line 24) */
-            memcpy(dropout_1_out + (size_t)lo * 256, dense_1_out + (size_t)lo * 256, sizeof(float) * (size_t)(hi - lo) * 256); /* off at inference */
-            /* dense_2: `dense 128 relu` (line 25) */
-            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
-            /* dropout_2: `dropout 0.4` (line 26) */
-            memcpy(dropout_2_out + (size_t)lo * 128, dense_2_out + (size_t)lo * 128, sizeof(float) * (size_t)(hi - lo) * 128); /* off at inference */
-            /* dense_3: `dense 10 softmax` (line 27) */
-            dense_3_forward(dense_3_out, dropout_2_out, params + DENSE_3_W, params + DENSE_3_B, lo, hi);
-        }
+        infer_forward(&s);
     }
-    memcpy(probs, dense_3_out, sizeof(float) * (size_t)n * 10);
+    memcpy(probs, ws->dense_3_out, sizeof(float) * (size_t)n * 10);
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
 /* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
-static const char *first_nonfinite(int n)
+static const char *first_nonfinite(const void *workspace_, int n)
 {
-    if (!nnc_all_finite(conv2d_1_out, (size_t)n * 21632))
+    const workspace *ws = workspace_;
+    if (!nnc_all_finite(ws->conv2d_1_out, (size_t)n * 21632))
         return "conv2d_1 (line 12, `conv 32 3x3 relu`)";
-    if (!nnc_all_finite(batch_normalization_1_out, (size_t)n * 21632))
+    if (!nnc_all_finite(ws->batch_normalization_1_out, (size_t)n * 21632))
         return "batch_normalization_1 (line 13, `batchnorm`)";
-    if (!nnc_all_finite(conv2d_2_out, (size_t)n * 18432))
+    if (!nnc_all_finite(ws->conv2d_2_out, (size_t)n * 18432))
         return "conv2d_2 (line 14, `conv 32 3x3 relu`)";
-    if (!nnc_all_finite(batch_normalization_2_out, (size_t)n * 18432))
+    if (!nnc_all_finite(ws->batch_normalization_2_out, (size_t)n * 18432))
         return "batch_normalization_2 (line 15, `batchnorm`)";
-    if (!nnc_all_finite(max_pooling2d_1_out, (size_t)n * 4608))
+    if (!nnc_all_finite(ws->max_pooling2d_1_out, (size_t)n * 4608))
         return "max_pooling2d_1 (line 16, `maxpool 2x2`)";
-    if (!nnc_all_finite(conv2d_3_out, (size_t)n * 6400))
+    if (!nnc_all_finite(ws->conv2d_3_out, (size_t)n * 6400))
         return "conv2d_3 (line 17, `conv 64 3x3 relu`)";
-    if (!nnc_all_finite(batch_normalization_3_out, (size_t)n * 6400))
+    if (!nnc_all_finite(ws->batch_normalization_3_out, (size_t)n * 6400))
         return "batch_normalization_3 (line 18, `batchnorm`)";
-    if (!nnc_all_finite(conv2d_4_out, (size_t)n * 4096))
+    if (!nnc_all_finite(ws->conv2d_4_out, (size_t)n * 4096))
         return "conv2d_4 (line 19, `conv 64 3x3 relu`)";
-    if (!nnc_all_finite(batch_normalization_4_out, (size_t)n * 4096))
+    if (!nnc_all_finite(ws->batch_normalization_4_out, (size_t)n * 4096))
         return "batch_normalization_4 (line 20, `batchnorm`)";
-    if (!nnc_all_finite(max_pooling2d_2_out, (size_t)n * 1024))
+    if (!nnc_all_finite(ws->max_pooling2d_2_out, (size_t)n * 1024))
         return "max_pooling2d_2 (line 21, `maxpool 2x2`)";
-    if (!nnc_all_finite(dense_1_out, (size_t)n * 256))
+    if (!nnc_all_finite(ws->dense_1_out, (size_t)n * 256))
         return "dense_1 (line 23, `dense 256 relu`)";
-    if (!nnc_all_finite(dropout_1_out, (size_t)n * 256))
+    if (!nnc_all_finite(ws->dropout_1_out, (size_t)n * 256))
         return "dropout_1 (line 24, `dropout 0.4`)";
-    if (!nnc_all_finite(dense_2_out, (size_t)n * 128))
+    if (!nnc_all_finite(ws->dense_2_out, (size_t)n * 128))
         return "dense_2 (line 25, `dense 128 relu`)";
-    if (!nnc_all_finite(dropout_2_out, (size_t)n * 128))
+    if (!nnc_all_finite(ws->dropout_2_out, (size_t)n * 128))
         return "dropout_2 (line 26, `dropout 0.4`)";
-    if (!nnc_all_finite(dense_3_out, (size_t)n * 10))
+    if (!nnc_all_finite(ws->dense_3_out, (size_t)n * 10))
         return "dense_3 (line 27, `dense 10 softmax`)";
     return NULL;
 }
@@ -1745,13 +2117,14 @@ const nnc_model nnc_model_conv4_bn = {
     .n_state = N_STATE,
     .signature = 0xe4354b41f91075d5ULL,
     .max_batch = B,
+    .workspace_bytes = sizeof(workspace),
     .default_threads = 2, /* 7681 MFLOP a training step */
     .prep = NNC_PREP_SCALE,
     .prep_scale = 0.003921569f,
     .recipe = {
         .loss = NNC_LOSS_CROSSENTROPY,
-        .optimizer = {.kind = NNC_OPT_SGD, .lr = 0.05f, .momentum = 0.9f, .nesterov = 0, .beta1 = 0.0f, .beta2 = 0.0f,
-                      .rho = 0.0f, .eps = 0.0f},
+        .optimizer = {.kind = NNC_OPT_SGD, .lr = 0.05f, .momentum = 0.9f, .nesterov = 0,
+                      .beta1 = 0.0f, .beta2 = 0.0f, .rho = 0.0f, .eps = 0.0f},
         .batch = B,
         .epochs = 12,
         .schedule = NNC_SCHED_PIECEWISE,
@@ -1759,7 +2132,8 @@ const nnc_model nnc_model_conv4_bn = {
         .phases = schedule,
         .seed = 3ULL,
         .augment = 1,
-        .aug = {.rotation = 10.0f, .width_shift = 0.1f, .height_shift = 0.1f, .shear = 0.0f, .zoom = 0.1f},
+        .aug = {.rotation = 10.0f, .width_shift = 0.1f, .height_shift = 0.1f, .shear = 0.0f,
+                .zoom = 0.1f},
     },
     .n_tensors = N_TENSORS,
     .tensors = param_tensors,

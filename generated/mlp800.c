@@ -3,7 +3,8 @@
  * Do not edit: change the model file and run `make generated`.
  *
  * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.
- * Forward pass: 635200 multiply-adds per image. Build: cc -O3 -march=native -fopenmp mlp800.c -lnncrt -lopenblas -lpng -lz -lm
+ * Forward pass: 635200 multiply-adds per image.
+ * Build: cc -O3 -march=native -fopenmp mlp800.c -lnncrt -lopenblas -lpng -lz -lm
  */
 #include <math.h>
 #include <stdint.h>
@@ -13,8 +14,6 @@
 
 #define B 256 /* the largest batch a step sees */
 #define CHUNKS 2 /* fixed slices of the batch; the arithmetic never depends on the thread count */
-#define LO(c) (n * (c) / CHUNKS) /* slice c is samples [LO(c), HI(c)) */
-#define HI(c) (n * ((c) + 1) / CHUNKS)
 #define IN_H 28 /* one input image: IN_H x IN_W x IN_C */
 #define IN_W 28
 #define IN_C 1
@@ -24,7 +23,8 @@
 #define ALIGNED __attribute__((aligned(64)))
 #define VEC 16 /* floats in one vector register */
 
-/* ---- parameters: offsets into the flat buffer (gradients and optimizer state share the layout) ---- */
+/* ---- parameters: offsets into the flat buffer ---- */
+/* (gradients and optimizer state share the layout) */
 #define DENSE_1_W 0 /* [784][800] */
 #define DENSE_1_B 627200 /* [800] */
 #define DENSE_2_W 628000 /* [800][10] */
@@ -39,26 +39,41 @@ static const nnc_tensor_info param_tensors[] = {
 };
 #define N_TENSORS 4
 
-/* ---- activations and their gradients, one slot per sample of the largest batch ---- */
-/* (+ VEC: vector kernels may read one vector past a row's last channel, never using those lanes) */
-static float dense_1_out[B * 800 + VEC] ALIGNED; /* [n][800] */
-static float dropout_1_out[B * 800 + VEC] ALIGNED; /* [n][800] */
-static float dropout_1_mask[B * 800]; /* 0 or 1/(1 - rate) */
-static float dense_2_out[B * 10 + VEC] ALIGNED; /* [n][10] */
+/* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
+#define LARGEST 800 /* floats in the largest activation of one sample */
+
+typedef struct {
+    /* activations, kept for backward (+ VEC: vector kernels may read one vector past a row's
+       last channel, never using those lanes) */
+    float dense_1_out[B * 800 + VEC] ALIGNED; /* [n][800] */
+    float dropout_1_out[B * 800 + VEC] ALIGNED; /* [n][800] */
+    float dense_2_out[B * 10 + VEC] ALIGNED; /* [n][10] */
+    /* dL/d(activation): backward reads a layer's from one and writes its input's into the other */
+    float grad_a[B * LARGEST + VEC] ALIGNED; /* [n][LARGEST], a region per slice */
+    float grad_b[B * LARGEST + VEC] ALIGNED; /* [n][LARGEST], a region per slice */
+    /* per-slice weight gradients, summed in slice order */
+    float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
+    double slice_loss[CHUNKS]; /* each slice's summed loss */
+    int slice_correct[CHUNKS]; /* and its right answers */
+    /* dropout_1 */
+    float dropout_1_mask[B * 800]; /* 0 or 1 / (1 - rate) */
+} workspace;
 
 /*
- * Gradients of the activations, dL/d(out). Backward reads a layer's from one of these and
- * writes its input's into the other, so the two take turns down the network. The slices run
- * several layers without waiting for each other, so each slice keeps to its own region:
- * GRAD(buf, size) is where sample b's gradient of `size` floats starts, minus b * size, for b
- * in this slice [lo, hi): regions [lo * LARGEST, hi * LARGEST) never overlap.
+ * Slice c of a batch of n is samples [slice_lo(n, c), slice_lo(n, c + 1)). The slices run several
+ * layers without waiting for each other, so each keeps to its own region of a gradient buffer:
+ * sample b's gradient of `size` floats is at grad_region(buf, lo, size) + b * size for b in the
+ * slice [lo, hi), and regions [lo * LARGEST, hi * LARGEST) never overlap.
  */
-#define LARGEST 800 /* floats in the largest activation of one sample */
-#define GRAD(buf, size) ((buf) + (size_t)lo * (LARGEST - (size)))
-static float grad_a[B * LARGEST + VEC] ALIGNED, grad_b[B * LARGEST + VEC] ALIGNED;
+static inline int slice_lo(int n, int c)
+{
+    return n * c / CHUNKS;
+}
 
-/* Per-slice weight gradients, summed in slice order after backward. */
-static float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
+static inline float *grad_region(float *buf, int lo, int size)
+{
+    return buf + (size_t)lo * (LARGEST - size);
+}
 
 /* ---- dense_1: `dense 800 relu init=uniform` (models/mlp800.nn:9) ----
  * in [n][784] -> out [n][800]; kernel: OpenBLAS sgemm on the slice's rows */
@@ -80,11 +95,14 @@ static void dense_1_forward(float *restrict out, const float *restrict in, const
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
-static void dense_1_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
-                            const float *restrict out, const float *restrict in, const float *restrict w,
+static void dense_1_backward(float *restrict din, float *restrict dw, float *restrict db,
+                             float *restrict dout,
+                            const float *restrict out, const float *restrict in,
+                                    const float *restrict w,
                             int lo, int hi)
 {
     (void)din; /* the network input needs no gradient */
+    (void)w;
     if (hi <= lo) {
         memset(dw, 0, sizeof(float) * 784 * 800);
         memset(db, 0, sizeof(float) * 800);
@@ -103,21 +121,23 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
     for (int b = lo; b < hi; b++)
         for (int j = 0; j < 800; j++)
             db[j] += dout[(size_t)b * 800 + j];
-    (void)w;
 }
 
 /* ---- dropout_1: `dropout 0.5` (models/mlp800.nn:10) ----
  * in [n][800] -> out [n][800]; kernel: elementwise loops */
-static void dropout_1_forward(float *restrict out, float *restrict mask, const float *restrict in, uint64_t key,
-                             int lo, int hi)
+#define DROPOUT_1_STREAM 3 /* its position in the model: each dropout layer draws its own masks */
+static void dropout_1_forward(float *restrict out, float *restrict mask, const float *restrict in,
+                              uint64_t key, int lo, int hi)
 {
     for (size_t i = (size_t)lo * 800; i < (size_t)hi * 800; i++) {
-        mask[i] = nnc_hash_uniform(key, i) < 0.5f ? 0.0f : 2.0f; /* keep with p = 1 - rate, scaled by 1/(1 - rate) */
+        /* keep with p = 1 - rate, scaled by 1 / (1 - rate) */
+        mask[i] = nnc_hash_uniform(key, i) < 0.5f ? 0.0f : 2.0f;
         out[i] = in[i] * mask[i];
     }
 }
 
-static void dropout_1_backward(float *restrict din, const float *restrict dout, const float *restrict mask, int lo, int hi)
+static void dropout_1_backward(float *restrict din, const float *restrict dout,
+                               const float *restrict mask, int lo, int hi)
 {
     for (size_t i = (size_t)lo * 800; i < (size_t)hi * 800; i++)
         din[i] = dout[i] * mask[i];
@@ -135,10 +155,8 @@ static void dense_2_forward(float *restrict out, const float *restrict in, const
               w, 10, out + (size_t)lo * 10, 10);
     for (int b = lo; b < hi; b++) {
         float *o = out + (size_t)b * 10;
-        for (int j = 0; j < 10; j++) {
-            float v = o[j] + bias[j];
-            o[j] = v;
-        }
+        for (int j = 0; j < 10; j++)
+            o[j] += bias[j];
     }
     for (int b = lo; b < hi; b++) {
         float *row = out + (size_t)b * 10;
@@ -156,16 +174,18 @@ static void dense_2_forward(float *restrict out, const float *restrict in, const
 }
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
-static void dense_2_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,
-                            const float *restrict out, const float *restrict in, const float *restrict w,
+static void dense_2_backward(float *restrict din, float *restrict dw, float *restrict db,
+                             float *restrict dout,
+                            const float *restrict out, const float *restrict in,
+                                    const float *restrict w,
                             int lo, int hi)
 {
+    (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */
     if (hi <= lo) {
         memset(dw, 0, sizeof(float) * 800 * 10);
         memset(db, 0, sizeof(float) * 10);
         return;
     }
-    (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */
     /* dw = in[lo:hi]^T . dz   ([800][rows] x [rows][10]) */
     nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, 800, 10, hi - lo, in + (size_t)lo * 800, 800,
               dout + (size_t)lo * 10, 10, dw, 10);
@@ -176,32 +196,36 @@ static void dense_2_backward(float *restrict din, float *restrict dw, float *res
             db[j] += dout[(size_t)b * 10 + j];
     /* din = dz . w^T   ([rows][10] x [10][800]) */
     nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, 800, 10, dout + (size_t)lo * 10, 10,
-                  w, 10, din + (size_t)lo * 800, 800);
+              w, 10, din + (size_t)lo * 800, 800);
 }
 
 /* ---- loss: crossentropy ---- */
-/* probs: the last layer's output; writes dL/d(last output) for the slice, scaled by 1/n for the batch mean. */
-static void loss_forward_backward(float *restrict dprobs, double *loss, int *correct, const float *restrict probs,
-                                  const uint8_t *restrict labels, int n, int lo, int hi)
+/* probs: the last layer's output. The loss and the right answers of the slice (the formulas the
+   runtime evaluates with too), and dL/d(last output), scaled by 1/n for the batch mean. */
+static void loss_forward_backward(float *restrict dprobs, double *loss, int *correct,
+                                  const float *restrict probs, const uint8_t *restrict labels,
+                                  int n, int lo, int hi)
 {
     double total = 0.0;
     int right = 0;
     for (int b = lo; b < hi; b++) {
         const float *p = probs + (size_t)b * 10;
         float *d = dprobs + (size_t)b * 10;
-        int y = labels[b], guess = 0;
-        for (int j = 1; j < 10; j++)
-            guess = p[j] > p[guess] ? j : guess;
-        right += guess == y;
-        /* -log p[y], p clipped to [1e-7, 1 - 1e-7] as Keras does */
-        float py = p[y] < 1e-7f ? 1e-7f : p[y] > 1.0f - 1e-7f ? 1.0f - 1e-7f : p[y];
-        total -= log((double)py);
+        int y = labels[b];
+        right += nnc_argmax(p, 10) == y;
+        total += nnc_sample_loss(NNC_LOSS_CROSSENTROPY, p, 10, y);
         /* softmax + crossentropy: dL/dz = (p - onehot(y)) / n */
         for (int j = 0; j < 10; j++)
             d[j] = (p[j] - (j == y ? 1.0f : 0.0f)) / (float)n;
     }
     *loss = total;
     *correct = right;
+}
+
+/* Each dropout layer's mask key, from the step's key and the layer's stream. */
+static uint64_t dropout_key(uint64_t key, int stream)
+{
+    return key ^ (0x9E3779B97F4A7C15ULL * (uint64_t)stream);
 }
 
 /* ---- initial parameters, drawn in layer order from the seeded RNG ---- */
@@ -216,93 +240,166 @@ static void init(float *params, float *state, nnc_rng *rng)
     nnc_init_fill(params + DENSE_2_B, 10, NNC_INIT_ZEROS, 800, 10, rng);
 }
 
-/* Each dropout layer gets its own mask key from the step's. */
-static uint64_t dropout_key(const nnc_step_ctx *ctx, int layer)
+/* ---- the step: one function a phase, all threads running each ---- */
+/* What a step works on. */
+typedef struct {
+    workspace *ws;
+    const float *x;          /* [n][IN_H][IN_W][IN_C], preprocessed */
+    const uint8_t *labels;   /* [n] (training) */
+    int n;
+    const float *params;     /* [N_PARAMS] */
+    float *grads;            /* [N_PARAMS] (training) */
+    float *state;            /* [N_STATE], batchnorm's running statistics */
+    uint64_t key;            /* the step's dropout key */
+} step;
+
+/*
+ * The slice loop, in every phase: slice c of the batch on one of the threads. With OpenMP's static
+ * schedule slice c runs on the same thread in every loop, so a loop whose next operation reads only
+ * its own slice ends without waiting (SLICES_NOWAIT); the threads wait where the plan has a sync
+ * point: at the end of SLICES, of a ONE_THREAD block, and of an ALL_THREADS loop.
+ */
+#define SLICES _Pragma("omp for schedule(static)") for (int c = 0; c < CHUNKS; c++)
+#define SLICES_NOWAIT _Pragma("omp for schedule(static) nowait") for (int c = 0; c < CHUNKS; c++)
+#define ONE_THREAD _Pragma("omp single")
+#define ALL_THREADS _Pragma("omp for schedule(static)")
+
+/* Training: every layer's forward pass */
+static void train_forward(const step *s)
 {
-    return ctx->dropout_key ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(layer + 1));
+    workspace *ws = s->ws;
+    const float *x = s->x;
+    int n = s->n;
+    const float *params = s->params;
+    uint64_t key = s->key;
+    SLICES_NOWAIT {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* dense_1: `dense 800 relu init=uniform` */
+        dense_1_forward(ws->dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+        /* dropout_1: `dropout 0.5` */
+        dropout_1_forward(ws->dropout_1_out, ws->dropout_1_mask, ws->dense_1_out, dropout_key(key,
+                DROPOUT_1_STREAM), lo, hi);
+        /* dense_2: `dense 10 softmax init=uniform` */
+        dense_2_forward(ws->dense_2_out, ws->dropout_1_out, params + DENSE_2_W, params + DENSE_2_B,
+                        lo, hi);
+    }
 }
 
-/* ---- one training step: forward (training mode), loss, backward, gradient sum ---- */
-static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, const uint8_t *labels, int n,
-                                   const float *params, float *grads, float *state)
+/* Training: the loss and its gradient, dL/d(last output) */
+static void train_loss(const step *s)
 {
-    (void)state;
-    double loss[CHUNKS];
-    int correct[CHUNKS];
+    workspace *ws = s->ws;
+    const uint8_t *labels = s->labels;
+    int n = s->n;
+    SLICES_NOWAIT {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        loss_forward_backward(grad_region(ws->grad_a, lo, 10), &ws->slice_loss[c],
+                              &ws->slice_correct[c], ws->dense_2_out, labels, n, lo, hi);
+    }
+}
+
+/* Training: every layer's backward pass, last layer first */
+static void train_backward(const step *s)
+{
+    workspace *ws = s->ws;
+    const float *x = s->x;
+    int n = s->n;
+    const float *params = s->params;
+    SLICES {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* dense_2: `dense 10 softmax init=uniform` */
+        dense_2_backward(grad_region(ws->grad_b, lo, 800), ws->slice_grads[c] + DENSE_2_W,
+                         ws->slice_grads[c] + DENSE_2_B, grad_region(ws->grad_a, lo, 10),
+                         ws->dense_2_out, ws->dropout_1_out, params + DENSE_2_W, lo, hi);
+        /* dropout_1: `dropout 0.5` */
+        dropout_1_backward(grad_region(ws->grad_a, lo, 800), grad_region(ws->grad_b, lo, 800),
+                           ws->dropout_1_mask, lo, hi);
+        /* dense_1: `dense 800 relu init=uniform` */
+        dense_1_backward(NULL, ws->slice_grads[c] + DENSE_1_W, ws->slice_grads[c] + DENSE_1_B,
+                         grad_region(ws->grad_a, lo, 800), ws->dense_1_out, x, params + DENSE_1_W,
+                         lo, hi);
+    }
+}
+
+/* Training: the batch's gradient, and the penalties */
+static void train_gradient(const step *s)
+{
+    workspace *ws = s->ws;
+    float *grads = s->grads;
+    /* the batch's gradient: the slices' sums, in slice order */
+    ALL_THREADS
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        float sum = ws->slice_grads[0][i];
+        for (int c = 1; c < CHUNKS; c++)
+            sum += ws->slice_grads[c][i];
+        grads[i] = sum;
+    }
+}
+
+/* ---- one training step: forward (training mode), loss, backward, gradient ---- */
+static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, const uint8_t *labels,
+                                   int n, const float *params, float *grads, float *state)
+{
+    workspace *ws = ctx->workspace;
+    step s = {ws, x, labels, n, params, grads, state, ctx->dropout_key};
 #pragma omp parallel num_threads(ctx->threads)
     {
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-            /* dense_1: `dense 800 relu init=uniform` (line 9) */
-            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
-            /* dropout_1: `dropout 0.5` (line 10) */
-            dropout_1_forward(dropout_1_out, dropout_1_mask, dense_1_out, dropout_key(ctx, 2), lo, hi);
-            /* dense_2: `dense 10 softmax init=uniform` (line 11) */
-            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
-            /* loss */
-            loss_forward_backward(GRAD(grad_a, 10), &loss[c], &correct[c], dense_2_out, labels, n, lo, hi);
-            /* dense_2: `dense 10 softmax init=uniform` (line 11) */
-            dense_2_backward(GRAD(grad_b, 800), slice_grads[c] + DENSE_2_W, slice_grads[c] + DENSE_2_B, GRAD(grad_a, 10), dense_2_out, dropout_1_out,
-                            params + DENSE_2_W, lo, hi);
-            /* dropout_1: `dropout 0.5` (line 10) */
-            dropout_1_backward(GRAD(grad_a, 800), GRAD(grad_b, 800), dropout_1_mask, lo, hi);
-            /* dense_1: `dense 800 relu init=uniform` (line 9) */
-            dense_1_backward(NULL, slice_grads[c] + DENSE_1_W, slice_grads[c] + DENSE_1_B, GRAD(grad_a, 800), dense_1_out, x,
-                            params + DENSE_1_W, lo, hi);
-        }
-
-        /* the batch's gradient: the slices' sums, in slice order */
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < N_PARAMS; i++) {
-            float sum = slice_grads[0][i];
-            for (int c = 1; c < CHUNKS; c++)
-                sum += slice_grads[c][i];
-            grads[i] = sum;
-        }
+        train_forward(&s);
+        train_loss(&s);
+        train_backward(&s);
+        train_gradient(&s);
     }
     nnc_batch_stats stats = {0.0, 0};
     for (int c = 0; c < CHUNKS; c++) {
-        stats.loss_sum += loss[c];
-        stats.correct += correct[c];
+        stats.loss_sum += ws->slice_loss[c];
+        stats.correct += ws->slice_correct[c];
     }
     return stats;
 }
 
-/* ---- inference: batchnorm uses its running statistics, dropout is off ---- */
-static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const float *params, const float *state,
-                        float *probs)
+/* Inference: every layer's forward pass */
+static void infer_forward(const step *s)
 {
-    (void)state;
+    workspace *ws = s->ws;
+    const float *x = s->x;
+    int n = s->n;
+    const float *params = s->params;
+    SLICES_NOWAIT {
+        int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
+        /* dense_1: `dense 800 relu init=uniform` */
+        dense_1_forward(ws->dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
+        /* dropout_1: `dropout 0.5` */
+        memcpy(ws->dropout_1_out + (size_t)lo * 800, ws->dense_1_out + (size_t)lo * 800,
+               sizeof(float) * (size_t)(hi - lo) * 800);
+        /* dense_2: `dense 10 softmax init=uniform` */
+        dense_2_forward(ws->dense_2_out, ws->dropout_1_out, params + DENSE_2_W, params + DENSE_2_B,
+                        lo, hi);
+    }
+}
+
+/* ---- inference: batchnorm uses its running statistics, dropout is off ---- */
+static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const float *params,
+                        const float *state, float *probs)
+{
+    workspace *ws = ctx->workspace;
+    step s = {ws, x, NULL, n, params, NULL, (float *)state, 0}; /* inference writes no state */
 #pragma omp parallel num_threads(ctx->threads)
     {
-
-#pragma omp for schedule(static)
-        for (int c = 0; c < CHUNKS; c++) {
-            int lo = LO(c), hi = HI(c);
-            /* flatten_1: `flatten` is a view: NHWC rows are already flat */
-            /* dense_1: `dense 800 relu init=uniform` (line 9) */
-            dense_1_forward(dense_1_out, x, params + DENSE_1_W, params + DENSE_1_B, lo, hi);
-            /* dropout_1: `dropout 0.5` (line 10) */
-            memcpy(dropout_1_out + (size_t)lo * 800, dense_1_out + (size_t)lo * 800, sizeof(float) * (size_t)(hi - lo) * 800); /* off at inference */
-            /* dense_2: `dense 10 softmax init=uniform` (line 11) */
-            dense_2_forward(dense_2_out, dropout_1_out, params + DENSE_2_W, params + DENSE_2_B, lo, hi);
-        }
+        infer_forward(&s);
     }
-    memcpy(probs, dense_2_out, sizeof(float) * (size_t)n * 10);
+    memcpy(probs, ws->dense_2_out, sizeof(float) * (size_t)n * 10);
 }
 
 #ifndef NNC_BARE /* tests include this file bare, in double precision */
 /* ---- diagnostics: the first layer whose output went non-finite in the last step ---- */
-static const char *first_nonfinite(int n)
+static const char *first_nonfinite(const void *workspace_, int n)
 {
-    if (!nnc_all_finite(dense_1_out, (size_t)n * 800))
+    const workspace *ws = workspace_;
+    if (!nnc_all_finite(ws->dense_1_out, (size_t)n * 800))
         return "dense_1 (line 9, `dense 800 relu init=uniform`)";
-    if (!nnc_all_finite(dropout_1_out, (size_t)n * 800))
+    if (!nnc_all_finite(ws->dropout_1_out, (size_t)n * 800))
         return "dropout_1 (line 10, `dropout 0.5`)";
-    if (!nnc_all_finite(dense_2_out, (size_t)n * 10))
+    if (!nnc_all_finite(ws->dense_2_out, (size_t)n * 10))
         return "dense_2 (line 11, `dense 10 softmax init=uniform`)";
     return NULL;
 }
@@ -339,13 +436,14 @@ const nnc_model nnc_model_mlp800 = {
     .n_state = N_STATE,
     .signature = 0xe296d3870a26eb2dULL,
     .max_batch = B,
+    .workspace_bytes = sizeof(workspace),
     .default_threads = 2, /* 976 MFLOP a training step */
     .prep = NNC_PREP_SCALE,
     .prep_scale = 0.003921569f,
     .recipe = {
         .loss = NNC_LOSS_CROSSENTROPY,
-        .optimizer = {.kind = NNC_OPT_SGD, .lr = 0.01f, .momentum = 0.0f, .nesterov = 0, .beta1 = 0.0f, .beta2 = 0.0f,
-                      .rho = 0.0f, .eps = 0.0f},
+        .optimizer = {.kind = NNC_OPT_SGD, .lr = 0.01f, .momentum = 0.0f, .nesterov = 0,
+                      .beta1 = 0.0f, .beta2 = 0.0f, .rho = 0.0f, .eps = 0.0f},
         .batch = B,
         .epochs = 10,
         .seed = 1ULL,

@@ -73,6 +73,9 @@ uint32_t nnc_crc32(uint32_t crc, const uint8_t *p, size_t len);
 /* 1 if every x[0..n) is finite (no NaN, no infinity). */
 int nnc_all_finite(const float *x, size_t n);
 
+/* The index of the largest p[0..n), the first of equal maxima as numpy's argmax. */
+int nnc_argmax(const float *p, int n);
+
 /* ------------------------------------------------------------------------ */
 /* Matrix products (runtime/blas.c, the one file that calls BLAS).          */
 /* ------------------------------------------------------------------------ */
@@ -110,6 +113,11 @@ void nnc_init_fill(float *w, size_t n, nnc_init_kind kind, int fan_in, int fan_o
 /* ------------------------------------------------------------------------ */
 
 typedef enum { NNC_LOSS_CROSSENTROPY, NNC_LOSS_MSE } nnc_loss_kind;
+
+/* One sample's loss from its output p[0..n_classes) and its label, in double precision:
+ * crossentropy -log p[label] with p clipped to [1e-7, 1 - 1e-7] as Keras does, or the mean
+ * over classes of (p - onehot)^2. Training (the generated code) and evaluation both use it. */
+double nnc_sample_loss(nnc_loss_kind kind, const float *p, int n_classes, int label);
 typedef enum { NNC_OPT_SGD, NNC_OPT_ADAM, NNC_OPT_RMSPROP } nnc_optimizer_kind;
 typedef enum { NNC_PREP_NONE, NNC_PREP_SCALE, NNC_PREP_NORMALIZE } nnc_prep_kind;
 
@@ -176,6 +184,7 @@ typedef struct {
 typedef struct {
     int threads;          /* 1 or more; results do not depend on it */
     uint64_t dropout_key; /* fresh for every step; masks are hash(key, index) */
+    void *workspace;      /* the model's buffers: nnc_workspace_new(m), one per concurrent user */
 } nnc_step_ctx;
 
 /* One named parameter tensor: a slice [offset, offset + count) of the flat buffer. */
@@ -193,6 +202,7 @@ typedef struct nnc_model {
     size_t n_state;  /* non-trainable floats (batchnorm running statistics) */
     uint64_t signature; /* hash of every layer's kind and shape: guards checkpoints */
     int max_batch;      /* the batch the buffers were sized for (recipe.batch) */
+    size_t workspace_bytes; /* a step's buffers (activations, gradients, scratch): see nnc_workspace_new */
     int default_threads; /* what --threads defaults to: 1 where a step is too small to share */
     nnc_prep_kind prep;
     float prep_scale; /* NNC_PREP_SCALE: x * prep_scale */
@@ -218,12 +228,16 @@ typedef struct nnc_model {
      * After a step of n samples: a description of the first layer whose output
      * holds a NaN or an infinity ("conv2d_2 (line 11, `conv 32 3x3 relu`)"),
      * or NULL when every activation is finite. For diagnosing a NaN loss and
-     * for --check-numerics; it reads the model's own buffers.
+     * for --check-numerics; it reads the step's workspace.
      */
-    const char *(*first_nonfinite)(int n);
+    const char *(*first_nonfinite)(const void *workspace, int n);
     /* Human-readable summary table (the same as `nnc --summary`). */
     const char *summary;
 } nnc_model;
+
+/* A zeroed, 64-byte aligned workspace for m's steps, or NULL when memory is short. */
+void *nnc_workspace_new(const nnc_model *m);
+void nnc_workspace_free(void *workspace);
 
 /* ------------------------------------------------------------------------ */
 /* Data: MNIST's IDX layout, raw or gzip-compressed.                        */

@@ -420,14 +420,6 @@ static void print_preprocessing(const nnc_model *m, const float prep[2], FILE *o
     fprintf(out, " as in training\n");
 }
 
-/* numpy's argmax: the first of equal maxima. */
-static int argmax(const float *p, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (p[i] > p[best]) best = i;
-    return best;
-}
-
 int nnc_predict_files(const nnc_model *m, const float *params, const float *state, const float prep[2],
                       int n_files, char **files, int threads, FILE *out) {
     if (m->in_c != 1) {
@@ -441,15 +433,16 @@ int nnc_predict_files(const nnc_model *m, const float *params, const float *stat
     float *probs = malloc((size_t)batch * m->n_classes * sizeof(float));
     const char **names = malloc((size_t)batch * sizeof *names);
     uint8_t *image = malloc(pixels);
-    if (!x || !probs || !names || !image) {
+    void *ws = nnc_workspace_new(m);
+    if (!x || !probs || !names || !image || !ws) {
         fprintf(stderr, "error: out of memory for prediction buffers\n");
-        free(x), free(probs), free(names), free(image);
+        free(x), free(probs), free(names), free(image), nnc_workspace_free(ws);
         return 1;
     }
     float table[256];
     nnc_prep_table(m, prep, table);
     print_preprocessing(m, prep, out);
-    nnc_step_ctx ctx = {.threads = threads > 0 ? threads : 1, .dropout_key = 0};
+    nnc_step_ctx ctx = {.threads = threads > 0 ? threads : 1, .dropout_key = 0, .workspace = ws};
 
     /* Up to a batch of images at a time: errors are reported as files are
      * read, results in file order once their batch has run. */
@@ -470,13 +463,13 @@ int nnc_predict_files(const nnc_model *m, const float *params, const float *stat
         m->infer_batch(&ctx, x, n, params, state, probs);
         for (int b = 0; b < n; b++) {
             const float *p = probs + (size_t)b * m->n_classes;
-            int k = argmax(p, m->n_classes);
+            int k = nnc_argmax(p, m->n_classes);
             fprintf(out, "%s: %d (p=%.3f)  [", names[b], k, (double)p[k]);
             for (int c = 0; c < m->n_classes; c++) fprintf(out, c ? " %.3f" : "%.3f", (double)p[c]);
             fprintf(out, "]\n");
         }
     }
     fflush(out);
-    free(x), free(probs), free(names), free(image);
+    free(x), free(probs), free(names), free(image), nnc_workspace_free(ws);
     return status;
 }

@@ -21,7 +21,6 @@
 /* Which PCG32 stream the trainer uses; any fixed odd-making value would do. */
 #define NNC_RNG_STREAM 54u
 /* Keras clips probabilities to [eps, 1 - eps] before taking the log. */
-#define KERAS_EPSILON 1e-7
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -92,30 +91,7 @@ static void gather_batch(const nnc_dataset *ds, const uint32_t *idx, size_t firs
 /* Evaluation                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* numpy's argmax: the first of equal maxima. */
-static int argmax(const float *p, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (p[i] > p[best]) best = i;
-    return best;
-}
-
 /* One sample's loss from predicted probabilities, as Keras computes it. */
-static double sample_loss(nnc_loss_kind kind, const float *p, int n_classes, int label) {
-    if (kind == NNC_LOSS_MSE) {
-        double sum = 0.0;
-        for (int k = 0; k < n_classes; k++) {
-            double d = (double)p[k] - (k == label ? 1.0 : 0.0);
-            sum += d * d;
-        }
-        return sum / n_classes;
-    }
-    double q = p[label];
-    if (q < KERAS_EPSILON) q = KERAS_EPSILON;
-    if (q > 1.0 - KERAS_EPSILON) q = 1.0 - KERAS_EPSILON;
-    return -log(q);
-}
-
 int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
                            const float prep[2], int threads, double *loss, double *acc, long *confusion, char *err,
                            size_t errlen) {
@@ -124,15 +100,16 @@ int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const floa
     float *x = malloc((size_t)m->max_batch * in_floats * sizeof(float));
     float *probs = malloc((size_t)m->max_batch * m->n_classes * sizeof(float));
     uint8_t *labels = malloc((size_t)m->max_batch);
-    if (!x || !probs || !labels) {
+    void *ws = nnc_workspace_new(m);
+    if (!x || !probs || !labels || !ws) {
         nnc_set_error(err, errlen, "out of memory for evaluation buffers");
-        free(x), free(probs), free(labels);
+        free(x), free(probs), free(labels), nnc_workspace_free(ws);
         return -1;
     }
     if (confusion) memset(confusion, 0, (size_t)m->n_classes * m->n_classes * sizeof *confusion);
     float table[256];
     nnc_prep_table(m, prep, table);
-    nnc_step_ctx ctx = {.threads = threads, .dropout_key = 0};
+    nnc_step_ctx ctx = {.threads = threads, .dropout_key = 0, .workspace = ws};
     double loss_sum = 0.0;
     long correct = 0;
     for (int start = 0; start < ds->n; start += m->max_batch) {
@@ -141,15 +118,15 @@ int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const floa
         m->infer_batch(&ctx, x, n, params, state, probs);
         for (int b = 0; b < n; b++) {
             const float *p = probs + (size_t)b * m->n_classes;
-            int predicted = argmax(p, m->n_classes);
-            loss_sum += sample_loss(m->recipe.loss, p, m->n_classes, labels[b]);
+            int predicted = nnc_argmax(p, m->n_classes);
+            loss_sum += nnc_sample_loss(m->recipe.loss, p, m->n_classes, labels[b]);
             correct += predicted == labels[b];
             if (confusion) confusion[(size_t)labels[b] * m->n_classes + predicted]++;
         }
     }
     *loss = ds->n ? loss_sum / ds->n : 0.0;
     *acc = ds->n ? (double)correct / ds->n : 0.0;
-    free(x), free(probs), free(labels);
+    free(x), free(probs), free(labels), nnc_workspace_free(ws);
     return 0;
 }
 
@@ -200,10 +177,12 @@ typedef struct {
     uint8_t *labels;  /* [max_batch] */
     float *grads;     /* [n_params] */
     uint32_t *order;  /* [n_train] this epoch's sample order */
+    void *workspace;  /* the model's step buffers */
 } train_buffers;
 
 static void train_buffers_free(train_buffers *tb) {
     free(tb->x), free(tb->augmented), free(tb->labels), free(tb->grads), free(tb->order);
+    nnc_workspace_free(tb->workspace);
     memset(tb, 0, sizeof *tb);
 }
 
@@ -215,7 +194,8 @@ static int train_buffers_alloc(train_buffers *tb, const nnc_model *m, int n_trai
     tb->labels = malloc((size_t)m->max_batch);
     tb->grads = calloc(m->n_params ? m->n_params : 1, sizeof(float));
     tb->order = malloc((size_t)n_train * sizeof(uint32_t) + 1);
-    if (!tb->x || !tb->augmented || !tb->labels || !tb->grads || !tb->order) {
+    tb->workspace = nnc_workspace_new(m);
+    if (!tb->x || !tb->augmented || !tb->labels || !tb->grads || !tb->order || !tb->workspace) {
         train_buffers_free(tb);
         return -1;
     }
@@ -299,14 +279,15 @@ static int check_train_args(const nnc_model *m, const nnc_dataset *train, const 
  * --check-numerics. Returns 0, or -1 with a message naming the place.
  */
 static int check_step_numerics(const nnc_model *m, const nnc_train_opts *opts, const nnc_batch_stats *stats,
-                               const float *grads, int n, int epoch, int step, char *err, size_t errlen) {
+                               const float *grads, const void *workspace, int n, int epoch, int step, char *err,
+                               size_t errlen) {
     const char *what = NULL;
     if (!isfinite(stats->loss_sum))
         what = isnan(stats->loss_sum) ? "the loss is NaN" : "the loss is infinite";
     else if (!nnc_all_finite(grads, m->n_params))
         what = "the gradients are not finite";
     if (!what && !opts->check_numerics) return 0;
-    const char *layer = m->first_nonfinite ? m->first_nonfinite(n) : NULL;
+    const char *layer = m->first_nonfinite ? m->first_nonfinite(workspace, n) : NULL;
     if (!what && !layer) return 0;
     if (!what) what = "a layer's output is not finite (--check-numerics)";
     char where[256];
@@ -396,10 +377,10 @@ static int train_epoch_steps(const step_env *env, nnc_train_state *ts, float lr,
         int start = ts->step * batch, n = n_train - start < batch ? n_train - start : batch;
         gather_batch(env->train, env->tb->order + start, 0, n, env->table, env->tb->x, env->tb->labels);
         if (m->recipe.augment) augment_batch(m, env->tb->x, n, env->tb->augmented, &ts->rng);
-        nnc_step_ctx ctx = {.threads = opts->threads, .dropout_key = rng_u64(&ts->rng)};
+        nnc_step_ctx ctx = {.threads = opts->threads, .dropout_key = rng_u64(&ts->rng), .workspace = env->tb->workspace};
         nnc_batch_stats stats = m->train_batch(&ctx, env->tb->x, env->tb->labels, n, env->params, env->tb->grads,
                                                env->state);
-        if (check_step_numerics(m, opts, &stats, env->tb->grads, n, ts->epoch, ts->step, err, errlen) != 0)
+        if (check_step_numerics(m, opts, &stats, env->tb->grads, env->tb->workspace, n, ts->epoch, ts->step, err, errlen) != 0)
             return -1;
         nnc_optimizer_update(&ts->opt, env->params, env->tb->grads, lr);
         ts->loss_sum += stats.loss_sum;
@@ -562,6 +543,7 @@ typedef struct {
     nnc_optimizer *opt;
     float lr;               /* 0: see nnc_bench */
     nnc_rng *rng;           /* dropout keys */
+    void *workspace;        /* the model's step buffers */
     int nonfinite;          /* set when a training step's loss was not finite */
 } bench_ctx;
 
@@ -571,7 +553,7 @@ typedef void (*bench_step_fn)(bench_ctx *bc, long i);
 /* One training step as the epoch loop does it, minus the data handling. */
 static void bench_train_step(bench_ctx *bc, long i) {
     size_t k = (size_t)(i % bc->pool_batches);
-    nnc_step_ctx ctx = {.threads = bc->threads, .dropout_key = rng_u64(bc->rng)};
+    nnc_step_ctx ctx = {.threads = bc->threads, .dropout_key = rng_u64(bc->rng), .workspace = bc->workspace};
     nnc_batch_stats stats = bc->m->train_batch(&ctx, bc->pool + k * (size_t)bc->batch * bc->in_floats,
                                                bc->labels + k * (size_t)bc->batch, bc->batch, bc->params,
                                                bc->grads, bc->state);
@@ -581,7 +563,7 @@ static void bench_train_step(bench_ctx *bc, long i) {
 
 static void bench_infer_step(bench_ctx *bc, long i) {
     size_t k = (size_t)(i % bc->pool_batches);
-    nnc_step_ctx ctx = {.threads = bc->threads, .dropout_key = 0};
+    nnc_step_ctx ctx = {.threads = bc->threads, .dropout_key = 0, .workspace = bc->workspace};
     bc->m->infer_batch(&ctx, bc->pool + k * (size_t)bc->batch * bc->in_floats, bc->batch, bc->params, bc->state,
                        bc->probs);
 }
@@ -694,10 +676,11 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
     float *state = calloc(m->n_state ? m->n_state : 1, sizeof(float));
     float *grads = calloc(m->n_params ? m->n_params : 1, sizeof(float));
     float *probs = malloc((size_t)batch * m->n_classes * sizeof(float));
+    void *workspace = nnc_workspace_new(m);
     nnc_optimizer opt;
     int opt_rc = nnc_optimizer_init(&opt, &m->recipe.optimizer, m->n_params);
     int rc = -1;
-    if (!set.images || !set.labels || !pool || !params || !state || !grads || !probs || opt_rc != 0) {
+    if (!set.images || !set.labels || !pool || !params || !state || !grads || !probs || !workspace || opt_rc != 0) {
         nnc_set_error(err, errlen, "out of memory for the benchmark's buffers (%zu parameters)", m->n_params);
         goto done;
     }
@@ -725,7 +708,7 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
     bench_ctx bc = {
         .m = m, .threads = opts->threads, .batch = batch, .in_floats = in_floats, .pool_batches = pool_batches,
         .pool = pool, .labels = set.labels, .params = params, .state = state, .grads = grads, .probs = probs,
-        .opt = &opt, .lr = 0.0f, .rng = &rng,
+        .opt = &opt, .lr = 0.0f, .rng = &rng, .workspace = workspace,
     };
     bench_measure(&bc, bench_train_step, BENCH_SHARE_TRAIN * opts->seconds, &res->train);
     if (bc.nonfinite) {
@@ -741,6 +724,7 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
 done:
     nnc_dataset_free(&set);
     free(pool), free(params), free(state), free(grads), free(probs);
+    nnc_workspace_free(workspace);
     nnc_optimizer_free(&opt);
     return rc;
 }

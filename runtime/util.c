@@ -1,6 +1,9 @@
 /* util.c - small helpers the whole runtime shares. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <zlib.h>
 
@@ -13,6 +16,34 @@ int nnc_all_finite(const float *x, size_t n)
     for (size_t i = 0; i < n; i++)
         acc += x[i] * 0.0f;
     return acc == 0.0f;
+}
+
+int nnc_argmax(const float *p, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (p[i] > p[best])
+            best = i;
+    return best;
+}
+
+double nnc_sample_loss(nnc_loss_kind kind, const float *p, int n_classes, int label)
+{
+    const double keras_epsilon = 1e-7;
+    if (kind == NNC_LOSS_MSE) {
+        double sum = 0.0;
+        for (int k = 0; k < n_classes; k++) {
+            double d = (double)p[k] - (k == label ? 1.0 : 0.0);
+            sum += d * d;
+        }
+        return sum / n_classes;
+    }
+    double q = p[label];
+    if (q < keras_epsilon)
+        q = keras_epsilon;
+    if (q > 1.0 - keras_epsilon)
+        q = 1.0 - keras_epsilon;
+    return -log(q);
 }
 
 void nnc_set_error(char *err, size_t errlen, const char *fmt, ...)
@@ -36,4 +67,18 @@ uint32_t nnc_crc32(uint32_t crc, const uint8_t *p, size_t len)
         len -= chunk;
     }
     return (uint32_t)c;
+}
+
+void *nnc_workspace_new(const nnc_model *m)
+{
+    size_t size = (m->workspace_bytes + 63) / 64 * 64;
+    void *ws = aligned_alloc(64, size ? size : 64);
+    if (ws)
+        memset(ws, 0, size);
+    return ws;
+}
+
+void nnc_workspace_free(void *workspace)
+{
+    free(workspace);
 }

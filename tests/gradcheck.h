@@ -5,6 +5,8 @@
  */
 #undef float
 #undef nnc_sgemm
+#undef nnc_sample_loss
+#undef nnc_argmax
 #undef nnc_init_fill
 #undef expf
 #undef tanhf
@@ -17,13 +19,14 @@
 typedef double (*gradcheck_penalty)(const double *params);
 
 static double gradcheck_params[N_PARAMS], gradcheck_grads[N_PARAMS], gradcheck_scratch[N_PARAMS];
+static workspace gradcheck_workspace; /* the model's buffers, in double precision */
 static double gradcheck_state[N_STATE + 1];
 
 /* The batch-mean loss, penalties included, in training mode with a fixed dropout mask. */
 static double gradcheck_loss(const double *x, const uint8_t *labels, int n, double *grads, int threads,
                              gradcheck_penalty penalty)
 {
-    nnc_step_ctx ctx = {.threads = threads, .dropout_key = 0xC0FFEEULL};
+    nnc_step_ctx ctx = {.threads = threads, .dropout_key = 0xC0FFEEULL, .workspace = &gradcheck_workspace};
     nnc_batch_stats stats = train_batch(&ctx, x, labels, n, gradcheck_params, grads, gradcheck_state);
     return stats.loss_sum / n + (penalty ? penalty(gradcheck_params) : 0.0);
 }
@@ -80,7 +83,7 @@ static void gradcheck_model(const char *name, int n, gradcheck_penalty penalty)
     /* Inference gives each sample a distribution over the classes (or sigmoid scores in (0, 1)). */
     double *probs = malloc(sizeof(double) * (size_t)n * N_CLASSES);
     cr_assert_not_null(probs);
-    nnc_step_ctx ctx = {.threads = 1, .dropout_key = 0};
+    nnc_step_ctx ctx = {.threads = 1, .dropout_key = 0, .workspace = &gradcheck_workspace};
     infer_batch(&ctx, x, n, gradcheck_params, gradcheck_state, probs);
     for (int b = 0; b < n; b++)
         for (int j = 0; j < N_CLASSES; j++)

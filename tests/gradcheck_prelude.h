@@ -31,6 +31,27 @@ static void gradcheck_dgemm(nnc_transpose ta, nnc_transpose tb, int m, int n, in
                 m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
 }
 
+/* nnc_sample_loss and nnc_argmax in double precision, unclipped: finite differences need the exact loss. */
+static double gradcheck_sample_loss(nnc_loss_kind kind, const double *p, int n_classes, int label)
+{
+    if (kind == NNC_LOSS_MSE) {
+        double sum = 0.0;
+        for (int k = 0; k < n_classes; k++)
+            sum += (p[k] - (k == label)) * (p[k] - (k == label));
+        return sum / n_classes;
+    }
+    return -log(p[label]);
+}
+
+static int gradcheck_argmax(const double *p, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (p[i] > p[best])
+            best = i;
+    return best;
+}
+
 /*
  * Parameters for a gradient check: random everywhere, biases included, so
  * that no relu sits exactly at its kink and every term of the backward pass
@@ -52,6 +73,8 @@ static void gradcheck_init_fill(double *w, size_t n, nnc_init_kind kind, int fan
 
 #define float double
 #define nnc_sgemm gradcheck_dgemm
+#define nnc_sample_loss gradcheck_sample_loss
+#define nnc_argmax gradcheck_argmax
 #define nnc_init_fill gradcheck_init_fill
 #define expf exp
 #define tanhf tanh

@@ -294,6 +294,8 @@ static inline void ref_free(ref_fixture *fx)
  * One step with `threads` threads: compares and returns how many checks
  * failed; grads_out (N_PARAMS floats) keeps the gradient for the caller.
  */
+static workspace ref_workspace; /* the included model's buffers */
+
 static inline int ref_step(const char *model, ref_fixture *fx, const float *last_out, int threads, float *grads,
                            double *worst_rel)
 {
@@ -305,7 +307,7 @@ static inline int ref_step(const char *model, ref_fixture *fx, const float *last
     for (size_t i = 0; i < N_PARAMS; i++)
         grads[i] = NAN; /* every gradient must be written */
 
-    nnc_step_ctx ctx = {.threads = threads, .dropout_key = fx->dropout_key};
+    nnc_step_ctx ctx = {.threads = threads, .dropout_key = fx->dropout_key, .workspace = &ref_workspace};
     nnc_batch_stats stats = train_batch(&ctx, fx->x, fx->labels, fx->n, fx->params, grads, state);
 
     fprintf(stderr, "reference %s, %d thread%s, batch %d:\n", model, threads, threads == 1 ? "" : "s", fx->n);

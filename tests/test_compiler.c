@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/kind.h"
 #include "model.h"
 
 typedef struct {
@@ -202,7 +203,7 @@ Test(checker, implicit_flatten_before_dense)
     compiled c = compile_text(MNIST_HEAD "dense 10 softmax\n");
     cr_assert_not_null(c.m, "%s", c.diagnostics);
     cr_expect_eq(c.m->n_layers, 2);
-    cr_expect_eq(c.m->layers[0].kind, LAYER_FLATTEN);
+    cr_expect_eq(c.m->layers[0].kind, layer_kind_for_word("flatten"));
     cr_expect(c.m->layers[0].implicit);
     release(&c);
 }

@@ -5,5 +5,5 @@
 
 Test(reference, cnn_baseline, .timeout = 120)
 {
-    ref_check_model("cnn_baseline", dense_2_out); /* dense_2_out: the last layer's output, the probabilities */
+    ref_check_model("cnn_baseline", ref_workspace.dense_2_out); /* the last layer's output, the probabilities */
 }

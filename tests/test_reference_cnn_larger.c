@@ -5,5 +5,5 @@
 
 Test(reference, cnn_larger, .timeout = 120)
 {
-    ref_check_model("cnn_larger", dense_3_out); /* dense_3_out: the last layer's output, the probabilities */
+    ref_check_model("cnn_larger", ref_workspace.dense_3_out); /* the last layer's output, the probabilities */
 }

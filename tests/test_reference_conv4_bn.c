@@ -5,5 +5,5 @@
 
 Test(reference, conv4_bn, .timeout = 120)
 {
-    ref_check_model("conv4_bn", dense_3_out); /* dense_3_out: the last layer's output, the probabilities */
+    ref_check_model("conv4_bn", ref_workspace.dense_3_out); /* the last layer's output, the probabilities */
 }

@@ -8,5 +8,5 @@
 Test(reference, grad_conv, .timeout = 120)
 {
     (void)init; /* bare: nothing else refers to it */
-    ref_check_model("grad_conv", dense_2_out); /* dense_2_out: the last layer's output */
+    ref_check_model("grad_conv", ref_workspace.dense_2_out); /* the last layer's output */
 }

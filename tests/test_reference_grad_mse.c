@@ -8,5 +8,5 @@
 Test(reference, grad_mse, .timeout = 120)
 {
     (void)init; /* bare: nothing else refers to it */
-    ref_check_model("grad_mse", activation_3_out); /* activation_3_out: the last layer's output */
+    ref_check_model("grad_mse", ref_workspace.activation_3_out); /* the last layer's output */
 }

@@ -8,5 +8,5 @@
 Test(reference, grad_penalty, .timeout = 120)
 {
     (void)init; /* bare: nothing else refers to it */
-    ref_check_model("grad_penalty", dense_2_out); /* dense_2_out: the last layer's output */
+    ref_check_model("grad_penalty", ref_workspace.dense_2_out); /* the last layer's output */
 }

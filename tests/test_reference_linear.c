@@ -5,5 +5,5 @@
 
 Test(reference, linear, .timeout = 120)
 {
-    ref_check_model("linear", dense_1_out); /* dense_1_out: the last layer's output, the probabilities */
+    ref_check_model("linear", ref_workspace.dense_1_out); /* the last layer's output, the probabilities */
 }

@@ -5,5 +5,5 @@
 
 Test(reference, mlp64x5, .timeout = 120)
 {
-    ref_check_model("mlp64x5", activation_6_out); /* activation_6_out: the last layer's output, the probabilities */
+    ref_check_model("mlp64x5", ref_workspace.activation_6_out); /* the last layer's output, the probabilities */
 }

@@ -5,5 +5,5 @@
 
 Test(reference, mlp800, .timeout = 120)
 {
-    ref_check_model("mlp800", dense_2_out); /* dense_2_out: the last layer's output, the probabilities */
+    ref_check_model("mlp800", ref_workspace.dense_2_out); /* the last layer's output, the probabilities */
 }

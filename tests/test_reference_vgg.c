@@ -5,5 +5,5 @@
 
 Test(reference, vgg, .timeout = 120)
 {
-    ref_check_model("vgg", dense_2_out); /* dense_2_out: the last layer's output, the probabilities */
+    ref_check_model("vgg", ref_workspace.dense_2_out); /* the last layer's output, the probabilities */
 }

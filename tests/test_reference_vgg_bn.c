@@ -5,5 +5,5 @@
 
 Test(reference, vgg_bn, .timeout = 120)
 {
-    ref_check_model("vgg_bn", dense_2_out); /* dense_2_out: the last layer's output, the probabilities */
+    ref_check_model("vgg_bn", ref_workspace.dense_2_out); /* the last layer's output, the probabilities */
 }

@@ -5,5 +5,5 @@
 
 Test(reference, vgg_dropout, .timeout = 120)
 {
-    ref_check_model("vgg_dropout", dense_2_out); /* dense_2_out: the last layer's output, the probabilities */
+    ref_check_model("vgg_dropout", ref_workspace.dense_2_out); /* the last layer's output, the probabilities */
 }

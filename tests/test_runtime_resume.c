@@ -8,7 +8,6 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,50 +17,7 @@
 #include <unistd.h>
 
 #include "nncrt.h"
-
-#ifndef NNC_BUILD
-#define NNC_BUILD "build"
-#endif
-
-/* The shell prefix every command runs under: the repository root, $B the build directory. */
-static void shell_prefix(char *cmd, size_t len) {
-    snprintf(cmd, len, "cd '%s' && B='%s' && ", NNC_ROOT, NNC_BUILD);
-}
-
-/* Run a shell command; returns its exit status and, if out, its stdout+stderr. */
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...) {
-    char cmd[4096];
-    shell_prefix(cmd, sizeof cmd);
-    size_t n = strlen(cmd);
-    n += (size_t)snprintf(cmd + n, sizeof cmd - n, "(");
-    va_list ap;
-    va_start(ap, fmt);
-    n += (size_t)vsnprintf(cmd + n, sizeof cmd - n, fmt, ap);
-    va_end(ap);
-    snprintf(cmd + n, sizeof cmd - n, ") 2>&1");
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p, "cannot run %s", cmd);
-    size_t cap = 1 << 16, len = 0, got;
-    char *buf = malloc(cap);
-    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (len + 1 == cap) buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    int status = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static char *scratch_dir(void) {
-    char *dir = strdup("/tmp/nnc-resume-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    return dir;
-}
+#include "test_support.h"
 
 static double now(void) {
     struct timespec ts;

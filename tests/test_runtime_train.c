@@ -85,8 +85,8 @@ static void tiny_infer_batch(const nnc_step_ctx *ctx, const float *x, int n, con
 }
 
 /* The generated models' diagnosis, simulated: names a layer after a fault. */
-static const char *tiny_first_nonfinite(int n) {
-    (void)n;
+static const char *tiny_first_nonfinite(const void *workspace, int n) {
+    (void)workspace, (void)n;
     int faulty = (nan_at_step && steps_seen >= nan_at_step) || (bad_layer_at_step && steps_seen >= bad_layer_at_step);
     return faulty ? "softmax_1 (line 3, `dense 3 softmax`)" : NULL;
 }

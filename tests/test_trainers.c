@@ -9,53 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
+
+#include "test_support.h"
 
 static const char *const seed_models[] = {"linear", "mlp800",      "mlp64x5", "cnn_baseline", "cnn_larger",
                                           "vgg",    "vgg_dropout", "vgg_bn",  "vgg_bn_aug",   "conv4_bn"};
 #define N_SEED_MODELS (sizeof seed_models / sizeof seed_models[0])
-
-/* Run a shell command from the repository root; returns its exit status and, if out, its stdout+stderr. */
-#ifndef NNC_BUILD
-#define NNC_BUILD "build"
-#endif
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    /* $B is the build directory: build/, or build-asan/ under `make test-asan`. */
-    int n = snprintf(cmd, sizeof cmd, "cd '%s' && B='%s' && (", NNC_ROOT, NNC_BUILD);
-    n += vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
-    va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, ") 2>&1");
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p, "cannot run %s", cmd);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    int status = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static char *scratch_dir(void)
-{
-    char *dir = strdup("/tmp/nnc-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    return dir;
-}
 
 /* The "test accuracy 98.12%" figure a trainer prints last. */
 static double final_accuracy(const char *output)

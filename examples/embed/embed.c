@@ -55,8 +55,14 @@ int main(int argc, char **argv) {
     nnc_prep_table(m, prep, table);
     for (int p = 0; p < m->in_h * m->in_w; p++) x[p] = table[image[p]];
 
-    nnc_step_ctx ctx = {.threads = 1, .dropout_key = 0}; /* one image: one thread */
+    void *workspace = nnc_workspace_new(m);
+    if (!workspace) {
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
+    nnc_step_ctx ctx = {.threads = 1, .dropout_key = 0, .workspace = workspace}; /* one image: one thread */
     m->infer_batch(&ctx, x, 1, params, state, probs);
+    nnc_workspace_free(workspace);
     int best = 0;
     for (int k = 1; k < m->n_classes; k++)
         if (probs[k] > probs[best]) best = k;

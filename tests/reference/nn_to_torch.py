@@ -75,6 +75,7 @@ ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 KIND_PREFIX = {
     "dense": "dense", "conv": "conv2d", "maxpool": "max_pooling2d", "avgpool": "average_pooling2d",
     "flatten": "flatten", "dropout": "dropout", "batchnorm": "batch_normalization", "activation": "activation",
+    "globalavgpool": "global_average_pooling2d",
 }
 
 
@@ -330,6 +331,10 @@ def parse_nn(path):
             ow = (cur[1] - l.kw) // l.sw + 1 if cur[1] >= l.kw else 0
             l.out_shape = (oh, ow, cur[2])
             cur = l.out_shape
+        elif head == "globalavgpool":
+            l = add("globalavgpool", lineno)
+            l.out_shape = (1, 1, cur[2])
+            cur = l.out_shape
         elif head == "flatten":
             l = add("flatten", lineno)
             l.out_shape = (1, 1, _size(cur))
@@ -488,6 +493,8 @@ class NNModel(nn.Module):
                 x = F.max_pool2d(x, (l.kh, l.kw), stride=(l.sh, l.sw))
             elif l.kind == "avgpool":
                 x = F.avg_pool2d(x, (l.kh, l.kw), stride=(l.sh, l.sw))
+            elif l.kind == "globalavgpool":
+                x = x.mean(dim=(2, 3))  # NCHW -> [n][c]
             elif l.kind == "flatten":
                 if x.dim() == 4:
                     x = x.permute(0, 2, 3, 1)  # back to NHWC: flatten order (h, w, c) as nnc

@@ -1,0 +1,168 @@
+/*
+ * kind.h - one kind of layer, described once.
+ *
+ * Each kind lives in its own file (layers/conv.c, layers/dense.c, ...) and
+ * fills in a layer_kind: its statement's options (a schema the checker walks),
+ * its shape rule and checks, its parameters and how they are initialized, its
+ * cost, and the C it generates for the forward and backward passes, as steps
+ * the planner (plan.c) orders and the printer (emit.c) writes out. The table of
+ * kinds is layers/kinds.def; the checker, the planner and the printer iterate
+ * over it and know no kind by name.
+ *
+ * Dependencies run one way: the layer files use model.h, schema.h and cgen.h
+ * (names, shapes, printing) and nothing else of the compiler.
+ */
+#ifndef NNC_LAYER_KIND_H
+#define NNC_LAYER_KIND_H
+
+#include "../cgen.h"
+#include "../model.h"
+#include "../schema.h"
+
+/* What a kind's check may use: where to report, the model so far. */
+typedef struct {
+    nnc_source *src;
+    model *m;
+    const nnc_stmt *st; /* the layer's statement */
+    int first;          /* the first layer of the model */
+} layer_check;
+
+typedef enum { PASS_TRAIN, PASS_INFER } pass_kind;
+
+/* The C expressions one step of one layer works on; `lo`, `hi` and `c` (the slice) are in scope. */
+typedef struct {
+    const char *in, *out;    /* the layer's input and output activations */
+    const char *din, *dout;  /* their gradients (din: NULL when the input needs none) */
+    const char *grads;       /* this slice's weight gradients: "ws->slice_grads[c]" */
+    int fused_softmax;       /* the last layer's softmax is fused with crossentropy: dout is dL/dz */
+} step_args;
+
+/*
+ * A step is a call on one slice (STEP_SLICE: every slice, in parallel), or a
+ * call one thread makes for the whole batch while the others wait
+ * (STEP_ONE_THREAD: batchnorm combining its slices' statistics).
+ */
+typedef enum {
+    STEP_SLICE,
+    STEP_ONE_THREAD,
+    STEP_ALL_THREADS, /* the planner's own operations over all parameters (the gradient sum) */
+} step_scope;
+typedef struct {
+    step_scope scope;
+    void (*print)(cgen *g, const layer *l, const step_args *a);
+} layer_step;
+
+#define MAX_LAYER_STEPS 3
+typedef struct {
+    int n;
+    layer_step step[MAX_LAYER_STEPS];
+} step_list;
+
+/* Scratch a layer keeps in the step's workspace struct, besides its output. */
+typedef struct {
+    char decl[96];     /* "float conv2d_2_wt[3 * 3 * 32 * 32]" */
+    char comment[112];
+} ws_member;
+typedef struct {
+    int n, cap;
+    ws_member *members;
+} ws_list;
+void ws_add(ws_list *ws, const char *comment, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The helpers a kind's generated code calls, which the file then defines once. */
+enum {
+    HELPER_V16 = 1,       /* the 16-float vector type, load16, store16 */
+    HELPER_LOAD_TAIL = 2, /* a shorter last vector */
+    HELPER_STORE_TAIL = 4,
+    HELPER_SUM_SLICES = 8,  /* sum_slices(): some weight gradients summed over the slices mid-step */
+    HELPER_DROPOUT_KEY = 16, /* dropout_key(): each dropout layer's own mask key from the step's */
+};
+
+/* What the printer tells a kind about a layer's place in the model. */
+typedef struct {
+    int needs_din;     /* its input is not the network's input: backward must give dL/d(in) */
+    int fused_softmax; /* its softmax is fused with the crossentropy loss */
+} layer_role;
+
+enum {
+    KIND_VIEW = 1,        /* no code: the output is the input, seen another way (flatten) */
+    KIND_IMAGE_INPUT = 2, /* needs an HxWxC input */
+    KIND_FLAT_INPUT = 4,  /* an image input is flattened first, implicitly (dense) */
+};
+
+typedef struct layer_kind {
+    const char *const *words; /* the statement words: {"conv", NULL}; activation has five */
+    const char *keras;        /* Keras's class, for --summary: "Conv2D" */
+    const char *prefix;       /* Keras's automatic names: "conv2d" -> conv2d_1, conv2d_2 */
+    int signature_id;         /* this kind in weights files' model signature: never reuse a number */
+    unsigned flags;
+    const char *usage;
+    int n_options;
+    const option_spec *options;
+
+    /* Meaning: the options' values into l (kind parameters, out shape, sizes). */
+    void (*check)(layer_check *lc, layer *l, const option_value *v);
+    double (*forward_macs)(const layer *l); /* NULL: no multiply-adds worth counting */
+
+    /* Parameters: the two tensors' names ("kernel", "bias") and offset-macro suffixes; NULL: none. */
+    const char *tensor[2];
+    const char *macro[2];
+    void (*tensor_dims)(const layer *l, int t, char *buf, size_t len); /* "[3][3][1][32]" */
+    const char *state_macro; /* its non-trainable state's offset-macro suffix ("RUNNING") */
+    const char *state_doc;   /* and what the state holds, for the comment */
+    void (*init_state)(cgen *g, const layer *l); /* the state at initialization */
+
+    /* Code. */
+    const char *(*kernel)(const layer *l); /* how it computes, for its banner */
+    unsigned (*helpers)(const layer *l, const layer_role *r);
+    void (*workspace)(const layer *l, const layer_role *r, ws_list *ws);
+    void (*emit)(cgen *g, const layer *l, const layer_role *r); /* its functions */
+    /* Once a step, one thread, before any slice starts: weights in the layouts the kernels read. */
+    void (*prepare)(cgen *g, const layer *l, const layer_role *r, pass_kind pass);
+    /*
+     * The steps. Most kinds compute in one slice step each way: they set
+     * print_forward and print_backward, and the planner makes the steps (a
+     * backward step only where there are weights or an input gradient to
+     * compute). Kinds with more steps, or other steps at inference, set
+     * forward and backward instead.
+     */
+    void (*print_forward)(cgen *g, const layer *l, const step_args *a);
+    void (*print_backward)(cgen *g, const layer *l, const step_args *a);
+    step_list (*forward)(const layer *l, pass_kind pass);
+    step_list (*backward)(const layer *l, const layer_role *r); /* n = 0: nothing to do */
+} layer_kind;
+
+/* The steps of a layer, from its kind (the planner's view of the fields above). */
+step_list layer_forward_steps(const layer *l, pass_kind pass);
+step_list layer_backward_steps(const layer *l, const layer_role *r);
+
+/* The options of every layer with weights: init=, bias_init=, l1=, l2=, as four schema rows... */
+#define WEIGHT_OPTIONS                                                                                                 \
+    {"init", OPT_INIT, 0, 0, NULL}, {"bias_init", OPT_INIT, 0, 0, NULL}, {"l1", OPT_NUMBER, 0, 10, NULL},            \
+        {"l2", OPT_NUMBER, 0, 10, NULL}
+/* ...and their values (v: the first of the four) into l. */
+void apply_weight_options(layer *l, const option_value *v);
+/* A step call `NAME_forward(out, in, lo, hi)`, or `NAME_backward(din, dout, lo, hi)`: kinds without weights. */
+void print_forward_in_out(cgen *g, const layer *l, const step_args *a);
+void print_backward_din_dout(cgen *g, const layer *l, const step_args *a);
+
+/* The table (layers/kinds.def, layers/kinds.c). */
+extern const layer_kind *const layer_kinds[];
+extern const int n_layer_kinds;
+const layer_kind *layer_kind_for_word(const char *word);
+/* Every statement word of every kind, NULL-terminated, for "did you mean". */
+const char *const *layer_words(void);
+
+/* Shared by the kinds' printers. */
+static inline step_list one_step(step_scope scope, void (*print)(cgen *, const layer *, const step_args *))
+{
+    step_list s = {1, {{scope, print}}};
+    return s;
+}
+static inline step_list no_steps(void)
+{
+    step_list s = {0, {{STEP_SLICE, 0}}};
+    return s;
+}
+
+#endif

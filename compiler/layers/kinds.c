@@ -1,0 +1,90 @@
+/* kinds.c - the table of layer kinds (kinds.def), and lookups over it. */
+#include <stdarg.h>
+#include <string.h>
+
+#include "kind.h"
+
+#define KIND(name) extern const layer_kind name##_kind;
+#include "kinds.def"
+#undef KIND
+
+#define KIND(name) &name##_kind,
+const layer_kind *const layer_kinds[] = {
+#include "kinds.def"
+};
+#undef KIND
+const int n_layer_kinds = sizeof layer_kinds / sizeof layer_kinds[0];
+
+const layer_kind *layer_kind_for_word(const char *word)
+{
+    for (int k = 0; k < n_layer_kinds; k++)
+        for (const char *const *w = layer_kinds[k]->words; *w; w++)
+            if (strcmp(*w, word) == 0)
+                return layer_kinds[k];
+    return NULL;
+}
+
+const char *const *layer_words(void)
+{
+    static const char *words[64];
+    if (!words[0]) {
+        int n = 0;
+        for (int k = 0; k < n_layer_kinds; k++)
+            for (const char *const *w = layer_kinds[k]->words; *w && n + 1 < 64; w++)
+                words[n++] = *w;
+    }
+    return words;
+}
+
+void ws_add(ws_list *ws, const char *comment, const char *fmt, ...)
+{
+    if (ws->n == ws->cap) {
+        ws->cap = ws->cap ? 2 * ws->cap : 16;
+        ws->members = nnc_xrealloc(ws->members, (size_t)ws->cap * sizeof *ws->members);
+    }
+    ws_member *m = &ws->members[ws->n++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->decl, sizeof m->decl, fmt, ap);
+    va_end(ap);
+    snprintf(m->comment, sizeof m->comment, "%s", comment);
+}
+
+step_list layer_forward_steps(const layer *l, pass_kind pass)
+{
+    if (l->kind->forward)
+        return l->kind->forward(l, pass);
+    return l->kind->print_forward ? one_step(STEP_SLICE, l->kind->print_forward) : no_steps();
+}
+
+step_list layer_backward_steps(const layer *l, const layer_role *r)
+{
+    if (l->kind->backward)
+        return l->kind->backward(l, r);
+    /* A layer without weights only passes the gradient on: at the network's input there is nothing to do. */
+    if (!l->kind->print_backward || (l->n_weights == 0 && !r->needs_din))
+        return no_steps();
+    return one_step(STEP_SLICE, l->kind->print_backward);
+}
+
+void apply_weight_options(layer *l, const option_value *v)
+{
+    if (v[0].given)
+        l->kernel_init = v[0].init;
+    if (v[1].given)
+        l->bias_init = v[1].init;
+    if (v[2].given)
+        l->l1 = (float)v[2].number;
+    if (v[3].given)
+        l->l2 = (float)v[3].number;
+}
+
+void print_forward_in_out(cgen *g, const layer *l, const step_args *a)
+{
+    cgi(g, "%s_forward(%s, %s, lo, hi);\n", l->name, a->out, a->in);
+}
+
+void print_backward_din_dout(cgen *g, const layer *l, const step_args *a)
+{
+    cgi(g, "%s_backward(%s, %s, lo, hi);\n", l->name, a->din, a->dout);
+}

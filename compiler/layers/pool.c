@@ -1,0 +1,152 @@
+/*
+ * pool.c - max pooling and average pooling over valid windows (Keras's
+ * MaxPooling2D and AveragePooling2D: 2x2 by default, stride = window).
+ * Two kinds that share their schema, shape rule and loops.
+ */
+#include "kind.h"
+
+enum { WINDOW, STRIDE };
+static const option_spec options[] = {
+    [WINDOW] = {"window", OPT_WINDOW, 0, 0, "a pooling window"},
+    [STRIDE] = {"stride", OPT_STRIDE, 0, 0, NULL},
+};
+#define USAGE "maxpool|avgpool [KxK] [stride S]"
+
+static void check(layer_check *lc, layer *l, const option_value *v)
+{
+    pool_params *p = &l->u.pool;
+    p->kh = v[WINDOW].given ? v[WINDOW].h : 2;
+    p->kw = v[WINDOW].given ? v[WINDOW].w : 2;
+    p->sh = v[STRIDE].given ? (int)v[STRIDE].number : p->kh;
+    p->sw = v[STRIDE].given ? (int)v[STRIDE].number : p->kw;
+    if (!v[WINDOW].arg || !v[STRIDE].given)
+        model_note_default(lc->m, l->line, "%s: window %dx%d stride %d", l->name, p->kh, p->kw, p->sh);
+    int oh = l->in.h >= p->kh ? (l->in.h - p->kh) / p->sh + 1 : 0;
+    int ow = l->in.w >= p->kw ? (l->in.w - p->kw) / p->sw + 1 : 0;
+    if ((oh < 1 || ow < 1) && !shape_is_flat(l->in)) {
+        char buf[32];
+        nnc_error(lc->src, v[WINDOW].arg ? v[WINDOW].arg->loc : lc->st->loc,
+                  "pooling window %dx%d is larger than its %s input", p->kh, p->kw, shape_text(buf, sizeof buf, l->in));
+    }
+    l->out = (shape){oh < 1 ? 1 : oh, ow < 1 ? 1 : ow, l->in.c};
+}
+
+extern const layer_kind maxpool_kind;
+
+static int is_max(const layer *l)
+{
+    return l->kind == &maxpool_kind;
+}
+
+static const char *kernel(const layer *l)
+{
+    (void)l;
+    return "elementwise loops";
+}
+
+static void workspace(const layer *l, const layer_role *r, ws_list *ws)
+{
+    (void)r;
+    if (is_max(l))
+        ws_add(ws, "index into the input of each output's maximum", "int32_t %s_argmax[B * %d]", l->name,
+               shape_size(l->out));
+}
+
+/* The offset of input pixel (b, oy * sh + ky, ox * sw + kx), channel 0. */
+static const char *window_at(char *buf, size_t len, const layer *l)
+{
+    const pool_params *p = &l->u.pool;
+    char oy[32], ox[32];
+    snprintf(buf, len, "(((size_t)b * %d + %s + ky) * %d + %s + kx) * %d", l->in.h, times(oy, sizeof oy, "oy", p->sh),
+             l->in.w, times(ox, sizeof ox, "ox", p->sw), l->in.c);
+    return buf;
+}
+
+static void emit(cgen *g, const layer *l, const layer_role *r)
+{
+    const pool_params *p = &l->u.pool;
+    int C = l->in.c, OH = l->out.h, OW = l->out.w, IN = shape_size(l->in), OUT = shape_size(l->out);
+    int max = is_max(l);
+    char at[160];
+    window_at(at, sizeof at, l);
+    if (max) {
+        cg(g, "/* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */\n");
+        cg(g, "static void %s_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in,\n", l->name);
+        cg(g, "                                   int lo, int hi)\n{\n");
+    } else {
+        cg(g, "static void %s_forward(float *restrict out, const float *restrict in, int lo, int hi)\n{\n", l->name);
+    }
+    /* Channels innermost, so that each window position is one vector compare (or add) per pixel. */
+    cg(g, "    for (int b = lo; b < hi; b++)\n");
+    cg(g, "        for (int oy = 0; oy < %d; oy++)\n", OH);
+    cg(g, "            for (int ox = 0; ox < %d; ox++) {\n", OW);
+    cg(g, "                size_t o = (((size_t)b * %d + oy) * %d + ox) * %d;\n", OH, OW, C);
+    cg(g, "                for (int c = 0; c < %d; c++)\n", C);
+    cg(g, "                    out[o + c] = %s;\n", max ? "-INFINITY" : "0.0f");
+    cg(g, "                for (int ky = 0; ky < %d; ky++)\n", p->kh);
+    cg(g, "                    for (int kx = 0; kx < %d; kx++) {\n", p->kw);
+    cg(g, "                        int32_t at = (int32_t)%s;\n", at);
+    cg(g, "                        for (int c = 0; c < %d; c++) {\n", C);
+    if (max) {
+        cg(g, "                            if (in[at + c] > out[o + c]) {\n");
+        cg(g, "                                out[o + c] = in[at + c];\n");
+        cg(g, "                                argmax[o + c] = at + c;\n                            }\n");
+    } else {
+        cg(g, "                            out[o + c] += in[at + c];\n");
+    }
+    cg(g, "                        }\n                    }\n");
+    if (!max)
+        cg(g, "                for (int c = 0; c < %d; c++)\n                    out[o + c] *= 1.0f / %d;\n", C, p->kh * p->kw);
+    cg(g, "            }\n}\n\n");
+
+    if (!r->needs_din)
+        return;
+    if (max) {
+        cg(g, "static void %s_backward(float *restrict din, const float *restrict dout,\n", l->name);
+        cg(g, "                                    const int32_t *restrict argmax, int lo, int hi)\n{\n");
+        cg(g, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IN, IN);
+        cg(g, "    for (size_t o = (size_t)lo * %d; o < (size_t)hi * %d; o++)\n", OUT, OUT);
+        cg(g, "        din[argmax[o]] += dout[o];\n}\n");
+        return;
+    }
+    cg(g, "static void %s_backward(float *restrict din, const float *restrict dout, int lo, int hi)\n{\n", l->name);
+    cg(g, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IN, IN);
+    cg(g, "    for (int b = lo; b < hi; b++)\n");
+    cg(g, "        for (int oy = 0; oy < %d; oy++)\n", OH);
+    cg(g, "            for (int ox = 0; ox < %d; ox++)\n", OW);
+    cg(g, "                for (int c = 0; c < %d; c++) {\n", C);
+    cg(g, "                    float g = dout[(((size_t)b * %d + oy) * %d + ox) * %d + c] * (1.0f / %d);\n", OH, OW, C,
+       p->kh * p->kw);
+    cg(g, "                    for (int ky = 0; ky < %d; ky++)\n", p->kh);
+    cg(g, "                        for (int kx = 0; kx < %d; kx++)\n", p->kw);
+    cg(g, "                            din[%s + c] += g;\n", at);
+    cg(g, "                }\n}\n");
+}
+
+static void print_forward(cgen *g, const layer *l, const step_args *a)
+{
+    if (is_max(l))
+        cgi(g, "%s_forward(%s, ws->%s_argmax, %s, lo, hi);\n", l->name, a->out, l->name, a->in);
+    else
+        cgi(g, "%s_forward(%s, %s, lo, hi);\n", l->name, a->out, a->in);
+}
+
+static void print_backward(cgen *g, const layer *l, const step_args *a)
+{
+    if (is_max(l))
+        cgi(g, "%s_backward(%s, %s, ws->%s_argmax, lo, hi);\n", l->name, a->din, a->dout, l->name);
+    else
+        cgi(g, "%s_backward(%s, %s, lo, hi);\n", l->name, a->din, a->dout);
+}
+
+/* The two kinds differ in their words and names only; is_max() tells their code apart. */
+#define POOL_KIND(word_, keras_, prefix_, id_)                                                                         \
+    {                                                                                                                  \
+        .words = (const char *const[]){word_, NULL}, .keras = keras_, .prefix = prefix_, .signature_id = id_,          \
+        .flags = KIND_IMAGE_INPUT, .usage = USAGE, .n_options = sizeof options / sizeof options[0],                   \
+        .options = options, .check = check, .kernel = kernel, .workspace = workspace, .emit = emit,                    \
+        .print_forward = print_forward, .print_backward = print_backward,                                              \
+    }
+
+const layer_kind maxpool_kind = POOL_KIND("maxpool", "MaxPooling2D", "max_pooling2d", 2);
+const layer_kind avgpool_kind = POOL_KIND("avgpool", "AveragePooling2D", "average_pooling2d", 3);
