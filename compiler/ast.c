@@ -8,10 +8,8 @@
 static void *xcalloc(size_t size)
 {
     void *p = calloc(1, size);
-    if (!p) {
-        fprintf(stderr, "nnc: out of memory\n");
-        exit(1);
-    }
+    if (!p)
+        nnc_out_of_memory();
     return p;
 }
 
@@ -20,11 +18,7 @@ nnc_arg *nnc_arg_new(nnc_arg_kind kind, nnc_loc loc, const char *text)
     nnc_arg *arg = xcalloc(sizeof *arg);
     arg->kind = kind;
     arg->loc = loc;
-    arg->text = strdup(text ? text : "");
-    if (!arg->text) {
-        fprintf(stderr, "nnc: out of memory\n");
-        exit(1);
-    }
+    arg->text = nnc_xstrdup(text ? text : "");
     return arg;
 }
 

@@ -31,11 +31,7 @@ void nnc_source_from_string(nnc_source *src, const char *path, const char *text,
 {
     memset(src, 0, sizeof *src);
     src->path = path;
-    src->text = malloc(length + 1);
-    if (!src->text) {
-        fprintf(stderr, "nnc: out of memory\n");
-        exit(1);
-    }
+    src->text = nnc_xmalloc(length + 1);
     memcpy(src->text, text, length);
     src->text[length] = '\0';
     src->length = length;
@@ -131,4 +127,36 @@ void nnc_note(nnc_source *src, nnc_loc loc, const char *fmt, ...)
     va_start(ap, fmt);
     report(src, loc, "note", fmt, ap);
     va_end(ap);
+}
+
+/* ---- memory ---- */
+
+_Noreturn void nnc_out_of_memory(void)
+{
+    fprintf(stderr, "nnc: out of memory\n");
+    exit(1);
+}
+
+void *nnc_xmalloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (!p)
+        nnc_out_of_memory();
+    return p;
+}
+
+void *nnc_xrealloc(void *p, size_t size)
+{
+    p = realloc(p, size ? size : 1);
+    if (!p)
+        nnc_out_of_memory();
+    return p;
+}
+
+char *nnc_xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        nnc_out_of_memory();
+    return d;
 }

@@ -48,4 +48,10 @@ void nnc_error(nnc_source *src, nnc_loc loc, const char *fmt, ...) __attribute__
 void nnc_warning(nnc_source *src, nnc_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void nnc_note(nnc_source *src, nnc_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Memory that cannot be had ends the compiler, with one message (diag.c). */
+_Noreturn void nnc_out_of_memory(void);
+void *nnc_xmalloc(size_t size);
+void *nnc_xrealloc(void *p, size_t size);
+char *nnc_xstrdup(const char *s);
+
 #endif

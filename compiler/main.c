@@ -91,29 +91,26 @@ int main(int argc, char **argv)
         char *text = NULL;
         size_t len = 0;
         FILE *mem = open_memstream(&text, &len);
-        if (!mem) {
-            fprintf(stderr, "nnc: out of memory\n");
+        if (!mem)
+            nnc_out_of_memory();
+        if (md == MODE_DOT)
+            nnc_emit_dot(mem, m);
+        else if (nnc_emit(mem, m) != 0)
             status = 1;
-        } else {
-            if (md == MODE_DOT)
-                nnc_emit_dot(mem, m);
-            else if (nnc_emit(mem, m) != 0)
-                status = 1;
-            if (fclose(mem) != 0)
-                status = 1;
-            if (status == 0) {
-                if (output && strcmp(output, "-") != 0) {
-                    /* never a half-written file: see runtime/files.c */
-                    if (nnc_write_file_atomically(output, text, len, err, sizeof err) != 0) {
-                        fprintf(stderr, "nnc: %s\n", err);
-                        status = 1;
-                    }
-                } else {
-                    status = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 1;
+        if (fclose(mem) != 0)
+            status = 1;
+        if (status == 0) {
+            if (output && strcmp(output, "-") != 0) {
+                /* never a half-written file: see runtime/files.c */
+                if (nnc_write_file_atomically(output, text, len, err, sizeof err) != 0) {
+                    fprintf(stderr, "nnc: %s\n", err);
+                    status = 1;
                 }
+            } else {
+                status = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 1;
             }
-            free(text);
         }
+        free(text);
     }
     nnc_model_free(m);
     nnc_source_free(&src);

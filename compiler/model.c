@@ -12,36 +12,6 @@
 #include "layers/kind.h"
 #include "model.h"
 
-_Noreturn void nnc_out_of_memory(void)
-{
-    fprintf(stderr, "nnc: out of memory\n");
-    exit(1);
-}
-
-void *nnc_xmalloc(size_t size)
-{
-    void *p = malloc(size ? size : 1);
-    if (!p)
-        nnc_out_of_memory();
-    return p;
-}
-
-void *nnc_xrealloc(void *p, size_t size)
-{
-    p = realloc(p, size ? size : 1);
-    if (!p)
-        nnc_out_of_memory();
-    return p;
-}
-
-char *nnc_xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        nnc_out_of_memory();
-    return d;
-}
-
 /* ---- names ---------------------------------------------------------------- */
 
 static const char *const act_names[N_ACTS] = {

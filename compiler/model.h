@@ -110,12 +110,6 @@ int nnc_emit(FILE *out, const model *m);
 
 /* ---- shared helpers (model.c) ---- */
 
-/* Memory that cannot be had ends the compiler, with one message. */
-void *nnc_xmalloc(size_t size);
-void *nnc_xrealloc(void *p, size_t size);
-char *nnc_xstrdup(const char *s);
-_Noreturn void nnc_out_of_memory(void);
-
 /* Activation names, in act_kind order; parse returns 0 for a word that is none. */
 const char *act_name(act_kind act);
 int act_parse(const char *word, act_kind *act);

@@ -121,11 +121,7 @@ static nnc_arg *fraction(nnc_arg *num, nnc_arg *den, nnc_loc loc, nnc_source *sr
 {
     nnc_arg *arg = nnc_arg_new(ARG_NUMBER, loc, "");
     size_t n = strlen(num->text) + strlen(den->text) + 2;
-    char *text = malloc(n);
-    if (!text) {
-        fprintf(stderr, "nnc: out of memory\n");
-        exit(1);
-    }
+    char *text = nnc_xmalloc(n);
     snprintf(text, n, "%s/%s", num->text, den->text);
     free(arg->text);
     arg->text = text;
@@ -146,11 +142,7 @@ static nnc_arg *pair(nnc_arg *a, nnc_arg *b, nnc_loc loc)
 {
     nnc_arg *arg = nnc_arg_new(ARG_PAIR, loc, "");
     size_t n = strlen(a->text) + strlen(b->text) + 2;
-    char *text = malloc(n);
-    if (!text) {
-        fprintf(stderr, "nnc: out of memory\n");
-        exit(1);
-    }
+    char *text = nnc_xmalloc(n);
     snprintf(text, n, "%s:%s", a->text, b->text);
     free(arg->text);
     arg->text = text;
