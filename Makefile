@@ -31,15 +31,16 @@ BLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 RT_LIBS     = $(BLAS_LIBS) -lpng -lz -lm -fopenmp
 
 COMPILER_SRC := compiler/diag.c compiler/ast.c compiler/model.c compiler/schema.c compiler/check.c compiler/summary.c \
-                compiler/cgen.c compiler/plan.c compiler/emit.c $(sort $(wildcard compiler/layers/*.c))
+                compiler/cgen.c compiler/plan.c compiler/emit.c compiler/infer.c $(sort $(wildcard compiler/layers/*.c))
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o
 RUNTIME_SRC  := $(sort $(wildcard runtime/*.c))
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
 MODELS       := $(sort $(wildcard models/*.nn))
 GENERATED    := $(MODELS:models/%.nn=generated/%.c)
-TEST_SRC     := $(sort $(wildcard tests/test_*.c))
-TEST_MODELS  := $(sort $(wildcard tests/models/*.nn))
-TEST_GEN     := $(TEST_MODELS:tests/models/%.nn=$(BUILD)/tests/gen/%.c)
+# Each kind's tests are tests/layers/KIND/: its model KIND.nn, gradcheck.c and reference.c.
+TEST_SRC     := $(sort $(wildcard tests/test_*.c tests/layers/*/*.c))
+TEST_MODELS  := $(sort $(wildcard tests/models/*.nn tests/layers/*/*.nn))
+TEST_GEN     := $(patsubst %.nn,$(BUILD)/tests/gen/%.c,$(notdir $(TEST_MODELS)))
 DEPS_STAMP   := $(BUILD)/.deps-ok
 TEST_DEPS_STAMP := $(BUILD)/.test-deps-ok
 
@@ -83,7 +84,7 @@ $(BUILD)/compiler/%.o: compiler/%.c compiler/*.h compiler/layers/*.h compiler/la
 # The compiler shares the runtime's whole-file reading and atomic writing
 # (files.c, util.c), built with the compiler's own flags: an installed nnc must
 # not carry the runtime's -march=native.
-COMPILER_RT_OBJ := $(BUILD)/compiler/rt-files.o $(BUILD)/compiler/rt-util.o
+COMPILER_RT_OBJ := $(BUILD)/compiler/rt-files.o $(BUILD)/compiler/rt-util.o $(BUILD)/compiler/rt-checkpoint.o
 $(BUILD)/compiler/rt-%.o: runtime/%.c runtime/nncrt.h | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -130,7 +131,14 @@ train: $(BUILD)/bin/$(notdir $(basename $(MODEL)))
 	$(BUILD)/bin/$(notdir $(basename $(MODEL))) $(ARGS)
 
 # ---- tests ---------------------------------------------------------------
+# Test models, tests/models/NAME.nn and tests/layers/KIND/KIND.nn, become build/tests/gen/NAME.c,
+# which the tests include.
 $(BUILD)/tests/gen/%.c: tests/models/%.nn $(BUILD)/nnc
+	@mkdir -p $(BUILD)/tests/gen
+	$(BUILD)/nnc $< -o $@
+
+.SECONDEXPANSION:
+$(BUILD)/tests/gen/%.c: tests/layers/%/$$*.nn $(BUILD)/nnc
 	@mkdir -p $(BUILD)/tests/gen
 	$(BUILD)/nnc $< -o $@
 
@@ -143,10 +151,11 @@ $(BUILD)/tests/nnc_tests: $(TEST_SRC) $(TEST_INPUTS) $(COMPILER_OBJ) | $(TEST_DE
 	@mkdir -p $(BUILD)/tests
 	$(TEST_CC) $(TEST_SRC) $(COMPILER_OBJ) $(BUILD)/libnncrt.a -o $@ -lcriterion $(RT_LIBS)
 
-# The gradient checks and the PyTorch references once more, with the generated
-# models built for an instruction set: `native` (AVX-512 here: a 16-float vector
-# is one register) and `x86-64-v3` (AVX2: two registers), where the CPU has it.
-NUMERIC_SRC := $(sort $(wildcard tests/test_gradcheck_*.c tests/test_reference_*.c))
+# The gradient checks and the PyTorch references (every kind's, the seed models')
+# once more, with the generated models built for an instruction set: `native`
+# (AVX-512 here: a 16-float vector is one register) and `x86-64-v3` (AVX2: two
+# registers), where the CPU has it.
+NUMERIC_SRC := $(sort $(wildcard tests/layers/*/*.c tests/test_reference_*.c))
 HAS_AVX2 := $(shell for f in avx2 fma bmi2 movbe f16c; do grep -qw $$f /proc/cpuinfo 2>/dev/null || exit 0; done; echo 1)
 NUMERIC_MARCHES := native $(if $(HAS_AVX2),x86-64-v3)
 $(BUILD)/tests/numeric-%: $(NUMERIC_SRC) $(TEST_INPUTS) | $(TEST_DEPS_STAMP)

@@ -144,7 +144,39 @@ void cg_act_backward(cgen *g, act_kind act, const char *grad, const char *out, i
     cg(g, "    }\n");
 }
 
+void cg_float_array(cgen *g, const char *name, const float *values, size_t n)
+{
+    char buf[32];
+    cg(g, "static const float %s[%zu] = {", name, n);
+    for (size_t i = 0; i < n; i++)
+        cg(g, "%s%s,", i % 8 ? " " : "\n    ", flt(buf, sizeof buf, values[i]));
+    cg(g, "\n};\n");
+}
+
+void cg_act_loop(cgen *g, act_kind act, const char *out, int n, const char *indent)
+{
+    char buf[128], v[64];
+    if (act == ACT_LINEAR)
+        return;
+    if (act == ACT_SOFTMAX) {
+        cg(g, "%ssoftmax(%s, %d);\n", indent, out, n);
+        return;
+    }
+    snprintf(v, sizeof v, "%s[i]", out);
+    cg(g, "%sfor (int i = 0; i < %d; i++)\n%s    %s[i] = %s;\n", indent, n, indent, out, act_expr(act, buf, sizeof buf, v));
+}
+
 /* ---- folding long lines --------------------------------------------------- */
+
+/* The first `what` within text[0..len), or NULL: lines here are not NUL-terminated. */
+static const char *find_in(const char *text, int len, const char *what)
+{
+    int n = (int)strlen(what);
+    for (int i = 0; i + n <= len; i++)
+        if (strncmp(text + i, what, (size_t)n) == 0)
+            return text + i;
+    return NULL;
+}
 
 static int indent_of(const char *line, int len)
 {
@@ -182,29 +214,38 @@ static int fold_words(FILE *out, const char *first_prefix, const char *prefix, c
     return fputc('\n', out) == EOF ? -1 : 0;
 }
 
-/* Where a break may go in code: after ", " or before a binary operator, outside strings. */
+/* Where a break may go in code: after the last ", " before limit, else before a binary operator;
+ * never inside a string literal. -1 when there is no such place. */
 static int break_point(const char *line, int len, int limit)
 {
-    int in_string = 0, best = -1;
+    static const char *const ops[] = {" && ", " || ", " ? ", " : ", " + ", " - ", " * ", " = "};
+    int in_string = 0, comma = -1, op = -1;
     for (int i = 0; i < len && i < limit; i++) {
         char ch = line[i];
         if (ch == '"' && (i == 0 || line[i - 1] != '\\'))
             in_string = !in_string;
         if (in_string)
             continue;
-        if (ch == ',' && i + 1 < len && line[i + 1] == ' ') {
-            best = i + 1;
-        }
-    }
-    if (best >= 0)
-        return best;
-    static const char *const ops[] = {" && ", " || ", " ? ", " : ", " + ", " - ", " * ", " = "};
-    for (int i = limit - 1; i > 0; i--)
+        if (ch == ',' && i + 1 < len && line[i + 1] == ' ')
+            comma = i + 1;
         for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
-            if (i + (int)strlen(ops[k]) <= len && strncmp(line + i, ops[k], strlen(ops[k])) == 0) {
-                return i;
-            }
-    return -1;
+            if (i > 0 && i + (int)strlen(ops[k]) <= len && strncmp(line + i, ops[k], strlen(ops[k])) == 0)
+                op = i;
+    }
+    return comma >= 0 ? comma : op;
+}
+
+/* The last space inside a string literal before limit (the split goes after it), or -1. */
+static int string_split_point(const char *line, int len, int limit)
+{
+    int in_string = 0, best = -1;
+    for (int i = 0; i < len && i < limit; i++) {
+        if (line[i] == '"' && (i == 0 || line[i - 1] != '\\'))
+            in_string = !in_string;
+        else if (in_string && line[i] == ' ' && line[i - 1] != '\\')
+            best = i + 1;
+    }
+    return best;
 }
 
 /* The column after the innermost parenthesis still open at `pos`, or -1. */
@@ -236,8 +277,24 @@ static void fold_code(FILE *out, const char *text, int len, int width)
     int indent = indent_of(line, len), cont = -1;
     while (len > width) {
         int at = break_point(line, len, width);
-        if (at <= indent)
-            break;
+        if (at <= indent) {
+            /* no place in the code: split a long string literal at a space, "ab" "cd" being "abcd" */
+            int split = string_split_point(line, len, width - 1);
+            if (split <= indent)
+                break;
+            fprintf(out, "%.*s\"\n", split, line);
+            int rest = len - split;
+            int pad = cont >= 0 ? cont : indent + 8;
+            if (pad + 1 + rest >= (int)sizeof next)
+                return;
+            memset(next, ' ', (size_t)pad);
+            next[pad] = '"';
+            memcpy(next + pad + 1, line + split, (size_t)rest);
+            len = pad + 1 + rest;
+            memcpy(line, next, (size_t)len);
+            cont = pad;
+            continue;
+        }
         int head = at; /* the text before the break, without trailing blanks */
         while (head > 0 && line[head - 1] == ' ')
             head--;
@@ -276,7 +333,7 @@ static void fold_line(FILE *out, const char *line, int len, int width)
         return;
     }
     /* a one-line block comment: its words over lines, aligned under the text */
-    if (blen >= 4 && strncmp(body, "/*", 2) == 0 && strstr(body + 2, "*/") == body + blen - 2) {
+    if (blen >= 4 && strncmp(body, "/*", 2) == 0 && find_in(body + 2, blen - 2, "*/") == body + blen - 2) {
         snprintf(first, sizeof first, "%.*s/*", indent, line);
         snprintf(prefix, sizeof prefix, "%.*s * ", indent, line);
         int text = 2;
@@ -285,6 +342,13 @@ static void fold_line(FILE *out, const char *line, int len, int width)
         fprintf(out, "%s\n", first);
         fold_words(out, prefix, prefix, body + text, blen - 2 - text, width);
         fprintf(out, "%.*s */\n", indent, line);
+        return;
+    }
+    /* the first line of a block comment that goes on: its words, then " * " lines */
+    if (blen >= 2 && strncmp(body, "/*", 2) == 0 && !find_in(body + 2, blen - 2, "*/")) {
+        snprintf(first, sizeof first, "%.*s/* ", indent, line);
+        snprintf(prefix, sizeof prefix, "%.*s * ", indent, line);
+        fold_words(out, first, prefix, body + 2, blen - 2, width);
         return;
     }
     /* a line inside a block comment */
@@ -303,7 +367,7 @@ static void fold_line(FILE *out, const char *line, int len, int width)
             break;
         }
     }
-    if (c && c > body && strstr(c, "*/") == line + len - 2) {
+    if (c && c > body && find_in(c, (int)(line + len - c), "*/") == line + len - 2) {
         int code_end = (int)(c - line);
         while (code_end > 0 && line[code_end - 1] == ' ')
             code_end--;

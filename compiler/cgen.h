@@ -42,6 +42,11 @@ void cg_act_backward(cgen *g, act_kind act, const char *grad, const char *out, i
 /* "x * 3" as "x * 3", "x * 1" as "x", "0 * 3 + y" as "y": index arithmetic without the degenerate terms. */
 const char *times(char *buf, size_t len, const char *var, int factor);
 
+/* `static const float name[n] = {...};`, the values as the shortest literals that read back exactly. */
+void cg_float_array(cgen *g, const char *name, const float *values, size_t n);
+/* The activation over out[0..n) in place, as a loop (nothing for linear; softmax: the row). */
+void cg_act_loop(cgen *g, act_kind act, const char *out, int n, const char *indent);
+
 /* Copy text to out with every line longer than width folded as a person would:
  * code after a comma, comments between words. */
 int cgen_fold(FILE *out, const char *text, size_t len, int width);

@@ -5,6 +5,8 @@
  *   nnc --summary MODEL.nn     print the Keras-style summary and the defaults applied
  *   nnc --dot MODEL.nn         print a Graphviz diagram of the model
  *   nnc --check MODEL.nn       check only
+ *   nnc --emit=inference --weights W.nncw MODEL.nn -o NAME.c
+ *                              dependency-free inference C for one image: NAME.c and NAME.h
  *
  * Output is built in memory and only then written, to a temporary file that
  * is renamed into place: an error never leaves a half-written file behind.
@@ -13,9 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer.h"
 #include "model.h"
 
-typedef enum { MODE_COMPILE, MODE_SUMMARY, MODE_DOT, MODE_CHECK } mode;
+typedef enum { MODE_COMPILE, MODE_SUMMARY, MODE_DOT, MODE_CHECK, MODE_INFERENCE } mode;
 
 static void usage(FILE *out)
 {
@@ -23,14 +26,84 @@ static void usage(FILE *out)
           "       nnc --summary MODEL.nn      layer table, parameter counts, defaults applied\n"
           "       nnc --dot MODEL.nn [-o F]   Graphviz diagram of the model\n"
           "       nnc --check MODEL.nn        check the model, write nothing\n"
+          "       nnc --emit=inference --weights W.nncw MODEL.nn -o NAME.c\n"
+          "                                   inference C for one image, weights baked in: NAME.c and NAME.h\n"
+          "                                   (C99 and <math.h> only, for any target)\n"
           "       nnc --help | --version\n",
           out);
+}
+
+/* NAME from -o path/NAME.c: the API's prefix, a C identifier. */
+static int inference_prefix(const char *output, char *prefix, size_t len)
+{
+    const char *base = strrchr(output, '/');
+    base = base ? base + 1 : output;
+    size_t n = strlen(base);
+    if (n < 3 || strcmp(base + n - 2, ".c") != 0 || n - 2 >= len) {
+        fprintf(stderr, "nnc: the inference output must be NAME.c (NAME.h is written beside it), not '%s'\n", output);
+        return -1;
+    }
+    memcpy(prefix, base, n - 2);
+    prefix[n - 2] = '\0';
+    for (char *c = prefix; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_'))
+            *c = '_';
+    if (prefix[0] >= '0' && prefix[0] <= '9')
+        prefix[0] = '_';
+    return 0;
+}
+
+/* Load the weights the model was trained to, as a trainer of it would: another model's weights are refused. */
+static int load_weights(const model *m, const char *path, float **params, float **state, float prep[2])
+{
+    nnc_model desc = {.name = m->name, .n_params = m->n_params, .n_state = m->n_state,
+                      .signature = model_signature(m)};
+    char err[512];
+    *params = nnc_xmalloc(sizeof(float) * (m->n_params + 1));
+    *state = nnc_xmalloc(sizeof(float) * (m->n_state + 1));
+    if (nnc_checkpoint_load(path, &desc, *params, *state, prep, err, sizeof err) != 0) {
+        fprintf(stderr, "nnc: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* NAME.c and NAME.h, both built in memory, then each written whole; no half pair is left behind. */
+static int emit_inference(const model *m, const char *weights, const char *output)
+{
+    char prefix[128], header[4096], err[512];
+    float *params = NULL, *state = NULL, prep[2];
+    if (inference_prefix(output, prefix, sizeof prefix) != 0)
+        return 1;
+    snprintf(header, sizeof header, "%.*s.h", (int)strlen(output) - 2, output);
+    if (load_weights(m, weights, &params, &state, prep) != 0) {
+        free(params), free(state);
+        return 1;
+    }
+    char *c_text = NULL, *h_text = NULL;
+    size_t c_len = 0, h_len = 0;
+    FILE *c_mem = open_memstream(&c_text, &c_len), *h_mem = open_memstream(&h_text, &h_len);
+    if (!c_mem || !h_mem)
+        nnc_out_of_memory();
+    int status = nnc_emit_inference(c_mem, h_mem, m, prefix, params, state, prep, weights);
+    status |= fclose(c_mem) | fclose(h_mem);
+    free(params), free(state);
+    if (status == 0 && nnc_write_file_atomically(header, h_text, h_len, err, sizeof err) != 0) {
+        fprintf(stderr, "nnc: %s\n", err);
+        status = 1;
+    } else if (status == 0 && nnc_write_file_atomically(output, c_text, c_len, err, sizeof err) != 0) {
+        fprintf(stderr, "nnc: %s\n", err);
+        remove(header); /* not one file of the pair without the other */
+        status = 1;
+    }
+    free(c_text), free(h_text);
+    return status ? 1 : 0;
 }
 
 int main(int argc, char **argv)
 {
     mode md = MODE_COMPILE;
-    const char *input = NULL, *output = NULL;
+    const char *input = NULL, *output = NULL, *weights = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -45,6 +118,16 @@ int main(int argc, char **argv)
             md = MODE_DOT;
         } else if (strcmp(a, "--check") == 0) {
             md = MODE_CHECK;
+        } else if (strcmp(a, "--emit=inference") == 0) {
+            md = MODE_INFERENCE;
+        } else if (strcmp(a, "--emit=trainer") == 0) {
+            md = MODE_COMPILE;
+        } else if (strcmp(a, "--weights") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "nnc: --weights needs a weights file (a trainer's .nncw)\n");
+                return 2;
+            }
+            weights = argv[++i];
         } else if (strcmp(a, "-o") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "nnc: -o needs a file name\n");
@@ -68,6 +151,14 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (md == MODE_INFERENCE && (!weights || !output)) {
+        fprintf(stderr, "nnc: --emit=inference needs --weights FILE (the trained weights) and -o NAME.c\n");
+        return 2;
+    }
+    if (weights && md != MODE_INFERENCE) {
+        fprintf(stderr, "nnc: --weights goes with --emit=inference\n");
+        return 2;
+    }
 
     nnc_source src;
     char err[512];
@@ -85,7 +176,9 @@ int main(int argc, char **argv)
     }
 
     int status = 0;
-    if (md == MODE_SUMMARY) {
+    if (md == MODE_INFERENCE) {
+        status = emit_inference(m, weights, output);
+    } else if (md == MODE_SUMMARY) {
         nnc_print_summary(stdout, m);
     } else if (md != MODE_CHECK) {
         char *text = NULL;

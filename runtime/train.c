@@ -59,21 +59,6 @@ void nnc_prep_compute(const nnc_model *m, const nnc_dataset *train, float prep[2
     }
 }
 
-void nnc_prep_table(const nnc_model *m, const float prep[2], float table[256]) {
-    for (int v = 0; v < 256; v++) {
-        switch (m->prep) {
-        case NNC_PREP_NONE: table[v] = (float)v; break;
-        case NNC_PREP_SCALE: table[v] = (float)v * m->prep_scale; break;
-        case NNC_PREP_NORMALIZE: {
-            /* Constant images have std 0; numpy would give inf/nan, we leave them centred. */
-            double std = prep[1] > 0.0f ? (double)prep[1] : 1.0;
-            table[v] = (float)(((double)v - (double)prep[0]) / std);
-            break;
-        }
-        }
-    }
-}
-
 /* Convert samples idx[0..n) (or samples first..first+n when idx is NULL) to floats. */
 static void gather_batch(const nnc_dataset *ds, const uint32_t *idx, size_t first, int n, const float table[256],
                          float *x, uint8_t *labels) {

@@ -2,7 +2,8 @@
  * reference_check.h - compare one nnc training step against PyTorch.
  *
  * Include after a generated model (`#define NNC_NO_MAIN`, then the .c) and
- * call ref_check_model("<model>", <last layer's output buffer>). The fixture
+ * call ref_check_model("<model>", <last layer's output buffer>), or write
+ * REFERENCE_TEST(<model>, <that buffer's workspace member>). The fixture
  * tests/reference/fixtures/<model>.txt (written by
  * tests/reference/make_fixtures.py, `make reference`) says how to rebuild the
  * parameters, the BN running statistics and the inputs bit for bit from
@@ -361,6 +362,18 @@ static inline void ref_check_model(const char *model, const float *last_out)
     free(g2);
     ref_free(&fx);
 }
+
+/*
+ * A kind's PyTorch check (tests/layers/KIND/reference.c): the Criterion test KIND/reference, on the
+ * model KIND included bare (NNC_BARE: its gradient check includes the same generated file), whose
+ * last layer writes ref_workspace.LAST_OUT.
+ */
+#define REFERENCE_TEST(model, last_out)                                                                                \
+    Test(model, reference, .timeout = 120)                                                                             \
+    {                                                                                                                  \
+        (void)init; /* bare: nothing else refers to it */                                                              \
+        ref_check_model(#model, ref_workspace.last_out);                                                               \
+    }
 
 #endif /* REF_NO_MODEL */
 #endif /* REFERENCE_CHECK_H */

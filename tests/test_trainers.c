@@ -145,3 +145,20 @@ Test(mnist, same_weights_with_one_or_two_threads, .timeout = 600)
     run(NULL, "rm -rf %s", dir);
     free(dir);
 }
+
+/* Long DSL lines (a comment after the statement) fold into C that still compiles, no line over 100 columns:
+ * the folding once broke a string literal in two at an operator. */
+Test(golden, long_model_lines_fold_into_compiling_c, .timeout = 60)
+{
+    char *dir = scratch_dir(), *out = NULL;
+    int status = run(&out,
+                     "printf 'model longline\\ninput 28x28x1\\nflatten\\ndense 10 softmax init=glorot_uniform "
+                     "bias_init=zeros l2=0.0001    # a long comment that goes on, and on + on, and on\\n' > %s/l.nn && "
+                     "$B/nnc %s/l.nn -o %s/l.c && gcc -std=c11 -Wall -Wextra -Werror -fopenmp -Iruntime -c %s/l.c "
+                     "-o /dev/null && ! awk 'length > 100' %s/l.c | grep -q .",
+                     dir, dir, dir, dir, dir);
+    cr_expect_eq(status, 0, "%s", out);
+    free(out);
+    run(NULL, "rm -rf %s", dir);
+    free(dir);
+}

@@ -6,7 +6,8 @@
 #
 #   build  what `make` and `make train` need (default)
 #   test   that, plus what `make test` needs: Criterion, clang with OpenMP,
-#          and the aarch64 cross compiler of the portability test
+#          the aarch64 cross compiler and qemu (the portability and inference
+#          tests), and the Cortex-M4 cross compiler with its C library
 #
 # Missing packages are installed with apt-get when running as root; otherwise the
 # exact command is printed and the script fails.
@@ -33,6 +34,11 @@ probe() {
 }
 
 write() { cat >"$probe_dir/$1.c"; }
+# probe_cross: the same, linked for another machine, so not run here.
+probe_cross() {
+    name=$1; compiler=$2; shift 2
+    "$compiler" "$probe_dir/$name.c" -o "$probe_dir/$name" "$@" >"$probe_dir/$name.log" 2>&1
+}
 
 write zlib <<'EOF'
 #include <zlib.h>
@@ -69,13 +75,21 @@ write criterion <<'EOF'
 #include <criterion/criterion.h>
 Test(deps, criterion_links) { cr_assert(1); }
 EOF
-# What the generated trainers include, compiled for another architecture.
+# What the generated code includes, built for another architecture: a whole
+# static aarch64 program (the inference test runs one under qemu), and an
+# object for a Cortex-M4F with newlib's headers.
 write aarch64 <<'EOF'
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
 float f(const float *p) { v16 v; memcpy(&v, p, sizeof v); return sqrtf(v[0]) + (float)INT32_MAX; }
+int main(int argc, char **argv) { (void)argv; return (int)expf((float)argc) == 0; }
+EOF
+write cortex_m4 <<'EOF'
+#include <math.h>
+#include <stdint.h>
+float f(const uint8_t *p) { return expf((float)p[0]) + sqrtf((float)p[1]); }
 EOF
 
 missing=""
@@ -99,7 +113,11 @@ if [ "$profile" = test ]; then
     need libcriterion-dev -- probe criterion "$CC" -lcriterion
     need clang libomp-dev -- probe openmp clang -fopenmp
     need gcc-aarch64-linux-gnu libc6-dev-arm64-cross -- \
-        probe aarch64 aarch64-linux-gnu-gcc -std=c11 -Wall -Wextra -Werror -O2 -c
+        probe_cross aarch64 aarch64-linux-gnu-gcc -std=c11 -Wall -Wextra -Werror -O2 -static -lm
+    need qemu-user -- command -v qemu-aarch64
+    need gcc-arm-none-eabi libnewlib-arm-none-eabi -- \
+        probe cortex_m4 arm-none-eabi-gcc -std=c99 -Wall -Wextra -Werror -mcpu=cortex-m4 -mthumb -mfloat-abi=hard \
+        -mfpu=fpv4-sp-d16 -Os -c
 fi
 
 [ -z "$missing" ] && exit 0

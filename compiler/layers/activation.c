@@ -53,6 +53,20 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
     cgi(g, "%s_backward(%s, %s, %s, lo, hi);\n", l->name, a->din, a->dout, a->out);
 }
 
+/* One sample: the activation elementwise (softmax over the row). */
+static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
+{
+    int S = shape_size(l->out);
+    char buf[128];
+    cg(g, "\nstatic void %s_%s(const float *restrict in, float *restrict out)\n{\n", sc->prefix, l->name);
+    if (l->act == ACT_SOFTMAX) {
+        cg(g, "    for (int i = 0; i < %d; i++)\n        out[i] = in[i];\n    softmax(out, %d);\n", S, S);
+    } else {
+        cg(g, "    for (int i = 0; i < %d; i++)\n        out[i] = %s;\n", S, act_expr(l->act, buf, sizeof buf, "in[i]"));
+    }
+    cg(g, "}\n");
+}
+
 const layer_kind activation_kind = {
     .words = (const char *const[]){"relu", "sigmoid", "tanh", "softmax", "linear", NULL},
     .keras = "Activation",
@@ -64,4 +78,5 @@ const layer_kind activation_kind = {
     .emit = emit,
     .print_forward = print_forward_in_out,
     .print_backward = print_backward,
+    .emit_single = emit_single,
 };

@@ -8,6 +8,9 @@
  * each slice's normalization. Backward likewise: each slice's dgamma and
  * dbeta, one thread summing them, then each slice's input gradient.
  */
+#include <math.h>
+#include <stdlib.h>
+
 #include "kind.h"
 
 enum { MOMENTUM, EPS };
@@ -43,6 +46,16 @@ static void init_state(cgen *g, const layer *l)
     cg(g, "    for (int c = 0; c < %d; c++) {\n", l->out.c);
     cg(g, "        state[%s_RUNNING + c] = 0.0f;      /* running mean */\n", up);
     cg(g, "        state[%s_RUNNING + %d + c] = 1.0f; /* running variance */\n    }\n", up, l->out.c);
+}
+
+void batchnorm_fold(const layer *l, const float *gamma, const float *beta, const float *running, float *scale,
+                    float *shift)
+{
+    int C = l->out.c;
+    for (int c = 0; c < C; c++) {
+        scale[c] = gamma[c] / sqrtf(running[C + c] + l->u.bn.eps);
+        shift[c] = beta[c] - running[c] * scale[c];
+    }
 }
 
 static const char *kernel(const layer *l)
@@ -215,6 +228,25 @@ static step_list backward(const layer *l, const layer_role *r)
     return s;
 }
 
+/* One sample, inference: out = in * scale + shift per channel, from the running statistics, computed
+ * here as the trainer's forward_infer computes them. */
+static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
+{
+    int C = l->out.c, P = l->out.h * l->out.w;
+    float *scale = nnc_xmalloc(sizeof(float) * 2 * (size_t)C), *shift = scale + C;
+    batchnorm_fold(l, sc->weights, sc->bias, sc->state, scale, shift);
+    char name[96];
+    snprintf(name, sizeof name, "%s_%s_scale", sc->prefix, l->name);
+    cg_float_array(g, name, scale, (size_t)C);
+    snprintf(name, sizeof name, "%s_%s_shift", sc->prefix, l->name);
+    cg_float_array(g, name, shift, (size_t)C);
+    free(scale);
+    cg(g, "\nstatic void %s_%s(const float *restrict in, float *restrict out)\n{\n", sc->prefix, l->name);
+    cg(g, "    for (int p = 0; p < %d; p++)\n        for (int c = 0; c < %d; c++)\n", P, C);
+    cg(g, "            out[p * %d + c] = in[p * %d + c] * %s_%s_scale[c] + %s_%s_shift[c];\n}\n", C, C, sc->prefix,
+       l->name, sc->prefix, l->name);
+}
+
 const layer_kind batchnorm_kind = {
     .words = (const char *const[]){"batchnorm", NULL},
     .keras = "BatchNormalization",
@@ -236,4 +268,5 @@ const layer_kind batchnorm_kind = {
     .emit = emit,
     .forward = forward,
     .backward = backward,
+    .emit_single = emit_single,
 };

@@ -3,6 +3,8 @@
  * out = act(conv(in, W) + b), with TensorFlow's 'same' padding split.
  * How it computes is a strategy (conv.h), chosen by conv_choose() below.
  */
+#include <stdlib.h>
+
 #include "conv.h"
 
 enum { FILTERS, KERNEL, STRIDE, PAD, ACT, WEIGHTS };
@@ -165,12 +167,157 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
         a->grads, up, a->grads, up, a->dout, a->out, a->in, wt);
 }
 
+/* The simple loop nest for one sample: each output pixel's channels accumulated over its window (any padding). */
+static void emit_single_direct(cgen *g, const layer *l, const single_ctx *sc)
+{
+    const conv_params *c = &l->u.conv;
+    int IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
+    char buf[128], pixel[64];
+    cg(g, "\nstatic void %s_%s(const float *restrict in, float *restrict out)\n{\n", sc->prefix, l->name);
+    cg(g, "    for (int oy = 0; oy < %d; oy++)\n        for (int ox = 0; ox < %d; ox++) {\n", OH, OW);
+    cg(g, "            float *o = out + (oy * %d + ox) * %d;\n", OW, CO);
+    cg(g, "            for (int co = 0; co < %d; co++)\n                o[co] = %s_%s_b[co];\n", CO, sc->prefix,
+       l->name);
+    conv_window_loops(g, l, "            ");
+    snprintf(pixel, sizeof pixel, "(iy * %d + ix)", IW);
+    cg(g, "                    const float *px = in + %s;\n", times(buf, sizeof buf, pixel, CI));
+    cg(g, "                    const float *wk = %s_%s_w + (ky * %d + kx) * %d;\n", sc->prefix, l->name, c->kw, CI * CO);
+    if (CI == 1) {
+        cg(g, "                    for (int co = 0; co < %d; co++)\n", CO);
+        cg(g, "                        o[co] += px[0] * wk[co];\n");
+    } else {
+        cg(g, "                    for (int ci = 0; ci < %d; ci++)\n", CI);
+        cg(g, "                        for (int co = 0; co < %d; co++)\n", CO);
+        cg(g, "                            o[co] += px[ci] * wk[ci * %d + co];\n", CO);
+    }
+    cg(g, "                }\n            }\n");
+    if (l->act != ACT_LINEAR)
+        cg(g, "            for (int co = 0; co < %d; co++)\n                o[co] = %s;\n", CO,
+           act_expr(l->act, buf, sizeof buf, "o[co]"));
+    cg(g, "        }\n}\n");
+}
+
+/*
+ * Valid padding, for one sample: NP output pixels along x at a time, each
+ * with its own accumulator array, written out pixel by pixel so that the
+ * compiler keeps them in (vector) registers and loads each weight once for NP
+ * pixels. Plain C99: the compiler vectorizes it for whatever the target has.
+ */
+#define SINGLE_BLOCK 8    /* pixels a block at most */
+#define SINGLE_FLOATS 128  /* accumulators a block at most: pixels x padded channels */
+
+/*
+ * Output channels a block accumulates: a multiple of 16 (one AVX-512 register,
+ * two AVX2 or four NEON ones) when the count is not one, the weights padded
+ * with zeros to match, so that every vector the compiler makes is whole.
+ */
+static int single_channels(const layer *l)
+{
+    int CO = l->out.c;
+    return CO % 16 == 0 || CO < 8 ? CO : (CO + 15) / 16 * 16;
+}
+
+/* The function for a block of np pixels starting at (oy, ox0). */
+static void emit_single_block(cgen *g, const layer *l, const single_ctx *sc, int np)
+{
+    const conv_params *c = &l->u.conv;
+    int IW = l->in.w, CI = l->in.c, OW = l->out.w, CO = l->out.c, COP = single_channels(l);
+    char buf[128], oy[32], ox[32], pixel[96];
+    times(oy, sizeof oy, "oy", c->sh);
+    times(ox, sizeof ox, "ox0", c->sw);
+    cg(g, "\n/* %d output pixel%s along x from (oy, ox0). */\n", np, np == 1 ? "" : "s");
+    cg(g, "static void %s_%s_block%d(const float *restrict in, float *restrict out, int oy, int ox0)\n{\n",
+       sc->prefix, l->name, np);
+    cg(g, "    float");
+    for (int p = 0; p < np; p++)
+        cg(g, "%s acc%d[%d]", p ? "," : "", p, COP);
+    cg(g, ";\n    for (int co = 0; co < %d; co++) {\n", COP);
+    for (int p = 0; p < np; p++)
+        cg(g, "        acc%d[co] = %s_%s_b[co];\n", p, sc->prefix, l->name);
+    cg(g, "    }\n");
+    cg(g, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", c->kh, c->kw);
+    snprintf(pixel, sizeof pixel, "((%s + ky) * %d + %s + kx)", oy, IW, ox);
+    cg(g, "            const float *px = in + %s;\n", times(buf, sizeof buf, pixel, CI));
+    cg(g, "            const float *wk = %s_%s_w + (ky * %d + kx) * %d;\n", sc->prefix, l->name, c->kw, CI * COP);
+    const char *ind = "            ";
+    if (CI > 1) {
+        cg(g, "            for (int ci = 0; ci < %d; ci++) {\n", CI);
+        cg(g, "                const float *w = wk + %s;\n", times(buf, sizeof buf, "ci", COP));
+        ind = "                ";
+    } else {
+        cg(g, "            const float *w = wk;\n");
+    }
+    for (int p = 0; p < np; p++)
+        cg(g, "%sconst float x%d = px[%d%s];\n", ind, p, p * c->sw * CI, CI > 1 ? " + ci" : "");
+    cg(g, "%sfor (int co = 0; co < %d; co++) {\n", ind, COP);
+    for (int p = 0; p < np; p++)
+        cg(g, "%s    acc%d[co] += x%d * w[co];\n", ind, p, p);
+    cg(g, "%s}\n", ind);
+    if (CI > 1)
+        cg(g, "            }\n");
+    cg(g, "        }\n");
+    cg(g, "    float *o = out + (oy * %d + ox0) * %d;\n", OW, CO);
+    cg(g, "    for (int co = 0; co < %d; co++) {\n", CO);
+    for (int p = 0; p < np; p++) {
+        char v[32];
+        snprintf(v, sizeof v, "acc%d[co]", p);
+        cg(g, "        o[%d + co] = %s;\n", p * CO, act_expr(l->act, buf, sizeof buf, v));
+    }
+    cg(g, "    }\n}\n");
+}
+
+static void emit_single_blocked(cgen *g, const layer *l, const single_ctx *sc)
+{
+    int OH = l->out.h, OW = l->out.w;
+    int NP = SINGLE_FLOATS / single_channels(l);
+    NP = NP < 1 ? 1 : NP > SINGLE_BLOCK ? SINGLE_BLOCK : NP;
+    NP = OW < NP ? OW : NP;
+    emit_single_block(g, l, sc, NP);
+    if (OW % NP)
+        emit_single_block(g, l, sc, OW % NP);
+    cg(g, "\nstatic void %s_%s(const float *restrict in, float *restrict out)\n{\n", sc->prefix, l->name);
+    cg(g, "    for (int oy = 0; oy < %d; oy++) {\n", OH);
+    if (OW / NP > 0)
+        cg(g, "        for (int ox = 0; ox + %d <= %d; ox += %d)\n            %s_%s_block%d(in, out, oy, ox);\n", NP, OW,
+           NP, sc->prefix, l->name, NP);
+    if (OW % NP)
+        cg(g, "        %s_%s_block%d(in, out, oy, %d); /* the row's last pixels */\n", sc->prefix, l->name, OW % NP,
+           OW - OW % NP);
+    cg(g, "    }\n}\n");
+}
+
+/* One sample, weights baked in (the inference back end); valid convolutions get their output channels padded. */
+static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
+{
+    int CO = l->out.c, COP = l->u.conv.same ? CO : single_channels(l);
+    size_t rows = l->n_weights / (size_t)CO;
+    float *w = nnc_xmalloc(sizeof(float) * (rows * (size_t)COP + (size_t)COP)), *b = w + rows * (size_t)COP;
+    for (size_t r = 0; r < rows; r++)
+        for (int co = 0; co < COP; co++)
+            w[r * (size_t)COP + (size_t)co] = co < CO ? sc->weights[r * (size_t)CO + (size_t)co] : 0.0f;
+    for (int co = 0; co < COP; co++)
+        b[co] = co < CO ? sc->bias[co] : 0.0f;
+    char name[96];
+    snprintf(name, sizeof name, "%s_%s_w", sc->prefix, l->name);
+    if (COP != CO)
+        cg(g, "/* [%d][%d][%d][%d]: the output channels padded from %d to %d with zeros */\n", l->u.conv.kh,
+           l->u.conv.kw, l->in.c, COP, CO, COP);
+    cg_float_array(g, name, w, rows * (size_t)COP);
+    snprintf(name, sizeof name, "%s_%s_b", sc->prefix, l->name);
+    cg_float_array(g, name, b, (size_t)COP);
+    free(w);
+    if (l->u.conv.same)
+        emit_single_direct(g, l, sc);
+    else
+        emit_single_blocked(g, l, sc);
+}
+
 const layer_kind conv_kind = {
     .words = (const char *const[]){"conv", NULL},
     .keras = "Conv2D",
     .prefix = "conv2d",
     .signature_id = 1,
-    .flags = KIND_IMAGE_INPUT,
+    .flags = KIND_IMAGE_INPUT | KIND_OUTPUT_LAST,
     .usage = USAGE,
     .n_options = sizeof options / sizeof options[0],
     .options = options,
@@ -186,4 +333,5 @@ const layer_kind conv_kind = {
     .prepare = prepare,
     .print_forward = print_forward,
     .print_backward = print_backward,
+    .emit_single = emit_single,
 };

@@ -3,6 +3,8 @@
  * (Keras's kernel layout). The products run in OpenBLAS's sgemm, through the
  * runtime's nnc_sgemm, on the slice's rows.
  */
+#include <stdlib.h>
+
 #include "kind.h"
 
 enum { UNITS, ACT, WEIGHTS };
@@ -124,12 +126,80 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
        a->din ? a->din : "NULL", a->grads, up, a->grads, up, a->dout, a->out, a->in, up);
 }
 
+/* Output units a block accumulates in registers while the whole input goes by. */
+#define SINGLE_UNITS 64
+
+/* The units, padded to a multiple of 16 (with zero weights) when that makes every vector whole; a
+ * layer of 16 or fewer is left as it is (the last layer's classes). */
+static int single_units(const layer *l)
+{
+    int O = l->u.units;
+    return O % 16 == 0 || O <= 16 ? O : (O + 15) / 16 * 16;
+}
+
+/* The block of `units` outputs from j0 (of the padded row): acc over the input in order, then the activation. */
+static void emit_single_block(cgen *g, const layer *l, const single_ctx *sc, int units, int stored)
+{
+    int I = shape_size(l->in), OP = single_units(l);
+    char buf[128];
+    cg(g, "\nstatic void %s_%s_block%d(const float *restrict in, float *restrict out, int j0)\n{\n", sc->prefix,
+       l->name, units);
+    cg(g, "    float acc[%d];\n", units);
+    cg(g, "    for (int j = 0; j < %d; j++)\n        acc[j] = %s_%s_b[j0 + j];\n", units, sc->prefix, l->name);
+    cg(g, "    for (int i = 0; i < %d; i++) {\n", I);
+    cg(g, "        const float x = in[i], *w = %s_%s_w + i * %d + j0;\n", sc->prefix, l->name, OP);
+    cg(g, "        for (int j = 0; j < %d; j++)\n            acc[j] += x * w[j];\n    }\n", units);
+    cg(g, "    for (int j = 0; j < %d; j++)\n        out[j0 + j] = %s;\n}\n", stored,
+       act_expr(l->act == ACT_SOFTMAX ? ACT_LINEAR : l->act, buf, sizeof buf, "acc[j]"));
+}
+
+/*
+ * One sample: out = act(in . W + b), SINGLE_UNITS outputs at a time, each
+ * summed along the input in order; the units padded to whole vectors, the
+ * padding computed and never stored.
+ */
+static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
+{
+    int I = shape_size(l->in), O = l->u.units, OP = single_units(l), U = OP < SINGLE_UNITS ? OP : SINGLE_UNITS;
+    float *w = nnc_xmalloc(sizeof(float) * ((size_t)I * (size_t)OP + (size_t)OP)), *b = w + (size_t)I * (size_t)OP;
+    for (size_t i = 0; i < (size_t)I; i++)
+        for (int j = 0; j < OP; j++)
+            w[i * (size_t)OP + (size_t)j] = j < O ? sc->weights[i * (size_t)O + (size_t)j] : 0.0f;
+    for (int j = 0; j < OP; j++)
+        b[j] = j < O ? sc->bias[j] : 0.0f;
+    char name[96];
+    if (OP != O)
+        cg(g, "/* [%d][%d]: the units padded from %d to %d with zeros */\n", I, OP, O, OP);
+    snprintf(name, sizeof name, "%s_%s_w", sc->prefix, l->name);
+    cg_float_array(g, name, w, (size_t)I * (size_t)OP);
+    snprintf(name, sizeof name, "%s_%s_b", sc->prefix, l->name);
+    cg_float_array(g, name, b, (size_t)OP);
+    free(w);
+    /* the whole blocks; the last one stores only the real units */
+    int whole = O / U, last = OP - whole * U;
+    if (whole > 0)
+        emit_single_block(g, l, sc, U, U);
+    if (last > 0)
+        emit_single_block(g, l, sc, last, O - whole * U);
+    cg(g, "\nstatic void %s_%s(const float *restrict in, float *restrict out)\n{\n", sc->prefix, l->name);
+    if (whole > 1)
+        cg(g, "    for (int j0 = 0; j0 + %d <= %d; j0 += %d)\n        %s_%s_block%d(in, out, j0);\n", U, whole * U, U,
+           sc->prefix, l->name, U);
+    else if (whole == 1)
+        cg(g, "    %s_%s_block%d(in, out, 0);\n", sc->prefix, l->name, U);
+    if (last > 0)
+        cg(g, "    %s_%s_block%d(in, out, %d);\n", sc->prefix, l->name, last, whole * U);
+    if (l->act == ACT_SOFTMAX)
+        cg(g, "    softmax(out, %d);\n", O);
+    cg(g, "}\n");
+}
+
 const layer_kind dense_kind = {
     .words = (const char *const[]){"dense", NULL},
     .keras = "Dense",
     .prefix = "dense",
     .signature_id = 0,
-    .flags = KIND_FLAT_INPUT,
+    .flags = KIND_FLAT_INPUT | KIND_OUTPUT_LAST,
     .usage = USAGE,
     .n_options = sizeof options / sizeof options[0],
     .options = options,
@@ -142,4 +212,5 @@ const layer_kind dense_kind = {
     .emit = emit,
     .print_forward = print_forward,
     .print_backward = print_backward,
+    .emit_single = emit_single,
 };

@@ -103,6 +103,7 @@ const layer_kind dropout_kind = {
     .keras = "Dropout",
     .prefix = "dropout",
     .signature_id = 5,
+    .flags = KIND_TRAIN_ONLY,
     .usage = USAGE,
     .n_options = sizeof options / sizeof options[0],
     .options = options,

@@ -44,6 +44,17 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
     cg(g, "    }\n}\n");
 }
 
+/* One sample: each channel's mean over the image. */
+static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
+{
+    int P = l->in.h * l->in.w, C = l->in.c;
+    cg(g, "\nstatic void %s_%s(const float *restrict in, float *restrict out)\n{\n", sc->prefix, l->name);
+    cg(g, "    for (int c = 0; c < %d; c++)\n        out[c] = 0.0f;\n", C);
+    cg(g, "    for (int p = 0; p < %d; p++)\n", P);
+    cg(g, "        for (int c = 0; c < %d; c++)\n            out[c] += in[p * %d + c];\n", C, C);
+    cg(g, "    for (int c = 0; c < %d; c++)\n        out[c] *= 1.0f / %d;\n}\n", C, P);
+}
+
 const layer_kind globalavgpool_kind = {
     .words = (const char *const[]){"globalavgpool", NULL},
     .keras = "GlobalAveragePooling2D",
@@ -56,4 +67,5 @@ const layer_kind globalavgpool_kind = {
     .emit = emit,
     .print_forward = print_forward_in_out,
     .print_backward = print_backward_din_dout,
+    .emit_single = emit_single,
 };

@@ -84,10 +84,24 @@ typedef struct {
     int fused_softmax; /* its softmax is fused with the crossentropy loss */
 } layer_role;
 
+/*
+ * The inference back end (infer.c): one sample's forward pass in plain C99,
+ * the trained weights baked in as constants. A kind prints its constants and
+ * `static void <prefix>_<name>(const float *restrict in, float *restrict out)`.
+ */
+typedef struct {
+    const char *prefix;    /* the API's prefix: "digits" for digits_predict() */
+    const float *weights;  /* the layer's first tensor (params + param_offset), batchnorm folded in if asked */
+    const float *bias;     /* and its second */
+    const float *state;    /* its non-trainable state (state + state_offset) */
+} single_ctx;
+
 enum {
     KIND_VIEW = 1,        /* no code: the output is the input, seen another way (flatten) */
     KIND_IMAGE_INPUT = 2, /* needs an HxWxC input */
     KIND_FLAT_INPUT = 4,  /* an image input is flattened first, implicitly (dense) */
+    KIND_TRAIN_ONLY = 8,  /* the identity at inference (dropout) */
+    KIND_OUTPUT_LAST = 16, /* its kernel's last axis is the output channel: a batchnorm after it can fold in */
 };
 
 typedef struct layer_kind {
@@ -130,6 +144,9 @@ typedef struct layer_kind {
     void (*print_backward)(cgen *g, const layer *l, const step_args *a);
     step_list (*forward)(const layer *l, pass_kind pass);
     step_list (*backward)(const layer *l, const layer_role *r); /* n = 0: nothing to do */
+
+    /* The inference back end: the layer as a plain C99 function of one sample (see single_ctx). */
+    void (*emit_single)(cgen *g, const layer *l, const single_ctx *sc);
 } layer_kind;
 
 /* The steps of a layer, from its kind (the planner's view of the fields above). */
@@ -145,6 +162,11 @@ void apply_weight_options(layer *l, const option_value *v);
 /* A step call `NAME_forward(out, in, lo, hi)`, or `NAME_backward(din, dout, lo, hi)`: kinds without weights. */
 void print_forward_in_out(cgen *g, const layer *l, const step_args *a);
 void print_backward_din_dout(cgen *g, const layer *l, const step_args *a);
+
+/* Batchnorm at inference as out = in * scale + shift per channel, from gamma, beta and the running
+ * statistics (mean, then variance): for its own code and for folding into the layer before it. */
+void batchnorm_fold(const layer *l, const float *gamma, const float *beta, const float *running, float *scale,
+                    float *shift);
 
 /* The table (layers/kinds.def, layers/kinds.c). */
 extern const layer_kind *const layer_kinds[];

@@ -139,13 +139,38 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
         cgi(g, "%s_backward(%s, %s, lo, hi);\n", l->name, a->din, a->dout);
 }
 
+/* One sample: each output the max (or mean) of its window, channels innermost. */
+static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
+{
+    const pool_params *p = &l->u.pool;
+    int C = l->in.c, OH = l->out.h, OW = l->out.w;
+    char oy[32], ox[32];
+    times(oy, sizeof oy, "oy", p->sh);
+    times(ox, sizeof ox, "ox", p->sw);
+    cg(g, "\nstatic void %s_%s(const float *restrict in, float *restrict out)\n{\n", sc->prefix, l->name);
+    cg(g, "    for (int oy = 0; oy < %d; oy++)\n        for (int ox = 0; ox < %d; ox++) {\n", OH, OW);
+    cg(g, "            float *o = out + (oy * %d + ox) * %d;\n", OW, C);
+    cg(g, "            for (int c = 0; c < %d; c++)\n                o[c] = %s;\n", C, is_max(l) ? "-INFINITY" : "0.0f");
+    cg(g, "            for (int ky = 0; ky < %d; ky++)\n                for (int kx = 0; kx < %d; kx++) {\n", p->kh,
+       p->kw);
+    cg(g, "                    const float *x = in + ((%s + ky) * %d + %s + kx) * %d;\n", oy, l->in.w, ox, C);
+    if (is_max(l))
+        cg(g, "                    for (int c = 0; c < %d; c++)\n                        o[c] = x[c] > o[c] ? x[c] : o[c];\n", C);
+    else
+        cg(g, "                    for (int c = 0; c < %d; c++)\n                        o[c] += x[c];\n", C);
+    cg(g, "                }\n");
+    if (!is_max(l))
+        cg(g, "            for (int c = 0; c < %d; c++)\n                o[c] *= 1.0f / %d;\n", C, p->kh * p->kw);
+    cg(g, "        }\n}\n");
+}
+
 /* The two kinds differ in their words and names only; is_max() tells their code apart. */
 #define POOL_KIND(word_, keras_, prefix_, id_)                                                                         \
     {                                                                                                                  \
         .words = (const char *const[]){word_, NULL}, .keras = keras_, .prefix = prefix_, .signature_id = id_,          \
         .flags = KIND_IMAGE_INPUT, .usage = USAGE, .n_options = sizeof options / sizeof options[0],                   \
         .options = options, .check = check, .kernel = kernel, .workspace = workspace, .emit = emit,                    \
-        .print_forward = print_forward, .print_backward = print_backward,                                              \
+        .print_forward = print_forward, .print_backward = print_backward, .emit_single = emit_single,                  \
     }
 
 const layer_kind maxpool_kind = POOL_KIND("maxpool", "MaxPooling2D", "max_pooling2d", 2);

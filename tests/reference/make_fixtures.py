@@ -1,10 +1,13 @@
-"""make_fixtures - PyTorch reference results for the tests/test_reference_*.c tests.
+"""make_fixtures - PyTorch reference results for the reference tests: tests/test_reference_*.c (the
+seed models) and tests/layers/KIND/reference.c (each kind's model).
 
 Run from the repository root with Debian's python3-torch:
 
     /usr/bin/python3 tests/reference/make_fixtures.py        (make reference)
+    /usr/bin/python3 tests/reference/make_fixtures.py tests/layers/conv/conv.nn ...   (only these)
 
-For every models/*.nn and tests/models/*.nn it builds the PyTorch equivalent (nn_to_torch.py), fills
+For every model with a reference test, models/NAME.nn with tests/test_reference_NAME.c and every
+tests/layers/KIND/KIND.nn, it builds the PyTorch equivalent (nn_to_torch.py), fills
 parameters, BN running statistics and a batch of N inputs by formulas that C
 reproduces bit for bit (nnc_hash_uniform of runtime/rng.c, rounded to float32),
 uses nnc's own dropout masks for a fixed step key, runs one training step
@@ -225,16 +228,27 @@ def optim_fixture():
     print("%-14s %d optimizers x %d steps  %6d bytes" % ("optim", len(OPTIMIZERS), OPT_STEPS, os.path.getsize(dest)))
 
 
-def main():
+def tested_models():
+    """The seed models that have a reference test, then every kind's model (tests/layers/KIND/KIND.nn)."""
+    seeds = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "models")) if f.endswith(".nn"))
+    paths = [os.path.join(ROOT, "models", m + ".nn") for m in seeds
+             if os.path.exists(os.path.join(ROOT, "tests", "test_reference_%s.c" % m))]
+    layers = os.path.join(ROOT, "tests", "layers")
+    for kind in sorted(os.listdir(layers)):
+        path = os.path.join(layers, kind, kind + ".nn")
+        if os.path.exists(path):
+            paths.append(path)
+    return paths
+
+
+def main(args):
     torch.set_num_threads(1)  # one reduction order: the same fixture bytes on every run
     os.makedirs(OUT, exist_ok=True)
-    # the seed models, then the gradient-check models (same padding, strides, avgpool, sigmoid/tanh, standalone
-    # activations, BN on flat vectors, mse, l1/l2 penalties)
-    for d in ("models", os.path.join("tests", "models")):
-        for f in sorted(f for f in os.listdir(os.path.join(ROOT, d)) if f.endswith(".nn")):
-            model_fixture(os.path.join(ROOT, d, f))
-    optim_fixture()
+    for path in args or tested_models():
+        model_fixture(path)
+    if not args:
+        optim_fixture()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -32,9 +32,11 @@ NNModel (torch.nn.Module)
     forward_logits(x, masks=None) -> (out, z): z is the input of the final
         softmax when the model ends in one (else z is out).
     loss(x, labels, masks=None) -> (loss, out): the batch-mean loss as nnc
-        differentiates it, l1/l2 penalties included. Crossentropy is fused
-        with softmax: its gradient is (p - onehot)/n like nnc's, its value
-        uses p clipped to [1e-7, 1-1e-7]. MSE: mean over classes and batch.
+        differentiates it, l1/l2 penalties included (the optimizer's
+        weight_decay=W is an l2 of W / 2 on every kernel, as in nnc).
+        Crossentropy is fused with softmax: its gradient is (p - onehot)/n
+        like nnc's, its value uses p clipped to [1e-7, 1-1e-7]. MSE: mean
+        over classes and batch.
     data_loss(out, labels) -> the batch-mean loss without penalties (float).
     preprocess(raw, mean=None, std=None): raw pixels (0..255) -> model input
         ('scale F': raw * F; 'normalize': (raw - mean) / std, nnc takes both over
@@ -366,6 +368,13 @@ def parse_nn(path):
         else:
             raise ValueError("%s:%d: unknown statement '%s'" % (path, lineno, head))
 
+    # weight_decay=W: an l2 of W / 2 added to every kernel's, as nnc's checker does (in float)
+    decay = _f32(spec.optimizer.get("weight_decay", 0.0))
+    if decay > 0:
+        for l in spec.layers:
+            if l.kind in ("dense", "conv"):
+                l.l2 = _f32(l.l2 + _f32(decay / 2))
+
     p = s = 0
     for l in spec.layers:
         l.param_offset = p
@@ -515,6 +524,8 @@ class NNModel(nn.Module):
                     x = x * mask
                 else:
                     x = F.dropout(x, l.rate, self.training)
+            if x.dim() == 4 and _is_flat(l.out_shape):
+                x = x.reshape(n, -1)  # a 1x1 image is a flat vector in nnc (pooling or conv down to 1x1)
             if last and self.ends_in_softmax:
                 z = x
             x = _act(x, l.act)

@@ -7,19 +7,7 @@
 # tests/digests/$(tests/tools/digest_key.sh).txt; tests/test_digests.c compares.
 set -eu
 bin=$1
-has_mnist() {
-    for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
-        [ -f "$1/$f" ] || [ -f "$1/$f.gz" ] || return 1
-    done
-}
-src=
-for d in "${NNC_DATA:-}" data/mnist ../shared/data/mnist; do
-    if [ -n "$d" ] && has_mnist "$d"; then src=$d; break; fi
-done
-if [ -z "$src" ]; then
-    echo "no MNIST in \$NNC_DATA (${NNC_DATA:-not set}), data/mnist or ../shared/data/mnist" >&2
-    exit 77
-fi
+src=$(sh tests/tools/find_mnist.sh) || exit 77
 dir=$(mktemp -d "${TMPDIR:-/tmp}/nnc-digests.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 sh tests/tools/mnist_subset.sh "$src" "$dir" 2048 512
