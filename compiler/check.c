@@ -143,6 +143,10 @@ static void check_layer(checker *ck, const nnc_stmt *st, const layer_kind *k)
                   shape_text(buf, sizeof buf, ck->cur));
     }
     option_value values[MAX_OPTIONS];
+    if (k->n_options > MAX_OPTIONS) { /* a kind described wrongly: tests/test_compiler.c checks every kind */
+        fprintf(stderr, "nnc: internal error: '%s' has %d options, more than %d\n", st->head, k->n_options, MAX_OPTIONS);
+        exit(3);
+    }
     read_options(ck->src, st, k->options, k->n_options, k->usage, values);
     layer_check lc = {ck->src, ck->m, st, ck->m->n_layers == 1};
     k->check(&lc, l, values);

@@ -106,6 +106,17 @@ static void print_vector_helpers(printer *pr)
               "    memcpy(p, v, sizeof(float) * (size_t)count);\n}\n");
 }
 
+/* "[3][3][1][32]" from tensor t's shape. */
+static const char *tensor_dims(char *buf, size_t len, const layer *l, int t)
+{
+    int dims[4], rank = l->kind->tensor_shape(l, t, dims);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int d = 0; d < rank && used < len; d++)
+        used += (size_t)snprintf(buf + used, len - used, "[%d]", dims[d]);
+    return buf;
+}
+
 static void print_parameter_offsets(printer *pr)
 {
     const model *m = pr->m;
@@ -118,37 +129,68 @@ static void print_parameter_offsets(printer *pr)
         const layer_kind *k = l->kind;
         upper(up, sizeof up, l->name);
         if (l->n_weights > 0)
-            for (int t = 0; t < 2; t++) {
-                k->tensor_dims(l, t, dims, sizeof dims);
-                cg(g, "#define %s_%s %zu /* %s */\n", up, k->macro[t], l->param_offset + (t ? l->n_weights : 0), dims);
-            }
+            for (int t = 0; t < 2; t++)
+                cg(g, "#define %s_%s %zu /* %s */\n", up, k->macro[t], l->param_offset + (t ? l->n_weights : 0),
+                   tensor_dims(dims, sizeof dims, l, t));
         if (l->n_state > 0)
             cg(g, "#define %s_%s %zu /* state: %s, [%zu] each */\n", up, k->state_macro, l->state_offset, k->state_doc,
                l->n_state / 2);
     }
 }
 
+/* One row of a tensor table: its name, offset macro, count, shape and layout. */
+static void print_tensor_row(cgen *g, const char *name, const char *offset, size_t count, int rank, const int dims[4],
+                             const char *layout)
+{
+    cg(g, "    {\"%s\", %s, %zu, %d, {", name, offset, count, rank);
+    for (int d = 0; d < rank; d++)
+        cg(g, "%s%d", d ? ", " : "", dims[d]);
+    cg(g, "}, \"%s\"},\n", layout);
+}
+
+/* The tables of the parameter and state tensors: names for diagnostics, export and import; offsets for tests. */
 static void print_tensor_table(printer *pr)
 {
     const model *m = pr->m;
     cgen *g = &pr->g;
-    char up[64];
-    int count = 0;
-    cg(g, "\n/* ---- every parameter tensor, by name (diagnostics and gradient checks) ---- */\n");
+    char up[64], name[96], offset[96];
+    int count = 0, states = 0;
+    cg(g, "\n/* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */\n");
     cg(g, "static const nnc_tensor_info param_tensors[] = {\n");
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];
         if (l->n_weights == 0)
             continue;
         upper(up, sizeof up, l->name);
-        for (int t = 0; t < 2; t++)
-            cg(g, "    {\"%s.%s\", %s_%s, %zu},\n", l->name, l->kind->tensor[t], up, l->kind->macro[t],
-               t ? l->n_bias : l->n_weights);
+        for (int t = 0; t < 2; t++) {
+            int dims[4] = {0};
+            int rank = l->kind->tensor_shape(l, t, dims);
+            snprintf(name, sizeof name, "%s.%s", l->name, l->kind->tensor[t]);
+            snprintf(offset, sizeof offset, "%s_%s", up, l->kind->macro[t]);
+            print_tensor_row(g, name, offset, t ? l->n_bias : l->n_weights, rank, dims, l->kind->layout[t]);
+        }
         count += 2;
     }
     if (count == 0)
-        cg(g, "    {\"(none)\", 0, 0},\n");
+        cg(g, "    {\"(none)\", 0, 0, 0, {0}, \"\"},\n");
     cg(g, "};\n#define N_TENSORS %d\n", count);
+    cg(g, "static const nnc_tensor_info state_tensors[] = {\n");
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        if (l->n_state == 0)
+            continue;
+        upper(up, sizeof up, l->name);
+        for (int t = 0; t < 2; t++) {
+            int dims[4] = {(int)(l->n_state / 2)};
+            snprintf(name, sizeof name, "%s.%s", l->name, l->kind->state_tensor[t]);
+            snprintf(offset, sizeof offset, t ? "%s_%s + %zu" : "%s_%s", up, l->kind->state_macro, l->n_state / 2);
+            print_tensor_row(g, name, offset, l->n_state / 2, 1, dims, "C");
+        }
+        states += 2;
+    }
+    if (states == 0)
+        cg(g, "    {\"(none)\", 0, 0, 0, {0}, \"\"},\n");
+    cg(g, "};\n#define N_STATE_TENSORS %d\n", states);
 }
 
 /* ---- the workspace -------------------------------------------------------- */
@@ -657,6 +699,7 @@ static void print_model_description(printer *pr)
     cg(g, "    .prep = %s,\n    .prep_scale = %s,\n", prep_enum(m->prep), flt(a, sizeof a, m->prep_scale));
     print_recipe(pr);
     cg(g, "    .n_tensors = N_TENSORS,\n    .tensors = param_tensors,\n");
+    cg(g, "    .n_state_tensors = N_STATE_TENSORS,\n    .state_tensors = state_tensors,\n");
     cg(g, "    .init = init,\n    .train_batch = train_batch,\n    .infer_batch = infer_batch,\n");
     cg(g, "    .first_nonfinite = first_nonfinite,\n    .summary = summary,\n};\n");
     cg(g, "\n#ifndef NNC_NO_MAIN\nint main(int argc, char **argv)\n{\n    nnc_prefer_short_spin(argv);\n");

@@ -30,7 +30,7 @@ typedef struct {
     const char *what; /* in messages: "the number of filters", "a conv kernel" */
 } option_spec;
 
-#define MAX_OPTIONS 8
+#define MAX_OPTIONS 16 /* options a statement may have: a kind with more is refused at start-up (kinds.c) */
 
 /* What a statement gave for one option. */
 typedef struct {

@@ -44,16 +44,20 @@ static inline void store16(float *p, const v16 *v)
 #define DENSE_2_W 590784 /* [128][10] */
 #define DENSE_2_B 592064 /* [10] */
 
-/* ---- every parameter tensor, by name (diagnostics and gradient checks) ---- */
+/* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"conv2d_1.kernel", CONV2D_1_W, 800},
-    {"conv2d_1.bias", CONV2D_1_B, 32},
-    {"dense_1.kernel", DENSE_1_W, 589824},
-    {"dense_1.bias", DENSE_1_B, 128},
-    {"dense_2.kernel", DENSE_2_W, 1280},
-    {"dense_2.bias", DENSE_2_B, 10},
+    {"conv2d_1.kernel", CONV2D_1_W, 800, 4, {5, 5, 1, 32}, "HWIO"},
+    {"conv2d_1.bias", CONV2D_1_B, 32, 1, {32}, "O"},
+    {"dense_1.kernel", DENSE_1_W, 589824, 2, {4608, 128}, "IO"},
+    {"dense_1.bias", DENSE_1_B, 128, 1, {128}, "O"},
+    {"dense_2.kernel", DENSE_2_W, 1280, 2, {128, 10}, "IO"},
+    {"dense_2.bias", DENSE_2_B, 10, 1, {10}, "O"},
 };
 #define N_TENSORS 6
+static const nnc_tensor_info state_tensors[] = {
+    {"(none)", 0, 0, 0, {0}, ""},
+};
+#define N_STATE_TENSORS 0
 
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 18432 /* floats in the largest activation of one sample */
@@ -644,6 +648,8 @@ const nnc_model nnc_model_cnn_baseline = {
     },
     .n_tensors = N_TENSORS,
     .tensors = param_tensors,
+    .n_state_tensors = N_STATE_TENSORS,
+    .state_tensors = state_tensors,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

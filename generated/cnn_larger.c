@@ -58,20 +58,24 @@ static inline void store_tail(float *p, const v16 *v, int count)
 #define DENSE_3_W 59423 /* [50][10] */
 #define DENSE_3_B 59923 /* [10] */
 
-/* ---- every parameter tensor, by name (diagnostics and gradient checks) ---- */
+/* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"conv2d_1.kernel", CONV2D_1_W, 750},
-    {"conv2d_1.bias", CONV2D_1_B, 30},
-    {"conv2d_2.kernel", CONV2D_2_W, 4050},
-    {"conv2d_2.bias", CONV2D_2_B, 15},
-    {"dense_1.kernel", DENSE_1_W, 48000},
-    {"dense_1.bias", DENSE_1_B, 128},
-    {"dense_2.kernel", DENSE_2_W, 6400},
-    {"dense_2.bias", DENSE_2_B, 50},
-    {"dense_3.kernel", DENSE_3_W, 500},
-    {"dense_3.bias", DENSE_3_B, 10},
+    {"conv2d_1.kernel", CONV2D_1_W, 750, 4, {5, 5, 1, 30}, "HWIO"},
+    {"conv2d_1.bias", CONV2D_1_B, 30, 1, {30}, "O"},
+    {"conv2d_2.kernel", CONV2D_2_W, 4050, 4, {3, 3, 30, 15}, "HWIO"},
+    {"conv2d_2.bias", CONV2D_2_B, 15, 1, {15}, "O"},
+    {"dense_1.kernel", DENSE_1_W, 48000, 2, {375, 128}, "IO"},
+    {"dense_1.bias", DENSE_1_B, 128, 1, {128}, "O"},
+    {"dense_2.kernel", DENSE_2_W, 6400, 2, {128, 50}, "IO"},
+    {"dense_2.bias", DENSE_2_B, 50, 1, {50}, "O"},
+    {"dense_3.kernel", DENSE_3_W, 500, 2, {50, 10}, "IO"},
+    {"dense_3.bias", DENSE_3_B, 10, 1, {10}, "O"},
 };
 #define N_TENSORS 10
+static const nnc_tensor_info state_tensors[] = {
+    {"(none)", 0, 0, 0, {0}, ""},
+};
+#define N_STATE_TENSORS 0
 
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 17280 /* floats in the largest activation of one sample */
@@ -1049,6 +1053,8 @@ const nnc_model nnc_model_cnn_larger = {
     },
     .n_tensors = N_TENSORS,
     .tensors = param_tensors,
+    .n_state_tensors = N_STATE_TENSORS,
+    .state_tensors = state_tensors,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

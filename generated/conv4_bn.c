@@ -65,32 +65,43 @@ static inline void store16(float *p, const v16 *v)
 #define DENSE_3_W 360672 /* [128][10] */
 #define DENSE_3_B 361952 /* [10] */
 
-/* ---- every parameter tensor, by name (diagnostics and gradient checks) ---- */
+/* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"conv2d_1.kernel", CONV2D_1_W, 288},
-    {"conv2d_1.bias", CONV2D_1_B, 32},
-    {"batch_normalization_1.gamma", BATCH_NORMALIZATION_1_GAMMA, 32},
-    {"batch_normalization_1.beta", BATCH_NORMALIZATION_1_BETA, 32},
-    {"conv2d_2.kernel", CONV2D_2_W, 9216},
-    {"conv2d_2.bias", CONV2D_2_B, 32},
-    {"batch_normalization_2.gamma", BATCH_NORMALIZATION_2_GAMMA, 32},
-    {"batch_normalization_2.beta", BATCH_NORMALIZATION_2_BETA, 32},
-    {"conv2d_3.kernel", CONV2D_3_W, 18432},
-    {"conv2d_3.bias", CONV2D_3_B, 64},
-    {"batch_normalization_3.gamma", BATCH_NORMALIZATION_3_GAMMA, 64},
-    {"batch_normalization_3.beta", BATCH_NORMALIZATION_3_BETA, 64},
-    {"conv2d_4.kernel", CONV2D_4_W, 36864},
-    {"conv2d_4.bias", CONV2D_4_B, 64},
-    {"batch_normalization_4.gamma", BATCH_NORMALIZATION_4_GAMMA, 64},
-    {"batch_normalization_4.beta", BATCH_NORMALIZATION_4_BETA, 64},
-    {"dense_1.kernel", DENSE_1_W, 262144},
-    {"dense_1.bias", DENSE_1_B, 256},
-    {"dense_2.kernel", DENSE_2_W, 32768},
-    {"dense_2.bias", DENSE_2_B, 128},
-    {"dense_3.kernel", DENSE_3_W, 1280},
-    {"dense_3.bias", DENSE_3_B, 10},
+    {"conv2d_1.kernel", CONV2D_1_W, 288, 4, {3, 3, 1, 32}, "HWIO"},
+    {"conv2d_1.bias", CONV2D_1_B, 32, 1, {32}, "O"},
+    {"batch_normalization_1.gamma", BATCH_NORMALIZATION_1_GAMMA, 32, 1, {32}, "C"},
+    {"batch_normalization_1.beta", BATCH_NORMALIZATION_1_BETA, 32, 1, {32}, "C"},
+    {"conv2d_2.kernel", CONV2D_2_W, 9216, 4, {3, 3, 32, 32}, "HWIO"},
+    {"conv2d_2.bias", CONV2D_2_B, 32, 1, {32}, "O"},
+    {"batch_normalization_2.gamma", BATCH_NORMALIZATION_2_GAMMA, 32, 1, {32}, "C"},
+    {"batch_normalization_2.beta", BATCH_NORMALIZATION_2_BETA, 32, 1, {32}, "C"},
+    {"conv2d_3.kernel", CONV2D_3_W, 18432, 4, {3, 3, 32, 64}, "HWIO"},
+    {"conv2d_3.bias", CONV2D_3_B, 64, 1, {64}, "O"},
+    {"batch_normalization_3.gamma", BATCH_NORMALIZATION_3_GAMMA, 64, 1, {64}, "C"},
+    {"batch_normalization_3.beta", BATCH_NORMALIZATION_3_BETA, 64, 1, {64}, "C"},
+    {"conv2d_4.kernel", CONV2D_4_W, 36864, 4, {3, 3, 64, 64}, "HWIO"},
+    {"conv2d_4.bias", CONV2D_4_B, 64, 1, {64}, "O"},
+    {"batch_normalization_4.gamma", BATCH_NORMALIZATION_4_GAMMA, 64, 1, {64}, "C"},
+    {"batch_normalization_4.beta", BATCH_NORMALIZATION_4_BETA, 64, 1, {64}, "C"},
+    {"dense_1.kernel", DENSE_1_W, 262144, 2, {1024, 256}, "IO"},
+    {"dense_1.bias", DENSE_1_B, 256, 1, {256}, "O"},
+    {"dense_2.kernel", DENSE_2_W, 32768, 2, {256, 128}, "IO"},
+    {"dense_2.bias", DENSE_2_B, 128, 1, {128}, "O"},
+    {"dense_3.kernel", DENSE_3_W, 1280, 2, {128, 10}, "IO"},
+    {"dense_3.bias", DENSE_3_B, 10, 1, {10}, "O"},
 };
 #define N_TENSORS 22
+static const nnc_tensor_info state_tensors[] = {
+    {"batch_normalization_1.moving_mean", BATCH_NORMALIZATION_1_RUNNING, 32, 1, {32}, "C"},
+    {"batch_normalization_1.moving_variance", BATCH_NORMALIZATION_1_RUNNING + 32, 32, 1, {32}, "C"},
+    {"batch_normalization_2.moving_mean", BATCH_NORMALIZATION_2_RUNNING, 32, 1, {32}, "C"},
+    {"batch_normalization_2.moving_variance", BATCH_NORMALIZATION_2_RUNNING + 32, 32, 1, {32}, "C"},
+    {"batch_normalization_3.moving_mean", BATCH_NORMALIZATION_3_RUNNING, 64, 1, {64}, "C"},
+    {"batch_normalization_3.moving_variance", BATCH_NORMALIZATION_3_RUNNING + 64, 64, 1, {64}, "C"},
+    {"batch_normalization_4.moving_mean", BATCH_NORMALIZATION_4_RUNNING, 64, 1, {64}, "C"},
+    {"batch_normalization_4.moving_variance", BATCH_NORMALIZATION_4_RUNNING + 64, 64, 1, {64}, "C"},
+};
+#define N_STATE_TENSORS 8
 
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 21632 /* floats in the largest activation of one sample */
@@ -2137,6 +2148,8 @@ const nnc_model nnc_model_conv4_bn = {
     },
     .n_tensors = N_TENSORS,
     .tensors = param_tensors,
+    .n_state_tensors = N_STATE_TENSORS,
+    .state_tensors = state_tensors,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

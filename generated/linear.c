@@ -28,12 +28,16 @@
 #define DENSE_1_W 0 /* [784][10] */
 #define DENSE_1_B 7840 /* [10] */
 
-/* ---- every parameter tensor, by name (diagnostics and gradient checks) ---- */
+/* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"dense_1.kernel", DENSE_1_W, 7840},
-    {"dense_1.bias", DENSE_1_B, 10},
+    {"dense_1.kernel", DENSE_1_W, 7840, 2, {784, 10}, "IO"},
+    {"dense_1.bias", DENSE_1_B, 10, 1, {10}, "O"},
 };
 #define N_TENSORS 2
+static const nnc_tensor_info state_tensors[] = {
+    {"(none)", 0, 0, 0, {0}, ""},
+};
+#define N_STATE_TENSORS 0
 
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 10 /* floats in the largest activation of one sample */
@@ -344,6 +348,8 @@ const nnc_model nnc_model_linear = {
     },
     .n_tensors = N_TENSORS,
     .tensors = param_tensors,
+    .n_state_tensors = N_STATE_TENSORS,
+    .state_tensors = state_tensors,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

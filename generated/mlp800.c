@@ -30,14 +30,18 @@
 #define DENSE_2_W 628000 /* [800][10] */
 #define DENSE_2_B 636000 /* [10] */
 
-/* ---- every parameter tensor, by name (diagnostics and gradient checks) ---- */
+/* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"dense_1.kernel", DENSE_1_W, 627200},
-    {"dense_1.bias", DENSE_1_B, 800},
-    {"dense_2.kernel", DENSE_2_W, 8000},
-    {"dense_2.bias", DENSE_2_B, 10},
+    {"dense_1.kernel", DENSE_1_W, 627200, 2, {784, 800}, "IO"},
+    {"dense_1.bias", DENSE_1_B, 800, 1, {800}, "O"},
+    {"dense_2.kernel", DENSE_2_W, 8000, 2, {800, 10}, "IO"},
+    {"dense_2.bias", DENSE_2_B, 10, 1, {10}, "O"},
 };
 #define N_TENSORS 4
+static const nnc_tensor_info state_tensors[] = {
+    {"(none)", 0, 0, 0, {0}, ""},
+};
+#define N_STATE_TENSORS 0
 
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 800 /* floats in the largest activation of one sample */
@@ -450,6 +454,8 @@ const nnc_model nnc_model_mlp800 = {
     },
     .n_tensors = N_TENSORS,
     .tensors = param_tensors,
+    .n_state_tensors = N_STATE_TENSORS,
+    .state_tensors = state_tensors,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

@@ -187,10 +187,14 @@ typedef struct {
     void *workspace;      /* the model's buffers: nnc_workspace_new(m), one per concurrent user */
 } nnc_step_ctx;
 
-/* One named parameter tensor: a slice [offset, offset + count) of the flat buffer. */
+/* One named tensor: a slice [offset, offset + count) of the flat parameter (or state) buffer,
+ * with its shape and how its axes are laid out (Keras's layouts, the last axis fastest). */
 typedef struct {
-    const char *name; /* "conv2d_1.kernel" */
+    const char *name; /* "conv2d_1.kernel", "batch_normalization_1.moving_mean" */
     size_t offset, count;
+    int rank;         /* how many of dims are used */
+    int dims[4];      /* [3][3][1][32] */
+    const char *layout; /* "HWIO" (conv kernels), "IO" (dense kernels), "O" / "C" (vectors) */
 } nnc_tensor_info;
 
 typedef struct nnc_model {
@@ -209,7 +213,9 @@ typedef struct nnc_model {
     nnc_recipe recipe;
 
     int n_tensors;
-    const nnc_tensor_info *tensors;
+    const nnc_tensor_info *tensors;       /* the parameters, in the flat buffer's order */
+    int n_state_tensors;
+    const nnc_tensor_info *state_tensors; /* the non-trainable state (batchnorm's moving mean and variance) */
 
     /* Draw the initial parameters and reset the state buffer. */
     void (*init)(float *params, float *state, nnc_rng *rng);

@@ -494,3 +494,16 @@ Test(checker, contradicting_repeats_are_errors)
     cr_expect(strstr(c.diagnostics, "x.nn:1:1: note: the earlier 'normalize' is here\n") != NULL, "%s", c.diagnostics);
     release(&c);
 }
+
+/* Every layer kind's schema fits the checker's table of values (an overflow once, found by ASan). */
+Test(checker, every_kind_fits_the_option_table)
+{
+    for (int k = 0; k < n_layer_kinds; k++) {
+        cr_expect_leq(layer_kinds[k]->n_options, MAX_OPTIONS, "%s has %d options", layer_kinds[k]->words[0],
+                      layer_kinds[k]->n_options);
+        cr_expect_not_null(layer_kinds[k]->check, "%s has no check", layer_kinds[k]->words[0]);
+        cr_expect(layer_kinds[k]->flags & KIND_VIEW || layer_kinds[k]->emit, "%s has no code", layer_kinds[k]->words[0]);
+        cr_expect(layer_kinds[k]->flags & (KIND_VIEW | KIND_TRAIN_ONLY) || layer_kinds[k]->emit_single,
+                  "%s has no inference code", layer_kinds[k]->words[0]);
+    }
+}

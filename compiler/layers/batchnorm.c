@@ -33,10 +33,11 @@ static void check(layer_check *lc, layer *l, const option_value *v)
     l->n_state = 2 * (size_t)l->in.c;
 }
 
-static void tensor_dims(const layer *l, int t, char *buf, size_t len)
+static int tensor_shape(const layer *l, int t, int dims[4])
 {
     (void)t;
-    snprintf(buf, len, "[%d]", l->out.c);
+    dims[0] = l->out.c;
+    return 1;
 }
 
 static void init_state(cgen *g, const layer *l)
@@ -258,9 +259,11 @@ const layer_kind batchnorm_kind = {
     .check = check,
     .tensor = {"gamma", "beta"},
     .macro = {"GAMMA", "BETA"},
-    .tensor_dims = tensor_dims,
+    .tensor_shape = tensor_shape,
+    .layout = {"C", "C"},
     .state_macro = "RUNNING",
     .state_doc = "running mean, then running variance",
+    .state_tensor = {"moving_mean", "moving_variance"},
     .init_state = init_state,
     .kernel = kernel,
     .helpers = helpers,

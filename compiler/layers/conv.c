@@ -86,13 +86,15 @@ static double forward_macs(const layer *l)
     return (double)shape_size(l->out) * l->u.conv.kh * l->u.conv.kw * l->in.c;
 }
 
-static void tensor_dims(const layer *l, int t, char *buf, size_t len)
+static int tensor_shape(const layer *l, int t, int dims[4])
 {
     const conv_params *c = &l->u.conv;
-    if (t == 0)
-        snprintf(buf, len, "[%d][%d][%d][%d]", c->kh, c->kw, l->in.c, c->filters);
-    else
-        snprintf(buf, len, "[%d]", c->filters);
+    if (t == 1) {
+        dims[0] = c->filters;
+        return 1;
+    }
+    dims[0] = c->kh, dims[1] = c->kw, dims[2] = l->in.c, dims[3] = c->filters;
+    return 4;
 }
 
 /* The one place that decides how a convolution computes. */
@@ -325,7 +327,8 @@ const layer_kind conv_kind = {
     .forward_macs = forward_macs,
     .tensor = {"kernel", "bias"},
     .macro = {"W", "B"},
-    .tensor_dims = tensor_dims,
+    .tensor_shape = tensor_shape,
+    .layout = {"HWIO", "O"},
     .kernel = kernel,
     .helpers = helpers,
     .workspace = workspace,

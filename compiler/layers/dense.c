@@ -44,12 +44,14 @@ static double forward_macs(const layer *l)
     return (double)l->n_weights;
 }
 
-static void tensor_dims(const layer *l, int t, char *buf, size_t len)
+static int tensor_shape(const layer *l, int t, int dims[4])
 {
-    if (t == 0)
-        snprintf(buf, len, "[%d][%d]", shape_size(l->in), l->u.units);
-    else
-        snprintf(buf, len, "[%d]", l->u.units);
+    if (t == 1) {
+        dims[0] = l->u.units;
+        return 1;
+    }
+    dims[0] = shape_size(l->in), dims[1] = l->u.units;
+    return 2;
 }
 
 static const char *kernel(const layer *l)
@@ -207,7 +209,8 @@ const layer_kind dense_kind = {
     .forward_macs = forward_macs,
     .tensor = {"kernel", "bias"},
     .macro = {"W", "B"},
-    .tensor_dims = tensor_dims,
+    .tensor_shape = tensor_shape,
+    .layout = {"IO", "O"},
     .kernel = kernel,
     .emit = emit,
     .print_forward = print_forward,

@@ -121,9 +121,11 @@ typedef struct layer_kind {
     /* Parameters: the two tensors' names ("kernel", "bias") and offset-macro suffixes; NULL: none. */
     const char *tensor[2];
     const char *macro[2];
-    void (*tensor_dims)(const layer *l, int t, char *buf, size_t len); /* "[3][3][1][32]" */
+    int (*tensor_shape)(const layer *l, int t, int dims[4]); /* tensor t's dims; returns the rank */
+    const char *layout[2];    /* their axes: "HWIO", "IO", "O", "C" (Keras's layouts, the last axis fastest) */
     const char *state_macro; /* its non-trainable state's offset-macro suffix ("RUNNING") */
     const char *state_doc;   /* and what the state holds, for the comment */
+    const char *state_tensor[2]; /* the state's two halves, by name ("moving_mean", "moving_variance") */
     void (*init_state)(cgen *g, const layer *l); /* the state at initialization */
 
     /* Code. */
