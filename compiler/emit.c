@@ -138,14 +138,29 @@ static void print_parameter_offsets(printer *pr)
     }
 }
 
-/* One row of a tensor table: its name, offset macro, count, shape and layout. */
+/* One row of a tensor table: its name, offset macro, count, shape and layout (and the image a dense
+ * kernel's input was flattened from, if any). */
 static void print_tensor_row(cgen *g, const char *name, const char *offset, size_t count, int rank, const int dims[4],
-                             const char *layout)
+                             const char *layout, const shape *image)
 {
     cg(g, "    {\"%s\", %s, %zu, %d, {", name, offset, count, rank);
     for (int d = 0; d < rank; d++)
         cg(g, "%s%d", d ? ", " : "", dims[d]);
-    cg(g, "}, \"%s\"},\n", layout);
+    cg(g, "}, \"%s\"", layout);
+    if (image)
+        cg(g, ", {%d, %d, %d}},\n", image->h, image->w, image->c);
+    else
+        cg(g, ", {0}},\n");
+}
+
+/* The image a layer's flat input was flattened from (through views), or NULL when it was flat already. */
+static const shape *flattened_image(const model *m, int i)
+{
+    int j = i - 1;
+    while (j >= 0 && (m->layers[j].kind->flags & KIND_VIEW))
+        j--;
+    const shape *s = j >= 0 ? &m->layers[j].out : &m->input;
+    return shape_is_flat(m->layers[i].in) && !shape_is_flat(*s) ? s : NULL;
 }
 
 /* The tables of the parameter and state tensors: names for diagnostics, export and import; offsets for tests. */
@@ -167,12 +182,13 @@ static void print_tensor_table(printer *pr)
             int rank = l->kind->tensor_shape(l, t, dims);
             snprintf(name, sizeof name, "%s.%s", l->name, l->kind->tensor[t]);
             snprintf(offset, sizeof offset, "%s_%s", up, l->kind->macro[t]);
-            print_tensor_row(g, name, offset, t ? l->n_bias : l->n_weights, rank, dims, l->kind->layout[t]);
+            const shape *image = t == 0 && rank == 2 ? flattened_image(m, i) : NULL;
+            print_tensor_row(g, name, offset, t ? l->n_bias : l->n_weights, rank, dims, l->kind->layout[t], image);
         }
         count += 2;
     }
     if (count == 0)
-        cg(g, "    {\"(none)\", 0, 0, 0, {0}, \"\"},\n");
+        cg(g, "    {\"(none)\", 0, 0, 0, {0}, \"\", {0}},\n");
     cg(g, "};\n#define N_TENSORS %d\n", count);
     cg(g, "static const nnc_tensor_info state_tensors[] = {\n");
     for (int i = 0; i < m->n_layers; i++) {
@@ -184,12 +200,12 @@ static void print_tensor_table(printer *pr)
             int dims[4] = {(int)(l->n_state / 2)};
             snprintf(name, sizeof name, "%s.%s", l->name, l->kind->state_tensor[t]);
             snprintf(offset, sizeof offset, t ? "%s_%s + %zu" : "%s_%s", up, l->kind->state_macro, l->n_state / 2);
-            print_tensor_row(g, name, offset, l->n_state / 2, 1, dims, "C");
+            print_tensor_row(g, name, offset, l->n_state / 2, 1, dims, "C", NULL);
         }
         states += 2;
     }
     if (states == 0)
-        cg(g, "    {\"(none)\", 0, 0, 0, {0}, \"\"},\n");
+        cg(g, "    {\"(none)\", 0, 0, 0, {0}, \"\", {0}},\n");
     cg(g, "};\n#define N_STATE_TENSORS %d\n", states);
 }
 

@@ -46,16 +46,16 @@ static inline void store16(float *p, const v16 *v)
 
 /* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"conv2d_1.kernel", CONV2D_1_W, 800, 4, {5, 5, 1, 32}, "HWIO"},
-    {"conv2d_1.bias", CONV2D_1_B, 32, 1, {32}, "O"},
-    {"dense_1.kernel", DENSE_1_W, 589824, 2, {4608, 128}, "IO"},
-    {"dense_1.bias", DENSE_1_B, 128, 1, {128}, "O"},
-    {"dense_2.kernel", DENSE_2_W, 1280, 2, {128, 10}, "IO"},
-    {"dense_2.bias", DENSE_2_B, 10, 1, {10}, "O"},
+    {"conv2d_1.kernel", CONV2D_1_W, 800, 4, {5, 5, 1, 32}, "HWIO", {0}},
+    {"conv2d_1.bias", CONV2D_1_B, 32, 1, {32}, "O", {0}},
+    {"dense_1.kernel", DENSE_1_W, 589824, 2, {4608, 128}, "IO", {12, 12, 32}},
+    {"dense_1.bias", DENSE_1_B, 128, 1, {128}, "O", {0}},
+    {"dense_2.kernel", DENSE_2_W, 1280, 2, {128, 10}, "IO", {0}},
+    {"dense_2.bias", DENSE_2_B, 10, 1, {10}, "O", {0}},
 };
 #define N_TENSORS 6
 static const nnc_tensor_info state_tensors[] = {
-    {"(none)", 0, 0, 0, {0}, ""},
+    {"(none)", 0, 0, 0, {0}, "", {0}},
 };
 #define N_STATE_TENSORS 0
 

@@ -60,20 +60,20 @@ static inline void store_tail(float *p, const v16 *v, int count)
 
 /* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"conv2d_1.kernel", CONV2D_1_W, 750, 4, {5, 5, 1, 30}, "HWIO"},
-    {"conv2d_1.bias", CONV2D_1_B, 30, 1, {30}, "O"},
-    {"conv2d_2.kernel", CONV2D_2_W, 4050, 4, {3, 3, 30, 15}, "HWIO"},
-    {"conv2d_2.bias", CONV2D_2_B, 15, 1, {15}, "O"},
-    {"dense_1.kernel", DENSE_1_W, 48000, 2, {375, 128}, "IO"},
-    {"dense_1.bias", DENSE_1_B, 128, 1, {128}, "O"},
-    {"dense_2.kernel", DENSE_2_W, 6400, 2, {128, 50}, "IO"},
-    {"dense_2.bias", DENSE_2_B, 50, 1, {50}, "O"},
-    {"dense_3.kernel", DENSE_3_W, 500, 2, {50, 10}, "IO"},
-    {"dense_3.bias", DENSE_3_B, 10, 1, {10}, "O"},
+    {"conv2d_1.kernel", CONV2D_1_W, 750, 4, {5, 5, 1, 30}, "HWIO", {0}},
+    {"conv2d_1.bias", CONV2D_1_B, 30, 1, {30}, "O", {0}},
+    {"conv2d_2.kernel", CONV2D_2_W, 4050, 4, {3, 3, 30, 15}, "HWIO", {0}},
+    {"conv2d_2.bias", CONV2D_2_B, 15, 1, {15}, "O", {0}},
+    {"dense_1.kernel", DENSE_1_W, 48000, 2, {375, 128}, "IO", {5, 5, 15}},
+    {"dense_1.bias", DENSE_1_B, 128, 1, {128}, "O", {0}},
+    {"dense_2.kernel", DENSE_2_W, 6400, 2, {128, 50}, "IO", {0}},
+    {"dense_2.bias", DENSE_2_B, 50, 1, {50}, "O", {0}},
+    {"dense_3.kernel", DENSE_3_W, 500, 2, {50, 10}, "IO", {0}},
+    {"dense_3.bias", DENSE_3_B, 10, 1, {10}, "O", {0}},
 };
 #define N_TENSORS 10
 static const nnc_tensor_info state_tensors[] = {
-    {"(none)", 0, 0, 0, {0}, ""},
+    {"(none)", 0, 0, 0, {0}, "", {0}},
 };
 #define N_STATE_TENSORS 0
 

@@ -30,12 +30,12 @@
 
 /* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"dense_1.kernel", DENSE_1_W, 7840, 2, {784, 10}, "IO"},
-    {"dense_1.bias", DENSE_1_B, 10, 1, {10}, "O"},
+    {"dense_1.kernel", DENSE_1_W, 7840, 2, {784, 10}, "IO", {28, 28, 1}},
+    {"dense_1.bias", DENSE_1_B, 10, 1, {10}, "O", {0}},
 };
 #define N_TENSORS 2
 static const nnc_tensor_info state_tensors[] = {
-    {"(none)", 0, 0, 0, {0}, ""},
+    {"(none)", 0, 0, 0, {0}, "", {0}},
 };
 #define N_STATE_TENSORS 0
 

@@ -40,22 +40,22 @@
 
 /* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"dense_1.kernel", DENSE_1_W, 50176, 2, {784, 64}, "IO"},
-    {"dense_1.bias", DENSE_1_B, 64, 1, {64}, "O"},
-    {"dense_2.kernel", DENSE_2_W, 4096, 2, {64, 64}, "IO"},
-    {"dense_2.bias", DENSE_2_B, 64, 1, {64}, "O"},
-    {"dense_3.kernel", DENSE_3_W, 4096, 2, {64, 64}, "IO"},
-    {"dense_3.bias", DENSE_3_B, 64, 1, {64}, "O"},
-    {"dense_4.kernel", DENSE_4_W, 4096, 2, {64, 64}, "IO"},
-    {"dense_4.bias", DENSE_4_B, 64, 1, {64}, "O"},
-    {"dense_5.kernel", DENSE_5_W, 4096, 2, {64, 64}, "IO"},
-    {"dense_5.bias", DENSE_5_B, 64, 1, {64}, "O"},
-    {"dense_6.kernel", DENSE_6_W, 640, 2, {64, 10}, "IO"},
-    {"dense_6.bias", DENSE_6_B, 10, 1, {10}, "O"},
+    {"dense_1.kernel", DENSE_1_W, 50176, 2, {784, 64}, "IO", {28, 28, 1}},
+    {"dense_1.bias", DENSE_1_B, 64, 1, {64}, "O", {0}},
+    {"dense_2.kernel", DENSE_2_W, 4096, 2, {64, 64}, "IO", {0}},
+    {"dense_2.bias", DENSE_2_B, 64, 1, {64}, "O", {0}},
+    {"dense_3.kernel", DENSE_3_W, 4096, 2, {64, 64}, "IO", {0}},
+    {"dense_3.bias", DENSE_3_B, 64, 1, {64}, "O", {0}},
+    {"dense_4.kernel", DENSE_4_W, 4096, 2, {64, 64}, "IO", {0}},
+    {"dense_4.bias", DENSE_4_B, 64, 1, {64}, "O", {0}},
+    {"dense_5.kernel", DENSE_5_W, 4096, 2, {64, 64}, "IO", {0}},
+    {"dense_5.bias", DENSE_5_B, 64, 1, {64}, "O", {0}},
+    {"dense_6.kernel", DENSE_6_W, 640, 2, {64, 10}, "IO", {0}},
+    {"dense_6.bias", DENSE_6_B, 10, 1, {10}, "O", {0}},
 };
 #define N_TENSORS 12
 static const nnc_tensor_info state_tensors[] = {
-    {"(none)", 0, 0, 0, {0}, ""},
+    {"(none)", 0, 0, 0, {0}, "", {0}},
 };
 #define N_STATE_TENSORS 0
 

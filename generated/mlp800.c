@@ -32,14 +32,14 @@
 
 /* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"dense_1.kernel", DENSE_1_W, 627200, 2, {784, 800}, "IO"},
-    {"dense_1.bias", DENSE_1_B, 800, 1, {800}, "O"},
-    {"dense_2.kernel", DENSE_2_W, 8000, 2, {800, 10}, "IO"},
-    {"dense_2.bias", DENSE_2_B, 10, 1, {10}, "O"},
+    {"dense_1.kernel", DENSE_1_W, 627200, 2, {784, 800}, "IO", {28, 28, 1}},
+    {"dense_1.bias", DENSE_1_B, 800, 1, {800}, "O", {0}},
+    {"dense_2.kernel", DENSE_2_W, 8000, 2, {800, 10}, "IO", {0}},
+    {"dense_2.bias", DENSE_2_B, 10, 1, {10}, "O", {0}},
 };
 #define N_TENSORS 4
 static const nnc_tensor_info state_tensors[] = {
-    {"(none)", 0, 0, 0, {0}, ""},
+    {"(none)", 0, 0, 0, {0}, "", {0}},
 };
 #define N_STATE_TENSORS 0
 

@@ -52,22 +52,22 @@ static inline void store16(float *p, const v16 *v)
 
 /* ---- every tensor by name, with its shape and layout (export, import, tests) ---- */
 static const nnc_tensor_info param_tensors[] = {
-    {"conv2d_1.kernel", CONV2D_1_W, 288, 4, {3, 3, 1, 32}, "HWIO"},
-    {"conv2d_1.bias", CONV2D_1_B, 32, 1, {32}, "O"},
-    {"conv2d_2.kernel", CONV2D_2_W, 9216, 4, {3, 3, 32, 32}, "HWIO"},
-    {"conv2d_2.bias", CONV2D_2_B, 32, 1, {32}, "O"},
-    {"conv2d_3.kernel", CONV2D_3_W, 18432, 4, {3, 3, 32, 64}, "HWIO"},
-    {"conv2d_3.bias", CONV2D_3_B, 64, 1, {64}, "O"},
-    {"conv2d_4.kernel", CONV2D_4_W, 36864, 4, {3, 3, 64, 64}, "HWIO"},
-    {"conv2d_4.bias", CONV2D_4_B, 64, 1, {64}, "O"},
-    {"dense_1.kernel", DENSE_1_W, 524288, 2, {1024, 512}, "IO"},
-    {"dense_1.bias", DENSE_1_B, 512, 1, {512}, "O"},
-    {"dense_2.kernel", DENSE_2_W, 5120, 2, {512, 10}, "IO"},
-    {"dense_2.bias", DENSE_2_B, 10, 1, {10}, "O"},
+    {"conv2d_1.kernel", CONV2D_1_W, 288, 4, {3, 3, 1, 32}, "HWIO", {0}},
+    {"conv2d_1.bias", CONV2D_1_B, 32, 1, {32}, "O", {0}},
+    {"conv2d_2.kernel", CONV2D_2_W, 9216, 4, {3, 3, 32, 32}, "HWIO", {0}},
+    {"conv2d_2.bias", CONV2D_2_B, 32, 1, {32}, "O", {0}},
+    {"conv2d_3.kernel", CONV2D_3_W, 18432, 4, {3, 3, 32, 64}, "HWIO", {0}},
+    {"conv2d_3.bias", CONV2D_3_B, 64, 1, {64}, "O", {0}},
+    {"conv2d_4.kernel", CONV2D_4_W, 36864, 4, {3, 3, 64, 64}, "HWIO", {0}},
+    {"conv2d_4.bias", CONV2D_4_B, 64, 1, {64}, "O", {0}},
+    {"dense_1.kernel", DENSE_1_W, 524288, 2, {1024, 512}, "IO", {4, 4, 64}},
+    {"dense_1.bias", DENSE_1_B, 512, 1, {512}, "O", {0}},
+    {"dense_2.kernel", DENSE_2_W, 5120, 2, {512, 10}, "IO", {0}},
+    {"dense_2.bias", DENSE_2_B, 10, 1, {10}, "O", {0}},
 };
 #define N_TENSORS 12
 static const nnc_tensor_info state_tensors[] = {
-    {"(none)", 0, 0, 0, {0}, ""},
+    {"(none)", 0, 0, 0, {0}, "", {0}},
 };
 #define N_STATE_TENSORS 0
 

@@ -195,6 +195,7 @@ typedef struct {
     int rank;         /* how many of dims are used */
     int dims[4];      /* [3][3][1][32] */
     const char *layout; /* "HWIO" (conv kernels), "IO" (dense kernels), "O" / "C" (vectors) */
+    int from_image[3];  /* a dense kernel whose input is an image flattened (NHWC rows): its h, w, c; else 0s */
 } nnc_tensor_info;
 
 typedef struct nnc_model {
