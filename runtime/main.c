@@ -57,6 +57,7 @@ typedef struct {
     int threads;
     const char *save_path; /* NULL: <model name>.nncw */
     const char *load_path; /* NULL: fresh weights */
+    const char *export_path; /* --export FILE (.safetensors or .npz); NULL: none */
     int eval_only;
     int bench;            /* --bench: synthetic-data throughput instead of training */
     double bench_seconds; /* its time budget */
@@ -108,7 +109,12 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "\n"
             "Files (STEM is the --save path without .nncw)\n"
             "  --save FILE    where to write the final weights (default %s.nncw)\n"
-            "  --load FILE    start from these weights instead of a fresh initialization\n"
+            "  --load FILE    start from these weights instead of a fresh initialization; a\n"
+            "                 .safetensors file written by nnc --export or by PyTorch (state_dict\n"
+            "                 names and layouts, see README.md) also loads\n"
+            "  --export FILE  also write the final (or --load) weights as FILE.safetensors\n"
+            "                 (Hugging Face) or FILE.npz (NumPy), by the extension; with --load\n"
+            "                 and no training option it only converts\n"
             "  --history STEM write the history to STEM.history.csv, STEM.accuracy.svg and\n"
             "                 STEM.loss.svg (default: the save stem), rewritten after every epoch\n"
             "  --no-history   write no history files\n"
@@ -184,7 +190,7 @@ static int parse_real(const char *s, double lo, double hi, double *out) {
 static const char *const value_flags[] = {"--data",       "--epochs",     "--seed",    "--threads",
                                           "--save",       "--load",       "--bench-seconds", "--validation",
                                           "--early-stop", "--lr",         "--history", "--checkpoint-steps",
-                                          NULL};
+                                          "--export",     NULL};
 
 static int is_value_flag(const char *name) {
     for (int i = 0; value_flags[i]; i++)
@@ -211,6 +217,11 @@ static int parse_value(cli_args *a, const nnc_model *m, const char *prog, const 
     else if (!strcmp(name, "--save")) a->save_path = value;
     else if (!strcmp(name, "--load")) a->load_path = value;
     else if (!strcmp(name, "--history")) a->history_stem = value;
+    else if (!strcmp(name, "--export")) {
+        if (!nnc_export_format_ok(value))
+            return usage_error(m, prog, "--export needs a file name ending in .safetensors or .npz, not '%s'", value);
+        a->export_path = value;
+    }
     else if (!strcmp(name, "--epochs")) {
         if (parse_number(value, 1, 1000000, &v) != 0)
             return usage_error(m, prog, "--epochs needs a whole number of at least 1, not '%s'", value);
@@ -258,7 +269,8 @@ static int has_training_flags(const cli_args *a) {
 
 /* Combinations that cannot mean anything; returns -1 or a usage error's status. */
 static int check_combinations(const cli_args *a, const nnc_model *m, const char *prog) {
-    if (a->bench && (a->eval_only || a->data_dir || a->load_path || a->n_predict || has_training_flags(a)))
+    if (a->bench && (a->eval_only || a->data_dir || a->load_path || a->export_path || a->n_predict ||
+                     has_training_flags(a)))
         return usage_error(m, prog, "--bench uses synthetic data and saves nothing: it takes only --seed, --threads "
                                     "and --bench-seconds");
     if (a->bench_seconds_given && !a->bench) return usage_error(m, prog, "--bench-seconds needs --bench");
@@ -268,6 +280,8 @@ static int check_combinations(const cli_args *a, const nnc_model *m, const char 
     if ((a->eval_only || a->n_predict) && (has_training_flags(a) || a->seed_given))
         return usage_error(m, prog, "%s does not train: it takes only --load, --data, --threads%s",
                            a->eval_only ? "--eval" : "--predict", a->n_predict ? "" : " and --predict");
+    if (a->export_path && a->n_predict)
+        return usage_error(m, prog, "--predict writes no weights: use --load FILE --export OUT to convert them");
     if (a->eval_only && a->n_predict) return usage_error(m, prog, "--eval and --predict are separate modes: pick one");
     if (a->resume && a->load_path)
         return usage_error(m, prog, "--resume continues from STEM.ckpt, which holds its own weights: drop --load");
@@ -571,6 +585,49 @@ static nnc_model run_model(const nnc_model *m, const cli_args *a, int epochs) {
     return r;
 }
 
+/* --load's weights (an nnc checkpoint or a .safetensors file) and their
+ * preprocessing constants. A file from PyTorch has none: then, for
+ * `normalize`, the mean and std come from the training data as when training
+ * from scratch (`train`, or the training split found and loaded here). */
+static int load_weights(const nnc_model *m, const cli_args *a, const nnc_dataset *train, float *params, float *state,
+                        float prep[2]) {
+    char err[ERR_LEN];
+    int known;
+    if (nnc_weights_load(a->load_path, m, params, state, prep, &known, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return -1;
+    }
+    if (known) return 0;
+    nnc_dataset own = {0};
+    const char *dir = "the training data";
+    if (m->prep == NNC_PREP_NORMALIZE && !train) {
+        if (!(dir = find_data_dir(a, "train")) || load_split(&own, m, dir, "train") != 0) return -1;
+        train = &own;
+    }
+    nnc_prep_compute(m, train ? train : &own, prep);
+    if (m->prep == NNC_PREP_NORMALIZE)
+        fprintf(stderr,
+                "note: %s carries no preprocessing constants (not written by nnc): normalize's mean %g and std %g "
+                "are computed from %s%s as usual\n",
+                a->load_path, (double)prep[0], (double)prep[1], dir, train == &own ? "/train" : "");
+    nnc_dataset_free(&own);
+    return 0;
+}
+
+/* --export, when asked for. */
+static int export_weights(const nnc_model *m, const cli_args *a, const float *params, const float *state,
+                          const float prep[2]) {
+    char err[ERR_LEN];
+    if (!a->export_path) return 0;
+    if (nnc_export_weights(a->export_path, m, params, state, prep, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return -1;
+    }
+    printf("exported weights to %s\n", a->export_path);
+    fflush(stdout);
+    return 0;
+}
+
 /* Weights to start from: the checkpoint (--resume), a weights file (--load)
  * or none (nnc_train draws them); prep comes along. */
 static int starting_point(const nnc_model *m, const cli_args *a, const run_paths *paths, const nnc_dataset *train,
@@ -592,10 +649,7 @@ static int starting_point(const nnc_model *m, const cli_args *a, const run_paths
         if (check_resume_key(paths->ckpt, key, &got) != 0) return -1;
         printf("resuming from %s: epoch %d, step %d\n", paths->ckpt, ts->epoch + 1, ts->step);
     } else if (a->load_path) {
-        if (nnc_checkpoint_load(a->load_path, m, params, state, prep, err, sizeof err) != 0) {
-            fprintf(stderr, "error: %s\n", err);
-            return -1;
-        }
+        if (load_weights(m, a, train, params, state, prep) != 0) return -1;
         printf("loaded weights from %s\n", a->load_path);
     } else {
         nnc_prep_compute(m, train, prep);
@@ -715,6 +769,7 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const char *
         goto done;
     }
     printf("saved weights to %s\n", paths.save);
+    if (export_weights(m, a, params, state, prep) != 0) goto done;
     remove(paths.ckpt); /* the run is complete: nothing to resume */
     status = final_report(m, a, &paths, &result, test, params, state, prep);
 done:
@@ -724,18 +779,21 @@ done:
 
 /* --predict: no data set, only the weights and the images. */
 static int predict(const nnc_model *m, const cli_args *a, float *params, float *state) {
-    char err[ERR_LEN];
     float prep[2];
-    if (nnc_checkpoint_load(a->load_path, m, params, state, prep, err, sizeof err) != 0) {
-        fprintf(stderr, "error: %s\n", err);
-        return 1;
-    }
+    if (load_weights(m, a, NULL, params, state, prep) != 0) return 1;
     return nnc_predict_files(m, params, state, prep, a->n_predict, a->predict, a->threads, stdout);
 }
 
 /* Everything after argument parsing; owns no allocation of its own. */
 static int run(const nnc_model *m, const cli_args *a, float *params, float *state) {
     if (a->n_predict) return predict(m, a, params, state);
+    if (a->load_path && a->export_path && !a->eval_only && !has_training_flags(a) && !a->seed_given) {
+        /* --load W --export F: a conversion, no data needed (except a PyTorch file's normalize constants) */
+        float prep[2];
+        if (load_weights(m, a, NULL, params, state, prep) != 0) return 1;
+        printf("loaded weights from %s\n", a->load_path);
+        return export_weights(m, a, params, state, prep) != 0;
+    }
     const char *dir = find_data_dir(a, a->eval_only ? "t10k" : "train");
     if (!dir) return 1;
     nnc_dataset train = {0}, test = {0};
@@ -746,14 +804,12 @@ static int run(const nnc_model *m, const cli_args *a, float *params, float *stat
     }
     int status;
     if (a->eval_only) {
-        char err[ERR_LEN];
         float prep[2];
         status = 1;
-        if (nnc_checkpoint_load(a->load_path, m, params, state, prep, err, sizeof err) != 0) {
-            fprintf(stderr, "error: %s\n", err);
-        } else {
+        if (load_weights(m, a, NULL, params, state, prep) == 0) {
             printf("loaded weights from %s\n", a->load_path);
             status = report_test(m, &test, params, state, prep, a->threads);
+            if (status == 0 && export_weights(m, a, params, state, prep) != 0) status = 1;
         }
     } else {
         status = train_and_report(m, a, dir, &train, &test, params, state);

@@ -528,4 +528,36 @@ typedef struct {
  * non-finite loss). Deterministic work for a seed; only the timings vary. */
 int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *res, char *err, size_t errlen);
 
+/* ------------------------------------------------------------------------ */
+/* (added) Weights for other tools (interop.c): safetensors and npz.        */
+/* ------------------------------------------------------------------------ */
+
+/* 1 if path names a format nnc_export_weights writes: `.safetensors` or `.npz`. */
+int nnc_export_format_ok(const char *path);
+/* Write the model's tensors (params then state, the tables' names and Keras
+ * layouts) as safetensors (with the model, source, version, layouts and prep
+ * constants in __metadata__) or as an npz of NPY 1.0 files, by the extension.
+ * Atomic (nnc_write_file_atomically). Returns 0, or -1 with a message. */
+int nnc_export_weights(const char *path, const nnc_model *m, const float *params, const float *state,
+                       const float prep[2], char *err, size_t errlen);
+/* The encoders behind it: a malloc'ed *out of *size bytes; -1 when memory is short. */
+int nnc_safetensors_encode(const nnc_model *m, const float *params, const float *state, const float prep[2],
+                           uint8_t **out, size_t *size);
+int nnc_npz_encode(const nnc_model *m, const float *params, const float *state, uint8_t **out, size_t *size);
+/* Read a safetensors file written by nnc (its names and layouts) or by PyTorch
+ * (L.weight, L.bias, L.running_mean, L.running_var; OIHW conv and [out][in]
+ * linear weights, NCHW-flattened inputs; one common prefix such as `mods.`):
+ * every tensor of the model, F32, nothing extra. *prep_known is 1 when the
+ * file carried nnc's preprocessing constants (then in prep), else 0 (a
+ * PyTorch file: the caller computes them, nnc_prep_compute). Returns 0, or -1
+ * with a message naming the file; params/state may be partly written then. */
+int nnc_safetensors_load(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
+                         int *prep_known, char *err, size_t errlen);
+/* The same on bytes in memory; `file` names them in messages. */
+int nnc_safetensors_decode(const char *file, const uint8_t *bytes, size_t size, const nnc_model *m, float *params,
+                           float *state, float prep[2], int *prep_known, char *err, size_t errlen);
+/* --load: `.safetensors` by nnc_safetensors_load, anything else as a checkpoint (prep always known). */
+int nnc_weights_load(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
+                     int *prep_known, char *err, size_t errlen);
+
 #endif /* NNCRT_H */

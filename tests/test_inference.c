@@ -19,6 +19,18 @@
 
 #define ARM_IMAGES 300 /* qemu runs the VGG models at ~15 images a second */
 
+/* Under `make test-asan` the runtime the trainer side links is instrumented. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_FLAGS "-fsanitize=address,undefined"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SAN_FLAGS "-fsanitize=address,undefined"
+#endif
+#endif
+#ifndef SAN_FLAGS
+#define SAN_FLAGS ""
+#endif
+
 /* The first 2048 training and all 10,000 test images of MNIST, as raw IDX files in dir. */
 static void make_data(const char *dir)
 {
@@ -44,8 +56,8 @@ static void check_model(const char *model)
 {
     char *dir = scratch_dir(), *out = NULL;
     make_data(dir);
-    int status = run(&out, "mkdir -p %s/work && sh tests/tools/inference_check.sh $B %s %s %s/work %d", dir, model, dir,
-                     dir, ARM_IMAGES);
+    int status = run(&out, "mkdir -p %s/work && SAN_FLAGS='%s' sh tests/tools/inference_check.sh $B %s %s %s/work %d",
+                     dir, SAN_FLAGS, model, dir, dir, ARM_IMAGES);
     cr_assert_eq(status, 0, "%s:\n%s", model, out);
     cr_log_info("%s: %s", model, out);
     double v[3];

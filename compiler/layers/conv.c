@@ -271,9 +271,17 @@ static void emit_single_block(cgen *g, const layer *l, const single_ctx *sc, int
 static void emit_single_blocked(cgen *g, const layer *l, const single_ctx *sc)
 {
     int OH = l->out.h, OW = l->out.w;
-    int NP = SINGLE_FLOATS / single_channels(l);
-    NP = NP < 1 ? 1 : NP > SINGLE_BLOCK ? SINGLE_BLOCK : NP;
-    NP = OW < NP ? OW : NP;
+    int most = SINGLE_FLOATS / single_channels(l);
+    most = most < 1 ? 1 : most > SINGLE_BLOCK ? SINGLE_BLOCK : most;
+    most = OW < most ? OW : most;
+    /* A block size that divides the row, if one is at least half the largest: a short last block
+     * compiles to slow code (gcc: four times the time a pixel). */
+    int NP = most;
+    for (int np = most; np >= (most + 1) / 2; np--)
+        if (OW % np == 0) {
+            NP = np;
+            break;
+        }
     emit_single_block(g, l, sc, NP);
     if (OW % NP)
         emit_single_block(g, l, sc, OW % NP);

@@ -12,7 +12,8 @@
 #   cortex-m4 FLASH_BYTES                             (arm-none-eabi-gcc -Os, text + data)
 #
 # The cross lines are left out, with a line "skipped: ..." saying why, where
-# the tools are not installed. Run from the repository root.
+# the tools are not installed. Run from the repository root. $SAN_FLAGS, when
+# BUILD's runtime was built with sanitizers, is added where the trainer links it.
 set -eu
 build=$1 m=$2 data=$3 work=$4 arm_images=${5:-500}
 warn="-std=c99 -Wall -Wextra -Werror -pedantic"
@@ -30,7 +31,8 @@ run_flags="-I$work -DINFER_H=\"net.h\" -DPREFIX=net -DPREFIX_UPPER=NET"
 gcc $warn -O3 -march=native $run_flags $tools/infer_run.c "$work/net.c" -o "$work/infer_run" -lm
 clang $warn -O2 -c "$work/net.c" -o /dev/null
 cc -std=c11 -O3 -march=native -ffp-contract=fast -fopenmp -Iruntime -DNNC_NO_MAIN -c "generated/$m.c" -o "$work/trainer.o"
-cc -std=c11 -O2 -Iruntime -DNNC_MODEL="nnc_model_$m" $tools/trainer_run.c "$work/trainer.o" "$build/libnncrt.a" \
+# shellcheck disable=SC2086
+cc -std=c11 -O2 ${SAN_FLAGS:-} -Iruntime -DNNC_MODEL="nnc_model_$m" $tools/trainer_run.c "$work/trainer.o" "$build/libnncrt.a" \
     -o "$work/trainer_run" $(pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lpng -lz -lm -fopenmp
 "$work/infer_run" "$data/t10k-images-idx3-ubyte" > "$work/infer.txt"
 "$work/trainer_run" "$work/w.nncw" "$data/t10k-images-idx3-ubyte" > "$work/trainer.txt"
