@@ -82,7 +82,7 @@ static void print_header(printer *pr)
     cg(g, "#define N_CLASSES %d\n", m->n_classes);
     cg(g, "#define N_PARAMS %zu\n#define N_STATE %zu\n", m->n_params, m->n_state);
     cg(g, "#define ALIGNED __attribute__((aligned(64)))\n");
-    cg(g, "#define VEC %d /* floats in one vector register */\n", VEC);
+    cg(g, "#define VEC %d /* slack after a buffer: vector kernels may read a vector past a row's end */\n", VEC);
 }
 
 static void print_vector_helpers(printer *pr)
@@ -92,17 +92,19 @@ static void print_vector_helpers(printer *pr)
         return;
     /* Vectors pass by pointer: a vector passed or returned by value has another ABI with
      * AVX-512 than without, and GCC warns about that on every other CPU. */
-    cg(g, "\n/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */\n");
-    cg(g, "typedef float v16 __attribute__((vector_size(16 * sizeof(float))));\n");
-    cg(g, "static inline void load16(v16 *v, const float *p)\n{\n    memcpy(v, p, sizeof *v);\n}\n");
-    cg(g, "static inline void store16(float *p, const v16 *v)\n{\n    memcpy(p, v, sizeof *v);\n}\n");
+    cg(g, "\n/* The vectors of the convolution kernels: 16 floats where AVX-512 has registers that wide, else\n");
+    cg(g, "   8 (AVX2; two NEON registers). Each kernel below comes in both widths. */\n");
+    cg(g, "#if defined(__AVX512F__)\n#define LANES 16\n#else\n#define LANES 8\n#endif\n");
+    cg(g, "typedef float vf __attribute__((vector_size(LANES * sizeof(float))));\n");
+    cg(g, "static inline void load_vec(vf *v, const float *p)\n{\n    memcpy(v, p, sizeof *v);\n}\n");
+    cg(g, "static inline void store_vec(float *p, const vf *v)\n{\n    memcpy(p, v, sizeof *v);\n}\n");
     if (pr->helpers & (HELPER_LOAD_TAIL | HELPER_STORE_TAIL))
         cg(g, "/* The first `count` floats only: the last, shorter vector of a row. */\n");
     if (pr->helpers & HELPER_LOAD_TAIL)
-        cg(g, "static inline void load_tail(v16 *v, const float *p, int count)\n{\n    memset(v, 0, sizeof *v);\n"
+        cg(g, "static inline void load_tail(vf *v, const float *p, int count)\n{\n    memset(v, 0, sizeof *v);\n"
               "    memcpy(v, p, sizeof(float) * (size_t)count);\n}\n");
     if (pr->helpers & HELPER_STORE_TAIL)
-        cg(g, "static inline void store_tail(float *p, const v16 *v, int count)\n{\n"
+        cg(g, "static inline void store_tail(float *p, const vf *v, int count)\n{\n"
               "    memcpy(p, v, sizeof(float) * (size_t)count);\n}\n");
 }
 

@@ -22,15 +22,21 @@
 #define N_PARAMS 592074
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
-#define VEC 16 /* floats in one vector register */
+#define VEC 16 /* slack after a buffer: vector kernels may read a vector past a row's end */
 
-/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
-typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
-static inline void load16(v16 *v, const float *p)
+/* The vectors of the convolution kernels: 16 floats where AVX-512 has registers that wide, else
+   8 (AVX2; two NEON registers). Each kernel below comes in both widths. */
+#if defined(__AVX512F__)
+#define LANES 16
+#else
+#define LANES 8
+#endif
+typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
+static inline void load_vec(vf *v, const float *p)
 {
     memcpy(v, p, sizeof *v);
 }
-static inline void store16(float *p, const v16 *v)
+static inline void store_vec(float *p, const vf *v)
 {
     memcpy(p, v, sizeof *v);
 }
@@ -102,6 +108,7 @@ static inline float *grad_region(float *buf, int lo, int size)
 /* ---- conv2d_1: `conv 32 5x5 relu` (models/cnn_baseline.nn:8) ----
  * in [n][28][28][1] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float
  * vectors */
+#if LANES == 16
 /*
  * 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers.
  */
@@ -109,17 +116,17 @@ static inline __attribute__((always_inline)) void
 conv2d_1_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
                  const float *restrict bias, int b, int oy, int ox0, const int np)
 {
-    v16 acc[8][2];
+    vf acc[8][2];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++)
-            load16(&acc[p][v], bias + 16 * v);
+            load_vec(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 5; ky++)
         for (int kx = 0; kx < 5; kx++) {
             const float *px = in + (((size_t)b * 28 + oy + ky) * 28 + ox0 + kx);
             const float *wk = w + (ky * 5 + kx) * 32;
-            v16 wv[2];
+            vf wv[2];
             for (int v = 0; v < 2; v++)
-                load16(&wv[v], wk + 16 * v);
+                load_vec(&wv[v], wk + 16 * v);
             for (int p = 0; p < np; p++) {
                 float x = px[p];
                 for (int v = 0; v < 2; v++)
@@ -129,7 +136,7 @@ conv2d_1_forward_block(float *restrict out, const float *restrict in, const floa
     float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++) {
-            store16(o + p * 32 + 16 * v, &acc[p][v]);
+            store_vec(o + p * 32 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 32; j++)
         o[j] = o[j] > 0.0f ? o[j] : 0.0f;
@@ -161,18 +168,18 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
                 /* pair j of pixel ox: inrow[ox + j] */
                 const float *inrow = in + ((size_t)b * 28 + oy + ky) * 28;
                 float *dwrow = dw + ky * 160; /* pair j: dwrow[j * 32 + co] */
-                v16 acc[5][2];
+                vf acc[5][2];
                 for (int k = 0; k < 5; k++)
                     for (int v = 0; v < 2; v++)
-                        load16(&acc[k][v], dwrow + k * 32 + 16 * v);
+                        load_vec(&acc[k][v], dwrow + k * 32 + 16 * v);
                 for (int ox = 0; ox < 24; ox++) {
-                    v16 g[2];
+                    vf g[2];
                     for (int v = 0; v < 2; v++)
                         /*
                          * whole vectors even past the last channel: those lanes never reach a
                          * stored lane
                          */
-                        load16(&g[v], dzrow + ox * 32 + 16 * v);
+                        load_vec(&g[v], dzrow + ox * 32 + 16 * v);
                     for (int k = 0; k < 5; k++) {
                         float x = inrow[ox + k];
                         for (int v = 0; v < 2; v++)
@@ -181,11 +188,101 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
                 }
                 for (int k = 0; k < 5; k++)
                     for (int v = 0; v < 2; v++) {
-                        store16(dwrow + k * 32 + 16 * v, &acc[k][v]);
+                        store_vec(dwrow + k * 32 + 16 * v, &acc[k][v]);
                     }
             }
         }
 }
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 2 output pixels along x at (b, oy, ox0), each 32 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_1_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[2][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 5; ky++)
+        for (int kx = 0; kx < 5; kx++) {
+            const float *px = in + (((size_t)b * 28 + oy + ky) * 28 + ox0 + kx);
+            const float *wk = w + (ky * 5 + kx) * 32;
+            vf wv[4];
+            for (int v = 0; v < 4; v++)
+                load_vec(&wv[v], wk + 8 * v);
+            for (int p = 0; p < np; p++) {
+                float x = px[p];
+                for (int v = 0; v < 4; v++)
+                    acc[p][v] += x * wv[v];
+            }
+        }
+    float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++) {
+            store_vec(o + p * 32 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 32; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            for (int ox = 0; ox + 2 <= 24; ox += 2)
+                conv2d_1_forward_block(out, in, w, bias, b, oy, ox, 2);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 4 vectors in
+ * registers.
+ */
+static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 800);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            const float *dzrow = dz + ((size_t)b * 24 + oy) * 768;
+            for (int ky = 0; ky < 5; ky++) {
+                /* pair j of pixel ox: inrow[ox + j] */
+                const float *inrow = in + ((size_t)b * 28 + oy + ky) * 28;
+                float *dwrow = dw + ky * 160; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 5; j0 += 1) {
+                    vf acc[1][4];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 4; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 8 * v);
+                    for (int ox = 0; ox < 24; ox++) {
+                        vf g[4];
+                        for (int v = 0; v < 4; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 32 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox + j0 + k];
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 4; v++) {
+                            store_vec(dwrow + (j0 + k) * 32 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_1_backward(float *restrict din, float *restrict dw, float *restrict db,

@@ -22,25 +22,31 @@
 #define N_PARAMS 59933
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
-#define VEC 16 /* floats in one vector register */
+#define VEC 16 /* slack after a buffer: vector kernels may read a vector past a row's end */
 
-/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
-typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
-static inline void load16(v16 *v, const float *p)
+/* The vectors of the convolution kernels: 16 floats where AVX-512 has registers that wide, else
+   8 (AVX2; two NEON registers). Each kernel below comes in both widths. */
+#if defined(__AVX512F__)
+#define LANES 16
+#else
+#define LANES 8
+#endif
+typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
+static inline void load_vec(vf *v, const float *p)
 {
     memcpy(v, p, sizeof *v);
 }
-static inline void store16(float *p, const v16 *v)
+static inline void store_vec(float *p, const vf *v)
 {
     memcpy(p, v, sizeof *v);
 }
 /* The first `count` floats only: the last, shorter vector of a row. */
-static inline void load_tail(v16 *v, const float *p, int count)
+static inline void load_tail(vf *v, const float *p, int count)
 {
     memset(v, 0, sizeof *v);
     memcpy(v, p, sizeof(float) * (size_t)count);
 }
-static inline void store_tail(float *p, const v16 *v, int count)
+static inline void store_tail(float *p, const vf *v, int count)
 {
     memcpy(p, v, sizeof(float) * (size_t)count);
 }
@@ -149,6 +155,7 @@ static void conv2d_1_pad_weights(float *restrict wpad, float *restrict bpad,
         bpad[co] = co < 30 ? bias[co] : 0.0f;
 }
 
+#if LANES == 16
 /*
  * 8 output pixels along x at (b, oy, ox0), each 30 channels as 2 vectors, accumulated in registers.
  */
@@ -156,17 +163,17 @@ static inline __attribute__((always_inline)) void
 conv2d_1_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
                  const float *restrict bias, int b, int oy, int ox0, const int np)
 {
-    v16 acc[8][2];
+    vf acc[8][2];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++)
-            load16(&acc[p][v], bias + 16 * v);
+            load_vec(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 5; ky++)
         for (int kx = 0; kx < 5; kx++) {
             const float *px = in + (((size_t)b * 28 + oy + ky) * 28 + ox0 + kx);
             const float *wk = w + (ky * 5 + kx) * 32;
-            v16 wv[2];
+            vf wv[2];
             for (int v = 0; v < 2; v++)
-                load16(&wv[v], wk + 16 * v);
+                load_vec(&wv[v], wk + 16 * v);
             for (int p = 0; p < np; p++) {
                 float x = px[p];
                 for (int v = 0; v < 2; v++)
@@ -177,7 +184,7 @@ conv2d_1_forward_block(float *restrict out, const float *restrict in, const floa
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++) {
             if (v < 1)
-                store16(o + p * 30 + 16 * v, &acc[p][v]);
+                store_vec(o + p * 30 + 16 * v, &acc[p][v]);
             else
                 store_tail(o + p * 30 + 16 * v, &acc[p][v], 14);
         }
@@ -213,21 +220,21 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
                 /* pair j of pixel ox: inrow[ox + j] */
                 const float *inrow = in + ((size_t)b * 28 + oy + ky) * 28;
                 float *dwrow = dw + ky * 150; /* pair j: dwrow[j * 30 + co] */
-                v16 acc[5][2];
+                vf acc[5][2];
                 for (int k = 0; k < 5; k++)
                     for (int v = 0; v < 2; v++)
                         if (v < 1)
-                            load16(&acc[k][v], dwrow + k * 30 + 16 * v);
+                            load_vec(&acc[k][v], dwrow + k * 30 + 16 * v);
                         else
                             load_tail(&acc[k][v], dwrow + k * 30 + 16 * v, 14);
                 for (int ox = 0; ox < 24; ox++) {
-                    v16 g[2];
+                    vf g[2];
                     for (int v = 0; v < 2; v++)
                         /*
                          * whole vectors even past the last channel: those lanes never reach a
                          * stored lane
                          */
-                        load16(&g[v], dzrow + ox * 30 + 16 * v);
+                        load_vec(&g[v], dzrow + ox * 30 + 16 * v);
                     for (int k = 0; k < 5; k++) {
                         float x = inrow[ox + k];
                         for (int v = 0; v < 2; v++)
@@ -237,13 +244,114 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
                 for (int k = 0; k < 5; k++)
                     for (int v = 0; v < 2; v++) {
                         if (v < 1)
-                            store16(dwrow + k * 30 + 16 * v, &acc[k][v]);
+                            store_vec(dwrow + k * 30 + 16 * v, &acc[k][v]);
                         else
                             store_tail(dwrow + k * 30 + 16 * v, &acc[k][v], 14);
                     }
             }
         }
 }
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 2 output pixels along x at (b, oy, ox0), each 30 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_1_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[2][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 5; ky++)
+        for (int kx = 0; kx < 5; kx++) {
+            const float *px = in + (((size_t)b * 28 + oy + ky) * 28 + ox0 + kx);
+            const float *wk = w + (ky * 5 + kx) * 32;
+            vf wv[4];
+            for (int v = 0; v < 4; v++)
+                load_vec(&wv[v], wk + 8 * v);
+            for (int p = 0; p < np; p++) {
+                float x = px[p];
+                for (int v = 0; v < 4; v++)
+                    acc[p][v] += x * wv[v];
+            }
+        }
+    float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 30;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++) {
+            if (v < 3)
+                store_vec(o + p * 30 + 8 * v, &acc[p][v]);
+            else
+                store_tail(o + p * 30 + 8 * v, &acc[p][v], 6);
+        }
+    for (int j = 0; j < np * 30; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_1_forward(float *restrict out, const float *restrict in,
+                             const float *restrict wpad,
+                       const float *restrict bpad, int lo, int hi)
+{
+    /* wpad, bpad: padded by conv2d_1_pad_weights() at the step's start */
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            for (int ox = 0; ox + 2 <= 24; ox += 2)
+                conv2d_1_forward_block(out, in, wpad, bpad, b, oy, ox, 2);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 4 vectors in
+ * registers.
+ */
+static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 750);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            const float *dzrow = dz + ((size_t)b * 24 + oy) * 720;
+            for (int ky = 0; ky < 5; ky++) {
+                /* pair j of pixel ox: inrow[ox + j] */
+                const float *inrow = in + ((size_t)b * 28 + oy + ky) * 28;
+                float *dwrow = dw + ky * 150; /* pair j: dwrow[j * 30 + co] */
+                for (int j0 = 0; j0 < 5; j0 += 1) {
+                    vf acc[1][4];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 4; v++)
+                            if (v < 3)
+                                load_vec(&acc[k][v], dwrow + (j0 + k) * 30 + 8 * v);
+                            else
+                                load_tail(&acc[k][v], dwrow + (j0 + k) * 30 + 8 * v, 6);
+                    for (int ox = 0; ox < 24; ox++) {
+                        vf g[4];
+                        for (int v = 0; v < 4; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 30 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox + j0 + k];
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 4; v++) {
+                            if (v < 3)
+                                store_vec(dwrow + (j0 + k) * 30 + 8 * v, &acc[k][v]);
+                            else
+                                store_tail(dwrow + (j0 + k) * 30 + 8 * v, &acc[k][v], 6);
+                        }
+                }
+            }
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_1_backward(float *restrict din, float *restrict dw, float *restrict db,
@@ -318,6 +426,17 @@ static void conv2d_2_pad_weights(float *restrict wpad, float *restrict bpad,
         bpad[co] = co < 15 ? bias[co] : 0.0f;
 }
 
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
+   multiply-add. */
+static void conv2d_2_transpose_weights(float *restrict wt, const float *restrict w)
+{
+    for (int k = 0; k < 9; k++)
+        for (int co = 0; co < 15; co++)
+            for (int ci = 0; ci < 32; ci++)
+                wt[(k * 15 + co) * 32 + ci] = ci < 30 ? w[(k * 30 + ci) * 15 + co] : 0.0f;
+}
+
+#if LANES == 16
 /*
  * 8 output pixels along x at (b, oy, ox0), each 15 channels as 1 vector, accumulated in registers.
  */
@@ -325,18 +444,18 @@ static inline __attribute__((always_inline)) void
 conv2d_2_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
                  const float *restrict bias, int b, int oy, int ox0, const int np)
 {
-    v16 acc[8][1];
+    vf acc[8][1];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 1; v++)
-            load16(&acc[p][v], bias + 16 * v);
+            load_vec(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 30;
             const float *wk = w + (ky * 3 + kx) * 480;
             for (int ci = 0; ci < 30; ci++) {
-                v16 wv[1];
+                vf wv[1];
                 for (int v = 0; v < 1; v++)
-                    load16(&wv[v], wk + ci * 16 + 16 * v);
+                    load_vec(&wv[v], wk + ci * 16 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 30 + ci];
                     for (int v = 0; v < 1; v++)
@@ -378,7 +497,7 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
         for (int ky = 0; ky < 3; ky++) {
             float *dwrow = dw + ky * 1350; /* pair j: dwrow[j * 15 + co] */
             for (int j0 = 0; j0 < 90; j0 += 15) {
-                v16 acc[15][1];
+                vf acc[15][1];
                 for (int k = 0; k < 15; k++)
                     for (int v = 0; v < 1; v++)
                         load_tail(&acc[k][v], dwrow + (j0 + k) * 15 + 16 * v, 15);
@@ -386,13 +505,13 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
                     const float *dzrow = dz + ((size_t)b * 10 + oy) * 150;
                     const float *inrow = in + ((size_t)b * 12 + oy + ky) * 360;
                     for (int ox = 0; ox < 10; ox++) {
-                        v16 g[1];
+                        vf g[1];
                         for (int v = 0; v < 1; v++)
                             /*
                              * whole vectors even past the last channel: those lanes never reach a
                              * stored lane
                              */
-                            load16(&g[v], dzrow + ox * 15 + 16 * v);
+                            load_vec(&g[v], dzrow + ox * 15 + 16 * v);
                         for (int k = 0; k < 15; k++) {
                             float x = inrow[ox * 30 + j0 + k];
                             for (int v = 0; v < 1; v++)
@@ -408,16 +527,6 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
         }
 }
 
-/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
-   multiply-add. */
-static void conv2d_2_transpose_weights(float *restrict wt, const float *restrict w)
-{
-    for (int k = 0; k < 9; k++)
-        for (int co = 0; co < 15; co++)
-            for (int ci = 0; ci < 32; ci++)
-                wt[(k * 15 + co) * 32 + ci] = ci < 30 ? w[(k * 30 + ci) * 15 + co] : 0.0f;
-}
-
 /*
  * din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each.
  */
@@ -431,15 +540,15 @@ conv2d_2_input_grad_block(float *restrict din, const float *restrict dz, const f
         for (int kx = 0; kx < 3; kx++) {
             float *dp = din + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 30;
             const float *wtk = wt + (ky * 3 + kx) * 480;
-            v16 acc[8][2];
+            vf acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
                     /* lanes past the last channel are never stored */
-                    load16(&acc[p][v], dp + p * 30 + 16 * v);
+                    load_vec(&acc[p][v], dp + p * 30 + 16 * v);
             for (int co = 0; co < 15; co++) {
-                v16 wv[2];
+                vf wv[2];
                 for (int v = 0; v < 2; v++)
-                    load16(&wv[v], wtk + co * 32 + 16 * v);
+                    load_vec(&wv[v], wtk + co * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = g[p * 15 + co];
                     for (int v = 0; v < 2; v++)
@@ -449,7 +558,7 @@ conv2d_2_input_grad_block(float *restrict din, const float *restrict dz, const f
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++) {
                     if (v < 1)
-                        store16(dp + p * 30 + 16 * v, &acc[p][v]);
+                        store_vec(dp + p * 30 + 16 * v, &acc[p][v]);
                     else
                         store_tail(dp + p * 30 + 16 * v, &acc[p][v], 14);
                 }
@@ -468,6 +577,160 @@ static void conv2d_2_input_grad(float *restrict din, const float *restrict dz,
             conv2d_2_input_grad_block(din, dz, wt, b, oy, 8, 2);
         }
 }
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 4 output pixels along x at (b, oy, ox0), each 15 channels as 2 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[4][2];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 30;
+            const float *wk = w + (ky * 3 + kx) * 480;
+            for (int ci = 0; ci < 30; ci++) {
+                vf wv[2];
+                for (int v = 0; v < 2; v++)
+                    load_vec(&wv[v], wk + ci * 16 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 30 + ci];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 10 + oy) * 10 + ox0) * 15;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++) {
+            if (v < 1)
+                store_vec(o + p * 15 + 8 * v, &acc[p][v]);
+            else
+                store_tail(o + p * 15 + 8 * v, &acc[p][v], 7);
+        }
+    for (int j = 0; j < np * 15; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_2_forward(float *restrict out, const float *restrict in,
+                             const float *restrict wpad,
+                       const float *restrict bpad, int lo, int hi)
+{
+    /* wpad, bpad: padded by conv2d_2_pad_weights() at the step's start */
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            for (int ox = 0; ox + 4 <= 10; ox += 4)
+                conv2d_2_forward_block(out, in, wpad, bpad, b, oy, ox, 4);
+            conv2d_2_forward_block(out, in, wpad, bpad, b, oy, 8, 2); /* the row's last 2 pixels */
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 2 vectors in
+ * registers.
+ */
+static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 4050);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            const float *dzrow = dz + ((size_t)b * 10 + oy) * 150;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 30 + j] */
+                const float *inrow = in + ((size_t)b * 12 + oy + ky) * 360;
+                float *dwrow = dw + ky * 1350; /* pair j: dwrow[j * 15 + co] */
+                for (int j0 = 0; j0 < 90; j0 += 3) {
+                    vf acc[3][2];
+                    for (int k = 0; k < 3; k++)
+                        for (int v = 0; v < 2; v++)
+                            if (v < 1)
+                                load_vec(&acc[k][v], dwrow + (j0 + k) * 15 + 8 * v);
+                            else
+                                load_tail(&acc[k][v], dwrow + (j0 + k) * 15 + 8 * v, 7);
+                    for (int ox = 0; ox < 10; ox++) {
+                        vf g[2];
+                        for (int v = 0; v < 2; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 15 + 8 * v);
+                        for (int k = 0; k < 3; k++) {
+                            float x = inrow[ox * 30 + j0 + k];
+                            for (int v = 0; v < 2; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 3; k++)
+                        for (int v = 0; v < 2; v++) {
+                            if (v < 1)
+                                store_vec(dwrow + (j0 + k) * 15 + 8 * v, &acc[k][v]);
+                            else
+                                store_tail(dwrow + (j0 + k) * 15 + 8 * v, &acc[k][v], 7);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 2 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 10 + oy) * 10 + ox0) * 15;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 30;
+            const float *wtk = wt + (ky * 3 + kx) * 480;
+            vf acc[2][4];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 30 + 8 * v);
+            for (int co = 0; co < 15; co++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wtk + co * 32 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 15 + co];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++) {
+                    if (v < 3)
+                        store_vec(dp + p * 30 + 8 * v, &acc[p][v]);
+                    else
+                        store_tail(dp + p * 30 + 8 * v, &acc[p][v], 6);
+                }
+        }
+}
+
+static void conv2d_2_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 4320, 0, sizeof(float) * (size_t)(hi - lo) * 4320);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            for (int ox = 0; ox + 2 <= 10; ox += 2)
+                conv2d_2_input_grad_block(din, dz, wt, b, oy, ox, 2);
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_2_backward(float *restrict din, float *restrict dw, float *restrict db,

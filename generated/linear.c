@@ -21,7 +21,7 @@
 #define N_PARAMS 7850
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
-#define VEC 16 /* floats in one vector register */
+#define VEC 16 /* slack after a buffer: vector kernels may read a vector past a row's end */
 
 /* ---- parameters: offsets into the flat buffer ---- */
 /* (gradients and optimizer state share the layout) */

@@ -22,15 +22,21 @@
 #define N_PARAMS 594922
 #define N_STATE 0
 #define ALIGNED __attribute__((aligned(64)))
-#define VEC 16 /* floats in one vector register */
+#define VEC 16 /* slack after a buffer: vector kernels may read a vector past a row's end */
 
-/* 16 floats, one AVX-512 register (two AVX2 registers where there is no AVX-512). */
-typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
-static inline void load16(v16 *v, const float *p)
+/* The vectors of the convolution kernels: 16 floats where AVX-512 has registers that wide, else
+   8 (AVX2; two NEON registers). Each kernel below comes in both widths. */
+#if defined(__AVX512F__)
+#define LANES 16
+#else
+#define LANES 8
+#endif
+typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
+static inline void load_vec(vf *v, const float *p)
 {
     memcpy(v, p, sizeof *v);
 }
-static inline void store16(float *p, const v16 *v)
+static inline void store_vec(float *p, const vf *v)
 {
     memcpy(p, v, sizeof *v);
 }
@@ -132,6 +138,7 @@ static inline float *grad_region(float *buf, int lo, int size)
 /* ---- conv2d_1: `conv 32 3x3 relu` (models/vgg_dropout.nn:7) ----
  * in [n][28][28][1] -> out [n][26][26][32]; kernel: register-blocked direct convolution, 16-float
  * vectors */
+#if LANES == 16
 /*
  * 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers.
  */
@@ -139,17 +146,17 @@ static inline __attribute__((always_inline)) void
 conv2d_1_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
                  const float *restrict bias, int b, int oy, int ox0, const int np)
 {
-    v16 acc[8][2];
+    vf acc[8][2];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++)
-            load16(&acc[p][v], bias + 16 * v);
+            load_vec(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 28 + oy + ky) * 28 + ox0 + kx);
             const float *wk = w + (ky * 3 + kx) * 32;
-            v16 wv[2];
+            vf wv[2];
             for (int v = 0; v < 2; v++)
-                load16(&wv[v], wk + 16 * v);
+                load_vec(&wv[v], wk + 16 * v);
             for (int p = 0; p < np; p++) {
                 float x = px[p];
                 for (int v = 0; v < 2; v++)
@@ -159,7 +166,7 @@ conv2d_1_forward_block(float *restrict out, const float *restrict in, const floa
     float *o = out + (((size_t)b * 26 + oy) * 26 + ox0) * 32;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++) {
-            store16(o + p * 32 + 16 * v, &acc[p][v]);
+            store_vec(o + p * 32 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 32; j++)
         o[j] = o[j] > 0.0f ? o[j] : 0.0f;
@@ -192,18 +199,18 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
                 /* pair j of pixel ox: inrow[ox + j] */
                 const float *inrow = in + ((size_t)b * 28 + oy + ky) * 28;
                 float *dwrow = dw + ky * 96; /* pair j: dwrow[j * 32 + co] */
-                v16 acc[3][2];
+                vf acc[3][2];
                 for (int k = 0; k < 3; k++)
                     for (int v = 0; v < 2; v++)
-                        load16(&acc[k][v], dwrow + k * 32 + 16 * v);
+                        load_vec(&acc[k][v], dwrow + k * 32 + 16 * v);
                 for (int ox = 0; ox < 26; ox++) {
-                    v16 g[2];
+                    vf g[2];
                     for (int v = 0; v < 2; v++)
                         /*
                          * whole vectors even past the last channel: those lanes never reach a
                          * stored lane
                          */
-                        load16(&g[v], dzrow + ox * 32 + 16 * v);
+                        load_vec(&g[v], dzrow + ox * 32 + 16 * v);
                     for (int k = 0; k < 3; k++) {
                         float x = inrow[ox + k];
                         for (int v = 0; v < 2; v++)
@@ -212,11 +219,101 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
                 }
                 for (int k = 0; k < 3; k++)
                     for (int v = 0; v < 2; v++) {
-                        store16(dwrow + k * 32 + 16 * v, &acc[k][v]);
+                        store_vec(dwrow + k * 32 + 16 * v, &acc[k][v]);
                     }
             }
         }
 }
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 2 output pixels along x at (b, oy, ox0), each 32 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_1_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[2][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 28 + oy + ky) * 28 + ox0 + kx);
+            const float *wk = w + (ky * 3 + kx) * 32;
+            vf wv[4];
+            for (int v = 0; v < 4; v++)
+                load_vec(&wv[v], wk + 8 * v);
+            for (int p = 0; p < np; p++) {
+                float x = px[p];
+                for (int v = 0; v < 4; v++)
+                    acc[p][v] += x * wv[v];
+            }
+        }
+    float *o = out + (((size_t)b * 26 + oy) * 26 + ox0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++) {
+            store_vec(o + p * 32 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 32; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 26; oy++) {
+            for (int ox = 0; ox + 2 <= 26; ox += 2)
+                conv2d_1_forward_block(out, in, w, bias, b, oy, ox, 2);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 4 vectors in
+ * registers.
+ */
+static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 288);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 26; oy++) {
+            const float *dzrow = dz + ((size_t)b * 26 + oy) * 832;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox + j] */
+                const float *inrow = in + ((size_t)b * 28 + oy + ky) * 28;
+                float *dwrow = dw + ky * 96; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 3; j0 += 1) {
+                    vf acc[1][4];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 4; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 8 * v);
+                    for (int ox = 0; ox < 26; ox++) {
+                        vf g[4];
+                        for (int v = 0; v < 4; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 32 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox + j0 + k];
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 4; v++) {
+                            store_vec(dwrow + (j0 + k) * 32 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_1_backward(float *restrict din, float *restrict dw, float *restrict db,
@@ -242,6 +339,17 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
 /* ---- conv2d_2: `conv 32 3x3 relu` (models/vgg_dropout.nn:8) ----
  * in [n][26][26][32] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float
  * vectors */
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
+   multiply-add. */
+static void conv2d_2_transpose_weights(float *restrict wt, const float *restrict w)
+{
+    for (int k = 0; k < 9; k++)
+        for (int co = 0; co < 32; co++)
+            for (int ci = 0; ci < 32; ci++)
+                wt[(k * 32 + co) * 32 + ci] = w[(k * 32 + ci) * 32 + co];
+}
+
+#if LANES == 16
 /*
  * 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers.
  */
@@ -249,18 +357,18 @@ static inline __attribute__((always_inline)) void
 conv2d_2_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
                  const float *restrict bias, int b, int oy, int ox0, const int np)
 {
-    v16 acc[8][2];
+    vf acc[8][2];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++)
-            load16(&acc[p][v], bias + 16 * v);
+            load_vec(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 26 + oy + ky) * 26 + ox0 + kx) * 32;
             const float *wk = w + (ky * 3 + kx) * 1024;
             for (int ci = 0; ci < 32; ci++) {
-                v16 wv[2];
+                vf wv[2];
                 for (int v = 0; v < 2; v++)
-                    load16(&wv[v], wk + ci * 32 + 16 * v);
+                    load_vec(&wv[v], wk + ci * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 32 + ci];
                     for (int v = 0; v < 2; v++)
@@ -271,7 +379,7 @@ conv2d_2_forward_block(float *restrict out, const float *restrict in, const floa
     float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++) {
-            store16(o + p * 32 + 16 * v, &acc[p][v]);
+            store_vec(o + p * 32 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 32; j++)
         o[j] = o[j] > 0.0f ? o[j] : 0.0f;
@@ -304,18 +412,18 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
                 const float *inrow = in + ((size_t)b * 26 + oy + ky) * 832;
                 float *dwrow = dw + ky * 3072; /* pair j: dwrow[j * 32 + co] */
                 for (int j0 = 0; j0 < 96; j0 += 8) {
-                    v16 acc[8][2];
+                    vf acc[8][2];
                     for (int k = 0; k < 8; k++)
                         for (int v = 0; v < 2; v++)
-                            load16(&acc[k][v], dwrow + (j0 + k) * 32 + 16 * v);
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 16 * v);
                     for (int ox = 0; ox < 24; ox++) {
-                        v16 g[2];
+                        vf g[2];
                         for (int v = 0; v < 2; v++)
                             /*
                              * whole vectors even past the last channel: those lanes never reach a
                              * stored lane
                              */
-                            load16(&g[v], dzrow + ox * 32 + 16 * v);
+                            load_vec(&g[v], dzrow + ox * 32 + 16 * v);
                         for (int k = 0; k < 8; k++) {
                             float x = inrow[ox * 32 + j0 + k];
                             for (int v = 0; v < 2; v++)
@@ -324,21 +432,11 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
                     }
                     for (int k = 0; k < 8; k++)
                         for (int v = 0; v < 2; v++) {
-                            store16(dwrow + (j0 + k) * 32 + 16 * v, &acc[k][v]);
+                            store_vec(dwrow + (j0 + k) * 32 + 16 * v, &acc[k][v]);
                         }
                 }
             }
         }
-}
-
-/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
-   multiply-add. */
-static void conv2d_2_transpose_weights(float *restrict wt, const float *restrict w)
-{
-    for (int k = 0; k < 9; k++)
-        for (int co = 0; co < 32; co++)
-            for (int ci = 0; ci < 32; ci++)
-                wt[(k * 32 + co) * 32 + ci] = w[(k * 32 + ci) * 32 + co];
 }
 
 /*
@@ -354,15 +452,15 @@ conv2d_2_input_grad_block(float *restrict din, const float *restrict dz, const f
         for (int kx = 0; kx < 3; kx++) {
             float *dp = din + (((size_t)b * 26 + oy + ky) * 26 + ox0 + kx) * 32;
             const float *wtk = wt + (ky * 3 + kx) * 1024;
-            v16 acc[8][2];
+            vf acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
                     /* lanes past the last channel are never stored */
-                    load16(&acc[p][v], dp + p * 32 + 16 * v);
+                    load_vec(&acc[p][v], dp + p * 32 + 16 * v);
             for (int co = 0; co < 32; co++) {
-                v16 wv[2];
+                vf wv[2];
                 for (int v = 0; v < 2; v++)
-                    load16(&wv[v], wtk + co * 32 + 16 * v);
+                    load_vec(&wv[v], wtk + co * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = g[p * 32 + co];
                     for (int v = 0; v < 2; v++)
@@ -371,7 +469,7 @@ conv2d_2_input_grad_block(float *restrict din, const float *restrict dz, const f
             }
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++) {
-                    store16(dp + p * 32 + 16 * v, &acc[p][v]);
+                    store_vec(dp + p * 32 + 16 * v, &acc[p][v]);
                 }
         }
 }
@@ -387,6 +485,145 @@ static void conv2d_2_input_grad(float *restrict din, const float *restrict dz,
                 conv2d_2_input_grad_block(din, dz, wt, b, oy, ox, 8);
         }
 }
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 2 output pixels along x at (b, oy, ox0), each 32 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[2][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 26 + oy + ky) * 26 + ox0 + kx) * 32;
+            const float *wk = w + (ky * 3 + kx) * 1024;
+            for (int ci = 0; ci < 32; ci++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wk + ci * 32 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 32 + ci];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++) {
+            store_vec(o + p * 32 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 32; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            for (int ox = 0; ox + 2 <= 24; ox += 2)
+                conv2d_2_forward_block(out, in, w, bias, b, oy, ox, 2);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 2 (kx, cin) pairs x 4 vectors in
+ * registers.
+ */
+static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 9216);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            const float *dzrow = dz + ((size_t)b * 24 + oy) * 768;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 32 + j] */
+                const float *inrow = in + ((size_t)b * 26 + oy + ky) * 832;
+                float *dwrow = dw + ky * 3072; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 96; j0 += 2) {
+                    vf acc[2][4];
+                    for (int k = 0; k < 2; k++)
+                        for (int v = 0; v < 4; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 8 * v);
+                    for (int ox = 0; ox < 24; ox++) {
+                        vf g[4];
+                        for (int v = 0; v < 4; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 32 + 8 * v);
+                        for (int k = 0; k < 2; k++) {
+                            float x = inrow[ox * 32 + j0 + k];
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 2; k++)
+                        for (int v = 0; v < 4; v++) {
+                            store_vec(dwrow + (j0 + k) * 32 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 2 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 24 + oy) * 24 + ox0) * 32;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 26 + oy + ky) * 26 + ox0 + kx) * 32;
+            const float *wtk = wt + (ky * 3 + kx) * 1024;
+            vf acc[2][4];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 32 + 8 * v);
+            for (int co = 0; co < 32; co++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wtk + co * 32 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 32 + co];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++) {
+                    store_vec(dp + p * 32 + 8 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_2_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 21632, 0, sizeof(float) * (size_t)(hi - lo) * 21632);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 24; oy++) {
+            for (int ox = 0; ox + 2 <= 24; ox += 2)
+                conv2d_2_input_grad_block(din, dz, wt, b, oy, ox, 2);
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_2_backward(float *restrict din, float *restrict dw, float *restrict db,
@@ -466,6 +703,17 @@ static void dropout_1_backward(float *restrict din, const float *restrict dout,
 /* ---- conv2d_3: `conv 64 3x3 relu` (models/vgg_dropout.nn:11) ----
  * in [n][12][12][32] -> out [n][10][10][64]; kernel: register-blocked direct convolution, 16-float
  * vectors */
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
+   multiply-add. */
+static void conv2d_3_transpose_weights(float *restrict wt, const float *restrict w)
+{
+    for (int k = 0; k < 9; k++)
+        for (int co = 0; co < 64; co++)
+            for (int ci = 0; ci < 32; ci++)
+                wt[(k * 64 + co) * 32 + ci] = w[(k * 32 + ci) * 64 + co];
+}
+
+#if LANES == 16
 /*
  * 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers.
  */
@@ -473,18 +721,18 @@ static inline __attribute__((always_inline)) void
 conv2d_3_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
                  const float *restrict bias, int b, int oy, int ox0, const int np)
 {
-    v16 acc[4][4];
+    vf acc[4][4];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 4; v++)
-            load16(&acc[p][v], bias + 16 * v);
+            load_vec(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 32;
             const float *wk = w + (ky * 3 + kx) * 2048;
             for (int ci = 0; ci < 32; ci++) {
-                v16 wv[4];
+                vf wv[4];
                 for (int v = 0; v < 4; v++)
-                    load16(&wv[v], wk + ci * 64 + 16 * v);
+                    load_vec(&wv[v], wk + ci * 64 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 32 + ci];
                     for (int v = 0; v < 4; v++)
@@ -495,7 +743,7 @@ conv2d_3_forward_block(float *restrict out, const float *restrict in, const floa
     float *o = out + (((size_t)b * 10 + oy) * 10 + ox0) * 64;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 4; v++) {
-            store16(o + p * 64 + 16 * v, &acc[p][v]);
+            store_vec(o + p * 64 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 64; j++)
         o[j] = o[j] > 0.0f ? o[j] : 0.0f;
@@ -524,21 +772,21 @@ static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz,
         for (int ky = 0; ky < 3; ky++) {
             float *dwrow = dw + ky * 6144; /* pair j: dwrow[j * 64 + co] */
             for (int j0 = 0; j0 < 96; j0 += 4) {
-                v16 acc[4][4];
+                vf acc[4][4];
                 for (int k = 0; k < 4; k++)
                     for (int v = 0; v < 4; v++)
-                        load16(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
+                        load_vec(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
                 for (int oy = 0; oy < 10; oy++) {
                     const float *dzrow = dz + ((size_t)b * 10 + oy) * 640;
                     const float *inrow = in + ((size_t)b * 12 + oy + ky) * 384;
                     for (int ox = 0; ox < 10; ox++) {
-                        v16 g[4];
+                        vf g[4];
                         for (int v = 0; v < 4; v++)
                             /*
                              * whole vectors even past the last channel: those lanes never reach a
                              * stored lane
                              */
-                            load16(&g[v], dzrow + ox * 64 + 16 * v);
+                            load_vec(&g[v], dzrow + ox * 64 + 16 * v);
                         for (int k = 0; k < 4; k++) {
                             float x = inrow[ox * 32 + j0 + k];
                             for (int v = 0; v < 4; v++)
@@ -548,20 +796,10 @@ static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz,
                 }
                 for (int k = 0; k < 4; k++)
                     for (int v = 0; v < 4; v++) {
-                        store16(dwrow + (j0 + k) * 64 + 16 * v, &acc[k][v]);
+                        store_vec(dwrow + (j0 + k) * 64 + 16 * v, &acc[k][v]);
                     }
             }
         }
-}
-
-/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
-   multiply-add. */
-static void conv2d_3_transpose_weights(float *restrict wt, const float *restrict w)
-{
-    for (int k = 0; k < 9; k++)
-        for (int co = 0; co < 64; co++)
-            for (int ci = 0; ci < 32; ci++)
-                wt[(k * 64 + co) * 32 + ci] = w[(k * 32 + ci) * 64 + co];
 }
 
 /*
@@ -577,15 +815,15 @@ conv2d_3_input_grad_block(float *restrict din, const float *restrict dz, const f
         for (int kx = 0; kx < 3; kx++) {
             float *dp = din + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 32;
             const float *wtk = wt + (ky * 3 + kx) * 2048;
-            v16 acc[8][2];
+            vf acc[8][2];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++)
                     /* lanes past the last channel are never stored */
-                    load16(&acc[p][v], dp + p * 32 + 16 * v);
+                    load_vec(&acc[p][v], dp + p * 32 + 16 * v);
             for (int co = 0; co < 64; co++) {
-                v16 wv[2];
+                vf wv[2];
                 for (int v = 0; v < 2; v++)
-                    load16(&wv[v], wtk + co * 32 + 16 * v);
+                    load_vec(&wv[v], wtk + co * 32 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = g[p * 64 + co];
                     for (int v = 0; v < 2; v++)
@@ -594,7 +832,7 @@ conv2d_3_input_grad_block(float *restrict din, const float *restrict dz, const f
             }
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 2; v++) {
-                    store16(dp + p * 32 + 16 * v, &acc[p][v]);
+                    store_vec(dp + p * 32 + 16 * v, &acc[p][v]);
                 }
         }
 }
@@ -611,6 +849,145 @@ static void conv2d_3_input_grad(float *restrict din, const float *restrict dz,
             conv2d_3_input_grad_block(din, dz, wt, b, oy, 8, 2);
         }
 }
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 1 output pixels along x at (b, oy, ox0), each 64 channels as 8 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_3_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[1][8];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 32;
+            const float *wk = w + (ky * 3 + kx) * 2048;
+            for (int ci = 0; ci < 32; ci++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wk + ci * 64 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 32 + ci];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 10 + oy) * 10 + ox0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++) {
+            store_vec(o + p * 64 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 64; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_3_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            for (int ox = 0; ox + 1 <= 10; ox += 1)
+                conv2d_3_forward_block(out, in, w, bias, b, oy, ox, 1);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 8 vectors in
+ * registers.
+ */
+static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 18432);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            const float *dzrow = dz + ((size_t)b * 10 + oy) * 640;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 32 + j] */
+                const float *inrow = in + ((size_t)b * 12 + oy + ky) * 384;
+                float *dwrow = dw + ky * 6144; /* pair j: dwrow[j * 64 + co] */
+                for (int j0 = 0; j0 < 96; j0 += 1) {
+                    vf acc[1][8];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 8; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 64 + 8 * v);
+                    for (int ox = 0; ox < 10; ox++) {
+                        vf g[8];
+                        for (int v = 0; v < 8; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 64 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox * 32 + j0 + k];
+                            for (int v = 0; v < 8; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 8; v++) {
+                            store_vec(dwrow + (j0 + k) * 64 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 2 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_3_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 10 + oy) * 10 + ox0) * 64;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 12 + oy + ky) * 12 + ox0 + kx) * 32;
+            const float *wtk = wt + (ky * 3 + kx) * 2048;
+            vf acc[2][4];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 32 + 8 * v);
+            for (int co = 0; co < 64; co++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wtk + co * 32 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 64 + co];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++) {
+                    store_vec(dp + p * 32 + 8 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_3_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 4608, 0, sizeof(float) * (size_t)(hi - lo) * 4608);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 10; oy++) {
+            for (int ox = 0; ox + 2 <= 10; ox += 2)
+                conv2d_3_input_grad_block(din, dz, wt, b, oy, ox, 2);
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_3_backward(float *restrict din, float *restrict dw, float *restrict db,
@@ -635,6 +1012,17 @@ static void conv2d_3_backward(float *restrict din, float *restrict dw, float *re
 /* ---- conv2d_4: `conv 64 3x3 relu` (models/vgg_dropout.nn:12) ----
  * in [n][10][10][64] -> out [n][8][8][64]; kernel: register-blocked direct convolution, 16-float
  * vectors */
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 64: din is a contiguous
+   multiply-add. */
+static void conv2d_4_transpose_weights(float *restrict wt, const float *restrict w)
+{
+    for (int k = 0; k < 9; k++)
+        for (int co = 0; co < 64; co++)
+            for (int ci = 0; ci < 64; ci++)
+                wt[(k * 64 + co) * 64 + ci] = w[(k * 64 + ci) * 64 + co];
+}
+
+#if LANES == 16
 /*
  * 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers.
  */
@@ -642,18 +1030,18 @@ static inline __attribute__((always_inline)) void
 conv2d_4_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
                  const float *restrict bias, int b, int oy, int ox0, const int np)
 {
-    v16 acc[4][4];
+    vf acc[4][4];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 4; v++)
-            load16(&acc[p][v], bias + 16 * v);
+            load_vec(&acc[p][v], bias + 16 * v);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {
             const float *px = in + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
             const float *wk = w + (ky * 3 + kx) * 4096;
             for (int ci = 0; ci < 64; ci++) {
-                v16 wv[4];
+                vf wv[4];
                 for (int v = 0; v < 4; v++)
-                    load16(&wv[v], wk + ci * 64 + 16 * v);
+                    load_vec(&wv[v], wk + ci * 64 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = px[p * 64 + ci];
                     for (int v = 0; v < 4; v++)
@@ -664,7 +1052,7 @@ conv2d_4_forward_block(float *restrict out, const float *restrict in, const floa
     float *o = out + (((size_t)b * 8 + oy) * 8 + ox0) * 64;
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 4; v++) {
-            store16(o + p * 64 + 16 * v, &acc[p][v]);
+            store_vec(o + p * 64 + 16 * v, &acc[p][v]);
         }
     for (int j = 0; j < np * 64; j++)
         o[j] = o[j] > 0.0f ? o[j] : 0.0f;
@@ -692,21 +1080,21 @@ static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz,
         for (int ky = 0; ky < 3; ky++) {
             float *dwrow = dw + ky * 12288; /* pair j: dwrow[j * 64 + co] */
             for (int j0 = 0; j0 < 192; j0 += 4) {
-                v16 acc[4][4];
+                vf acc[4][4];
                 for (int k = 0; k < 4; k++)
                     for (int v = 0; v < 4; v++)
-                        load16(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
+                        load_vec(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
                 for (int oy = 0; oy < 8; oy++) {
                     const float *dzrow = dz + ((size_t)b * 8 + oy) * 512;
                     const float *inrow = in + ((size_t)b * 10 + oy + ky) * 640;
                     for (int ox = 0; ox < 8; ox++) {
-                        v16 g[4];
+                        vf g[4];
                         for (int v = 0; v < 4; v++)
                             /*
                              * whole vectors even past the last channel: those lanes never reach a
                              * stored lane
                              */
-                            load16(&g[v], dzrow + ox * 64 + 16 * v);
+                            load_vec(&g[v], dzrow + ox * 64 + 16 * v);
                         for (int k = 0; k < 4; k++) {
                             float x = inrow[ox * 64 + j0 + k];
                             for (int v = 0; v < 4; v++)
@@ -716,20 +1104,10 @@ static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz,
                 }
                 for (int k = 0; k < 4; k++)
                     for (int v = 0; v < 4; v++) {
-                        store16(dwrow + (j0 + k) * 64 + 16 * v, &acc[k][v]);
+                        store_vec(dwrow + (j0 + k) * 64 + 16 * v, &acc[k][v]);
                     }
             }
         }
-}
-
-/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 64: din is a contiguous
-   multiply-add. */
-static void conv2d_4_transpose_weights(float *restrict wt, const float *restrict w)
-{
-    for (int k = 0; k < 9; k++)
-        for (int co = 0; co < 64; co++)
-            for (int ci = 0; ci < 64; ci++)
-                wt[(k * 64 + co) * 64 + ci] = w[(k * 64 + ci) * 64 + co];
 }
 
 /*
@@ -745,15 +1123,15 @@ conv2d_4_input_grad_block(float *restrict din, const float *restrict dz, const f
         for (int kx = 0; kx < 3; kx++) {
             float *dp = din + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
             const float *wtk = wt + (ky * 3 + kx) * 4096;
-            v16 acc[4][4];
+            vf acc[4][4];
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 4; v++)
                     /* lanes past the last channel are never stored */
-                    load16(&acc[p][v], dp + p * 64 + 16 * v);
+                    load_vec(&acc[p][v], dp + p * 64 + 16 * v);
             for (int co = 0; co < 64; co++) {
-                v16 wv[4];
+                vf wv[4];
                 for (int v = 0; v < 4; v++)
-                    load16(&wv[v], wtk + co * 64 + 16 * v);
+                    load_vec(&wv[v], wtk + co * 64 + 16 * v);
                 for (int p = 0; p < np; p++) {
                     float x = g[p * 64 + co];
                     for (int v = 0; v < 4; v++)
@@ -762,7 +1140,7 @@ conv2d_4_input_grad_block(float *restrict din, const float *restrict dz, const f
             }
             for (int p = 0; p < np; p++)
                 for (int v = 0; v < 4; v++) {
-                    store16(dp + p * 64 + 16 * v, &acc[p][v]);
+                    store_vec(dp + p * 64 + 16 * v, &acc[p][v]);
                 }
         }
 }
@@ -778,6 +1156,145 @@ static void conv2d_4_input_grad(float *restrict din, const float *restrict dz,
                 conv2d_4_input_grad_block(din, dz, wt, b, oy, ox, 4);
         }
 }
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 1 output pixels along x at (b, oy, ox0), each 64 channels as 8 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_4_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[1][8];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
+            const float *wk = w + (ky * 3 + kx) * 4096;
+            for (int ci = 0; ci < 64; ci++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wk + ci * 64 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 64 + ci];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 8 + oy) * 8 + ox0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++) {
+            store_vec(o + p * 64 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 64; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_4_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 1 <= 8; ox += 1)
+                conv2d_4_forward_block(out, in, w, bias, b, oy, ox, 1);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 8 vectors in
+ * registers.
+ */
+static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 36864);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            const float *dzrow = dz + ((size_t)b * 8 + oy) * 512;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 64 + j] */
+                const float *inrow = in + ((size_t)b * 10 + oy + ky) * 640;
+                float *dwrow = dw + ky * 12288; /* pair j: dwrow[j * 64 + co] */
+                for (int j0 = 0; j0 < 192; j0 += 1) {
+                    vf acc[1][8];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 8; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 64 + 8 * v);
+                    for (int ox = 0; ox < 8; ox++) {
+                        vf g[8];
+                        for (int v = 0; v < 8; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 64 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox * 64 + j0 + k];
+                            for (int v = 0; v < 8; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 8; v++) {
+                            store_vec(dwrow + (j0 + k) * 64 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 1 input pixels that tap (ky, kx) of output pixels ox0.., 8 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_4_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 8 + oy) * 8 + ox0) * 64;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
+            const float *wtk = wt + (ky * 3 + kx) * 4096;
+            vf acc[1][8];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 8; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 64 + 8 * v);
+            for (int co = 0; co < 64; co++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wtk + co * 64 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 64 + co];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 8; v++) {
+                    store_vec(dp + p * 64 + 8 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_4_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 6400, 0, sizeof(float) * (size_t)(hi - lo) * 6400);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 1 <= 8; ox += 1)
+                conv2d_4_input_grad_block(din, dz, wt, b, oy, ox, 1);
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_4_backward(float *restrict din, float *restrict dw, float *restrict db,

@@ -6,17 +6,37 @@
  * of (kx, cin) pairs x (filters / 16) vectors, swept along the output. Channel
  * counts that are not multiples of 16 use a shorter last vector, with the
  * weights padded to whole vectors once a step.
+ *
+ * Each kernel is printed twice, for 16-float vectors (AVX-512) and for 8
+ * (AVX2, NEON), and the file picks one by LANES: a vector wider than the
+ * target's registers is split through memory by the compiler, which made the
+ * AVX2 build ~25x slower. The weight layouts stay padded to multiples of VEC
+ * (16), which both widths divide. The lanes are channels, so each element's
+ * sum runs in the loops' order at either width.
  */
 #include <string.h>
 
 #include "conv.h"
 
-#define MAX_ACC 16 /* vector accumulators a block keeps in registers */
+/* The lanes of the vectors of the kernels being printed (16 or 8). */
+static int lanes = VEC;
+
+/* Vector accumulators a block keeps in registers: 32 registers at 16 lanes, 16 at 8. */
+static int max_acc(void)
+{
+    return lanes == 16 ? 16 : 8;
+}
 
 /* Vectors that hold `count` channels. */
 static int vectors_for(int count)
 {
-    return (count + VEC - 1) / VEC;
+    return (count + lanes - 1) / lanes;
+}
+
+/* `count` channels padded to the layouts' multiple of VEC. */
+static int padded(int count)
+{
+    return (count + VEC - 1) / VEC * VEC;
 }
 
 /* The largest block in {8, 6, 4, 2, 1} whose blocks x vectors fit the accumulator budget. */
@@ -24,7 +44,7 @@ static int pixel_block(int vectors, int limit)
 {
     static const int sizes[] = {8, 6, 4, 2, 1};
     for (int i = 0; i < 5; i++)
-        if (sizes[i] * vectors <= MAX_ACC && sizes[i] <= limit)
+        if (sizes[i] * vectors <= max_acc() && sizes[i] <= limit)
             return sizes[i];
     return 1;
 }
@@ -33,7 +53,7 @@ static int pixel_block(int vectors, int limit)
 static int pair_block(int J, int V)
 {
     for (int cand = J; cand >= 1; cand--)
-        if (J % cand == 0 && cand * V <= MAX_ACC)
+        if (J % cand == 0 && cand * V <= max_acc())
             return cand;
     return 1;
 }
@@ -56,7 +76,7 @@ static unsigned helpers(const layer *l, const layer_role *r)
 static void workspace(const layer *l, const layer_role *r, ws_list *ws)
 {
     const conv_params *c = &l->u.conv;
-    int COP = vectors_for(l->out.c) * VEC, CIP = vectors_for(l->in.c) * VEC;
+    int COP = padded(l->out.c), CIP = padded(l->in.c);
     if (weights_padded(l)) {
         ws_add(ws, "w with the output channels padded with zeros to whole vectors", "float %s_wpad[%d * %d] ALIGNED",
                l->name, c->kh * c->kw * l->in.c, COP);
@@ -74,38 +94,38 @@ static void workspace(const layer *l, const layer_role *r, ws_list *ws)
  */
 static void vload(cgen *g, const char *indent, int count, const char *dst, const char *addr)
 {
-    if (count % VEC == 0)
-        cg(g, "%sload16(&%s, %s);\n", indent, dst, addr);
-    else if (count < VEC)
+    if (count % lanes == 0)
+        cg(g, "%sload_vec(&%s, %s);\n", indent, dst, addr);
+    else if (count < lanes)
         cg(g, "%sload_tail(&%s, %s, %d);\n", indent, dst, addr, count);
     else
-        cg(g, "%sif (v < %d)\n%s    load16(&%s, %s);\n%selse\n%s    load_tail(&%s, %s, %d);\n", indent, count / VEC,
-           indent, dst, addr, indent, indent, dst, addr, count % VEC);
+        cg(g, "%sif (v < %d)\n%s    load_vec(&%s, %s);\n%selse\n%s    load_tail(&%s, %s, %d);\n", indent,
+           count / lanes, indent, dst, addr, indent, indent, dst, addr, count % lanes);
 }
 
 static void vstore(cgen *g, const char *indent, int count, const char *addr, const char *value)
 {
-    if (count % VEC == 0)
-        cg(g, "%sstore16(%s, &%s);\n", indent, addr, value);
-    else if (count < VEC)
+    if (count % lanes == 0)
+        cg(g, "%sstore_vec(%s, &%s);\n", indent, addr, value);
+    else if (count < lanes)
         cg(g, "%sstore_tail(%s, &%s, %d);\n", indent, addr, value, count);
     else
-        cg(g, "%sif (v < %d)\n%s    store16(%s, &%s);\n%selse\n%s    store_tail(%s, &%s, %d);\n", indent, count / VEC,
-           indent, addr, value, indent, indent, addr, value, count % VEC);
+        cg(g, "%sif (v < %d)\n%s    store_vec(%s, &%s);\n%selse\n%s    store_tail(%s, &%s, %d);\n", indent,
+           count / lanes, indent, addr, value, indent, indent, addr, value, count % lanes);
 }
 
 /* The offset of vector v in a row of channels. */
 static const char *vec_offset(char *buf, size_t len, int V)
 {
     (void)V;
-    snprintf(buf, len, "%d * v", VEC);
+    snprintf(buf, len, "%d * v", lanes);
     return buf;
 }
 
 static void emit_pad_weights(cgen *g, const layer *l)
 {
     const conv_params *c = &l->u.conv;
-    int CO = l->out.c, COP = vectors_for(CO) * VEC, R = c->kh * c->kw * l->in.c;
+    int CO = l->out.c, COP = padded(CO), R = c->kh * c->kw * l->in.c;
     cg(g, "/* w and bias with the output channels padded from %d to %d with zeros: every vector load is whole. */\n",
        CO, COP);
     cg(g, "static void %s_pad_weights(float *restrict wpad, float *restrict bpad, const float *restrict w,\n", l->name);
@@ -120,7 +140,7 @@ static void emit_forward(cgen *g, const layer *l)
     const conv_params *c = &l->u.conv;
     const char *id = l->name;
     int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
-    int V = vectors_for(CO), COP = V * VEC, NP = pixel_block(V, OW);
+    int COP = padded(CO), V = vectors_for(CO), NP = pixel_block(V, OW); /* rows of w: COP apart */
     char buf[128], oy[32], ox[32], vo[16];
     times(oy, sizeof oy, "oy", c->sh);
     times(ox, sizeof ox, "ox0", c->sw);
@@ -130,9 +150,9 @@ static void emit_forward(cgen *g, const layer *l)
     cg(g, "static inline __attribute__((always_inline)) void\n");
     cg(g, "%s_forward_block(float *restrict out, const float *restrict in, const float *restrict w,\n", id);
     cg(g, "                 const float *restrict bias, int b, int oy, int ox0, const int np)\n{\n");
-    cg(g, "    v16 acc[%d][%d];\n", NP, V);
+    cg(g, "    vf acc[%d][%d];\n", NP, V);
     cg(g, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n", V);
-    cg(g, "            load16(&acc[p][v], bias + %s);\n", vo);
+    cg(g, "            load_vec(&acc[p][v], bias + %s);\n", vo);
     cg(g, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", c->kh, c->kw);
     char pixel[128];
     snprintf(pixel, sizeof pixel, "(((size_t)b * %d + %s + ky) * %d + %s + kx)", IH, oy, IW, ox);
@@ -143,11 +163,11 @@ static void emit_forward(cgen *g, const layer *l)
         cg(g, "            for (int ci = 0; ci < %d; ci++) {\n", CI);
         ind = "                ";
     }
-    cg(g, "%sv16 wv[%d];\n%sfor (int v = 0; v < %d; v++)\n", ind, V, ind, V);
+    cg(g, "%svf wv[%d];\n%sfor (int v = 0; v < %d; v++)\n", ind, V, ind, V);
     if (CI > 1)
-        cg(g, "%s    load16(&wv[v], wk + ci * %d + %s);\n", ind, COP, vo);
+        cg(g, "%s    load_vec(&wv[v], wk + ci * %d + %s);\n", ind, COP, vo);
     else
-        cg(g, "%s    load16(&wv[v], wk + %s);\n", ind, vo);
+        cg(g, "%s    load_vec(&wv[v], wk + %s);\n", ind, vo);
     cg(g, "%sfor (int p = 0; p < np; p++) {\n", ind);
     if (CI > 1)
         cg(g, "%s    float x = px[%s + ci];\n", ind, times(buf, sizeof buf, "p", c->sw * CI));
@@ -195,7 +215,7 @@ static void emit_weight_grad(cgen *g, const layer *l)
     const char *id = l->name;
     int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
     int V = vectors_for(CO), J = c->kw * CI, JB = pair_block(J, V);
-    int whole_image = OW < VEC, one_block = JB == J;
+    int whole_image = OW < lanes, one_block = JB == J;
     char buf[128], ind[64], in2[64], oy[32], vo[16];
     times(oy, sizeof oy, "oy", c->sh);
     vec_offset(vo, sizeof vo, V);
@@ -222,7 +242,7 @@ static void emit_weight_grad(cgen *g, const layer *l)
         cg(g, "%sfor (int j0 = 0; j0 < %d; j0 += %d) {\n", ind, J, JB);
         strcat(ind, "    ");
     }
-    cg(g, "%sv16 acc[%d][%d];\n", ind, JB, V);
+    cg(g, "%svf acc[%d][%d];\n", ind, JB, V);
     cg(g, "%sfor (int k = 0; k < %d; k++)\n%s    for (int v = 0; v < %d; v++)\n", ind, JB, ind, V);
     snprintf(buf, sizeof buf, "dwrow + %s * %d + %s", jk, CO, vo);
     char ld[96];
@@ -236,9 +256,9 @@ static void emit_weight_grad(cgen *g, const layer *l)
         strcat(in2, "    ");
     }
     cg(g, "%sfor (int ox = 0; ox < %d; ox++) {\n", in2, OW);
-    cg(g, "%s    v16 g[%d];\n%s    for (int v = 0; v < %d; v++)\n", in2, V, in2, V);
+    cg(g, "%s    vf g[%d];\n%s    for (int v = 0; v < %d; v++)\n", in2, V, in2, V);
     cg(g, "%s        /* whole vectors even past the last channel: those lanes never reach a stored lane */\n", in2);
-    cg(g, "%s        load16(&g[v], dzrow + %s + %s);\n", in2, times(buf, sizeof buf, "ox", CO), vo);
+    cg(g, "%s        load_vec(&g[v], dzrow + %s + %s);\n", in2, times(buf, sizeof buf, "ox", CO), vo);
     cg(g, "%s    for (int k = 0; k < %d; k++) {\n", in2, JB);
     cg(g, "%s        float x = inrow[%s + %s];\n", in2, times(buf, sizeof buf, "ox", c->sw * CI), one_block ? "k" : "j0 + k");
     cg(g, "%s        for (int v = 0; v < %d; v++)\n%s            acc[k][v] += x * g[v];\n", in2, V, in2);
@@ -258,16 +278,12 @@ static void emit_weight_grad(cgen *g, const layer *l)
         cg(g, "            }\n        }\n}\n\n");
 }
 
-static void emit_input_grad(cgen *g, const layer *l)
+/* w with its last two axes swapped for the input gradient: once, whatever the vectors' width. */
+static void emit_transpose(cgen *g, const layer *l)
 {
     const conv_params *c = &l->u.conv;
     const char *id = l->name;
-    int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
-    int VI = vectors_for(CI), CIP = VI * VEC, NPI = pixel_block(VI, OW);
-    char buf[128], oy[32], ox[32], vo[16];
-    times(oy, sizeof oy, "oy", c->sh);
-    times(ox, sizeof ox, "ox0", c->sw);
-    vec_offset(vo, sizeof vo, VI);
+    int CI = l->in.c, CO = l->out.c, CIP = padded(CI);
     cg(g, "/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to %d: din is a contiguous\n", CIP);
     cg(g, "   multiply-add. */\n");
     cg(g, "static void %s_transpose_weights(float *restrict wt, const float *restrict w)\n{\n", id);
@@ -280,6 +296,18 @@ static void emit_input_grad(cgen *g, const layer *l)
     else
         cg(g, "                wt[(k * %d + co) * %d + ci] = w[(k * %d + ci) * %d + co];\n", CO, CIP, CI, CO);
     cg(g, "}\n\n");
+}
+
+static void emit_input_grad(cgen *g, const layer *l)
+{
+    const conv_params *c = &l->u.conv;
+    const char *id = l->name;
+    int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
+    int CIP = padded(CI), VI = vectors_for(CI), NPI = pixel_block(VI, OW); /* rows of wt: CIP apart */
+    char buf[128], oy[32], ox[32], vo[16];
+    times(oy, sizeof oy, "oy", c->sh);
+    times(ox, sizeof ox, "ox0", c->sw);
+    vec_offset(vo, sizeof vo, VI);
     cg(g, "/* din at the %d input pixels that tap (ky, kx) of output pixels ox0.., %d vector%s of channels each. */\n",
        NPI, VI, VI == 1 ? "" : "s");
     cg(g, "static inline __attribute__((always_inline)) void\n");
@@ -289,14 +317,14 @@ static void emit_input_grad(cgen *g, const layer *l)
     cg(g, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", c->kh, c->kw);
     cg(g, "            float *dp = din + (((size_t)b * %d + %s + ky) * %d + %s + kx) * %d;\n", IH, oy, IW, ox, CI);
     cg(g, "            const float *wtk = wt + (ky * %d + kx) * %d;\n", c->kw, CO * CIP);
-    cg(g, "            v16 acc[%d][%d];\n", NPI, VI);
+    cg(g, "            vf acc[%d][%d];\n", NPI, VI);
     cg(g, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
     snprintf(buf, sizeof buf, "dp + %s + %s", times(oy, sizeof oy, "p", c->sw * CI), vo);
     cg(g, "                    /* lanes past the last channel are never stored */\n");
-    cg(g, "                    load16(&acc[p][v], %s);\n", buf);
+    cg(g, "                    load_vec(&acc[p][v], %s);\n", buf);
     cg(g, "            for (int co = 0; co < %d; co++) {\n", CO);
-    cg(g, "                v16 wv[%d];\n                for (int v = 0; v < %d; v++)\n", VI, VI);
-    cg(g, "                    load16(&wv[v], wtk + %s + %s);\n", times(ox, sizeof ox, "co", CIP), vo);
+    cg(g, "                vf wv[%d];\n                for (int v = 0; v < %d; v++)\n", VI, VI);
+    cg(g, "                    load_vec(&wv[v], wtk + %s + %s);\n", times(ox, sizeof ox, "co", CIP), vo);
     cg(g, "                for (int p = 0; p < np; p++) {\n");
     cg(g, "                    float x = g[%s + co];\n", times(ox, sizeof ox, "p", CO));
     cg(g, "                    for (int v = 0; v < %d; v++)\n                        acc[p][v] += x * wv[v];\n", VI);
@@ -322,10 +350,19 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
     int OH = l->out.h, OW = l->out.w, CO = l->out.c;
     if (weights_padded(l))
         emit_pad_weights(g, l);
-    emit_forward(g, l);
-    emit_weight_grad(g, l);
     if (r->needs_din)
-        emit_input_grad(g, l);
+        emit_transpose(g, l);
+    static const int widths[2] = {16, 8};
+    for (int w = 0; w < 2; w++) {
+        lanes = widths[w];
+        cg(g, w == 0 ? "#if LANES == 16\n" : "#else /* LANES == 8: AVX2 and others */\n");
+        emit_forward(g, l);
+        emit_weight_grad(g, l);
+        if (r->needs_din)
+            emit_input_grad(g, l);
+    }
+    cg(g, "#endif\n\n");
+    lanes = VEC;
     cg(g, "/* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */\n");
     cg(g, "static void %s_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,\n", id);
     cg(g, "                        const float *restrict out, const float *restrict in, const float *restrict wt,\n");
