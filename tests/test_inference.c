@@ -19,18 +19,6 @@
 
 #define ARM_IMAGES 300 /* qemu runs the VGG models at ~15 images a second */
 
-/* Under `make test-asan` the runtime the trainer side links is instrumented. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SAN_FLAGS "-fsanitize=address,undefined"
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SAN_FLAGS "-fsanitize=address,undefined"
-#endif
-#endif
-#ifndef SAN_FLAGS
-#define SAN_FLAGS ""
-#endif
-
 /* The first 2048 training and all 10,000 test images of MNIST, as raw IDX files in dir. */
 static void make_data(const char *dir)
 {

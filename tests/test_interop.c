@@ -102,7 +102,7 @@ Test(interop, into_pytorch_and_numpy, .timeout = 600)
                      "$B/bin/cnn_baseline --load %s/w.nncw --export %s/w.npz >/dev/null && "
                      "cc -std=c11 -O3 -march=native -ffp-contract=fast -fopenmp -Iruntime -DNNC_NO_MAIN "
                      "-c generated/cnn_baseline.c -o %s/trainer.o && "
-                     "cc -std=c11 -O2 -Iruntime -DNNC_MODEL=nnc_model_cnn_baseline tests/tools/trainer_run.c "
+                     "cc -std=c11 -O2 " SAN_FLAGS " -Iruntime -DNNC_MODEL=nnc_model_cnn_baseline tests/tools/trainer_run.c "
                      "%s/trainer.o $B/libnncrt.a -o %s/trainer_run $(pkg-config --libs openblas 2>/dev/null || "
                      "echo -lopenblas) -lpng -lz -lm -fopenmp && "
                      "%s/trainer_run %s/w.nncw %s/d/t10k-images-idx3-ubyte 1000 > %s/trainer.txt 2>/dev/null && "

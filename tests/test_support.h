@@ -25,4 +25,17 @@ char *scratch_dir(void);
  * so the line "[SKIP] suite::test: reason" goes to stderr as well. */
 void skip_visibly(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
+/* The compiler flags a program needs to link this build's runtime: the sanitizers under `make
+ * test-asan` (the runtime is instrumented there), nothing otherwise. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_FLAGS "-fsanitize=address,undefined"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SAN_FLAGS "-fsanitize=address,undefined"
+#endif
+#endif
+#ifndef SAN_FLAGS
+#define SAN_FLAGS ""
+#endif
+
 #endif /* NNC_TEST_SUPPORT_H */
