@@ -100,15 +100,11 @@ Test(interop, into_pytorch_and_numpy, .timeout = 600)
     train_cnn(dir);
     int status = run(&out,
                      "$B/bin/cnn_baseline --load %s/w.nncw --export %s/w.npz >/dev/null && "
-                     "cc -std=c11 -O3 -march=native -ffp-contract=fast -fopenmp -Iruntime -DNNC_NO_MAIN "
-                     "-c generated/cnn_baseline.c -o %s/trainer.o && "
-                     "cc -std=c11 -O2 " SAN_FLAGS " -Iruntime -DNNC_MODEL=nnc_model_cnn_baseline tests/tools/trainer_run.c "
-                     "%s/trainer.o $B/libnncrt.a -o %s/trainer_run $(pkg-config --libs openblas 2>/dev/null || "
-                     "echo -lopenblas) -lpng -lz -lm -fopenmp && "
+                     "SAN_FLAGS='" SAN_FLAGS "' sh tests/tools/build_trainer_run.sh $B cnn_baseline %s/trainer_run && "
                      "%s/trainer_run %s/w.nncw %s/d/t10k-images-idx3-ubyte 1000 > %s/trainer.txt 2>/dev/null && "
                      "/usr/bin/python3 tests/tools/interop_torch.py to_torch models/cnn_baseline.nn %s/w.safetensors "
                      "%s/w.npz %s/d %s/trainer.txt",
-                     dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir);
+                     dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir);
     cr_assert_eq(status, 0, "%s", out);
     int n = -1, mis = -1;
     double maxdiff = 1;

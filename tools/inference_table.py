@@ -87,11 +87,7 @@ def main():
             sh(["gcc", "-std=c99", "-O3", "-march=native", "-I" + work, '-DINFER_H="net.h"', "-DPREFIX=net",
                 "-DPREFIX_UPPER=NET", "tests/tools/infer_run.c", c, "-o", run, "-lm"])
             trainer = os.path.join(work, "trainer_run")
-            sh(["cc", "-std=c11", "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-Iruntime",
-                "-DNNC_NO_MAIN", "-c", "generated/%s.c" % name, "-o", trainer + ".o"])
-            libs = sh(["sh", "-c", "pkg-config --libs openblas 2>/dev/null || echo -lopenblas"]).split()
-            sh(["cc", "-std=c11", "-O2", "-Iruntime", "-DNNC_MODEL=nnc_model_" + name, "tests/tools/trainer_run.c",
-                trainer + ".o", "build/libnncrt.a", "-o", trainer] + libs + ["-lpng", "-lz", "-lm", "-fopenmp"])
+            sh(["sh", "tests/tools/build_trainer_run.sh", "build", name, trainer])
             t_infer = timed([run, images]) / a.images
             t_trainer = timed([trainer, w, images, str(a.images), "1"]) / a.images
             rows.append((name, flash, scratch, stack, t_infer, t_trainer))

@@ -3,8 +3,6 @@
  * out = act(conv(in, W) + b), with TensorFlow's 'same' padding split.
  * How it computes is a strategy (conv.h), chosen by conv_choose() below.
  */
-#include <stdlib.h>
-
 #include "conv.h"
 
 enum { FILTERS, KERNEL, STRIDE, PAD, ACT, WEIGHTS };
@@ -299,23 +297,8 @@ static void emit_single_blocked(cgen *g, const layer *l, const single_ctx *sc)
 /* One sample, weights baked in (the inference back end); valid convolutions get their output channels padded. */
 static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
 {
-    int CO = l->out.c, COP = l->u.conv.same ? CO : single_channels(l);
-    size_t rows = l->n_weights / (size_t)CO;
-    float *w = nnc_xmalloc(sizeof(float) * (rows * (size_t)COP + (size_t)COP)), *b = w + rows * (size_t)COP;
-    for (size_t r = 0; r < rows; r++)
-        for (int co = 0; co < COP; co++)
-            w[r * (size_t)COP + (size_t)co] = co < CO ? sc->weights[r * (size_t)CO + (size_t)co] : 0.0f;
-    for (int co = 0; co < COP; co++)
-        b[co] = co < CO ? sc->bias[co] : 0.0f;
-    char name[96];
-    snprintf(name, sizeof name, "%s_%s_w", sc->prefix, l->name);
-    if (COP != CO)
-        cg(g, "/* [%d][%d][%d][%d]: the output channels padded from %d to %d with zeros */\n", l->u.conv.kh,
-           l->u.conv.kw, l->in.c, COP, CO, COP);
-    cg_float_array(g, name, w, rows * (size_t)COP);
-    snprintf(name, sizeof name, "%s_%s_b", sc->prefix, l->name);
-    cg_float_array(g, name, b, (size_t)COP);
-    free(w);
+    int CO = l->out.c;
+    print_single_weights(g, l, sc, CO, l->u.conv.same ? CO : single_channels(l));
     if (l->u.conv.same)
         emit_single_direct(g, l, sc);
     else

@@ -3,8 +3,6 @@
  * (Keras's kernel layout). The products run in OpenBLAS's sgemm, through the
  * runtime's nnc_sgemm, on the slice's rows.
  */
-#include <stdlib.h>
-
 #include "kind.h"
 
 enum { UNITS, ACT, WEIGHTS };
@@ -162,21 +160,8 @@ static void emit_single_block(cgen *g, const layer *l, const single_ctx *sc, int
  */
 static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
 {
-    int I = shape_size(l->in), O = l->u.units, OP = single_units(l), U = OP < SINGLE_UNITS ? OP : SINGLE_UNITS;
-    float *w = nnc_xmalloc(sizeof(float) * ((size_t)I * (size_t)OP + (size_t)OP)), *b = w + (size_t)I * (size_t)OP;
-    for (size_t i = 0; i < (size_t)I; i++)
-        for (int j = 0; j < OP; j++)
-            w[i * (size_t)OP + (size_t)j] = j < O ? sc->weights[i * (size_t)O + (size_t)j] : 0.0f;
-    for (int j = 0; j < OP; j++)
-        b[j] = j < O ? sc->bias[j] : 0.0f;
-    char name[96];
-    if (OP != O)
-        cg(g, "/* [%d][%d]: the units padded from %d to %d with zeros */\n", I, OP, O, OP);
-    snprintf(name, sizeof name, "%s_%s_w", sc->prefix, l->name);
-    cg_float_array(g, name, w, (size_t)I * (size_t)OP);
-    snprintf(name, sizeof name, "%s_%s_b", sc->prefix, l->name);
-    cg_float_array(g, name, b, (size_t)OP);
-    free(w);
+    int O = l->u.units, OP = single_units(l), U = OP < SINGLE_UNITS ? OP : SINGLE_UNITS;
+    print_single_weights(g, l, sc, O, OP);
     /* the whole blocks; the last one stores only the real units */
     int whole = O / U, last = OP - whole * U;
     if (whole > 0)

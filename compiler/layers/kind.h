@@ -161,6 +161,9 @@ step_list layer_backward_steps(const layer *l, const layer_role *r);
         {"l2", OPT_NUMBER, 0, 10, NULL}
 /* ...and their values (v: the first of the four) into l. */
 void apply_weight_options(layer *l, const option_value *v);
+/* For emit_single: the layer's kernel and bias as constants <prefix>_<name>_w and _b, their last axis
+ * (`outputs` wide) padded with zeros to `padded`. */
+void print_single_weights(cgen *g, const layer *l, const single_ctx *sc, int outputs, int padded);
 /* A step call `NAME_forward(out, in, lo, hi)`, or `NAME_backward(din, dout, lo, hi)`: kinds without weights. */
 void print_forward_in_out(cgen *g, const layer *l, const step_args *a);
 void print_backward_din_dout(cgen *g, const layer *l, const step_args *a);

@@ -1,5 +1,6 @@
 /* kinds.c - the table of layer kinds (kinds.def), and lookups over it. */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kind.h"
@@ -87,4 +88,23 @@ void print_forward_in_out(cgen *g, const layer *l, const step_args *a)
 void print_backward_din_dout(cgen *g, const layer *l, const step_args *a)
 {
     cgi(g, "%s_backward(%s, %s, lo, hi);\n", l->name, a->din, a->dout);
+}
+
+void print_single_weights(cgen *g, const layer *l, const single_ctx *sc, int outputs, int padded)
+{
+    size_t rows = l->n_weights / (size_t)outputs, P = (size_t)padded;
+    float *w = nnc_xmalloc(sizeof(float) * (rows * P + P)), *b = w + rows * P;
+    for (size_t r = 0; r <= rows; r++) /* the kernel's rows, then the bias as one more */
+        for (size_t j = 0; j < P; j++)
+            w[r * P + j] = j >= (size_t)outputs ? 0.0f
+                           : r < rows           ? sc->weights[r * (size_t)outputs + j]
+                                                : sc->bias[j];
+    char name[96];
+    if (padded != outputs)
+        cg(g, "/* the outputs (the last axis) padded from %d to %d with zeros */\n", outputs, padded);
+    snprintf(name, sizeof name, "%s_%s_w", sc->prefix, l->name);
+    cg_float_array(g, name, w, rows * P);
+    snprintf(name, sizeof name, "%s_%s_b", sc->prefix, l->name);
+    cg_float_array(g, name, b, P);
+    free(w);
 }

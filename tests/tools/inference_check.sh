@@ -30,10 +30,7 @@ run_flags="-I$work -DINFER_H=\"net.h\" -DPREFIX=net -DPREFIX_UPPER=NET"
 # shellcheck disable=SC2086
 gcc $warn -O3 -march=native $run_flags $tools/infer_run.c "$work/net.c" -o "$work/infer_run" -lm
 clang $warn -O2 -c "$work/net.c" -o /dev/null
-cc -std=c11 -O3 -march=native -ffp-contract=fast -fopenmp -Iruntime -DNNC_NO_MAIN -c "generated/$m.c" -o "$work/trainer.o"
-# shellcheck disable=SC2086
-cc -std=c11 -O2 ${SAN_FLAGS:-} -Iruntime -DNNC_MODEL="nnc_model_$m" $tools/trainer_run.c "$work/trainer.o" "$build/libnncrt.a" \
-    -o "$work/trainer_run" $(pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lpng -lz -lm -fopenmp
+sh $tools/build_trainer_run.sh "$build" "$m" "$work/trainer_run"
 "$work/infer_run" "$data/t10k-images-idx3-ubyte" > "$work/infer.txt"
 "$work/trainer_run" "$work/w.nncw" "$data/t10k-images-idx3-ubyte" > "$work/trainer.txt"
 echo "host $(compare "$work/infer.txt" "$work/trainer.txt")"
