@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench.py - `make bench`: every model's nnc trainer against PyTorch, measured in one run.
 
-    /usr/bin/python3 tools/bench.py [--seconds S] [--threads N] [--no-torch] [--out build/bench.md]
+    /usr/bin/python3 tools/bench.py [--seconds S] [--rounds R] [--threads N] [--no-torch] [--out build/bench.md]
 
 Builds nothing: `make bench` builds the trainers first (build/bin/<model>).
 For each models/<name>.nn, in turn:
@@ -18,14 +18,18 @@ For each models/<name>.nn, in turn:
            the same batch and optimizer, synthetic data, timed the same way,
            at the same learning rate (the trainer's `bench train_lr`: 0, so
            that the weights stay as initialized on both sides; see nnc_bench).
-           Several configurations are screened briefly (1 or 2 threads,
-           OpenBLAS's pool at 1 thread or as many as torch's, default or
-           channels_last memory format); the best one for training and the
-           best one for inference are then measured like nnc.
+           Its strongest configuration here: Debian's OpenMP OpenBLAS on its
+           library path, flush_denormal, a warm-up of at least 10 steps; and
+           several configurations screened briefly (1 or 2 threads, OpenBLAS's
+           pool at 1 thread or as many as torch's, default or channels_last
+           memory format); the best one for training and the best one for
+           inference are then measured like nnc.
 
-Running nnc and PyTorch back to back per model keeps each ratio's two sides
-close in time: on this shared machine absolute numbers drift, ratios measured
-in one run are what count.
+Each model is measured in --rounds rounds (3), nnc and PyTorch alternating;
+the table gives each side's median over the rounds with its range. Running the
+two sides back to back keeps each ratio's two sides close in time: on this
+shared machine absolute numbers drift, ratios measured in one run are what
+count.
 
 The table goes to stdout and to build/bench.md (with the configurations tried).
 Without torch (or without tests/reference/nn_to_torch.py) the PyTorch columns
@@ -55,6 +59,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_REFERENCE = os.path.join(ROOT, "tests", "reference", "nn_to_torch.py")
+OPENMP_BLAS_DIR = os.path.join(ROOT, "build", "openblas-openmp", "usr", "lib", "x86_64-linux-gnu", "openblas-openmp")
 PEAK_GFLOPS = 480.0
 
 # The timing scheme, the same on both sides (runtime/train.c's BENCH_*).
@@ -73,6 +78,11 @@ SCREEN_WARMUP_STEPS = 2
 SCREEN_WINDOWS = 3
 SCREEN_MIN_WINDOWS = 1
 POOL_BATCHES = 8
+# PyTorch's measured runs warm up for at least this many steps (oneDNN's primitives).
+TORCH_WARMUP_STEPS = 10
+# Each model is measured ROUNDS times, nnc and PyTorch alternating; the table
+# gives each side's median over the rounds and its spread (min-max).
+ROUNDS = 3
 
 
 def log(msg):
@@ -190,7 +200,8 @@ def software_line(torch_info):
         cc = "cc ?"
     parts = ["nnc trainers: %s, -O3 -march=native -fopenmp" % cc]
     if torch_info:
-        parts.append("PyTorch %s (oneDNN), /usr/bin/python3" % torch_info.get("version", "?"))
+        parts.append("PyTorch %s (oneDNN), /usr/bin/python3, BLAS %s, flush_denormal %s" % (
+            torch_info.get("version", "?"), torch_info.get("blas", "?"), torch_info.get("flush_denormal", "?")))
     parts.append("OPENBLAS_CORETYPE=%s" % os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
     return "Software: " + "; ".join(parts)
 
@@ -211,6 +222,11 @@ class TorchWorker:
         env["OMP_NUM_THREADS"] = str(threads)
         env["OPENBLAS_NUM_THREADS"] = str(threads)
         env.pop("MKL_NUM_THREADS", None)
+        # Debian's OpenMP build of OpenBLAS (tools/bench.sh unpacks it under build/), first on the
+        # library path of this process only: it then shares libgomp's pool with PyTorch instead
+        # of running its own pthread pool beside it.
+        if os.path.isdir(OPENMP_BLAS_DIR):
+            env["LD_LIBRARY_PATH"] = OPENMP_BLAS_DIR + ":" + env.get("LD_LIBRARY_PATH", "")
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--torch-worker",
                                       "--reference", reference, "--threads", str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
@@ -269,6 +285,16 @@ def measure(step, batch, budget, warmup_steps=WARMUP_STEPS, max_windows=WINDOWS,
             "steps": steps}
 
 
+def loaded_blas():
+    """The BLAS library this process mapped (the OpenMP or the pthread OpenBLAS)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line and "/" in line}
+    except OSError:
+        return "?"
+    return ", ".join(sorted(p for p in paths if "libopenblas" in p or "libblas" in p)) or "?"
+
+
 def torch_worker_main(reference, threads):
     """Answer one JSON request per stdin line with one JSON line on stdout."""
     out = sys.stdout
@@ -303,7 +329,10 @@ def torch_worker_main(reference, threads):
             break
         except (OSError, AttributeError):
             pass
-    reply({"version": torch.__version__, "openblas_api": blas_set is not None})
+    # Denormals cost oneDNN and OpenBLAS dearly and change no result here.
+    denormal = torch.set_flush_denormal(True)
+    reply({"version": torch.__version__, "openblas_api": blas_set is not None, "flush_denormal": denormal,
+           "blas": loaded_blas()})
 
     def make_optimizer(params, o):
         kind = o["kind"]
@@ -403,20 +432,29 @@ def torch_worker_main(reference, threads):
             with torch.inference_mode():
                 return measure(step, batch, budget, **scheme)
 
-        tried = []
-        screen = {"warmup_steps": SCREEN_WARMUP_STEPS, "max_windows": SCREEN_WINDOWS,
-                  "min_windows": SCREEN_MIN_WINDOWS}
-        for cfg in configs(has_conv):
-            t = bench_train(cfg, SCREEN_SHARE_TRAIN * seconds, **screen)
-            i = bench_infer(cfg, SCREEN_SHARE_INFER * seconds, **screen)
-            tried.append({"config": config_name(cfg), "cfg": cfg, "train": t["median"], "infer": i["median"]})
-        best_t = max(tried, key=lambda r: r["train"])
-        best_i = max(tried, key=lambda r: r["infer"])
-        train = bench_train(best_t["cfg"], SHARE_TRAIN * seconds)
-        infer = bench_infer(best_i["cfg"], SHARE_INFER * seconds)
+        if req.get("configs"):
+            # A later round: measure the configurations an earlier round picked.
+            best_t, best_i = req["configs"]["train"], req["configs"]["infer"]
+            tried = None
+        else:
+            tried = []
+            screen = {"warmup_steps": SCREEN_WARMUP_STEPS, "max_windows": SCREEN_WINDOWS,
+                      "min_windows": SCREEN_MIN_WINDOWS}
+            for cfg in configs(has_conv):
+                t = bench_train(cfg, SCREEN_SHARE_TRAIN * seconds, **screen)
+                i = bench_infer(cfg, SCREEN_SHARE_INFER * seconds, **screen)
+                tried.append({"config": config_name(cfg), "cfg": cfg, "train": t["median"], "infer": i["median"]})
+            best_t = max(tried, key=lambda r: r["train"])["cfg"]
+            best_i = max(tried, key=lambda r: r["infer"])["cfg"]
+        # oneDNN builds its primitives in the first steps of a configuration: a longer warm-up than nnc's.
+        train = bench_train(best_t, SHARE_TRAIN * seconds, warmup_steps=TORCH_WARMUP_STEPS)
+        infer = bench_infer(best_i, SHARE_INFER * seconds, warmup_steps=TORCH_WARMUP_STEPS)
         torch.set_num_threads(threads)
-        return {"train": train, "infer": infer, "train_config": best_t["config"], "infer_config": best_i["config"],
-                "loss": loss_desc, "tried": [{k: r[k] for k in ("config", "train", "infer")} for r in tried]}
+        out = {"train": train, "infer": infer, "train_config": config_name(best_t),
+               "infer_config": config_name(best_i), "configs": {"train": best_t, "infer": best_i}, "loss": loss_desc}
+        if tried is not None:
+            out["tried"] = [{k: r[k] for k in ("config", "train", "infer")} for r in tried]
+        return out
 
     for line in sys.stdin:
         req = json.loads(line)
@@ -437,11 +475,20 @@ def fmt_rate(v):
     return "{:,.0f}".format(v) if v >= 100 else "%.1f" % v
 
 
+def fmt_spread(d, what):
+    """'median (min-max)' of one side's rounds."""
+    if d.get(what) is None:
+        return "n/a"
+    if what + "_min" not in d:
+        return fmt_rate(d[what])
+    return "%s (%s-%s)" % (fmt_rate(d[what]), fmt_rate(d[what + "_min"]), fmt_rate(d[what + "_max"]))
+
+
 def fmt_ratio(a, b):
     return "**%.2f**" % (a / b) if a and b else "n/a"
 
 
-def render(rows, with_torch, torch_note, machine, software, seconds, threads):
+def render(rows, with_torch, torch_note, machine, software, seconds, threads, rounds):
     lines = [machine, "", software, ""]
     head = ["model", "batch", "fwd MMAC/img", "nnc train img/s"]
     if with_torch:
@@ -460,14 +507,14 @@ def render(rows, with_torch, torch_note, machine, software, seconds, threads):
             continue
         gflops = r["gflops"]
         cells = [r["name"], str(r["batch"]), "%.2f" % (r["macs"] / 1e6) if r["macs"] else "n/a",
-                 fmt_rate(r["train"])]
+                 fmt_spread(r, "train")]
         t = r.get("torch") or {}
         if with_torch:
-            cells += [fmt_rate(t.get("train")), fmt_ratio(r["train"], t.get("train"))]
+            cells += [fmt_spread(t, "train"), fmt_ratio(r["train"], t.get("train"))]
         cells += ["%.1f" % gflops if gflops else "n/a", "%.1f%%" % (100 * gflops / PEAK_GFLOPS) if gflops else "n/a",
-                  fmt_rate(r.get("epoch")), fmt_rate(r["infer"])]
+                  fmt_rate(r.get("epoch")), fmt_spread(r, "infer")]
         if with_torch:
-            cells += [fmt_rate(t.get("infer")), fmt_ratio(r["infer"], t.get("infer"))]
+            cells += [fmt_spread(t, "infer"), fmt_ratio(r["infer"], t.get("infer"))]
         cells += ["%.0f" % (r["rss_kb"] / 1024), "%dt; %dt" % (r["train_threads"], r["infer_threads"])]
         if with_torch:
             cells += ["%s; %s" % (t["train_config"], t["infer_config"]) if "train_config" in t
@@ -475,7 +522,9 @@ def render(rows, with_torch, torch_note, machine, software, seconds, threads):
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["",
               "nnc: `build/bin/<model> --bench --bench-seconds %g --threads N` for N = 1..%d; train and infer are "
-              "the best N's, epoch is train's N. Synthetic data, median images/s of "
+              "the best N's, epoch is train's N. Each model is measured in %d rounds, nnc and PyTorch "
+              "alternating: each img/s cell is the median of the rounds with their range (min-max) in brackets, "
+              "and the ratio is of the two medians. Within a round: synthetic data, the median images/s of "
               "%d timed windows after a warm-up; train = forward + backward + optimizer update at the recipe's batch, "
               "infer = forward only; the steady-state steps update at learning rate 0 (all the optimizer's arithmetic, "
               "weights as initialized: trained for thousands of steps on a few batches of noise a model degenerates, "
@@ -483,14 +532,19 @@ def render(rows, with_torch, torch_note, machine, software, seconds, threads):
               "epoch = the trainer's own epoch loop (shuffle, uint8 -> float conversion, steps, updates at the "
               "recipe's learning rate) over a synthetic set, as its img/s log line. "
               "GFLOP/s = train img/s x 3 x forward MACs x 2. Peak RSS includes a 60,000-image synthetic training set (47 MB), like a real run's MNIST."
-              % (seconds, threads, WINDOWS)]
+              % (seconds, threads, rounds, WINDOWS)]
     if with_torch:
         lines += ["",
                   "PyTorch: the same model (tests/reference/nn_to_torch.py), batch and optimizer (learning rate 0 "
                   "too), synthetic data, loss %s; the same timing scheme. Configurations screened per model: `Nt` = "
                   "torch.set_num_threads(N), `blasM` = OpenBLAS's pool at M threads (OMP_NUM_THREADS=%d for the "
-                  "process), `cl` = channels_last; the best for training and the best for inference were then "
-                  "measured in full." % (rows_loss(rows), threads)]
+                  "process), `cl` = channels_last; screened in the first round, the best for training and the best "
+                  "for inference were then measured in every round, after a warm-up of at least %d steps (oneDNN "
+                  "builds its primitives in the first ones), with torch.set_flush_denormal(True) and Debian's "
+                  "OpenMP OpenBLAS (libopenblas0-openmp, unpacked under build/ by tools/bench.sh and first on the "
+                  "PyTorch process's library path, so that it shares libgomp's pool instead of running a pthread "
+                  "pool beside it; the software line says which BLAS the process mapped)."
+                  % (rows_loss(rows), threads, TORCH_WARMUP_STEPS)]
     else:
         lines += ["", "PyTorch columns skipped: %s." % torch_note]
     return "\n".join(lines) + "\n"
@@ -503,8 +557,8 @@ def rows_loss(rows):
 
 def render_details(rows):
     lines = ["", "## Details", "",
-             "Spread (min-max over the timed windows) and every PyTorch configuration's screening figure "
-             "(train; infer images/s).", ""]
+             "Spread (min-max over the rounds), nnc's last round per thread count, and every PyTorch "
+             "configuration's screening figure (train; infer images/s).", ""]
     for r in rows:
         if "error" in r:
             continue
@@ -531,6 +585,65 @@ def render_details(rows):
 
 
 # --------------------------------------------------------------------------
+# One model: rounds of nnc and PyTorch, alternating
+# --------------------------------------------------------------------------
+
+def spread(values):
+    """{median, min, max} of one side's per-round figures."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def nnc_round(binary, seconds, threads):
+    """nnc at every thread count from 1 to threads; per workload the best count's figure.
+    Training and inference each take their best thread count (on a loaded machine
+    1 thread can beat 2); the epoch rate comes from training's run (its short epochs
+    are too noisy to pick by)."""
+    runs = {t: run_nnc(binary, seconds, t) for t in range(1, threads + 1)}
+    best = {w: max(runs, key=lambda t: float(runs[t][w + "_img_s"])) for w in ("train", "infer")}
+    best["epoch"] = best["train"]
+    figures = {w: float(runs[t][w + "_img_s"]) for w, t in best.items() if w + "_img_s" in runs[t]}
+    return runs, best, figures
+
+
+def bench_model(row, name, binary, worker, a):
+    """Fill row with each side's median and spread over a.rounds alternating rounds."""
+    nnc_figures, torch_rounds, configs = [], [], None
+    for _ in range(a.rounds):
+        runs, best, figures = nnc_round(binary, a.seconds, a.threads)
+        nnc_figures.append(figures)
+        if worker and not (torch_rounds and "error" in torch_rounds[-1]):
+            b = runs[a.threads]
+            t = worker.request({"path": os.path.join(ROOT, "models", name + ".nn"), "input": b["input"],
+                                "classes": int(b["classes"]), "batch": int(b["batch"]), "loss": b.get("loss"),
+                                "optimizer": dict(parse_optimizer(b["optimizer"]), lr=float(b.get("train_lr", 0))),
+                                "seconds": a.seconds, "seed": 1, "configs": configs})
+            torch_rounds.append(t)
+            configs = t.get("configs")
+    b = runs[a.threads]
+    row.update(batch=int(b["batch"]), macs=forward_macs(name, os.path.join(ROOT, "build", "nnc")),
+               rss_kb=max(int(r["max_rss_kb"]) for r in runs.values()), runs=runs,
+               epoch_images=int(b.get("epoch_images", 0)))
+    for what in ("train", "infer", "epoch"):
+        values = [f[what] for f in nnc_figures if what in f]
+        if values:
+            sp = spread(values)
+            row.update({what: sp["median"], what + "_min": sp["min"], what + "_max": sp["max"],
+                        what + "_threads": best[what]})
+    row["gflops"] = row["train"] * 3 * row["macs"] * 2 / 1e9 if row["macs"] else None
+    if not torch_rounds:
+        return
+    if "error" in torch_rounds[-1]:
+        row["torch"] = {"error": torch_rounds[-1]["error"]}
+        return
+    t = {"train_config": torch_rounds[0]["train_config"], "infer_config": torch_rounds[0]["infer_config"],
+         "loss": torch_rounds[0]["loss"], "tried": torch_rounds[0]["tried"]}
+    for what in ("train", "infer"):
+        sp = spread([r[what]["median"] for r in torch_rounds])
+        t.update({what: sp["median"], what + "_min": sp["min"], what + "_max": sp["max"]})
+    row["torch"] = t
+
+
+# --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
 
@@ -539,6 +652,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0, help="each side's time budget per model (default 3)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
                     help="nnc's threads and the most PyTorch tries (default: the cores)")
+    ap.add_argument("--rounds", type=int, default=ROUNDS,
+                    help="alternating rounds of nnc and PyTorch per model (default %d)" % ROUNDS)
     ap.add_argument("--models", nargs="*", help="model names (default: every models/*.nn)")
     ap.add_argument("--variant", action="append", default=[], metavar="MODEL:MARCH",
                     help="one more row: MODEL's trainer built with -march=MARCH (build/MARCH/bin/MODEL), "
@@ -585,55 +700,28 @@ def main():
         row = {"name": label}
         rows.append(row)
         try:
-            runs = {t: run_nnc(binary, a.seconds, t) for t in range(1, a.threads + 1)}
+            bench_model(row, name, binary, worker, a)
         except (RuntimeError, OSError) as e:
             row["error"] = str(e)
             log("bench: [%d/%d] %s: %s" % (k, len(entries), label, e))
             continue
-        b = runs[a.threads]
-        row.update(batch=int(b["batch"]), macs=forward_macs(name, nnc),
-                   rss_kb=max(int(r["max_rss_kb"]) for r in runs.values()), runs=runs)
-        # The best thread count for training, and for inference; the epoch rate
-        # comes from training's run (its short epochs are too noisy to pick by).
-        best = {w: max(runs, key=lambda t: float(runs[t][w + "_img_s"])) for w in ("train", "infer")}
-        best["epoch"] = best["train"]
-        for what, t in best.items():
-            r = runs[t]
-            if what + "_img_s" not in r:
-                continue
-            row.update({what: float(r[what + "_img_s"]), what + "_min": float(r[what + "_img_s_min"]),
-                        what + "_max": float(r[what + "_img_s_max"]), what + "_threads": t})
-            if what == "epoch":
-                row["epoch_images"] = int(r["epoch_images"])
-        row["gflops"] = row["train"] * 3 * row["macs"] * 2 / 1e9 if row["macs"] else None
         msg = "bench: [%d/%d] %s: nnc train %s (%dt), infer %s (%dt) img/s" % (
             k, len(entries), label, fmt_rate(row["train"]), row["train_threads"], fmt_rate(row["infer"]),
             row["infer_threads"])
-        t_nnc = time.monotonic() - t_model
-        if worker:
-            t = worker.request({"path": os.path.join(ROOT, "models", name + ".nn"), "input": b["input"],
-                                "classes": int(b["classes"]), "batch": row["batch"], "loss": b.get("loss"),
-                                "optimizer": dict(parse_optimizer(b["optimizer"]), lr=float(b.get("train_lr", 0))),
-                                "seconds": a.seconds, "seed": 1})
-            if "error" in t:
-                row["torch"] = {"error": t["error"]}
-                msg += "; PyTorch: %s" % t["error"]
-            else:
-                row["torch"] = {"train": t["train"]["median"], "infer": t["infer"]["median"],
-                                "train_min": t["train"]["min"], "train_max": t["train"]["max"],
-                                "infer_min": t["infer"]["min"], "infer_max": t["infer"]["max"],
-                                "train_config": t["train_config"], "infer_config": t["infer_config"],
-                                "loss": t["loss"], "tried": t["tried"]}
-                msg += "; PyTorch train %s (%s), infer %s (%s)" % (
-                    fmt_rate(t["train"]["median"]), t["train_config"], fmt_rate(t["infer"]["median"]),
-                    t["infer_config"])
-        log(msg + " [%.0f s: nnc %.0f s]" % (time.monotonic() - t_model, t_nnc))
+        t = row.get("torch") or {}
+        if "error" in t:
+            msg += "; PyTorch: %s" % t["error"]
+        elif t:
+            msg += "; PyTorch train %s (%s), infer %s (%s)" % (fmt_rate(t["train"]), t["train_config"],
+                                                              fmt_rate(t["infer"]), t["infer_config"])
+        log(msg + " [%.0f s, %d rounds]" % (time.monotonic() - t_model, a.rounds))
     if worker:
         worker.close()
 
     with_torch = worker is not None
     machine += "; load average %.2f at the end" % os.getloadavg()[0]
-    table = render(rows, with_torch, torch_note, machine, software_line(torch_info), a.seconds, a.threads)
+    table = render(rows, with_torch, torch_note, machine, software_line(torch_info), a.seconds, a.threads,
+                   a.rounds)
     sys.stdout.write("\n" + table)
     sys.stdout.flush()
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
