@@ -68,7 +68,8 @@ void nnc_print_summary(FILE *out, const model *m)
     else if (r->schedule == NNC_SCHED_COSINE)
         fprintf(out, "Schedule: cosine from %g down to %g\n", r->optimizer.lr, r->min_lr);
     else if (r->schedule == NNC_SCHED_ONECYCLE)
-        fprintf(out, "Schedule: one cycle from %g up to %g and down\n", r->optimizer.lr, r->max_lr);
+        fprintf(out, "Schedule: one cycle, every step: from %g up to %g (30%% of the steps), down to %g\n",
+                r->optimizer.lr, r->max_lr, r->optimizer.lr / 1e4);
     if (m->n_phases > 0) {
         fputs("Schedule:", out);
         for (int i = 0; i < m->n_phases; i++)

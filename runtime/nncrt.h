@@ -143,7 +143,7 @@ typedef enum {
     NNC_SCHED_PIECEWISE, /* the phases: (epochs, lr) in order, the last lr kept after them */
     NNC_SCHED_STEP,      /* lr * factor^(epoch / every) */
     NNC_SCHED_COSINE,    /* from lr down to min_lr over the epochs, half a cosine */
-    NNC_SCHED_ONECYCLE,  /* up from lr to max_lr over the first 30% of epochs, then down to lr / 1e4 (cosine) */
+    NNC_SCHED_ONECYCLE,  /* up from lr to max_lr over the first 30% of the steps, then down to lr / 1e4 (cosine) */
 } nnc_schedule_kind;
 
 typedef struct {
@@ -291,8 +291,11 @@ int nnc_optimizer_init(nnc_optimizer *opt, const nnc_optimizer_cfg *cfg, size_t 
 void nnc_optimizer_free(nnc_optimizer *opt);
 void nnc_optimizer_update(nnc_optimizer *opt, float *params, const float *grads, float lr);
 
-/* The learning rate for a 0-based epoch under the recipe's schedule. */
+/* The learning rate for a 0-based epoch under the recipe's schedule (at its first step). */
 float nnc_schedule_lr(const nnc_recipe *recipe, int epoch);
+/* The learning rate at a step of an epoch of steps_per_epoch steps: one cycle moves
+ * every step; every other schedule holds for the whole epoch. */
+float nnc_schedule_lr_at(const nnc_recipe *recipe, int epoch, int step, int steps_per_epoch);
 
 /* ------------------------------------------------------------------------ */
 /* Checkpoints.                                                             */

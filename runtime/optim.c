@@ -118,21 +118,25 @@ static double cosine_lr(const nnc_recipe *r, int epoch) {
 }
 
 /*
- * One cycle, per epoch: the peak is the epoch nearest 30% of the way,
- * p = round(0.3 * last). Epochs 0..p rise from lr to max_lr (half a cosine,
- * as PyTorch's OneCycleLR), epochs p..last fall from max_lr to lr / 1e4 (half
- * a cosine), and epochs after the last stay there. With p = 0 (runs of one or
- * two epochs) the first epoch is the peak.
+ * One cycle over the whole run, as PyTorch's OneCycleLR: u = the fraction of
+ * the run done (epochs, fractional within an epoch). For the first 30% the
+ * rate rises from lr to max_lr, then falls to lr / 1e4 at the end, each half
+ * a cosine. It moves every step, not every epoch: short runs (one or two
+ * epochs) are where one cycle pays, and a per-epoch staircase would spend them
+ * at a few flat rates.
  */
-static double onecycle_lr(const nnc_recipe *r, int epoch) {
-    const int last = last_epoch(r);
-    const int peak = (int)(0.3 * last + 0.5);
+#define ONECYCLE_RISE 0.3
+static double onecycle_lr(const nnc_recipe *r, double u) {
     const double lo = r->optimizer.lr, hi = r->max_lr, final = lo / 1e4;
-    if (epoch <= peak) return peak > 0 ? cosine_between(hi, lo, 1.0 - (double)epoch / peak) : hi;
-    return cosine_between(hi, final, (double)(epoch - peak) / (last - peak));
+    if (u <= ONECYCLE_RISE) return cosine_between(hi, lo, 1.0 - u / ONECYCLE_RISE);
+    return cosine_between(hi, final, (u - ONECYCLE_RISE) / (1.0 - ONECYCLE_RISE));
 }
 
 float nnc_schedule_lr(const nnc_recipe *recipe, int epoch) {
+    return nnc_schedule_lr_at(recipe, epoch, 0, 1);
+}
+
+float nnc_schedule_lr_at(const nnc_recipe *recipe, int epoch, int step, int steps_per_epoch) {
     int has_phases = recipe->n_phases > 0 && recipe->phases;
     switch (recipe->schedule) {
     case NNC_SCHED_CONSTANT:
@@ -141,7 +145,10 @@ float nnc_schedule_lr(const nnc_recipe *recipe, int epoch) {
     case NNC_SCHED_PIECEWISE: return has_phases ? (float)piecewise_lr(recipe, epoch) : recipe->optimizer.lr;
     case NNC_SCHED_STEP: return (float)step_lr(recipe, epoch);
     case NNC_SCHED_COSINE: return (float)cosine_lr(recipe, epoch);
-    case NNC_SCHED_ONECYCLE: return (float)onecycle_lr(recipe, epoch);
+    case NNC_SCHED_ONECYCLE: {
+        const int epochs = recipe->epochs > 0 ? recipe->epochs : 1;
+        return (float)onecycle_lr(recipe, (epoch + (double)step / steps_per_epoch) / epochs);
+    }
     }
     return recipe->optimizer.lr;
 }

@@ -341,9 +341,10 @@ static int mid_epoch_checkpoint_due(const nnc_train_opts *opts, const nnc_train_
  * whatever is left (n % batch samples) instead of being dropped, as Keras's
  * fit() does: every sample is seen once per epoch. Starting at step 0 draws
  * the epoch's order from the RNG; a resumed epoch redraws the same order from
- * the RNG as it was when the epoch began.
+ * the RNG as it was when the epoch began. Each step updates at the schedule's
+ * rate for that step (nnc_schedule_lr_at).
  */
-static int train_epoch_steps(const step_env *env, nnc_train_state *ts, float lr, char *err, size_t errlen) {
+static int train_epoch_steps(const step_env *env, nnc_train_state *ts, char *err, size_t errlen) {
     const nnc_model *m = env->m;
     const nnc_train_opts *opts = env->opts;
     const int batch = m->recipe.batch, n_train = env->train->n;
@@ -367,7 +368,8 @@ static int train_epoch_steps(const step_env *env, nnc_train_state *ts, float lr,
                                                env->state);
         if (check_step_numerics(m, opts, &stats, env->tb->grads, env->tb->workspace, n, ts->epoch, ts->step, err, errlen) != 0)
             return -1;
-        nnc_optimizer_update(&ts->opt, env->params, env->tb->grads, lr);
+        nnc_optimizer_update(&ts->opt, env->params, env->tb->grads,
+                             nnc_schedule_lr_at(&m->recipe, ts->epoch, ts->step, n_steps));
         ts->loss_sum += stats.loss_sum;
         ts->correct += stats.correct;
         ts->seen += n;
@@ -479,7 +481,7 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
     double last_train_seconds = 0.0;
     while (rc == 0 && ts->epoch < opts->epochs && !early_stop_due(opts, ts)) {
         float lr = nnc_schedule_lr(&m->recipe, ts->epoch);
-        rc = train_epoch_steps(&env, ts, lr, err, errlen);
+        rc = train_epoch_steps(&env, ts, err, errlen);
         if (rc == 0) rc = check_weights_finite(m, params, ts, err, errlen);
         if (rc != 0) break;
         last_train_seconds = ts->seconds;

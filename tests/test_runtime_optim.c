@@ -102,13 +102,27 @@ Test(runtime_optim, schedule_cosine_from_lr_to_min_lr) {
 
 Test(runtime_optim, schedule_onecycle_up_to_max_then_down) {
     nnc_recipe r = {.optimizer = {.lr = 0.01f}, .epochs = 11, .schedule = NNC_SCHED_ONECYCLE, .max_lr = 0.1f};
-    /* last epoch 10, peak round(0.3 * 10) = 3 */
-    const double expected[12] = {0.01, 0.0325, 0.0775, 0.1, 0.09504849291068701, 0.08117467834803575,
-                                 0.06112643543734874, 0.038874564562651266, 0.018826321651964257,
-                                 0.004952507089313, 1e-06, 1e-06};
+    /* At each epoch's first step, u = epoch / 11: up to 0.1 at u = 0.3, down to 0.01 / 1e4 at u = 1. */
+    const double expected[12] = {0.01, 0.028897439069296094, 0.06971805834928399, 0.09817718381265239,
+                                 0.09797466893423808, 0.08844764179170543, 0.07260886927818065,
+                                 0.05305855246026172, 0.033006204865519945, 0.015743756822465246,
+                                 0.004105129695604662, 1e-06};
     expect_rates(&r, expected, 12, "onecycle");
-    r.epochs = 1;
-    cr_expect_eq(nnc_schedule_lr(&r, 0), 0.1f, "a one-epoch cycle is its peak");
+}
+
+Test(runtime_optim, schedule_onecycle_moves_every_step) {
+    /* One epoch of 10 steps is a whole cycle: step 3 (u = 0.3) is the peak. */
+    nnc_recipe r = {.optimizer = {.lr = 0.01f}, .epochs = 1, .schedule = NNC_SCHED_ONECYCLE, .max_lr = 0.1f};
+    const double expected[10] = {0.01, 0.0325, 0.0775, 0.1, 0.09504849291068701, 0.08117467834803574,
+                                 0.06112643543734874, 0.038874564562651266, 0.018826321651964257,
+                                 0.0049525070893129885};
+    for (int step = 0; step < 10; step++)
+        cr_expect_float_eq(nnc_schedule_lr_at(&r, 0, step, 10), (float)expected[step], 1e-6f * expected[step],
+                           "step %d: %g, expected %g", step, (double)nnc_schedule_lr_at(&r, 0, step, 10),
+                           expected[step]);
+    /* Every other schedule holds for the whole epoch. */
+    r.schedule = NNC_SCHED_COSINE, r.min_lr = 0.0f, r.epochs = 2;
+    cr_expect_eq(nnc_schedule_lr_at(&r, 0, 7, 10), nnc_schedule_lr(&r, 0));
 }
 
 Test(runtime_optim, schedule_kinds_ignore_what_they_do_not_use) {
