@@ -76,19 +76,24 @@ static void gather_batch(const nnc_dataset *ds, const uint32_t *idx, size_t firs
 /* Evaluation                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* One sample's loss from predicted probabilities, as Keras computes it. */
-int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
-                           const float prep[2], int threads, double *loss, double *acc, long *confusion, char *err,
-                           size_t errlen) {
+/*
+ * Evaluate on ds in batches of the model's batch. The step workspace is the
+ * caller's when it has one (training lends its own between epochs: a second
+ * workspace would double the trainer's largest allocation), else our own.
+ */
+static int evaluate_in(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
+                       const float prep[2], int threads, void *workspace, double *loss, double *acc, long *confusion,
+                       char *err, size_t errlen) {
     if (nnc_dataset_check(ds, m, "evaluation data", err, errlen) != 0) return -1;
     size_t in_floats = (size_t)m->in_h * m->in_w * m->in_c;
     float *x = malloc((size_t)m->max_batch * in_floats * sizeof(float));
     float *probs = malloc((size_t)m->max_batch * m->n_classes * sizeof(float));
     uint8_t *labels = malloc((size_t)m->max_batch);
-    void *ws = nnc_workspace_new(m);
+    void *own = workspace ? NULL : nnc_workspace_new(m);
+    void *ws = workspace ? workspace : own;
     if (!x || !probs || !labels || !ws) {
         nnc_set_error(err, errlen, "out of memory for evaluation buffers");
-        free(x), free(probs), free(labels), nnc_workspace_free(ws);
+        free(x), free(probs), free(labels), nnc_workspace_free(own);
         return -1;
     }
     if (confusion) memset(confusion, 0, (size_t)m->n_classes * m->n_classes * sizeof *confusion);
@@ -111,13 +116,19 @@ int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const floa
     }
     *loss = ds->n ? loss_sum / ds->n : 0.0;
     *acc = ds->n ? (double)correct / ds->n : 0.0;
-    free(x), free(probs), free(labels), nnc_workspace_free(ws);
+    free(x), free(probs), free(labels), nnc_workspace_free(own);
     return 0;
+}
+
+int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
+                           const float prep[2], int threads, double *loss, double *acc, long *confusion, char *err,
+                           size_t errlen) {
+    return evaluate_in(m, ds, params, state, prep, threads, NULL, loss, acc, confusion, err, errlen);
 }
 
 int nnc_evaluate(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
                  const float prep[2], int threads, double *loss, double *acc, char *err, size_t errlen) {
-    return nnc_evaluate_confusion(m, ds, params, state, prep, threads, loss, acc, NULL, err, errlen);
+    return evaluate_in(m, ds, params, state, prep, threads, NULL, loss, acc, NULL, err, errlen);
 }
 
 /* Widest count in the matrix, so the columns line up whatever the set's size. */
@@ -416,8 +427,8 @@ static int finish_epoch(const step_env *env, const nnc_dataset *test, const floa
                          .val_accuracy = NAN,
                          .images_per_second = ts->seconds > 0 ? (double)ts->seen / ts->seconds : 0.0};
     if (test) {
-        if (nnc_evaluate(env->m, test, env->params, env->state, prep, opts->threads, &h.val_loss, &h.val_accuracy,
-                         err, errlen) != 0)
+        if (evaluate_in(env->m, test, env->params, env->state, prep, opts->threads, env->tb->workspace, &h.val_loss,
+                        &h.val_accuracy, NULL, err, errlen) != 0)
             return -1;
         if (ts->best_epoch == 0 || h.val_accuracy > ts->best_accuracy) {
             ts->best_epoch = h.epoch;
@@ -704,6 +715,11 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
         goto done;
     }
     bench_measure(&bc, bench_infer_step, BENCH_SHARE_INFER * opts->seconds, &res->infer);
+    /* The epoch loop allocates what a real run does: give back the steady-state
+     * buffers first, so that the peak RSS is a real run's, not two workspaces. */
+    free(pool), free(grads), free(probs);
+    nnc_workspace_free(workspace);
+    pool = grads = probs = NULL, workspace = NULL;
     if (m->in_c == 1 && bench_epochs(m, opts, &set, res->train.median, BENCH_SHARE_EPOCH * opts->seconds, params,
                                      state, prep, res, err, errlen) != 0)
         goto done;
