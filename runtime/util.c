@@ -1,6 +1,7 @@
 /* util.c - small helpers the whole runtime shares. */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +12,16 @@
 
 int nnc_all_finite(const float *x, size_t n)
 {
-    /* Summing x * 0 keeps the loop branch-free and vectorizable: it is 0 unless some x is NaN or infinite. */
-    float acc = 0.0f;
-    for (size_t i = 0; i < n; i++)
-        acc += x[i] * 0.0f;
-    return acc == 0.0f;
+    /* A float is NaN or infinite when its exponent bits are all ones. OR-ing that test over
+     * the integers is branch-free and vectorizes (a float sum would not: gcc keeps its order,
+     * so a check over every gradient each step was a serial chain of adds, ~7% of a step). */
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof bits);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
 }
 
 int nnc_argmax(const float *p, int n)

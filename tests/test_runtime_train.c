@@ -131,6 +131,24 @@ static nnc_train_opts quiet_opts(int epochs) {
     return (nnc_train_opts){.epochs = epochs, .seed = 1234, .threads = 1, .init_params = 1, .log = NULL};
 }
 
+Test(runtime_train, all_finite_finds_nan_and_infinities_anywhere) {
+    enum { N = 1000 };
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(i - 500) * 1e-3f;
+    x[1] = -0.0f, x[2] = 3.4028235e38f, x[3] = -3.4028235e38f, x[4] = 1e-45f; /* zero, extremes, a denormal */
+    cr_expect(nnc_all_finite(x, N));
+    cr_expect(nnc_all_finite(x, 0), "nothing to check is all finite");
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    const int where[4] = {0, 7, 500, N - 1}; /* the vector loop's first lanes, its middle, its tail */
+    for (int b = 0; b < 3; b++)
+        for (int w = 0; w < 4; w++) {
+            float keep = x[where[w]];
+            x[where[w]] = bad[b];
+            cr_expect(!nnc_all_finite(x, N), "%g at index %d not found", (double)bad[b], where[w]);
+            x[where[w]] = keep;
+        }
+}
+
 Test(runtime_train, softmax_regression_reaches_100_percent) {
     nnc_dataset tr, te;
     make_dataset(&tr, N_TRAIN, 1);
