@@ -4,8 +4,8 @@ Run with Debian's /usr/bin/python3 (python3-torch, numpy) from the repository ro
   to_torch MODEL.nn W.safetensors W.npz DATA TRAINER.txt
       Parse nnc's .safetensors (json + numpy.frombuffer: the `safetensors`
       package is not needed), load it into tests/reference/nn_to_torch.py's
-      model, classify the first 1000 test images of DATA (raw IDX) and compare
-      with the trainer's lines (trainer_run: argmax, probabilities). Prints
+      model, classify as many test images of DATA (raw IDX) as TRAINER.txt has
+      lines and compare with them (trainer_run: argmax, probabilities). Prints
       `torch IMAGES DIFFERENT_ARGMAX MAX_PROB_DIFF` and `npz SAME` (or what differs).
   from_torch MODEL.nn OUT.safetensors DATA
       Train nn_to_torch's model for a few steps in PyTorch from its default
@@ -92,10 +92,11 @@ def to_torch(nn_path, st_path, npz_path, data, trainer_txt):
     model.load_nnc_params(flat, state)
     mean = float(meta["prep_mean"]) if "prep_mean" in meta else None
     std = float(meta["prep_std"]) if "prep_std" in meta else None
-    x, _ = images(data, "t10k", N_IMAGES)
+    ref = np.loadtxt(trainer_txt, ndmin=2)
+    x, _ = images(data, "t10k", len(ref))
     with torch.no_grad():
-        probs = model(model.preprocess(x.astype(np.float32), mean, std)).numpy()
-    ref = np.loadtxt(trainer_txt)[:N_IMAGES]
+        probs = np.concatenate([model(model.preprocess(x[i:i + 1000].astype(np.float32), mean, std)).numpy()
+                                for i in range(0, len(x), 1000)])
     mis = int((probs.argmax(1) != ref[:, 0].astype(int)).sum())
     print("torch %d %d %g" % (len(probs), mis, float(np.abs(probs - ref[:, 1:]).max())))
     z = np.load(npz_path)
