@@ -9,6 +9,11 @@
 # for each tool that is installed, one line:
 #   torch IMAGES DIFFERENT_ARGMAX MAX_PROB_DIFF   (the safetensors in nn_to_torch's model)
 #   npz SAME                                      (numpy.load equals the safetensors arrays)
+#   torch_accuracy PERCENT                        (back from PyTorch: a model trained briefly in
+#   nnc_accuracy_from_torch PERCENT                PyTorch, its state_dict loaded by nnc, both on
+#                                                  DIR/d's test images)
+#   nnc_prep_note computed                        (nnc said it computed normalize's constants, which
+#                                                  a PyTorch file lacks)
 #   onnx_checker OK OPSET NODES OPS               (onnx.checker, full check)
 #   onnxruntime IMAGES DIFFERENT_ARGMAX MAX_PROB_DIFF
 # and `skipped: X not installed (...)` for each that is not. $SAN_FLAGS as in
@@ -26,6 +31,11 @@ sh tests/tools/build_trainer_run.sh "$b" "$m" "$dir/trainer_run"
 if $py -c 'import torch, numpy' 2>/dev/null; then
     $py tests/tools/interop_torch.py to_torch "models/$m.nn" "$dir/w.safetensors" "$dir/w.npz" "$dir/d" \
         "$dir/trainer.txt"
+    $py tests/tools/interop_torch.py from_torch "models/$m.nn" "$dir/pt.safetensors" "$dir/d"
+    "$b/bin/$m" --data "$dir/d" --load "$dir/pt.safetensors" --eval >"$dir/from_torch.log" 2>&1 ||
+        { cat "$dir/from_torch.log"; exit 1; }
+    sed -n 's/^test accuracy \([0-9.]*\)%.*/nnc_accuracy_from_torch \1/p' "$dir/from_torch.log"
+    if grep -q "are computed from" "$dir/from_torch.log"; then echo "nnc_prep_note computed"; fi
 else
     echo "skipped: python3-torch not installed ($py -c 'import torch, numpy' failed): no PyTorch or NumPy check"
 fi
