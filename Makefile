@@ -52,7 +52,7 @@ all: $(BUILD)/nnc $(BUILD)/libnncrt.a
 # ---- dependencies --------------------------------------------------------
 # tools/deps.sh builds and links a probe for each package with the flags below,
 # the build's own; a stamp records that they passed.
-DEPS_ENV = CC='$(CC)' BLAS_CFLAGS='$(BLAS_CFLAGS)' BLAS_LIBS='$(BLAS_LIBS)'
+DEPS_ENV = CC='$(CC)' BLAS_CFLAGS='$(BLAS_CFLAGS)' BLAS_LIBS='$(BLAS_LIBS)' BUILD='$(BUILD)'
 deps $(DEPS_STAMP):
 	@$(DEPS_ENV) sh tools/deps.sh build
 	@mkdir -p $(BUILD) && touch $(DEPS_STAMP)

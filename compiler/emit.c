@@ -155,12 +155,20 @@ static void print_tensor_row(cgen *g, const char *name, const char *offset, size
         cg(g, ", {0}},\n");
 }
 
-/* The image a layer's flat input was flattened from (through views), or NULL when it was flat already. */
-static const shape *flattened_image(const model *m, int i)
+/* The layer before layer i that does something at inference (views and train-only layers skipped), or -1. */
+static int computing_layer_before(const model *m, int i)
 {
     int j = i - 1;
-    while (j >= 0 && (m->layers[j].kind->flags & KIND_VIEW))
+    while (j >= 0 && (m->layers[j].kind->flags & (KIND_VIEW | KIND_TRAIN_ONLY)))
         j--;
+    return j;
+}
+
+/* The image a layer's flat input was flattened from (through views and dropout), or NULL when it was
+ * flat already. */
+static const shape *flattened_image(const model *m, int i)
+{
+    int j = computing_layer_before(m, i);
     const shape *s = j >= 0 ? &m->layers[j].out : &m->input;
     return shape_is_flat(m->layers[i].in) && !shape_is_flat(*s) ? s : NULL;
 }
@@ -209,6 +217,65 @@ static void print_tensor_table(printer *pr)
     if (states == 0)
         cg(g, "    {\"(none)\", 0, 0, 0, {0}, \"\", {0}},\n");
     cg(g, "};\n#define N_STATE_TENSORS %d\n", states);
+}
+
+/* Whether the layer after flatten i reads the flat vector in nnc's NHWC order: all do but a dense
+ * whose kernel records the image (from_image), whose rows export permutes to NCHW order. */
+static int flatten_nhwc(const model *m, int i)
+{
+    if (shape_is_flat(m->layers[i].in))
+        return 0; /* a 1x1 image: both orders are one */
+    for (int j = i + 1; j < m->n_layers; j++) {
+        const layer *l = &m->layers[j];
+        if (l->kind->flags & (KIND_VIEW | KIND_TRAIN_ONLY))
+            continue;
+        return !(l->n_weights > 0 && l->kind->tensor_shape && flattened_image(m, j) != NULL);
+    }
+    return 1;
+}
+
+static const char *const graph_op_names[] = {
+    [NNC_NODE_DENSE] = "NNC_NODE_DENSE",
+    [NNC_NODE_CONV] = "NNC_NODE_CONV",
+    [NNC_NODE_MAXPOOL] = "NNC_NODE_MAXPOOL",
+    [NNC_NODE_AVGPOOL] = "NNC_NODE_AVGPOOL",
+    [NNC_NODE_GLOBALAVGPOOL] = "NNC_NODE_GLOBALAVGPOOL",
+    [NNC_NODE_FLATTEN] = "NNC_NODE_FLATTEN",
+    [NNC_NODE_BATCHNORM] = "NNC_NODE_BATCHNORM",
+    [NNC_NODE_ACTIVATION] = "NNC_NODE_ACTIVATION",
+};
+
+/* The inference graph, a node a layer that computes at inference: what the runtime writes as ONNX. */
+static void print_graph_table(printer *pr)
+{
+    const model *m = pr->m;
+    cgen *g = &pr->g;
+    int tensor = 0, state_tensor = 0, count = 0;
+    char a[32], act[16];
+    cg(g, "\n/* ---- the inference graph, a node a layer (--export FILE.onnx) ---- */\n");
+    cg(g, "/* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,\n"
+          "   first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */\n");
+    cg(g, "static const nnc_graph_node graph_nodes[] = {\n");
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        nnc_graph_node n = {.op = NNC_NODE_ACTIVATION};
+        if (l->kind->graph_node) {
+            l->kind->graph_node(l, &n);
+            cg(g, "    /* %s: `%s`", l->name, l->source);
+            if (l->line > 0)
+                cg(g, " (line %d)", l->line);
+            cg(g, " */\n    {%s, \"%s\", {%d, %d, %d}, {%d, %d, %d}, {%d, %d}, {%d, %d}, {%d, %d, %d, %d}, %s, NNC_ACT_%s,"
+                  " %d, %d, %d},\n", graph_op_names[n.op], l->name, l->in.h, l->in.w, l->in.c, l->out.h, l->out.w,
+               l->out.c, n.kernel[0], n.kernel[1], n.stride[0], n.stride[1], n.pads[0], n.pads[1], n.pads[2],
+               n.pads[3], flt(a, sizeof a, n.eps), upper(act, sizeof act, act_name(l->act)),
+               l->n_weights > 0 ? tensor : -1, l->n_state > 0 ? state_tensor : -1,
+               n.op == NNC_NODE_FLATTEN && flatten_nhwc(m, i));
+            count++;
+        }
+        tensor += l->n_weights > 0 ? 2 : 0;
+        state_tensor += l->n_state > 0 ? 2 : 0;
+    }
+    cg(g, "};\n#define N_GRAPH_NODES %d\n", count);
 }
 
 /* ---- the workspace -------------------------------------------------------- */
@@ -718,6 +785,7 @@ static void print_model_description(printer *pr)
     print_recipe(pr);
     cg(g, "    .n_tensors = N_TENSORS,\n    .tensors = param_tensors,\n");
     cg(g, "    .n_state_tensors = N_STATE_TENSORS,\n    .state_tensors = state_tensors,\n");
+    cg(g, "    .n_graph_nodes = N_GRAPH_NODES,\n    .graph = graph_nodes,\n");
     cg(g, "    .init = init,\n    .train_batch = train_batch,\n    .infer_batch = infer_batch,\n");
     cg(g, "    .first_nonfinite = first_nonfinite,\n    .summary = summary,\n};\n");
     cg(g, "\n#ifndef NNC_NO_MAIN\nint main(int argc, char **argv)\n{\n    nnc_prefer_short_spin(argv);\n");
@@ -740,6 +808,7 @@ static void print_file(printer *pr)
     print_vector_helpers(pr);
     print_parameter_offsets(pr);
     print_tensor_table(pr);
+    print_graph_table(pr);
     print_workspace(pr);
     for (int i = 0; i < pr->m->n_layers; i++)
         print_layer(pr, i);

@@ -65,6 +65,28 @@ static const nnc_tensor_info state_tensors[] = {
 };
 #define N_STATE_TENSORS 0
 
+/* ---- the inference graph, a node a layer (--export FILE.onnx) ---- */
+/* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
+   first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
+static const nnc_graph_node graph_nodes[] = {
+    /* conv2d_1: `conv 32 5x5 relu` (line 8) */
+    {NNC_NODE_CONV, "conv2d_1", {28, 28, 1}, {24, 24, 32}, {5, 5}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 0, -1, 0},
+    /* max_pooling2d_1: `maxpool 2x2` (line 9) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_1", {24, 24, 32}, {12, 12, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* flatten_1: `flatten` (line 11) */
+    {NNC_NODE_FLATTEN, "flatten_1", {12, 12, 32}, {1, 1, 4608}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, -1, -1, 0},
+    /* dense_1: `dense 128 relu` (line 12) */
+    {NNC_NODE_DENSE, "dense_1", {1, 1, 4608}, {1, 1, 128}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 2, -1, 0},
+    /* dense_2: `dense 10 softmax` (line 13) */
+    {NNC_NODE_DENSE, "dense_2", {1, 1, 128}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_SOFTMAX, 4, -1, 0},
+};
+#define N_GRAPH_NODES 5
+
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 18432 /* floats in the largest activation of one sample */
 
@@ -747,6 +769,8 @@ const nnc_model nnc_model_cnn_baseline = {
     .tensors = param_tensors,
     .n_state_tensors = N_STATE_TENSORS,
     .state_tensors = state_tensors,
+    .n_graph_nodes = N_GRAPH_NODES,
+    .graph = graph_nodes,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

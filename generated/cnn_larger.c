@@ -83,6 +83,37 @@ static const nnc_tensor_info state_tensors[] = {
 };
 #define N_STATE_TENSORS 0
 
+/* ---- the inference graph, a node a layer (--export FILE.onnx) ---- */
+/* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
+   first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
+static const nnc_graph_node graph_nodes[] = {
+    /* conv2d_1: `conv 30 5x5 relu` (line 9) */
+    {NNC_NODE_CONV, "conv2d_1", {28, 28, 1}, {24, 24, 30}, {5, 5}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 0, -1, 0},
+    /* max_pooling2d_1: `maxpool 2x2` (line 10) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_1", {24, 24, 30}, {12, 12, 30}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* conv2d_2: `conv 15 3x3 relu` (line 11) */
+    {NNC_NODE_CONV, "conv2d_2", {12, 12, 30}, {10, 10, 15}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 2, -1, 0},
+    /* max_pooling2d_2: `maxpool 2x2` (line 12) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_2", {10, 10, 15}, {5, 5, 15}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* flatten_1: `flatten` (line 14) */
+    {NNC_NODE_FLATTEN, "flatten_1", {5, 5, 15}, {1, 1, 375}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, -1, -1, 0},
+    /* dense_1: `dense 128 relu` (line 15) */
+    {NNC_NODE_DENSE, "dense_1", {1, 1, 375}, {1, 1, 128}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 4, -1, 0},
+    /* dense_2: `dense 50 relu` (line 16) */
+    {NNC_NODE_DENSE, "dense_2", {1, 1, 128}, {1, 1, 50}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 6, -1, 0},
+    /* dense_3: `dense 10 softmax` (line 17) */
+    {NNC_NODE_DENSE, "dense_3", {1, 1, 50}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_SOFTMAX, 8, -1, 0},
+};
+#define N_GRAPH_NODES 8
+
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 17280 /* floats in the largest activation of one sample */
 
@@ -1318,6 +1349,8 @@ const nnc_model nnc_model_cnn_larger = {
     .tensors = param_tensors,
     .n_state_tensors = N_STATE_TENSORS,
     .state_tensors = state_tensors,
+    .n_graph_nodes = N_GRAPH_NODES,
+    .graph = graph_nodes,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

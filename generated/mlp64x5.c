@@ -59,6 +59,52 @@ static const nnc_tensor_info state_tensors[] = {
 };
 #define N_STATE_TENSORS 0
 
+/* ---- the inference graph, a node a layer (--export FILE.onnx) ---- */
+/* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
+   first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
+static const nnc_graph_node graph_nodes[] = {
+    /* flatten_1: `flatten` (line 9) */
+    {NNC_NODE_FLATTEN, "flatten_1", {28, 28, 1}, {1, 1, 784}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, -1, -1, 0},
+    /* dense_1: `dense 64` (line 10) */
+    {NNC_NODE_DENSE, "dense_1", {1, 1, 784}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, 0, -1, 0},
+    /* activation_1: `relu` (line 11) */
+    {NNC_NODE_ACTIVATION, "activation_1", {1, 1, 64}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_RELU, -1, -1, 0},
+    /* dense_2: `dense 64` (line 12) */
+    {NNC_NODE_DENSE, "dense_2", {1, 1, 64}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, 2, -1, 0},
+    /* activation_2: `relu` (line 13) */
+    {NNC_NODE_ACTIVATION, "activation_2", {1, 1, 64}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_RELU, -1, -1, 0},
+    /* dense_3: `dense 64` (line 14) */
+    {NNC_NODE_DENSE, "dense_3", {1, 1, 64}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, 4, -1, 0},
+    /* activation_3: `relu` (line 15) */
+    {NNC_NODE_ACTIVATION, "activation_3", {1, 1, 64}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_RELU, -1, -1, 0},
+    /* dense_4: `dense 64` (line 16) */
+    {NNC_NODE_DENSE, "dense_4", {1, 1, 64}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, 6, -1, 0},
+    /* activation_4: `relu` (line 17) */
+    {NNC_NODE_ACTIVATION, "activation_4", {1, 1, 64}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_RELU, -1, -1, 0},
+    /* dense_5: `dense 64` (line 18) */
+    {NNC_NODE_DENSE, "dense_5", {1, 1, 64}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, 8, -1, 0},
+    /* activation_5: `relu` (line 19) */
+    {NNC_NODE_ACTIVATION, "activation_5", {1, 1, 64}, {1, 1, 64}, {0, 0}, {0, 0}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_RELU, -1, -1, 0},
+    /* dense_6: `dense 10` (line 21) */
+    {NNC_NODE_DENSE, "dense_6", {1, 1, 64}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, 10, -1, 0},
+    /* activation_6: `softmax` (line 22) */
+    {NNC_NODE_ACTIVATION, "activation_6", {1, 1, 10}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_SOFTMAX, -1, -1, 0},
+};
+#define N_GRAPH_NODES 13
+
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 64 /* floats in the largest activation of one sample */
 
@@ -887,6 +933,8 @@ const nnc_model nnc_model_mlp64x5 = {
     .tensors = param_tensors,
     .n_state_tensors = N_STATE_TENSORS,
     .state_tensors = state_tensors,
+    .n_graph_nodes = N_GRAPH_NODES,
+    .graph = graph_nodes,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

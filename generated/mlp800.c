@@ -43,6 +43,22 @@ static const nnc_tensor_info state_tensors[] = {
 };
 #define N_STATE_TENSORS 0
 
+/* ---- the inference graph, a node a layer (--export FILE.onnx) ---- */
+/* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
+   first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
+static const nnc_graph_node graph_nodes[] = {
+    /* flatten_1: `flatten` (line 8) */
+    {NNC_NODE_FLATTEN, "flatten_1", {28, 28, 1}, {1, 1, 784}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, -1, -1, 0},
+    /* dense_1: `dense 800 relu init=uniform` (line 9) */
+    {NNC_NODE_DENSE, "dense_1", {1, 1, 784}, {1, 1, 800}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 0, -1, 0},
+    /* dense_2: `dense 10 softmax init=uniform` (line 11) */
+    {NNC_NODE_DENSE, "dense_2", {1, 1, 800}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_SOFTMAX, 2, -1, 0},
+};
+#define N_GRAPH_NODES 3
+
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 800 /* floats in the largest activation of one sample */
 
@@ -456,6 +472,8 @@ const nnc_model nnc_model_mlp800 = {
     .tensors = param_tensors,
     .n_state_tensors = N_STATE_TENSORS,
     .state_tensors = state_tensors,
+    .n_graph_nodes = N_GRAPH_NODES,
+    .graph = graph_nodes,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

@@ -119,6 +119,55 @@ static const nnc_tensor_info state_tensors[] = {
 };
 #define N_STATE_TENSORS 10
 
+/* ---- the inference graph, a node a layer (--export FILE.onnx) ---- */
+/* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
+   first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
+static const nnc_graph_node graph_nodes[] = {
+    /* conv2d_1: `conv 32 3x3 relu` (line 14) */
+    {NNC_NODE_CONV, "conv2d_1", {28, 28, 1}, {26, 26, 32}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 0, -1, 0},
+    /* batch_normalization_1: `batchnorm` (line 15) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_1", {26, 26, 32}, {26, 26, 32}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 2, 0, 0},
+    /* conv2d_2: `conv 32 3x3 relu` (line 16) */
+    {NNC_NODE_CONV, "conv2d_2", {26, 26, 32}, {24, 24, 32}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 4, -1, 0},
+    /* batch_normalization_2: `batchnorm` (line 17) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_2", {24, 24, 32}, {24, 24, 32}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 6, 2, 0},
+    /* max_pooling2d_1: `maxpool 2x2` (line 18) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_1", {24, 24, 32}, {12, 12, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* conv2d_3: `conv 64 3x3 relu` (line 19) */
+    {NNC_NODE_CONV, "conv2d_3", {12, 12, 32}, {10, 10, 64}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 8, -1, 0},
+    /* batch_normalization_3: `batchnorm` (line 20) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_3", {10, 10, 64}, {10, 10, 64}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 10, 4, 0},
+    /* conv2d_4: `conv 64 3x3 relu` (line 21) */
+    {NNC_NODE_CONV, "conv2d_4", {10, 10, 64}, {8, 8, 64}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 12, -1, 0},
+    /* batch_normalization_4: `batchnorm` (line 22) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_4", {8, 8, 64}, {8, 8, 64}, {0, 0}, {0, 0}, {0, 0, 0,
+            0}, 0.001f, NNC_ACT_LINEAR, 14, 6, 0},
+    /* max_pooling2d_2: `maxpool 2x2` (line 23) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_2", {8, 8, 64}, {4, 4, 64}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* flatten_1: `flatten` (line 24) */
+    {NNC_NODE_FLATTEN, "flatten_1", {4, 4, 64}, {1, 1, 1024}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, -1, -1, 0},
+    /* dense_1: `dense 512 relu` (line 25) */
+    {NNC_NODE_DENSE, "dense_1", {1, 1, 1024}, {1, 1, 512}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 16, -1, 0},
+    /* batch_normalization_5: `batchnorm` (line 26) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_5", {1, 1, 512}, {1, 1, 512}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 18, 8, 0},
+    /* dense_2: `dense 10 softmax` (line 28) */
+    {NNC_NODE_DENSE, "dense_2", {1, 1, 512}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_SOFTMAX, 20, -1, 0},
+};
+#define N_GRAPH_NODES 14
+
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 21632 /* floats in the largest activation of one sample */
 
@@ -2785,6 +2834,8 @@ const nnc_model nnc_model_vgg_bn_aug = {
     .tensors = param_tensors,
     .n_state_tensors = N_STATE_TENSORS,
     .state_tensors = state_tensors,
+    .n_graph_nodes = N_GRAPH_NODES,
+    .graph = graph_nodes,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

@@ -77,6 +77,40 @@ static const nnc_tensor_info state_tensors[] = {
 };
 #define N_STATE_TENSORS 0
 
+/* ---- the inference graph, a node a layer (--export FILE.onnx) ---- */
+/* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
+   first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
+static const nnc_graph_node graph_nodes[] = {
+    /* conv2d_1: `conv 32 3x3 relu` (line 7) */
+    {NNC_NODE_CONV, "conv2d_1", {28, 28, 1}, {26, 26, 32}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 0, -1, 0},
+    /* conv2d_2: `conv 32 3x3 relu` (line 8) */
+    {NNC_NODE_CONV, "conv2d_2", {26, 26, 32}, {24, 24, 32}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 2, -1, 0},
+    /* max_pooling2d_1: `maxpool 2x2` (line 9) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_1", {24, 24, 32}, {12, 12, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* conv2d_3: `conv 64 3x3 relu` (line 11) */
+    {NNC_NODE_CONV, "conv2d_3", {12, 12, 32}, {10, 10, 64}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 4, -1, 0},
+    /* conv2d_4: `conv 64 3x3 relu` (line 12) */
+    {NNC_NODE_CONV, "conv2d_4", {10, 10, 64}, {8, 8, 64}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 6, -1, 0},
+    /* max_pooling2d_2: `maxpool 2x2` (line 13) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_2", {8, 8, 64}, {4, 4, 64}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* flatten_1: `flatten` (line 15) */
+    {NNC_NODE_FLATTEN, "flatten_1", {4, 4, 64}, {1, 1, 1024}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, -1, -1, 0},
+    /* dense_1: `dense 512 relu` (line 16) */
+    {NNC_NODE_DENSE, "dense_1", {1, 1, 1024}, {1, 1, 512}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 8, -1, 0},
+    /* dense_2: `dense 10 softmax` (line 17) */
+    {NNC_NODE_DENSE, "dense_2", {1, 1, 512}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_SOFTMAX, 10, -1, 0},
+};
+#define N_GRAPH_NODES 9
+
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 21632 /* floats in the largest activation of one sample */
 
@@ -1854,6 +1888,8 @@ const nnc_model nnc_model_vgg_dropout = {
     .tensors = param_tensors,
     .n_state_tensors = N_STATE_TENSORS,
     .state_tensors = state_tensors,
+    .n_graph_nodes = N_GRAPH_NODES,
+    .graph = graph_nodes,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

@@ -1,6 +1,7 @@
 /*
  * interop.c - weights in other tools' formats: export to safetensors (Hugging
- * Face) and npz (NumPy), import from safetensors written by nnc or PyTorch.
+ * Face) and npz (NumPy), import from safetensors written by nnc or PyTorch;
+ * the ONNX inference graph is onnx.c's.
  *
  * safetensors: u64 little-endian header length N, N bytes of JSON (padded
  * with spaces to a multiple of 8), then the raw little-endian data. The JSON
@@ -29,65 +30,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytebuf.h"
 #include "nncrt.h"
 
 #define ST_MAX_HEADER ((size_t)100 << 20) /* the safetensors library's own limit */
 #define JSON_MAX_DEPTH 4
 #define MAX_RANK 8
-
-/* ------------------------------------------------------------------------ */
-/* A growable byte buffer                                                   */
-/* ------------------------------------------------------------------------ */
-
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-    int oom;
-} buf_t;
-
-static void buf_put(buf_t *b, const void *src, size_t n) {
-    if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(buf_t *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        b->oom = 1; /* only short pieces go through here */
-        return;
-    }
-    buf_put(b, tmp, (size_t)n);
-}
-
-static void buf_le(buf_t *b, uint64_t v, int bytes) {
-    uint8_t p[8];
-    for (int i = 0; i < bytes; i++) p[i] = (uint8_t)(v >> (8 * i));
-    buf_put(b, p, (size_t)bytes);
-}
-
-static void buf_floats(buf_t *b, const float *x, size_t n) {
-    for (size_t i = 0; i < n && !b->oom; i++) {
-        uint32_t bits;
-        memcpy(&bits, &x[i], 4);
-        buf_le(b, bits, 4);
-    }
-}
 
 /* A JSON string literal. */
 static void buf_json_string(buf_t *b, const char *s) {
@@ -255,7 +203,7 @@ int nnc_npz_encode(const nnc_model *m, const float *params, const float *state, 
 }
 
 int nnc_export_format_ok(const char *path) {
-    return has_suffix(path, ".safetensors") || has_suffix(path, ".npz");
+    return has_suffix(path, ".safetensors") || has_suffix(path, ".npz") || has_suffix(path, ".onnx");
 }
 
 int nnc_export_weights(const char *path, const nnc_model *m, const float *params, const float *state,
@@ -267,9 +215,16 @@ int nnc_export_weights(const char *path, const nnc_model *m, const float *params
         rc = nnc_safetensors_encode(m, params, state, prep, &bytes, &size);
     else if (has_suffix(path, ".npz"))
         rc = nnc_npz_encode(m, params, state, &bytes, &size);
+    else if (has_suffix(path, ".onnx"))
+        rc = nnc_onnx_encode(m, params, state, prep, &bytes, &size);
     else {
-        nnc_set_error(err, errlen, "%s: cannot tell the export format: the name must end in .safetensors or .npz",
-                      path);
+        nnc_set_error(err, errlen, "%s: cannot tell the export format: the name must end in .safetensors, .npz or "
+                      ".onnx", path);
+        return -1;
+    }
+    if (rc == -2) {
+        nnc_set_error(err, errlen, "%s: model %s's inference graph has a layer ONNX export does not handle", path,
+                      m->name);
         return -1;
     }
     if (rc != 0) {
@@ -602,17 +557,22 @@ static int map_name(const nnc_model *m, st_entry *e, size_t *prefix_len) {
     }
 }
 
-/* The shape a tensor has in the file: nnc's, or PyTorch's (OIHW, [out][in]). */
-static void expected_shape(const nnc_tensor_info *t, int torch, int *rank, uint64_t shape[4]) {
-    *rank = t->rank;
+int nnc_torch_shape(const nnc_tensor_info *t, uint64_t shape[4]) {
     for (int d = 0; d < t->rank; d++) shape[d] = (uint64_t)t->dims[d];
-    if (!torch) return;
     if (t->rank == 4) { /* HWIO -> OIHW */
         shape[0] = (uint64_t)t->dims[3], shape[1] = (uint64_t)t->dims[2];
         shape[2] = (uint64_t)t->dims[0], shape[3] = (uint64_t)t->dims[1];
     } else if (t->rank == 2) {
         shape[0] = (uint64_t)t->dims[1], shape[1] = (uint64_t)t->dims[0];
     }
+    return t->rank;
+}
+
+/* The shape a tensor has in the file: nnc's, or PyTorch's (OIHW, [out][in]). */
+static void expected_shape(const nnc_tensor_info *t, int torch, int *rank, uint64_t shape[4]) {
+    *rank = t->rank;
+    for (int d = 0; d < t->rank; d++) shape[d] = (uint64_t)t->dims[d];
+    if (torch) nnc_torch_shape(t, shape);
 }
 
 static void shape_text(char *buf, size_t len, int rank, const uint64_t *shape) {
@@ -629,27 +589,25 @@ static float get_f32(const uint8_t *p) {
     return f;
 }
 
+size_t nnc_torch_index(const nnc_tensor_info *t, size_t i) {
+    if (t->rank == 4) { /* nnc's (h, w, i, o) is PyTorch's (o, i, h, w) */
+        size_t H = (size_t)t->dims[0], W = (size_t)t->dims[1], I = (size_t)t->dims[2], O = (size_t)t->dims[3];
+        size_t o = i % O, in = i / O % I, w = i / (O * I) % W, h = i / (O * I * W);
+        return ((o * I + in) * H + h) * W + w;
+    }
+    if (t->rank == 2) { /* nnc's (r, o) is PyTorch's (o, col) */
+        size_t In = (size_t)t->dims[0], O = (size_t)t->dims[1], r = i / O, o = i % O, col = r;
+        size_t fh = (size_t)t->from_image[0], fw = (size_t)t->from_image[1], fc = (size_t)t->from_image[2];
+        /* nnc's row r is pixel (h, w), channel c in NHWC order; PyTorch flattened (c, h, w) */
+        if (fh > 0 && fw > 0 && fc > 0 && fh * fw * fc == In) col = ((r % fc) * fh + r / (fw * fc)) * fw + (r / fc) % fw;
+        return o * In + col;
+    }
+    return i;
+}
+
 /* Copy one tensor's data into the model's buffer, undoing PyTorch's layout. */
 static void copy_tensor(const nnc_tensor_info *t, int torch, const uint8_t *src, float *dst) {
-    if (torch && t->rank == 4) {
-        int H = t->dims[0], W = t->dims[1], I = t->dims[2], O = t->dims[3];
-        for (int h = 0; h < H; h++)
-            for (int w = 0; w < W; w++)
-                for (int i = 0; i < I; i++)
-                    for (int o = 0; o < O; o++)
-                        dst[((h * W + w) * I + i) * O + o] = get_f32(src + 4 * (size_t)(((o * I + i) * H + h) * W + w));
-    } else if (torch && t->rank == 2) {
-        int In = t->dims[0], O = t->dims[1];
-        int fh = t->from_image[0], fw = t->from_image[1], fc = t->from_image[2];
-        int image = fh > 0 && fw > 0 && fc > 0 && fh * fw * fc == In;
-        for (int r = 0; r < In; r++) {
-            /* nnc's row r is pixel (h, w), channel c in NHWC order; PyTorch flattened (c, h, w) */
-            int col = image ? ((r % fc) * fh + r / (fw * fc)) * fw + (r / fc) % fw : r;
-            for (int o = 0; o < O; o++) dst[(size_t)r * O + o] = get_f32(src + 4 * ((size_t)o * In + col));
-        }
-    } else {
-        for (size_t i = 0; i < t->count; i++) dst[i] = get_f32(src + 4 * i);
-    }
+    for (size_t i = 0; i < t->count; i++) dst[i] = get_f32(src + 4 * (torch ? nnc_torch_index(t, i) : i));
 }
 
 /* __metadata__'s preprocessing constants, when the file is nnc's. */

@@ -57,7 +57,7 @@ typedef struct {
     int threads;
     const char *save_path; /* NULL: <model name>.nncw */
     const char *load_path; /* NULL: fresh weights */
-    const char *export_path; /* --export FILE (.safetensors or .npz); NULL: none */
+    const char *export_path; /* --export FILE (.safetensors, .npz or .onnx); NULL: none */
     int eval_only;
     int bench;            /* --bench: synthetic-data throughput instead of training */
     double bench_seconds; /* its time budget */
@@ -113,7 +113,8 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "                 .safetensors file written by nnc --export or by PyTorch (state_dict\n"
             "                 names and layouts, see README.md) also loads\n"
             "  --export FILE  also write the final (or --load) weights as FILE.safetensors\n"
-            "                 (Hugging Face) or FILE.npz (NumPy), by the extension; with --load\n"
+            "                 (Hugging Face), FILE.npz (NumPy) or FILE.onnx (the inference graph,\n"
+            "                 uint8 pixels in, probabilities out), by the extension; with --load\n"
             "                 and no training option it only converts\n"
             "  --history STEM write the history to STEM.history.csv, STEM.accuracy.svg and\n"
             "                 STEM.loss.svg (default: the save stem), rewritten after every epoch\n"
@@ -219,7 +220,8 @@ static int parse_value(cli_args *a, const nnc_model *m, const char *prog, const 
     else if (!strcmp(name, "--history")) a->history_stem = value;
     else if (!strcmp(name, "--export")) {
         if (!nnc_export_format_ok(value))
-            return usage_error(m, prog, "--export needs a file name ending in .safetensors or .npz, not '%s'", value);
+            return usage_error(m, prog, "--export needs a file name ending in .safetensors, .npz or .onnx, not '%s'",
+                               value);
         a->export_path = value;
     }
     else if (!strcmp(name, "--epochs")) {

@@ -198,6 +198,36 @@ typedef struct {
     int from_image[3];  /* a dense kernel whose input is an image flattened (NHWC rows): its h, w, c; else 0s */
 } nnc_tensor_info;
 
+/*
+ * The inference graph (for --export FILE.onnx, runtime/onnx.c): one node a
+ * layer that computes at inference, in order (dropout, off at inference, has
+ * none). The compiler writes the table; each layer kind says which op it is.
+ */
+typedef enum {
+    NNC_NODE_DENSE,         /* Gemm */
+    NNC_NODE_CONV,          /* Conv */
+    NNC_NODE_MAXPOOL,       /* MaxPool */
+    NNC_NODE_AVGPOOL,       /* AveragePool */
+    NNC_NODE_GLOBALAVGPOOL, /* GlobalAveragePool */
+    NNC_NODE_FLATTEN,       /* Flatten (behind a Transpose when the consumer reads NHWC order) */
+    NNC_NODE_BATCHNORM,     /* BatchNormalization */
+    NNC_NODE_ACTIVATION,    /* only its activation */
+} nnc_node_op;
+typedef enum { NNC_ACT_LINEAR, NNC_ACT_RELU, NNC_ACT_SIGMOID, NNC_ACT_TANH, NNC_ACT_SOFTMAX } nnc_act;
+typedef struct {
+    nnc_node_op op;
+    const char *name;         /* the layer's: "conv2d_1" */
+    int in[3], out[3];        /* one sample's h, w, c (a flat vector: 1, 1, n) */
+    int kernel[2], stride[2]; /* conv and pools: h, w */
+    int pads[4];              /* conv: top, left, bottom, right (ONNX's order) */
+    float eps;                /* batchnorm */
+    nnc_act act;              /* applied after the op (NNC_NODE_ACTIVATION: all it does) */
+    int tensor;               /* its first parameter tensor in tensors[] (the second follows); -1: none */
+    int state_tensor;         /* its first state tensor in state_tensors[] (likewise); -1: none */
+    int flatten_nhwc;         /* flatten: what follows reads nnc's NHWC order, not the NCHW order
+                                 of the dense kernels' from_image (nnc_torch_index) */
+} nnc_graph_node;
+
 typedef struct nnc_model {
     const char *name;
     const char *source; /* the .nn file it was compiled from */
@@ -217,6 +247,8 @@ typedef struct nnc_model {
     const nnc_tensor_info *tensors;       /* the parameters, in the flat buffer's order */
     int n_state_tensors;
     const nnc_tensor_info *state_tensors; /* the non-trainable state (batchnorm's moving mean and variance) */
+    int n_graph_nodes;
+    const nnc_graph_node *graph; /* the inference graph, for ONNX export */
 
     /* Draw the initial parameters and reset the state buffer. */
     void (*init)(float *params, float *state, nnc_rng *rng);
@@ -535,7 +567,7 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
 /* (added) Weights for other tools (interop.c): safetensors and npz.        */
 /* ------------------------------------------------------------------------ */
 
-/* 1 if path names a format nnc_export_weights writes: `.safetensors` or `.npz`. */
+/* 1 if path names a format nnc_export_weights writes: `.safetensors`, `.npz` or `.onnx`. */
 int nnc_export_format_ok(const char *path);
 /* Write the model's tensors (params then state, the tables' names and Keras
  * layouts) as safetensors (with the model, source, version, layouts and prep
@@ -547,6 +579,20 @@ int nnc_export_weights(const char *path, const nnc_model *m, const float *params
 int nnc_safetensors_encode(const nnc_model *m, const float *params, const float *state, const float prep[2],
                            uint8_t **out, size_t *size);
 int nnc_npz_encode(const nnc_model *m, const float *params, const float *state, uint8_t **out, size_t *size);
+/* Where element i (nnc's layout, row-major) of tensor t stands in PyTorch's
+ * layout: conv kernels HWIO -> OIHW, dense kernels [in][out] -> [out][in] with
+ * the rows of a flattened image (from_image) in NCHW order; vectors as they
+ * are. Import reads through it, and ONNX export writes through it. */
+size_t nnc_torch_index(const nnc_tensor_info *t, size_t i);
+/* Tensor t's shape in PyTorch's layout (OIHW, [out][in], vectors as they are); returns the rank. */
+int nnc_torch_shape(const nnc_tensor_info *t, uint64_t shape[4]);
+/* The model's inference graph as an ONNX model (opset 13; onnx.c): uint8
+ * pixels [N][h][w][c] in, nnc's preprocessing with prep's constants, the
+ * layers in NCHW with PyTorch's weight layouts, [N][classes] out. -1 when
+ * memory is short, -2 when the graph has a layer ONNX cannot take as it is
+ * (none that nnc compiles: a guard against a table out of step). */
+int nnc_onnx_encode(const nnc_model *m, const float *params, const float *state, const float prep[2], uint8_t **out,
+                    size_t *size);
 /* Read a safetensors file written by nnc (its names and layouts) or by PyTorch
  * (L.weight, L.bias, L.running_mean, L.running_var; OIHW conv and [out][in]
  * linear weights, NCHW-flattened inputs; one common prefix such as `mods.`):

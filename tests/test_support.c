@@ -54,13 +54,28 @@ char *scratch_dir(void)
     return dir;
 }
 
+/* "[SKIP] category::test: reason" on stderr, which `make test` shows; the reason into reason[len]. */
+static void print_skip(char *reason, size_t len, const char *fmt, va_list ap)
+{
+    vsnprintf(reason, len, fmt, ap);
+    fprintf(stderr, "[SKIP] %s::%s: %s\n", criterion_current_test->category, criterion_current_test->name, reason);
+}
+
 void skip_visibly(const char *fmt, ...)
 {
     char reason[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(reason, sizeof reason, fmt, ap);
+    print_skip(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[SKIP] %s::%s: %s\n", criterion_current_test->category, criterion_current_test->name, reason);
     cr_skip_test("%s", reason);
+}
+
+void note_skip(const char *fmt, ...)
+{
+    char reason[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    print_skip(reason, sizeof reason, fmt, ap);
+    va_end(ap);
 }

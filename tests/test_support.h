@@ -24,6 +24,8 @@ char *scratch_dir(void);
  * prints a skip only under --verbose, and its cr_log_warn makes the run fail,
  * so the line "[SKIP] suite::test: reason" goes to stderr as well. */
 void skip_visibly(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* The same line for a part of a test that cannot run (a tool not installed), the rest going on. */
+void note_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The compiler flags a program needs to link this build's runtime: the sanitizers under `make
  * test-asan` (the runtime is instrumented there), nothing otherwise. */

@@ -7,7 +7,9 @@
 #   build  what `make` and `make train` need (default)
 #   test   that, plus what `make test` needs: Criterion, clang with OpenMP,
 #          the aarch64 cross compiler and qemu (the portability and inference
-#          tests), and the Cortex-M4 cross compiler with its C library
+#          tests), the Cortex-M4 cross compiler with its C library, and the
+#          interop test's readers: python3-torch, python3-onnx, and node with
+#          npm, which installs onnxruntime-node under $BUILD/node
 #
 # Missing packages are installed with apt-get when running as root; otherwise the
 # exact command is printed and the script fails.
@@ -118,6 +120,25 @@ if [ "$profile" = test ]; then
     need gcc-arm-none-eabi libnewlib-arm-none-eabi -- \
         probe cortex_m4 arm-none-eabi-gcc -std=c99 -Wall -Wextra -Werror -mcpu=cortex-m4 -mthumb -mfloat-abi=hard \
         -mfpu=fpv4-sp-d16 -Os -c
+    need python3-torch python3-numpy -- /usr/bin/python3 -c 'import torch, numpy'
+    need python3-onnx -- /usr/bin/python3 -c 'import onnx'
+    need nodejs npm -- command -v npm
+fi
+
+# onnxruntime-node, the ONNX runtime the interop test runs exported models in: from npm into
+# $BUILD/node (not committed), once npm is there. --ignore-scripts: its install script would
+# download a GPU build; the CPU runtime ships inside the package. The probe loads the native
+# runtime. A failure is not fatal: the interop test then says it skipped onnxruntime.
+ORT_VERSION=1.30.0
+ort_ok() { NODE_PATH="$1/node_modules" node -e 'require("onnxruntime-node").InferenceSession' >/dev/null 2>&1; }
+if [ "$profile" = test ] && command -v npm >/dev/null 2>&1 && ! ort_ok "${BUILD:-build}/node"; then
+    node_dir=${BUILD:-build}/node
+    echo "nnc: installing onnxruntime-node@$ORT_VERSION into $node_dir (npm)"
+    mkdir -p "$node_dir" && [ -f "$node_dir/package.json" ] ||
+        echo '{"name": "nnc-test-tools", "private": true}' >"$node_dir/package.json"
+    npm install --prefix "$node_dir" --ignore-scripts --no-audit --no-fund "onnxruntime-node@$ORT_VERSION" >&2 &&
+        ort_ok "$node_dir" ||
+        echo "nnc: warning: onnxruntime-node did not install; the interop test will skip its ONNX runtime checks" >&2
 fi
 
 [ -z "$missing" ] && exit 0

@@ -67,6 +67,12 @@ static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
     cg(g, "}\n");
 }
 
+static void graph_node(const layer *l, nnc_graph_node *n)
+{
+    (void)l;
+    n->op = NNC_NODE_ACTIVATION;
+}
+
 const layer_kind activation_kind = {
     .words = (const char *const[]){"relu", "sigmoid", "tanh", "softmax", "linear", NULL},
     .keras = "Activation",
@@ -79,4 +85,5 @@ const layer_kind activation_kind = {
     .print_forward = print_forward_in_out,
     .print_backward = print_backward,
     .emit_single = emit_single,
+    .graph_node = graph_node,
 };

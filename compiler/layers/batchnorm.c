@@ -248,6 +248,12 @@ static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
        l->name, sc->prefix, l->name);
 }
 
+static void graph_node(const layer *l, nnc_graph_node *n)
+{
+    n->op = NNC_NODE_BATCHNORM;
+    n->eps = l->u.bn.eps;
+}
+
 const layer_kind batchnorm_kind = {
     .words = (const char *const[]){"batchnorm", NULL},
     .keras = "BatchNormalization",
@@ -272,4 +278,5 @@ const layer_kind batchnorm_kind = {
     .forward = forward,
     .backward = backward,
     .emit_single = emit_single,
+    .graph_node = graph_node,
 };

@@ -305,6 +305,19 @@ static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
         emit_single_blocked(g, l, sc);
 }
 
+/* ONNX's pads: TensorFlow's 'same' split, the extra row and column at the bottom and right. */
+static void graph_node(const layer *l, nnc_graph_node *n)
+{
+    const conv_params *c = &l->u.conv;
+    int bottom = (l->out.h - 1) * c->sh + c->kh - l->in.h - c->pad_top;
+    int right = (l->out.w - 1) * c->sw + c->kw - l->in.w - c->pad_left;
+    n->op = NNC_NODE_CONV;
+    n->kernel[0] = c->kh, n->kernel[1] = c->kw;
+    n->stride[0] = c->sh, n->stride[1] = c->sw;
+    n->pads[0] = c->pad_top, n->pads[1] = c->pad_left;
+    n->pads[2] = c->same && bottom > 0 ? bottom : 0, n->pads[3] = c->same && right > 0 ? right : 0;
+}
+
 const layer_kind conv_kind = {
     .words = (const char *const[]){"conv", NULL},
     .keras = "Conv2D",
@@ -328,4 +341,5 @@ const layer_kind conv_kind = {
     .print_forward = print_forward,
     .print_backward = print_backward,
     .emit_single = emit_single,
+    .graph_node = graph_node,
 };

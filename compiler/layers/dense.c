@@ -181,6 +181,12 @@ static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
     cg(g, "}\n");
 }
 
+static void graph_node(const layer *l, nnc_graph_node *n)
+{
+    (void)l;
+    n->op = NNC_NODE_DENSE;
+}
+
 const layer_kind dense_kind = {
     .words = (const char *const[]){"dense", NULL},
     .keras = "Dense",
@@ -201,4 +207,5 @@ const layer_kind dense_kind = {
     .print_forward = print_forward,
     .print_backward = print_backward,
     .emit_single = emit_single,
+    .graph_node = graph_node,
 };

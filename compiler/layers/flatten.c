@@ -18,6 +18,13 @@ static const char *kernel(const layer *l)
     return "none (a view of its input)";
 }
 
+/* Which order it flattens in is the printer's to say (flatten_nhwc): it depends on what follows. */
+static void graph_node(const layer *l, nnc_graph_node *n)
+{
+    (void)l;
+    n->op = NNC_NODE_FLATTEN;
+}
+
 const layer_kind flatten_kind = {
     .words = (const char *const[]){"flatten", NULL},
     .keras = "Flatten",
@@ -27,4 +34,5 @@ const layer_kind flatten_kind = {
     .usage = "flatten",
     .check = check,
     .kernel = kernel,
+    .graph_node = graph_node,
 };

@@ -55,6 +55,12 @@ static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
     cg(g, "    for (int c = 0; c < %d; c++)\n        out[c] *= 1.0f / %d;\n}\n", C, P);
 }
 
+static void graph_node(const layer *l, nnc_graph_node *n)
+{
+    (void)l;
+    n->op = NNC_NODE_GLOBALAVGPOOL;
+}
+
 const layer_kind globalavgpool_kind = {
     .words = (const char *const[]){"globalavgpool", NULL},
     .keras = "GlobalAveragePooling2D",
@@ -68,4 +74,5 @@ const layer_kind globalavgpool_kind = {
     .print_forward = print_forward_in_out,
     .print_backward = print_backward_din_dout,
     .emit_single = emit_single,
+    .graph_node = graph_node,
 };

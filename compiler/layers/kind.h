@@ -149,6 +149,11 @@ typedef struct layer_kind {
 
     /* The inference back end: the layer as a plain C99 function of one sample (see single_ctx). */
     void (*emit_single)(cgen *g, const layer *l, const single_ctx *sc);
+
+    /* Export: the layer's node in the inference graph the runtime writes as ONNX (runtime/onnx.c):
+     * its op and what only the kind knows (window, strides, pads, eps). The printer fills in the
+     * rest (name, shapes, activation, tensors). NULL: no node, the identity at inference (dropout). */
+    void (*graph_node)(const layer *l, nnc_graph_node *n);
 } layer_kind;
 
 /* The steps of a layer, from its kind (the planner's view of the fields above). */

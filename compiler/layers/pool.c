@@ -164,6 +164,13 @@ static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
     cg(g, "        }\n}\n");
 }
 
+static void graph_node(const layer *l, nnc_graph_node *n)
+{
+    n->op = is_max(l) ? NNC_NODE_MAXPOOL : NNC_NODE_AVGPOOL;
+    n->kernel[0] = l->u.pool.kh, n->kernel[1] = l->u.pool.kw;
+    n->stride[0] = l->u.pool.sh, n->stride[1] = l->u.pool.sw;
+}
+
 /* The two kinds differ in their words and names only; is_max() tells their code apart. */
 #define POOL_KIND(word_, keras_, prefix_, id_)                                                                         \
     {                                                                                                                  \
@@ -171,6 +178,7 @@ static void emit_single(cgen *g, const layer *l, const single_ctx *sc)
         .flags = KIND_IMAGE_INPUT, .usage = USAGE, .n_options = sizeof options / sizeof options[0],                   \
         .options = options, .check = check, .kernel = kernel, .workspace = workspace, .emit = emit,                    \
         .print_forward = print_forward, .print_backward = print_backward, .emit_single = emit_single,                  \
+        .graph_node = graph_node,                                                                                      \
     }
 
 const layer_kind maxpool_kind = POOL_KIND("maxpool", "MaxPooling2D", "max_pooling2d", 2);

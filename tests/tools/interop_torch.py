@@ -4,26 +4,27 @@ Run with Debian's /usr/bin/python3 (python3-torch, numpy) from the repository ro
   to_torch MODEL.nn W.safetensors W.npz DATA TRAINER.txt
       Parse nnc's .safetensors (json + numpy.frombuffer: the `safetensors`
       package is not needed), load it into tests/reference/nn_to_torch.py's
-      model, classify the first 1000 test images of DATA (raw IDX) and compare
-      with the trainer's lines (trainer_run: argmax, probabilities). Prints
+      model, classify as many test images of DATA (raw IDX) as TRAINER.txt has
+      lines and compare with them (trainer_run: argmax, probabilities). Prints
       `torch IMAGES DIFFERENT_ARGMAX MAX_PROB_DIFF` and `npz SAME` (or what differs).
   from_torch MODEL.nn OUT.safetensors DATA
-      Train nn_to_torch's model for a few steps in PyTorch from its default
-      initialization, then write its state_dict (PyTorch's names with the
+      Train nn_to_torch's model in PyTorch from its default initialization
+      (Adam, 32 steps of 64 images: enough for every seed model to learn;
+      batchnorm's running statistics then averaged over DATA's training
+      images), then write its state_dict (PyTorch's names with the
       `mods.` prefix and its layouts: OIHW convs, [out][in] linears, the linear
       after a flatten reading NCHW-flattened inputs as nn.Flatten gives)
-      as .safetensors. Prints `torch_accuracy PERCENT` on the first 1000 test images.
+      as .safetensors. Prints `torch_accuracy PERCENT` on DATA's test images.
 """
 import json
 import sys
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 sys.path.insert(0, "tests/reference")
 import nn_to_torch  # noqa: E402
-
-N_IMAGES = 1000
 
 
 def read_safetensors(path):
@@ -92,10 +93,11 @@ def to_torch(nn_path, st_path, npz_path, data, trainer_txt):
     model.load_nnc_params(flat, state)
     mean = float(meta["prep_mean"]) if "prep_mean" in meta else None
     std = float(meta["prep_std"]) if "prep_std" in meta else None
-    x, _ = images(data, "t10k", N_IMAGES)
+    ref = np.loadtxt(trainer_txt, ndmin=2)
+    x, _ = images(data, "t10k", len(ref))
     with torch.no_grad():
-        probs = model(model.preprocess(x.astype(np.float32), mean, std)).numpy()
-    ref = np.loadtxt(trainer_txt)[:N_IMAGES]
+        probs = np.concatenate([model(model.preprocess(x[i:i + 1000].astype(np.float32), mean, std)).numpy()
+                                for i in range(0, len(x), 1000)])
     mis = int((probs.argmax(1) != ref[:, 0].astype(int)).sum())
     print("torch %d %d %g" % (len(probs), mis, float(np.abs(probs - ref[:, 1:]).max())))
     z = np.load(npz_path)
@@ -110,18 +112,28 @@ def from_torch(nn_path, out_path, data):
     model = nn_to_torch.build_model(nn_path)
     mean, std = prep_constants(model, data)
     x, y = images(data, "train")
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
-    for i in range(0, min(len(x), 1024), 64):
+    for i in range(0, min(len(x), 2048), 64):
         xb = model.preprocess(x[i:i + 64].astype(np.float32), mean, std)
         loss, _ = model.loss(xb, y[i:i + 64].astype(np.int64))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    model.eval()
-    xt, yt = images(data, "t10k", N_IMAGES)
+    # 32 steps move running statistics with momentum 0.01 hardly at all: average them over the
+    # training images instead (momentum None), so that inference mode predicts as well as it can.
+    bns = [mod for mod in model.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
     with torch.no_grad():
-        pred = model(model.preprocess(xt.astype(np.float32), mean, std)).numpy().argmax(1)
+        for i in range(0, len(x) if bns else 0, 500):
+            model(model.preprocess(x[i:i + 500].astype(np.float32), mean, std))
+    model.eval()
+    xt, yt = images(data, "t10k")
+    with torch.no_grad():
+        pred = np.concatenate([model(model.preprocess(xt[i:i + 1000].astype(np.float32), mean, std)).numpy().argmax(1)
+                               for i in range(0, len(xt), 1000)])
     print("torch_accuracy %.2f" % (100.0 * float((pred == yt).mean())))
     sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     # nn_to_torch's modules flatten NHWC as nnc does; a PyTorch model flattens NCHW

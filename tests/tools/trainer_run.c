@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "nncrt.h"
+#include "output_lines.h"
 
 extern const nnc_model NNC_MODEL;
 
@@ -57,13 +58,7 @@ int main(int argc, char **argv)
         m->infer_batch(&ctx, x, batch, params, state, probs);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         seconds += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        for (int b = 0; b < batch; b++) {
-            const float *p = probs + (size_t)b * m->n_classes;
-            printf("%d", nnc_argmax(p, m->n_classes));
-            for (int k = 0; k < m->n_classes; k++)
-                printf(" %.9g", (double)p[k]);
-            printf("\n");
-        }
+        print_output_lines(probs, batch, m->n_classes);
     }
     fprintf(stderr, "seconds %.6f\n", seconds);
     nnc_workspace_free(ctx.workspace);

@@ -1,0 +1,24 @@
+#!/bin/sh
+# tests/tools/onnx_layers_check.sh BUILD DIR - ONNX export of every layer kind's
+# model (tests/layers/KIND/KIND.nn: 'same' padding and strides, avgpool,
+# globalavgpool, sigmoid and tanh, batchnorm on the input and on flat vectors,
+# dropout, 1x1 images read by dense, mse): random weights and images
+# (onnx_random_run.c), the .onnx through onnx.checker and onnxruntime-node
+# against the trainer's own inference. Prints, per kind,
+#   KIND onnx_checker OK OPSET NODES OPS
+#   KIND onnxruntime IMAGES DIFFERENT_ARGMAX MAX_DIFF
+# Needs python3-onnx and onnxruntime-node (the caller checks). Run from the
+# repository root; $SAN_FLAGS as in build_trainer_run.sh.
+set -eu
+b=$1 dir=$2
+node_modules=$(cd "$b" && pwd)/node/node_modules
+for kind_dir in tests/layers/*/; do
+    k=$(basename "$kind_dir")
+    mkdir -p "$dir/$k"
+    "$b/nnc" "$kind_dir$k.nn" -o "$dir/$k/$k.c"
+    sh tests/tools/build_trainer_run.sh "$b" "$dir/$k/$k.c" "$dir/$k/run" tests/tools/onnx_random_run.c
+    "$dir/$k/run" "$dir/$k" 300 >"$dir/$k/trainer.txt"
+    echo "$k $(/usr/bin/python3 tests/tools/onnx_check.py "$dir/$k/w.onnx" "$k")"
+    echo "$k $(NODE_PATH=$node_modules node tests/tools/onnx_run.js "$dir/$k/w.onnx" "$dir/$k/images.idx" \
+        "$dir/$k/trainer.txt")"
+done
