@@ -185,7 +185,7 @@ test: $(TEST_DEPS_STAMP) $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(NUMERIC_MARCHES
 # ---- fuzzing (clang's libFuzzer with AddressSanitizer and UBSan) ----------
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZERS      := compiler idx checkpoint safetensors
+FUZZERS      := compiler idx checkpoint safetensors image cifar
 
 $(BUILD)/fuzz/fuzz_compiler: tests/fuzz/fuzz_compiler.c $(COMPILER_SRC) $(BUILD)/gen/parser.c $(BUILD)/gen/lexer.c \
 		runtime/files.c runtime/util.c
