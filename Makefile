@@ -28,7 +28,7 @@ TRAINER_CFLAGS ?= -O3 -march=$(MARCH) -ffp-contract=fast -fno-math-errno -fopenm
 RUNTIME_OPT := -O3 -march=$(MARCH) -fno-math-errno
 BLAS_CFLAGS = $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
-RT_LIBS     = $(BLAS_LIBS) -lpng -lz -lm -fopenmp
+RT_LIBS     = $(BLAS_LIBS) -lpng -ljpeg -lz -lm -fopenmp
 
 COMPILER_SRC := compiler/diag.c compiler/ast.c compiler/model.c compiler/schema.c compiler/check.c compiler/summary.c \
                 compiler/cgen.c compiler/plan.c compiler/emit.c compiler/infer.c $(sort $(wildcard compiler/layers/*.c))
@@ -185,7 +185,7 @@ test: $(TEST_DEPS_STAMP) $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(NUMERIC_MARCHES
 # ---- fuzzing (clang's libFuzzer with AddressSanitizer and UBSan) ----------
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZERS      := compiler idx checkpoint safetensors
+FUZZERS      := compiler idx checkpoint safetensors image cifar
 
 $(BUILD)/fuzz/fuzz_compiler: tests/fuzz/fuzz_compiler.c $(COMPILER_SRC) $(BUILD)/gen/parser.c $(BUILD)/gen/lexer.c \
 		runtime/files.c runtime/util.c

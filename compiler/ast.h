@@ -21,9 +21,11 @@ typedef enum {
     ARG_WORD,   /* relu, same, nesterov */
     ARG_OPTION, /* key=value; value is a NUMBER or WORD argument */
     ARG_PAIR,   /* 5:0.1 (schedule phases) */
+    ARG_LIST,   /* 0.4914,0.4822,0.4465 (an option's value: one number a channel) */
 } nnc_arg_kind;
 
 #define NNC_MAX_DIMS 4
+#define NNC_MAX_LIST 4 /* numbers in a list: one a channel, RGBA at most */
 
 typedef struct nnc_arg {
     nnc_arg_kind kind;
@@ -35,6 +37,8 @@ typedef struct nnc_arg {
     int ndims;
     struct nnc_arg *value; /* ARG_OPTION: the value */
     double first, second;  /* ARG_PAIR */
+    double list[NNC_MAX_LIST]; /* ARG_LIST */
+    int nlist;
     struct nnc_arg *next;
 } nnc_arg;
 

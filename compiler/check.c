@@ -217,9 +217,19 @@ static void check_input(checker *ck, const nnc_stmt *st)
         return;
     }
     ck->have_input = 1;
-    if (!a || a->kind != ARG_DIMS || a->ndims != 3 || a->next) {
-        nnc_error(ck->src, a ? a->loc : st->loc, "usage: input HxWxC, such as 'input 28x28x1'");
+    if (!a || a->kind != ARG_DIMS || a->ndims != 3) {
+        nnc_error(ck->src, a ? a->loc : st->loc, "usage: input HxWxC [resize=bilinear], such as 'input 28x28x1'");
         return;
+    }
+    for (const nnc_arg *o = a->next; o; o = o->next) {
+        /* resize=bilinear: images of another size in an image folder are resized to HxW, not refused */
+        if (o->kind == ARG_OPTION && strcmp(o->text, "resize") == 0 && o->value->kind == ARG_WORD &&
+            strcmp(o->value->text, "bilinear") == 0)
+            ck->m->resize = 1;
+        else if (o->kind == ARG_OPTION && strcmp(o->text, "resize") == 0)
+            nnc_error(ck->src, o->value->loc, "'resize' takes 'bilinear', not '%s'", o->value->text);
+        else
+            unexpected_arg(ck, st, o, "input HxWxC [resize=bilinear]");
     }
     for (int i = 0; i < 3; i++)
         if (a->dims[i] < 1 || a->dims[i] > 4096) {
@@ -233,7 +243,66 @@ static void check_input(checker *ck, const nnc_stmt *st)
     ck->cur = ck->m->input = (shape){a->dims[0], a->dims[1], a->dims[2]};
 }
 
-/* normalize   |   scale F   (F such as 1/255) */
+/* One number a channel of the input: `key=0.49,0.48,0.45`, or one number for one channel. */
+static int channel_list(checker *ck, const nnc_arg *opt, double lo, double hi, float *out)
+{
+    const nnc_arg *v = opt->value;
+    int channels = ck->m->input.c, n = v->kind == ARG_LIST ? v->nlist : 1;
+    if (v->kind != ARG_LIST && v->kind != ARG_NUMBER) {
+        nnc_error(ck->src, v->loc, "'%s' needs one number a channel, such as %s=0.5,0.5,0.5, not '%s'", opt->text,
+                  opt->text, v->text);
+        return 0;
+    }
+    if (n != channels) {
+        nnc_error(ck->src, v->loc, "'%s' has %d number%s but the input has %d channel%s", opt->text, n,
+                  n == 1 ? "" : "s", channels, channels == 1 ? "" : "s");
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        double x = v->kind == ARG_LIST ? v->list[i] : v->number;
+        if (!(x >= lo && x <= hi)) {
+            nnc_error(ck->src, v->loc, "'%s=%s': %g is out of range [%g, %g]", opt->text, v->text, x, lo, hi);
+            return 0;
+        }
+        out[i] = (float)x;
+    }
+    return 1;
+}
+
+/* normalize mean=M,.. std=S,..: fixed constants per channel on pixels scaled
+ * to [0, 1], as torchvision's Normalize after ToTensor. */
+static void check_channel_constants(checker *ck, const nnc_stmt *st)
+{
+    static const char *const keys[] = {"mean", "std", NULL};
+    const char *usage = "usage: normalize   or   normalize mean=M1,M2,M3 std=S1,S2,S3 (one number a channel)";
+    if (ck->m->input.c > NNC_MAX_PREP_CHANNELS) {
+        nnc_error(ck->src, st->loc, "per-channel 'normalize' takes up to %d channels; the input has %d",
+                  NNC_MAX_PREP_CHANNELS, ck->m->input.c);
+        return;
+    }
+    key_set given = {0};
+    int has_mean = 0, has_std = 0, good = 1; /* given; every value usable */
+    for (const nnc_arg *a = st->args; a; a = a->next) {
+        if (a->kind != ARG_OPTION) {
+            unexpected_arg(ck, st, a, usage + strlen("usage: "));
+            good = 0;
+            continue;
+        }
+        note_key(ck->src, &given, a, a->text);
+        if (strcmp(a->text, "mean") == 0)
+            has_mean = 1, good &= channel_list(ck, a, -1e3, 1e3, ck->m->prep_mean);
+        else if (strcmp(a->text, "std") == 0)
+            has_std = 1, good &= channel_list(ck, a, 1e-6, 1e3, ck->m->prep_std);
+        else
+            unknown_option(ck, a, "normalize", keys), good = 0;
+    }
+    if (has_mean != has_std)
+        nnc_error(ck->src, st->loc, "per-channel 'normalize' needs both mean= and std=; %s", usage);
+    else if (has_mean && good)
+        ck->m->prep = NNC_PREP_CHANNELS;
+}
+
+/* normalize   |   normalize mean=.. std=..   |   scale F   (F such as 1/255) */
 static void check_preprocessing(checker *ck, const nnc_stmt *st, int normalize)
 {
     if (ck->m->n_layers > 0) {
@@ -248,9 +317,9 @@ static void check_preprocessing(checker *ck, const nnc_stmt *st, int normalize)
     ck->prep_stmt = st;
     const nnc_arg *a = st->args;
     if (normalize) {
-        if (a)
-            unexpected_arg(ck, st, a, "normalize");
         ck->m->prep = NNC_PREP_NORMALIZE;
+        if (a)
+            check_channel_constants(ck, st);
         return;
     }
     if (!a || a->kind != ARG_NUMBER || a->next || !(a->number > 0)) {
@@ -494,20 +563,27 @@ static void check_schedule(checker *ck, const nnc_stmt *st)
     }
 }
 
-/* augment rotation=DEG width_shift=F height_shift=F shear=F zoom=F */
+/* augment rotation=DEG width_shift=F height_shift=F shear=F zoom=F horizontal_flip */
 static void check_augment(checker *ck, const nnc_stmt *st)
 {
-    static const char *const keys[] = {"rotation", "width_shift", "height_shift", "shift", "shear", "zoom", NULL};
+    static const char *const keys[] = {"rotation", "width_shift", "height_shift", "shift", "shear", "zoom",
+                                       "horizontal_flip", NULL};
     once(ck, st, &ck->augment_stmt, " in the train block");
     nnc_augment_cfg *g = &ck->m->recipe.aug;
     ck->m->recipe.augment = 1;
     if (!st->args)
-        nnc_error(ck->src, st->loc, "usage: augment rotation=DEG shift=F shear=F zoom=F");
+        nnc_error(ck->src, st->loc, "usage: augment rotation=DEG shift=F shear=F zoom=F horizontal_flip");
     key_set given = {0};
     for (const nnc_arg *a = st->args; a; a = a->next) {
         double v;
+        if (a->kind == ARG_WORD && strcmp(a->text, "horizontal_flip") == 0) {
+            /* a switch, as Keras's horizontal_flip=True: off unless named */
+            note_key(ck->src, &given, a, a->text);
+            g->horizontal_flip = 1;
+            continue;
+        }
         if (a->kind != ARG_OPTION) {
-            unexpected_arg(ck, st, a, "augment key=value ...");
+            unexpected_arg(ck, st, a, "augment key=value ... [horizontal_flip]");
             continue;
         }
         /* shift= sets both axes, so it repeats width_shift= and height_shift=. */

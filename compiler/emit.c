@@ -72,7 +72,7 @@ static void print_header(printer *pr)
     cg(g, " * Do not edit: change the model file and run `make generated`.\n *\n");
     cg(g, " * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.\n");
     cg(g, " * Forward pass: %.0f multiply-adds per image.\n", model_forward_macs(m));
-    cg(g, " * Build: cc -O3 -march=native -fopenmp %s.c -lnncrt -lopenblas -lpng -lz -lm\n */\n", m->name);
+    cg(g, " * Build: cc -O3 -march=native -fopenmp %s.c -lnncrt -lopenblas -lpng -ljpeg -lz -lm\n */\n", m->name);
     cg(g, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"nncrt.h\"\n\n");
     cg(g, "#define B %d /* the largest batch a step sees */\n", m->recipe.batch);
     cg(g, "#define CHUNKS %d /* fixed slices of the batch; the arithmetic never depends on the thread count */\n",
@@ -682,6 +682,7 @@ static const char *prep_enum(nnc_prep_kind p)
     switch (p) {
     case NNC_PREP_SCALE: return "NNC_PREP_SCALE";
     case NNC_PREP_NORMALIZE: return "NNC_PREP_NORMALIZE";
+    case NNC_PREP_CHANNELS: return "NNC_PREP_CHANNELS";
     default: return "NNC_PREP_NONE";
     }
 }
@@ -740,9 +741,10 @@ static void print_recipe(printer *pr)
     cg(g, "        .seed = %lluULL,\n", (unsigned long long)r->seed);
     if (r->augment) {
         cg(g, "        .augment = 1,\n");
-        cg(g, "        .aug = {.rotation = %s, .width_shift = %s, .height_shift = %s, .shear = %s, .zoom = %s},\n",
+        cg(g, "        .aug = {.rotation = %s, .width_shift = %s, .height_shift = %s, .shear = %s, .zoom = %s%s},\n",
            flt(a, sizeof a, r->aug.rotation), flt(b, sizeof b, r->aug.width_shift),
-           flt(c, sizeof c, r->aug.height_shift), flt(d, sizeof d, r->aug.shear), flt(f, sizeof f, r->aug.zoom));
+           flt(c, sizeof c, r->aug.height_shift), flt(d, sizeof d, r->aug.shear), flt(f, sizeof f, r->aug.zoom),
+           r->aug.horizontal_flip ? ", .horizontal_flip = 1" : "");
     }
     cg(g, "    },\n");
 }
@@ -776,12 +778,24 @@ static void print_model_description(printer *pr)
     cg(g, "\nconst nnc_model nnc_model_%s = {\n", m->name);
     cg(g, "    .name = \"%s\",\n    .source = \"%s\",\n", m->name, m->source_path);
     cg(g, "    .in_h = IN_H,\n    .in_w = IN_W,\n    .in_c = IN_C,\n    .n_classes = N_CLASSES,\n");
+    if (m->resize)
+        cg(g, "    .in_resize = 1, /* images of another size are resized (bilinear) */\n");
     cg(g, "    .n_params = N_PARAMS,\n    .n_state = N_STATE,\n");
     cg(g, "    .signature = 0x%016llxULL,\n", model_signature(m));
     cg(g, "    .max_batch = B,\n");
     cg(g, "    .workspace_bytes = sizeof(workspace),\n");
     cg(g, "    .default_threads = %d, /* %.0f MFLOP a training step */\n", default_threads(m), step_mflop(m));
     cg(g, "    .prep = %s,\n    .prep_scale = %s,\n", prep_enum(m->prep), flt(a, sizeof a, m->prep_scale));
+    if (m->prep == NNC_PREP_CHANNELS) {
+        const char *field[2] = {"prep_mean", "prep_std"};
+        const float *value[2] = {m->prep_mean, m->prep_std};
+        for (int k = 0; k < 2; k++) {
+            cg(g, "    .%s = {", field[k]);
+            for (int c = 0; c < m->input.c; c++)
+                cg(g, "%s%s", c ? ", " : "", flt(a, sizeof a, value[k][c]));
+            cg(g, "},\n");
+        }
+    }
     print_recipe(pr);
     cg(g, "    .n_tensors = N_TENSORS,\n    .tensors = param_tensors,\n");
     cg(g, "    .n_state_tensors = N_STATE_TENSORS,\n    .state_tensors = state_tensors,\n");

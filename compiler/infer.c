@@ -110,7 +110,7 @@ static double weight_bytes(const inferer *in)
         const layer *l = in->steps[k].l;
         floats += (double)l->n_weights + (double)l->n_bias;
     }
-    return floats * 4 + 256 * 4; /* and the pixel table */
+    return floats * 4 + 256 * 4 * (in->m->prep == NNC_PREP_CHANNELS ? in->m->input.c : 1); /* and the pixel tables */
 }
 
 static void print_header_file(inferer *in, FILE *out, const char *weights_path)
@@ -137,21 +137,29 @@ static void print_header_file(inferer *in, FILE *out, const char *weights_path)
     fprintf(out, "void %s_forward(const float *input, float *probs, void *scratch);\n\n#endif\n", in->prefix);
 }
 
-/* The pixel -> input float table: the trainer's preprocessing, with the weights file's constants. */
+/* The pixel -> input float table: the trainer's preprocessing, with the weights file's constants;
+ * per-channel constants get a table a channel, one after another. */
 static void print_pixel_table(inferer *in, const float prep[2])
 {
-    nnc_model desc = {.prep = in->m->prep, .prep_scale = in->m->prep_scale};
-    float table[256];
-    nnc_prep_table(&desc, prep, table);
+    const model *m = in->m;
+    nnc_model desc = {.prep = m->prep, .prep_scale = m->prep_scale};
+    memcpy(desc.prep_mean, m->prep_mean, sizeof desc.prep_mean);
+    memcpy(desc.prep_std, m->prep_std, sizeof desc.prep_std);
+    int tables = m->prep == NNC_PREP_CHANNELS ? m->input.c : 1;
+    float table[NNC_MAX_PREP_CHANNELS * 256];
+    for (int c = 0; c < tables; c++)
+        nnc_prep_table(&desc, prep, c, table + 256 * c);
     char name[96];
     cg(&in->g, "\n/* Pixel value -> input float: the model's preprocessing");
-    if (in->m->prep == NNC_PREP_NORMALIZE)
+    if (m->prep == NNC_PREP_NORMALIZE)
         cg(&in->g, " ((x - %g) / %g, the training set's mean and std)", (double)prep[0], (double)prep[1]);
-    else if (in->m->prep == NNC_PREP_SCALE)
-        cg(&in->g, " (x * %g)", (double)in->m->prep_scale);
+    else if (m->prep == NNC_PREP_SCALE)
+        cg(&in->g, " (x * %g)", (double)m->prep_scale);
+    else if (m->prep == NNC_PREP_CHANNELS)
+        cg(&in->g, " (x / 255 - mean[c]) / std[c], 256 values for each of the %d channels", tables);
     cg(&in->g, ". */\n");
     snprintf(name, sizeof name, "%s_pixel_value", in->prefix);
-    cg_float_array(&in->g, name, table, 256);
+    cg_float_array(&in->g, name, table, 256 * tables);
 }
 
 static int uses_softmax(const inferer *in)
@@ -227,8 +235,12 @@ static void print_code_file(inferer *in, const float *state, const float prep[2]
     free(calls);
     cg(g, "\nint %s_predict(const uint8_t *pixels, float *probs, void *scratch)\n{\n", in->prefix);
     cg(g, "    float *x = scratch;\n");
-    cg(g, "    for (int i = 0; i < %d; i++)\n        x[i] = %s_pixel_value[pixels[i]];\n", shape_size(m->input),
-       in->prefix);
+    if (m->prep == NNC_PREP_CHANNELS) /* channels innermost (NHWC): pixel i is channel i % C */
+        cg(g, "    for (int i = 0; i < %d; i++)\n        x[i] = %s_pixel_value[(i %% %d) * 256 + pixels[i]];\n",
+           shape_size(m->input), in->prefix, m->input.c);
+    else
+        cg(g, "    for (int i = 0; i < %d; i++)\n        x[i] = %s_pixel_value[pixels[i]];\n", shape_size(m->input),
+           in->prefix);
     cg(g, "    %s_forward(x, probs, scratch);\n", in->prefix);
     cg(g, "    int best = 0;\n    for (int k = 1; k < %d; k++)\n        best = probs[k] > probs[best] ? k : best;\n",
        m->n_classes);

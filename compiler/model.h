@@ -81,8 +81,10 @@ typedef struct {
     char *name;
     const char *source_path;
     shape input;
+    int resize; /* input resize=bilinear: image files of another size are resized */
     nnc_prep_kind prep;
     float prep_scale;
+    float prep_mean[NNC_MAX_PREP_CHANNELS], prep_std[NNC_MAX_PREP_CHANNELS]; /* NNC_PREP_CHANNELS */
     int n_layers;
     layer *layers;
     size_t n_params, n_state;

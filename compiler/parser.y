@@ -11,7 +11,8 @@
  *   statement : WORD arg*
  *   arg       : NUMBER | NUMBER '/' NUMBER | NUMBER ':' NUMBER | DIMS
  *             | WORD | WORD '=' value
- *   value     : NUMBER | NUMBER '/' NUMBER | WORD
+ *   value     : NUMBER | NUMBER '/' NUMBER | WORD | list
+ *   list      : NUMBER ',' NUMBER | list ',' NUMBER
  *
  * A syntax error skips to the end of its line, so one run reports the errors
  * of every line.
@@ -48,6 +49,7 @@ typedef void *yyscan_t;
 static void yyerror(nnc_loc *loc, yyscan_t scanner, nnc_source *src, nnc_stmt **result, const char *msg);
 static nnc_arg *fraction(nnc_arg *num, nnc_arg *den, nnc_loc loc, nnc_source *src);
 static nnc_arg *pair(nnc_arg *a, nnc_arg *b, nnc_loc loc);
+static nnc_arg *list_append(nnc_arg *list, nnc_arg *num, nnc_loc loc, nnc_source *src);
 }
 
 %token <word> WORD "word"
@@ -56,7 +58,7 @@ static nnc_arg *pair(nnc_arg *a, nnc_arg *b, nnc_loc loc);
 %token NEWLINE "end of line"
 
 %type <stmt> lines statement
-%type <arg> args arg value
+%type <arg> args arg value list
 
 %destructor { free($$); } <word>
 %destructor { nnc_arg_free($$); } <arg>
@@ -101,6 +103,12 @@ value
     : NUMBER                    { $$ = $1; }
     | NUMBER '/' NUMBER         { $$ = fraction($1, $3, @$, src); }
     | WORD                      { $$ = nnc_arg_new(ARG_WORD, @1, $1); free($1); }
+    | list                      { $$ = $1; }
+    ;
+
+list
+    : NUMBER ',' NUMBER         { $$ = list_append(list_append(NULL, $1, @1, src), $3, @$, src); }
+    | list ',' NUMBER           { $$ = list_append($1, $3, @$, src); }
     ;
 
 %%
@@ -152,6 +160,25 @@ static nnc_arg *pair(nnc_arg *a, nnc_arg *b, nnc_loc loc)
     nnc_arg_free(a);
     nnc_arg_free(b);
     return arg;
+}
+
+/* `0.49,0.48,0.45`: numbers one after another (NULL list: a new one), one a channel. */
+static nnc_arg *list_append(nnc_arg *list, nnc_arg *num, nnc_loc loc, nnc_source *src)
+{
+    if (!list)
+        list = nnc_arg_new(ARG_LIST, loc, "");
+    size_t n = strlen(list->text) + strlen(num->text) + 2;
+    char *text = nnc_xmalloc(n);
+    snprintf(text, n, "%s%s%s", list->text, list->nlist ? "," : "", num->text);
+    free(list->text);
+    list->text = text;
+    list->loc = (nnc_loc){list->loc.first_line, list->loc.first_column, loc.last_line, loc.last_column};
+    if (list->nlist == NNC_MAX_LIST)
+        nnc_error(src, num->loc, "a list holds at most %d numbers (one a channel)", NNC_MAX_LIST);
+    else
+        list->list[list->nlist++] = num->number;
+    nnc_arg_free(num);
+    return list;
 }
 
 nnc_stmt *nnc_parse(nnc_source *src)

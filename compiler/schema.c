@@ -69,6 +69,7 @@ static const char *arg_kind_name(nnc_arg_kind kind)
     case ARG_WORD: return "word";
     case ARG_OPTION: return "option";
     case ARG_PAIR: return "pair";
+    case ARG_LIST: return "list";
     }
     return "argument";
 }

@@ -58,11 +58,12 @@ void nnc_print_summary(FILE *out, const model *m)
     const nnc_recipe *r = &m->recipe;
     fprintf(out, "Input: %dx%dx%d, %s\n", m->input.h, m->input.w, m->input.c,
             m->prep == NNC_PREP_NORMALIZE ? "normalized by the training set's mean and std"
+            : m->prep == NNC_PREP_CHANNELS ? "normalized per channel by the model's mean and std"
             : m->prep == NNC_PREP_SCALE   ? "scaled"
                                           : "raw pixel values 0..255");
     fprintf(out, "Training: loss %s, optimizer %s lr=%g, batch %d, %d epochs, seed %llu%s\n",
             r->loss == NNC_LOSS_MSE ? "mse" : "crossentropy", optimizer_name(r->optimizer.kind), r->optimizer.lr,
-            r->batch, r->epochs, (unsigned long long)r->seed, r->augment ? ", augmented" : "");
+            r->batch, r->epochs, (unsigned long long)r->seed, r->augment ? r->aug.horizontal_flip ? ", augmented with flips" : ", augmented" : "");
     if (r->schedule == NNC_SCHED_STEP)
         fprintf(out, "Schedule: lr x %g every %d epoch%s\n", r->step_factor, r->step_every, r->step_every == 1 ? "" : "s");
     else if (r->schedule == NNC_SCHED_COSINE)

@@ -5,7 +5,7 @@
  *
  * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.
  * Forward pass: 891900 multiply-adds per image.
- * Build: cc -O3 -march=native -fopenmp cnn_larger.c -lnncrt -lopenblas -lpng -lz -lm
+ * Build: cc -O3 -march=native -fopenmp cnn_larger.c -lnncrt -lopenblas -lpng -ljpeg -lz -lm
  */
 #include <math.h>
 #include <stdint.h>

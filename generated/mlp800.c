@@ -4,7 +4,7 @@
  *
  * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.
  * Forward pass: 635200 multiply-adds per image.
- * Build: cc -O3 -march=native -fopenmp mlp800.c -lnncrt -lopenblas -lpng -lz -lm
+ * Build: cc -O3 -march=native -fopenmp mlp800.c -lnncrt -lopenblas -lpng -ljpeg -lz -lm
  */
 #include <math.h>
 #include <stdint.h>

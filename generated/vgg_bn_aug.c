@@ -5,7 +5,7 @@
  *
  * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.
  * Forward pass: 10235008 multiply-adds per image.
- * Build: cc -O3 -march=native -fopenmp vgg_bn_aug.c -lnncrt -lopenblas -lpng -lz -lm
+ * Build: cc -O3 -march=native -fopenmp vgg_bn_aug.c -lnncrt -lopenblas -lpng -ljpeg -lz -lm
  */
 #include <math.h>
 #include <stdint.h>

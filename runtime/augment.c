@@ -24,13 +24,17 @@
  *                 A Keras >= 2.2 shear_range=S is shear=S*pi/180 here.
  *   zoom=F        zoom_range: zx and zy drawn independently in [1-F, 1+F];
  *                 they scale the sampling position, so > 1 shrinks the digit.
+ *   horizontal_flip  with probability 1/2 the result is mirrored left-right
+ *                 (Keras's horizontal_flip=True), after the affine part, as
+ *                 Keras flips after apply_affine_transform.
  *   fill          always 'nearest' (Keras's default): edge pixels extended.
  * Keras 1 and Keras 2 before keras-preprocessing 1.0.6 sampled with order=0
  * (nearest neighbour); later ones, and we, sample bilinearly (order=1).
  * Keras also takes h/2 + 0.5 as the centre, not (h - 1)/2; we do the same.
  *
  * The random draws happen in a fixed order per image and only for the
- * distortions that are enabled, so the stream is reproducible.
+ * distortions that are enabled, so the stream is reproducible (and a recipe
+ * without horizontal_flip draws exactly what it drew before flips existed).
  */
 #include <math.h>
 #include <string.h>
@@ -74,6 +78,8 @@ void nnc_augment_draw(const nnc_augment_cfg *cfg, int h, int w, nnc_rng *rng, nn
         p->zx = 1.0 + uniform_symmetric(rng, cfg->zoom);
         p->zy = 1.0 + uniform_symmetric(rng, cfg->zoom);
     }
+    /* Keras: np.random.random() < 0.5, drawn after the affine parameters. */
+    p->flip = cfg->horizontal_flip ? nnc_rng_uniform(rng) < 0.5f : 0;
 }
 
 /* Keras's apply_affine_transform: rotation * shift * shear * zoom, about the centre. */
@@ -100,8 +106,9 @@ void nnc_augment_apply(const nnc_augment_params *p, int h, int w, int c, const f
             /* The INPUT position this output pixel samples; beyond the border,
              * the nearest edge pixel ('nearest'). Bilinear (order=1): every
              * output is a convex combination of inputs, so stays in their range. */
-            double row = clamp(t.a[0][0] * r + t.a[0][1] * col + t.a[0][2], 0.0, h - 1.0);
-            double cc = clamp(t.a[1][0] * r + t.a[1][1] * col + t.a[1][2], 0.0, w - 1.0);
+            int ac = p->flip ? w - 1 - col : col; /* the column of the affine result this pixel shows */
+            double row = clamp(t.a[0][0] * r + t.a[0][1] * ac + t.a[0][2], 0.0, h - 1.0);
+            double cc = clamp(t.a[1][0] * r + t.a[1][1] * ac + t.a[1][2], 0.0, w - 1.0);
             int r0 = (int)row, c0 = (int)cc; /* floor: both are >= 0 */
             int r1 = r0 + 1 < h ? r0 + 1 : r0, c1 = c0 + 1 < w ? c0 + 1 : c0;
             double fr = row - r0, fc = cc - c0;

@@ -291,6 +291,7 @@ int nnc_dataset_load(nnc_dataset *ds, const char *dir, const char *prefix, char 
     ds->n = image_dims[0];
     ds->h = image_dims[1];
     ds->w = image_dims[2];
+    ds->c = 1;
     ds->images = images;
     ds->labels = labels;
     return 0;
@@ -299,17 +300,21 @@ int nnc_dataset_load(nnc_dataset *ds, const char *dir, const char *prefix, char 
 void nnc_dataset_free(nnc_dataset *ds) {
     free(ds->images);
     free(ds->labels);
+    for (int i = 0; i < ds->n_class_names; i++) free(ds->class_names[i]);
+    free(ds->class_names);
     memset(ds, 0, sizeof *ds);
 }
 
 int nnc_dataset_check(const nnc_dataset *ds, const nnc_model *m, const char *what, char *err, size_t errlen) {
-    if (m->in_c != 1) {
-        nnc_set_error(err, errlen, "model %s expects %d channels but MNIST images have 1", m->name, m->in_c);
+    if (ds->h != m->in_h || ds->w != m->in_w || ds->c != m->in_c) {
+        nnc_set_error(err, errlen, "%s: images are %dx%dx%d but model %s expects %dx%dx%d (its 'input' line)", what,
+                      ds->h, ds->w, ds->c, m->name, m->in_h, m->in_w, m->in_c);
         return -1;
     }
-    if (ds->h != m->in_h || ds->w != m->in_w) {
-        nnc_set_error(err, errlen, "%s: images are %dx%d but model %s expects %dx%d", what, ds->h, ds->w, m->name,
-                m->in_h, m->in_w);
+    if (ds->n_class_names > m->n_classes) {
+        nnc_set_error(err, errlen, "%s: has %d classes (%s .. %s) but model %s has %d outputs", what,
+                      ds->n_class_names, ds->class_names[0], ds->class_names[ds->n_class_names - 1], m->name,
+                      m->n_classes);
         return -1;
     }
     for (int i = 0; i < ds->n; i++) {

@@ -66,7 +66,10 @@ static const nnc_tensor_info *tensor_at(const nnc_model *m, int i, const float *
 }
 
 static const char *prep_name(nnc_prep_kind k) {
-    return k == NNC_PREP_SCALE ? "scale" : k == NNC_PREP_NORMALIZE ? "normalize" : "none";
+    return k == NNC_PREP_SCALE       ? "scale"
+           : k == NNC_PREP_NORMALIZE ? "normalize"
+           : k == NNC_PREP_CHANNELS  ? "normalize_channels"
+                                     : "none";
 }
 
 static int has_suffix(const char *s, const char *suffix) {
@@ -86,8 +89,34 @@ static void put_meta(buf_t *h, const char *key, const char *value, int *first) {
     buf_json_string(h, value);
 }
 
+/* The model's per-channel constants as "0.4914,0.4822,0.4465" (informational: the model holds them). */
+static void put_channel_constants(buf_t *h, const nnc_model *m, int *first) {
+    const float *values[2] = {m->prep_mean, m->prep_std};
+    const char *keys[2] = {"prep_channel_mean", "prep_channel_std"};
+    for (int k = 0; k < 2; k++) {
+        char text[NNC_MAX_PREP_CHANNELS * 20] = "";
+        for (int c = 0; c < m->in_c && c < NNC_MAX_PREP_CHANNELS; c++)
+            snprintf(text + strlen(text), sizeof text - strlen(text), "%s%.9g", c ? "," : "", (double)values[k][c]);
+        put_meta(h, keys[k], text, first);
+    }
+}
+
+/* The class names as a JSON array in a string (metadata values are strings): ["airplane","automobile",...]. */
+static void put_class_names(buf_t *h, const nnc_dataset *classes, int *first) {
+    buf_t list = {0};
+    buf_put(&list, "[", 1);
+    for (int k = 0; k < classes->n_class_names; k++) {
+        if (k) buf_put(&list, ",", 1);
+        buf_json_string(&list, classes->class_names[k]);
+    }
+    buf_put(&list, "", 1); /* the terminating NUL */
+    if (!list.oom) put_meta(h, "classes", (const char *)list.p, first);
+    h->oom |= list.oom;
+    free(list.p);
+}
+
 int nnc_safetensors_encode(const nnc_model *m, const float *params, const float *state, const float prep[2],
-                           uint8_t **out, size_t *size) {
+                           const nnc_dataset *classes, uint8_t **out, size_t *size) {
     buf_t h = {0}, f = {0};
     int n = m->n_tensors + m->n_state_tensors, first = 1;
     char num[64], key[256];
@@ -105,7 +134,10 @@ int nnc_safetensors_encode(const nnc_model *m, const float *params, const float 
         put_meta(&h, "prep_mean", num, &first);
         snprintf(num, sizeof num, "%.9g", (double)prep[1]);
         put_meta(&h, "prep_std", num, &first);
+    } else if (m->prep == NNC_PREP_CHANNELS) {
+        put_channel_constants(&h, m, &first);
     }
+    if (classes && classes->n_class_names > 0) put_class_names(&h, classes, &first);
     for (int i = 0; i < n; i++) {
         const nnc_tensor_info *t = tensor_at(m, i, NULL, NULL, NULL);
         snprintf(key, sizeof key, "layout.%s", t->name);
@@ -207,12 +239,12 @@ int nnc_export_format_ok(const char *path) {
 }
 
 int nnc_export_weights(const char *path, const nnc_model *m, const float *params, const float *state,
-                       const float prep[2], char *err, size_t errlen) {
+                       const float prep[2], const nnc_dataset *classes, char *err, size_t errlen) {
     uint8_t *bytes = NULL;
     size_t size = 0;
     int rc;
     if (has_suffix(path, ".safetensors"))
-        rc = nnc_safetensors_encode(m, params, state, prep, &bytes, &size);
+        rc = nnc_safetensors_encode(m, params, state, prep, classes, &bytes, &size);
     else if (has_suffix(path, ".npz"))
         rc = nnc_npz_encode(m, params, state, &bytes, &size);
     else if (has_suffix(path, ".onnx"))

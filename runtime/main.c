@@ -88,11 +88,16 @@ static int recipe_epochs(const nnc_recipe *r) {
 static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
     fprintf(out,
             "usage: %s [options]\n"
-            "Train model '%s' (compiled from %s by nnc %s) on MNIST, then save its weights.\n"
+            "Train model '%s' (compiled from %s by nnc %s), then save its weights.\n"
             "\n"
             "Data and run\n"
-            "  --data DIR     MNIST directory (default: $NNC_DATA, ./data/mnist, ../shared/data/mnist,\n"
-            "                 else download into ./" DOWNLOAD_DIR " with curl)\n"
+            "  --data DIR     the data, in one of three layouts (the one found is named):\n"
+            "                 MNIST's IDX files (train-images-idx3-ubyte[.gz] ...); CIFAR-10's binary\n"
+            "                 batches (data_batch_1..5.bin, test_batch.bin, batches.meta.txt); or\n"
+            "                 image folders DIR/train/<class>/*.png|*.jpg and DIR/test/<class>/...\n"
+            "                 (classes: the sorted folder names). Default: MNIST from $NNC_DATA,\n"
+            "                 ./data/mnist, ../shared/data/mnist, else downloaded into\n"
+            "                 ./" DOWNLOAD_DIR " with curl\n"
             "  --epochs N     epochs to train (default %d, from the recipe); cosine and one-cycle\n"
             "                 schedules span the N epochs\n"
             "  --seed N       random seed (default %llu, from the recipe)\n"
@@ -389,15 +394,77 @@ static const char *find_data_dir(const cli_args *a, const char *prefix) {
     return NULL;
 }
 
-/* Load `<dir>/<prefix>-*` and check it fits the model; prints the problem. */
-static int load_split(nnc_dataset *ds, const nnc_model *m, const char *dir, const char *prefix) {
-    char err[ERR_LEN];
-    if (nnc_dataset_load(ds, dir, prefix, err, sizeof err) != 0) {
+/* The layouts --data DIR can hold; each split is read by its own reader. */
+typedef enum { LAYOUT_IDX, LAYOUT_CIFAR, LAYOUT_FOLDERS } data_layout;
+
+static int dir_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static data_layout detect_layout(const char *dir) {
+    char path[PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/data_batch_1.bin", dir);
+    if (file_exists(path)) return LAYOUT_CIFAR;
+    snprintf(path, sizeof path, "%s/test_batch.bin", dir);
+    if (file_exists(path)) return LAYOUT_CIFAR;
+    snprintf(path, sizeof path, "%s/train", dir);
+    return dir_exists(path) ? LAYOUT_FOLDERS : LAYOUT_IDX;
+}
+
+/* Say once which layout was found, and where. */
+static void print_layout(const char *dir) {
+    switch (detect_layout(dir)) {
+    case LAYOUT_CIFAR:
+        printf("data: CIFAR-10 binary layout in %s (data_batch_1..%d.bin, test_batch.bin, batches.meta.txt)\n", dir,
+               NNC_CIFAR_TRAIN_FILES);
+        break;
+    case LAYOUT_FOLDERS:
+        printf("data: image-folder layout in %s (train/<class>/, test/<class>/: PNG or JPEG; classes in sorted "
+               "order, each class's files in sorted order)\n",
+               dir);
+        break;
+    case LAYOUT_IDX: printf("data: IDX layout (MNIST) in %s\n", dir); break;
+    }
+    fflush(stdout);
+}
+
+/* An image-folder split: DIR/train, or DIR/test labelled by DIR/train's class folders. */
+static int load_folder_split(nnc_dataset *ds, const nnc_model *m, const char *dir, int test, int threads, char *what,
+                             size_t what_len, char *err, size_t errlen) {
+    char train_dir[PATH_LEN + 16];
+    snprintf(train_dir, sizeof train_dir, "%s/train", dir);
+    snprintf(what, what_len, "%s/%s", dir, test ? "test" : "train");
+    if (!test)
+        return nnc_folder_load(ds, train_dir, NULL, m->in_h, m->in_w, m->in_c, m->in_resize, threads, stdout, err,
+                               errlen);
+    nnc_dataset classes;
+    if (nnc_folder_classes(&classes, train_dir, err, errlen) != 0) return -1;
+    int rc = nnc_folder_load(ds, what, &classes, m->in_h, m->in_w, m->in_c, m->in_resize, threads, stdout, err,
+                             errlen);
+    nnc_dataset_free(&classes);
+    return rc;
+}
+
+/* Load the split (prefix "train" or "t10k", as MNIST's files are named) of
+ * dir's layout and check it fits the model; prints the problem. */
+static int load_split(nnc_dataset *ds, const nnc_model *m, const char *dir, const char *prefix, int threads) {
+    char err[ERR_LEN], what[PATH_LEN + 64];
+    int test = strcmp(prefix, "train") != 0, rc;
+    switch (detect_layout(dir)) {
+    case LAYOUT_CIFAR:
+        rc = nnc_cifar_load(ds, dir, test ? "test" : "train", err, sizeof err);
+        snprintf(what, sizeof what, "%s/%s", dir, test ? "test_batch.bin" : "data_batch_*.bin");
+        break;
+    case LAYOUT_FOLDERS: rc = load_folder_split(ds, m, dir, test, threads, what, sizeof what, err, sizeof err); break;
+    default:
+        rc = nnc_dataset_load(ds, dir, prefix, err, sizeof err);
+        snprintf(what, sizeof what, "%s/%s", dir, prefix);
+    }
+    if (rc != 0) {
         fprintf(stderr, "error: %s\n", err);
         return -1;
     }
-    char what[4200];
-    snprintf(what, sizeof what, "%s/%s", dir, prefix);
     if (nnc_dataset_check(ds, m, what, err, sizeof err) != 0) {
         fprintf(stderr, "error: %s\n", err);
         nnc_dataset_free(ds);
@@ -432,7 +499,7 @@ static int report_test(const nnc_model *m, const nnc_dataset *test, const float 
     }
     printf("test_loss %.4f\n", loss);
     print_final_accuracy(acc);
-    nnc_print_confusion(stdout, confusion, m->n_classes, "the test set");
+    nnc_print_confusion(stdout, confusion, m->n_classes, test, "the test set");
     fflush(stdout);
     free(confusion);
     return 0;
@@ -545,7 +612,7 @@ static int on_epoch(void *ctx, const nnc_train_state *ts, const float *params, c
 
 /* Identifies the training data, so that --resume refuses to continue on other data. */
 static uint32_t dataset_crc(const nnc_dataset *ds) {
-    uint32_t crc = nnc_crc32(0, ds->images, (size_t)ds->n * (size_t)ds->h * (size_t)ds->w);
+    uint32_t crc = nnc_crc32(0, ds->images, (size_t)ds->n * (size_t)ds->h * (size_t)ds->w * (size_t)ds->c);
     return nnc_crc32(crc, ds->labels, (size_t)ds->n);
 }
 
@@ -603,7 +670,7 @@ static int load_weights(const nnc_model *m, const cli_args *a, const nnc_dataset
     nnc_dataset own = {0};
     const char *dir = "the training data";
     if (m->prep == NNC_PREP_NORMALIZE && !train) {
-        if (!(dir = find_data_dir(a, "train")) || load_split(&own, m, dir, "train") != 0) return -1;
+        if (!(dir = find_data_dir(a, "train")) || load_split(&own, m, dir, "train", a->threads) != 0) return -1;
         train = &own;
     }
     nnc_prep_compute(m, train ? train : &own, prep);
@@ -616,12 +683,12 @@ static int load_weights(const nnc_model *m, const cli_args *a, const nnc_dataset
     return 0;
 }
 
-/* --export, when asked for. */
-static int export_weights(const nnc_model *m, const cli_args *a, const float *params, const float *state,
-                          const float prep[2]) {
+/* --export, when asked for; classes (may be NULL) names the classes in the metadata. */
+static int export_weights(const nnc_model *m, const cli_args *a, const nnc_dataset *classes, const float *params,
+                          const float *state, const float prep[2]) {
     char err[ERR_LEN];
     if (!a->export_path) return 0;
-    if (nnc_export_weights(a->export_path, m, params, state, prep, err, sizeof err) != 0) {
+    if (nnc_export_weights(a->export_path, m, params, state, prep, classes, err, sizeof err) != 0) {
         fprintf(stderr, "error: %s\n", err);
         return -1;
     }
@@ -702,9 +769,10 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const char *
     }
     if (a->validation) {
         train.n -= a->validation;
-        val = (nnc_dataset){.n = a->validation, .h = train.h, .w = train.w,
-                            .images = train.images + (size_t)train.n * train.h * train.w,
-                            .labels = train.labels + train.n};
+        val = (nnc_dataset){.n = a->validation, .h = train.h, .w = train.w, .c = train.c,
+                            .images = train.images + (size_t)train.n * train.h * train.w * train.c,
+                            .labels = train.labels + train.n, .n_class_names = train.n_class_names,
+                            .class_names = train.class_names};
     }
     run_paths paths;
     if (make_paths(&paths, m, a) != 0) return 1;
@@ -771,7 +839,7 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const char *
         goto done;
     }
     printf("saved weights to %s\n", paths.save);
-    if (export_weights(m, a, params, state, prep) != 0) goto done;
+    if (export_weights(m, a, all_train, params, state, prep) != 0) goto done;
     remove(paths.ckpt); /* the run is complete: nothing to resume */
     status = final_report(m, a, &paths, &result, test, params, state, prep);
 done:
@@ -794,13 +862,14 @@ static int run(const nnc_model *m, const cli_args *a, float *params, float *stat
         float prep[2];
         if (load_weights(m, a, NULL, params, state, prep) != 0) return 1;
         printf("loaded weights from %s\n", a->load_path);
-        return export_weights(m, a, params, state, prep) != 0;
+        return export_weights(m, a, NULL, params, state, prep) != 0;
     }
     const char *dir = find_data_dir(a, a->eval_only ? "t10k" : "train");
     if (!dir) return 1;
+    print_layout(dir);
     nnc_dataset train = {0}, test = {0};
-    if (!a->eval_only && load_split(&train, m, dir, "train") != 0) return 1;
-    if (load_split(&test, m, dir, "t10k") != 0) {
+    if (!a->eval_only && load_split(&train, m, dir, "train", a->threads) != 0) return 1;
+    if (load_split(&test, m, dir, "t10k", a->threads) != 0) {
         nnc_dataset_free(&train);
         return 1;
     }
@@ -811,7 +880,7 @@ static int run(const nnc_model *m, const cli_args *a, float *params, float *stat
         if (load_weights(m, a, NULL, params, state, prep) == 0) {
             printf("loaded weights from %s\n", a->load_path);
             status = report_test(m, &test, params, state, prep, a->threads);
-            if (status == 0 && export_weights(m, a, params, state, prep) != 0) status = 1;
+            if (status == 0 && export_weights(m, a, &test, params, state, prep) != 0) status = 1;
         }
     } else {
         status = train_and_report(m, a, dir, &train, &test, params, state);

@@ -4,9 +4,10 @@
  * A generated file describes one fixed-shape model as an `nnc_model`: its
  * constants, its recipe (the DSL's `train` block) and four functions that do
  * the maths (init, train_batch, infer_batch). Everything that is the same for
- * every model lives here instead: reading MNIST, the RNG, the optimizers, the
- * training loop, checkpoints and the command line. The generated main() is one
- * line: `return nnc_main(&nnc_model_def, argc, argv);`.
+ * every model lives here instead: reading the data (MNIST's IDX, CIFAR-10,
+ * image folders), the RNG, the optimizers, the training loop, checkpoints and
+ * the command line. The generated main() is one line:
+ * `return nnc_main(&nnc_model_def, argc, argv);`.
  *
  * Conventions
  *  - Tensors are float32, row-major, NHWC (batch, height, width, channels),
@@ -119,7 +120,15 @@ typedef enum { NNC_LOSS_CROSSENTROPY, NNC_LOSS_MSE } nnc_loss_kind;
  * over classes of (p - onehot)^2. Training (the generated code) and evaluation both use it. */
 double nnc_sample_loss(nnc_loss_kind kind, const float *p, int n_classes, int label);
 typedef enum { NNC_OPT_SGD, NNC_OPT_ADAM, NNC_OPT_RMSPROP } nnc_optimizer_kind;
-typedef enum { NNC_PREP_NONE, NNC_PREP_SCALE, NNC_PREP_NORMALIZE } nnc_prep_kind;
+typedef enum {
+    NNC_PREP_NONE,
+    NNC_PREP_SCALE,
+    NNC_PREP_NORMALIZE, /* (x - mean) / std, one mean and std of every training pixel */
+    NNC_PREP_CHANNELS,  /* (x / 255 - mean[c]) / std[c], the model's constants: torchvision's Normalize */
+} nnc_prep_kind;
+
+/* Channels a per-channel `normalize mean=.. std=..` can name (RGBA at most). */
+#define NNC_MAX_PREP_CHANNELS 4
 
 typedef struct {
     nnc_optimizer_kind kind;
@@ -152,6 +161,7 @@ typedef struct {
     float height_shift; /* fraction of the height */
     float shear;        /* radians: Keras 1's and Keras < 2.2's shear_range (keras-preprocessing's is degrees) */
     float zoom;         /* scale in [1 - z, 1 + z] */
+    int horizontal_flip; /* 1: mirror left-right with probability 1/2 (Keras's horizontal_flip) */
 } nnc_augment_cfg;
 
 typedef struct {
@@ -232,6 +242,7 @@ typedef struct nnc_model {
     const char *name;
     const char *source; /* the .nn file it was compiled from */
     int in_h, in_w, in_c;
+    int in_resize; /* 1: `input HxWxC resize=bilinear`, image files of another size are resized */
     int n_classes;
     size_t n_params; /* trainable floats */
     size_t n_state;  /* non-trainable floats (batchnorm running statistics) */
@@ -241,6 +252,7 @@ typedef struct nnc_model {
     int default_threads; /* what --threads defaults to: 1 where a step is too small to share */
     nnc_prep_kind prep;
     float prep_scale; /* NNC_PREP_SCALE: x * prep_scale */
+    float prep_mean[NNC_MAX_PREP_CHANNELS], prep_std[NNC_MAX_PREP_CHANNELS]; /* NNC_PREP_CHANNELS, per channel */
     nnc_recipe recipe;
 
     int n_tensors;
@@ -279,13 +291,15 @@ void *nnc_workspace_new(const nnc_model *m);
 void nnc_workspace_free(void *workspace);
 
 /* ------------------------------------------------------------------------ */
-/* Data: MNIST's IDX layout, raw or gzip-compressed.                        */
+/* Data: MNIST's IDX layout, raw or gzip-compressed; CIFAR-10's binary one.  */
 /* ------------------------------------------------------------------------ */
 
 typedef struct {
-    int n, h, w; /* images are n x h x w bytes, one channel */
+    int n, h, w, c; /* images are n x h x w x c bytes (NHWC); c is 1 (grey) or 3 (RGB) */
     uint8_t *images;
     uint8_t *labels;
+    int n_class_names;  /* 0: the classes are known by their numbers only */
+    char **class_names; /* [n_class_names], owned; from batches.meta.txt or the folder names */
 } nnc_dataset;
 
 /*
@@ -303,9 +317,64 @@ int nnc_idx_read(const char *path, int expect_dims, int dims[3], uint8_t **data,
 /* The same for a file's bytes already in memory; `name` is for messages. */
 int nnc_idx_decode(const char *name, const uint8_t *bytes, size_t len, int expect_dims, int dims[3], uint8_t **data,
                    size_t *count, char *err, size_t errlen);
-/* (added) Does the dataset fit the model: h x w == in_h x in_w, in_c == 1 and
- * every label < n_classes? `what` names the data in the message. */
+/* (added) Does the dataset fit the model: h x w x c == in_h x in_w x in_c,
+ * no more class names than n_classes and every label < n_classes? `what`
+ * names the data in the message. */
 int nnc_dataset_check(const nnc_dataset *ds, const nnc_model *m, const char *what, char *err, size_t errlen);
+
+/*
+ * CIFAR-10's binary layout (cifar.c): records of 1 label byte and 3072 pixel
+ * bytes, the red, green and blue 32x32 planes in turn, 10000 records a file.
+ * nnc_cifar_load reads `<dir>/data_batch_1.bin` .. `data_batch_5.bin` (split
+ * "train") or `<dir>/test_batch.bin` ("test"), and the class names from
+ * `<dir>/batches.meta.txt` when it is there; the images come out NHWC.
+ */
+#define NNC_CIFAR_SIDE 32
+#define NNC_CIFAR_RECORD (1 + 3 * NNC_CIFAR_SIDE * NNC_CIFAR_SIDE)
+#define NNC_CIFAR_TRAIN_FILES 5
+int nnc_cifar_load(nnc_dataset *ds, const char *dir, const char *split, char *err, size_t errlen);
+/* One file's bytes, appended to ds (which may hold earlier files' images); `name` is for messages. */
+int nnc_cifar_decode(const char *name, const uint8_t *bytes, size_t len, nnc_dataset *ds, char *err, size_t errlen);
+/* Class names, one a line (blank lines ignored), as batches.meta.txt holds them; into ds. */
+int nnc_class_names_read(const char *path, nnc_dataset *ds, char *err, size_t errlen);
+/* The same from bytes in memory; `name` is for messages. */
+int nnc_class_names_decode(const char *name, const uint8_t *text, size_t size, nnc_dataset *ds, char *err,
+                           size_t errlen);
+
+/* (added) One decoded image (image.c): h x w x c bytes, c 1 (grey) or 3 (RGB). */
+typedef struct {
+    int h, w, c;
+    uint8_t *px; /* malloc'ed */
+} nnc_image;
+/* A PNG or JPEG file's bytes (told apart by their signature) as `channels`
+ * channels: alpha dropped, grey as PIL's convert('L'). Returns 0, or -1 with a
+ * message naming path (corrupt, truncated, neither format, too large). */
+int nnc_image_decode(const char *path, const uint8_t *data, size_t size, int channels, nnc_image *out, char *err,
+                     size_t errlen);
+/* A PNG's pixels as RGBA8 (c = 4), any colour type and bit depth; -1 with a message naming path. */
+int nnc_png_decode_rgba(const char *path, const uint8_t *data, size_t size, nnc_image *out, char *err,
+                        size_t errlen);
+/* 0 when a w x h image is worth decoding (not empty, at most 64 M pixels), else -1 with a message. */
+int nnc_image_size_ok(const char *path, long w, long h, char *err, size_t errlen);
+/* Bilinear, half-pixel centres (tf.image.resize's), rounded to 8 bits: out is oh x ow x in->c. */
+void nnc_image_resize_bilinear(const nnc_image *in, int oh, int ow, uint8_t *out);
+
+/*
+ * (added) An image-folder layout, as Keras's image_dataset_from_directory
+ * reads it (folders.c): `split_dir/<class>/<file>.png|.jpg|.jpeg`. Classes are
+ * the sub-folders in sorted (byte) order, label = position; images come class
+ * by class, each class's files in sorted (byte) order. Every image is decoded
+ * once, on `threads` threads, into h x w x c bytes: resized bilinearly when
+ * `resize` is 1, otherwise a file of another size is an error naming the
+ * first one (in that order). With `classes` (the training split) the folders
+ * must be among its classes and take their labels from it; its names are
+ * copied. Progress goes to `progress` (NULL: quiet). Returns 0, or -1 with a
+ * message naming the file or folder.
+ */
+int nnc_folder_load(nnc_dataset *ds, const char *split_dir, const nnc_dataset *classes, int h, int w, int c,
+                    int resize, int threads, FILE *progress, char *err, size_t errlen);
+/* Only the class names of split_dir (its sub-folders, sorted), no images: for labelling another split. */
+int nnc_folder_classes(nnc_dataset *ds, const char *split_dir, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------ */
 /* Optimizers: flat loops over parameter, gradient and state buffers.       */
@@ -474,8 +543,8 @@ typedef struct {
 /* Preprocessing constants for m->prep: NORMALIZE {mean, std} of all training
  * pixels; SCALE {prep_scale, 0}; NONE {0, 0}. Stored in checkpoints. */
 void nnc_prep_compute(const nnc_model *m, const nnc_dataset *train, float prep[2]);
-/* uint8 pixel value -> model input, for all 256 values. */
-void nnc_prep_table(const nnc_model *m, const float prep[2], float table[256]);
+/* uint8 pixel value of channel `channel` -> model input, for all 256 values. */
+void nnc_prep_table(const nnc_model *m, const float prep[2], int channel, float table[256]);
 
 /* Test-set loss (the recipe's loss, crossentropy clipped at 1e-7 as Keras) and
  * accuracy in [0, 1], in inference mode. */
@@ -486,8 +555,9 @@ int nnc_evaluate(const nnc_model *m, const nnc_dataset *ds, const float *params,
 int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
                            const float prep[2], int threads, double *loss, double *acc, long *confusion, char *err,
                            size_t errlen);
-/* (added) The matrix, one row per true class with its accuracy (recall) last. */
-void nnc_print_confusion(FILE *out, const long *confusion, int n_classes, const char *what);
+/* (added) The matrix, one row per true class with its accuracy (recall) last;
+ * rows carry the class names when ds has them. */
+void nnc_print_confusion(FILE *out, const long *confusion, int n_classes, const nnc_dataset *ds, const char *what);
 
 /* The training loop. test (the validation data, evaluated after every epoch)
  * may be NULL. Returns 0, or -1 with a message (e.g. a non-finite loss or
@@ -504,6 +574,7 @@ typedef struct {
     double tx, ty; /* shift in pixels along rows (tx) and columns (ty) */
     double shear;  /* radians */
     double zx, zy; /* zoom along rows and columns; > 1 shrinks the content */
+    int flip;      /* 1: mirrored left-right after the affine part, as Keras flips after it */
 } nnc_augment_params;
 void nnc_augment_draw(const nnc_augment_cfg *cfg, int h, int w, nnc_rng *rng, nnc_augment_params *p);
 void nnc_augment_apply(const nnc_augment_params *p, int h, int w, int c, const float *src, float *dst);
@@ -548,9 +619,7 @@ typedef struct {
     nnc_bench_rate train, infer;
     /* nnc_train's own epoch loop (shuffle, uint8 -> float conversion,
      * augmentation, steps, updates) over the first epoch_images images of a
-     * synthetic MNIST-sized training set, timed as its log's img/s. When the
-     * model's input is not one-channel (nnc_dataset holds only that),
-     * epoch_images is 0 and epoch is all zeros. */
+     * synthetic MNIST-sized training set, timed as its log's img/s. */
     nnc_bench_rate epoch;
     int epoch_images;
     int batch;
@@ -570,14 +639,16 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
 /* 1 if path names a format nnc_export_weights writes: `.safetensors`, `.npz` or `.onnx`. */
 int nnc_export_format_ok(const char *path);
 /* Write the model's tensors (params then state, the tables' names and Keras
- * layouts) as safetensors (with the model, source, version, layouts and prep
- * constants in __metadata__) or as an npz of NPY 1.0 files, by the extension.
- * Atomic (nnc_write_file_atomically). Returns 0, or -1 with a message. */
+ * layouts) as safetensors (with the model, source, version, layouts, prep
+ * constants and, when `classes` (may be NULL) has them, the class names as
+ * a JSON array in __metadata__'s "classes") or as an npz of NPY 1.0 files, by
+ * the extension. Atomic (nnc_write_file_atomically). Returns 0, or -1 with a
+ * message. */
 int nnc_export_weights(const char *path, const nnc_model *m, const float *params, const float *state,
-                       const float prep[2], char *err, size_t errlen);
+                       const float prep[2], const nnc_dataset *classes, char *err, size_t errlen);
 /* The encoders behind it: a malloc'ed *out of *size bytes; -1 when memory is short. */
 int nnc_safetensors_encode(const nnc_model *m, const float *params, const float *state, const float prep[2],
-                           uint8_t **out, size_t *size);
+                           const nnc_dataset *classes, uint8_t **out, size_t *size);
 int nnc_npz_encode(const nnc_model *m, const float *params, const float *state, uint8_t **out, size_t *size);
 /* Where element i (nnc's layout, row-major) of tensor t stands in PyTorch's
  * layout: conv kernels HWIO -> OIHW, dense kernels [in][out] -> [out][in] with

@@ -1,5 +1,6 @@
 /*
- * predict.c - classify the user's own digit images (PNG or PGM).
+ * predict.c - classify the user's own images: digits (PNG or PGM) for grey
+ * models, any PNG or JPEG for RGB ones (see load_rgb).
  *
  * A model trained on MNIST has only ever seen MNIST-shaped inputs: white ink
  * on a pure black background, the digit's larger side 20 pixels, centred by
@@ -34,14 +35,12 @@
  * inverted, with a border, or enlarged by a whole factor (tests/test_predict.c).
  */
 #include <math.h>
-#include <png.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nncrt.h"
 
 #define MAX_FILE_BYTES (256L << 20) /* larger is surely not a digit; refuse rather than exhaust memory */
-#define MAX_PIXELS (64L << 20)
 #define INK_FRACTION 0.10 /* of the peak: what counts as ink for the bounding box */
 #define MIN_CONTRAST 8.0  /* grey levels between background and peak below which there is no digit */
 #define ERR_LEN 512
@@ -56,58 +55,20 @@ typedef struct {
 /* Decoding PNG and PGM (the file is read whole by nnc_read_file)           */
 /* ------------------------------------------------------------------------ */
 
-static int check_size(const char *path, long w, long h, char *err, size_t errlen) {
-    if (w <= 0 || h <= 0) {
-        nnc_set_error(err, errlen, "%s: zero-size image (%ldx%ld)", path, w, h);
-        return -1;
-    }
-    if (w > MAX_PIXELS / h) {
-        nnc_set_error(err, errlen, "%s: image too large (%ldx%ld)", path, w, h);
-        return -1;
-    }
-    return 0;
-}
-
 static int png_to_grey(const char *path, const unsigned char *data, size_t size, grey_image *g, char *err,
                        size_t errlen) {
-    /* libpng's simplified API: every colour type and bit depth in, RGBA8
-     * out, errors as messages instead of longjmp through our frames. */
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_memory(&img, data, size)) {
-        nnc_set_error(err, errlen, "%s: corrupt PNG: %s", path, img.message);
-        png_image_free(&img);
-        return -1;
-    }
-    if (check_size(path, (long)img.width, (long)img.height, err, errlen) != 0) {
-        png_image_free(&img);
-        return -1;
-    }
-    img.format = PNG_FORMAT_RGBA;
-    /* Without a gAMA chunk libpng takes 16-bit samples as linear light and
-     * would brighten them into sRGB; files from image tools and numpy are
-     * plain scaled values, so read them as 8-bit ones are. */
-    img.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
-    size_t n = (size_t)img.width * img.height;
-    unsigned char *rgba = malloc(n * 4);
+    nnc_image img;
+    if (nnc_png_decode_rgba(path, data, size, &img, err, errlen) != 0) return -1;
+    size_t n = (size_t)img.w * img.h;
+    const unsigned char *rgba = img.px;
     g->px = malloc(n * sizeof(double));
-    if (!rgba || !g->px) {
-        nnc_set_error(err, errlen, "%s: out of memory (%ux%u)", path, img.width, img.height);
-        png_image_free(&img);
-        free(rgba), free(g->px);
-        g->px = NULL;
+    if (!g->px) {
+        nnc_set_error(err, errlen, "%s: out of memory (%dx%d)", path, img.w, img.h);
+        free(img.px);
         return -1;
     }
-    if (!png_image_finish_read(&img, NULL, rgba, 0, NULL)) {
-        nnc_set_error(err, errlen, "%s: corrupt or truncated PNG: %s", path, img.message);
-        png_image_free(&img);
-        free(rgba), free(g->px);
-        g->px = NULL;
-        return -1;
-    }
-    g->h = (int)img.height;
-    g->w = (int)img.width;
+    g->h = img.h;
+    g->w = img.w;
 
     /* Transparency: the ink is whatever is opaque. Its alpha-weighted mean
      * grey says whether it is dark or light; the background it is composited
@@ -129,7 +90,7 @@ static int png_to_grey(const char *path, const unsigned char *data, size_t size,
             g->px[i] = a * g->px[i] + (1.0 - a) * background;
         }
     }
-    free(rgba);
+    free(img.px);
     return 0;
 }
 
@@ -174,7 +135,7 @@ static int pgm_to_grey(const char *path, const unsigned char *data, size_t size,
         nnc_set_error(err, errlen, "%s: PGM maxval %ld is not in 1..65535", path, maxval);
         return -1;
     }
-    if (check_size(path, w, h, err, errlen) != 0) return -1;
+    if (nnc_image_size_ok(path, w, h, err, errlen) != 0) return -1;
     size_t n = (size_t)w * (size_t)h;
     if (binary) {
         /* Exactly one whitespace character separates maxval from the raster. */
@@ -405,42 +366,70 @@ int nnc_image_load_mnist(const char *path, int h, int w, uint8_t *out, char *err
 /* Classifying                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* An RGB model's input from any PNG or JPEG: RGB (alpha dropped), resized bilinearly when its size
+ * differs; no MNIST-style centring, which only means something for digits. */
+static int load_rgb(const char *path, int h, int w, uint8_t *out, char *err, size_t errlen) {
+    uint8_t *data;
+    size_t size;
+    if (nnc_read_file(path, "an image", MAX_FILE_BYTES, &data, &size, err, errlen) != 0) return -1;
+    nnc_image img;
+    int rc = nnc_image_decode(path, data, size, 3, &img, err, errlen);
+    free(data);
+    if (rc != 0) return -1;
+    if (img.h == h && img.w == w)
+        memcpy(out, img.px, (size_t)h * w * 3);
+    else
+        nnc_image_resize_bilinear(&img, h, w, out);
+    free(img.px);
+    return 0;
+}
+
 /* The one-time line that says what was done to the images. */
 static void print_preprocessing(const nnc_model *m, const float prep[2], FILE *out) {
-    fprintf(out,
-            "# %s: each image made MNIST-like: grey (BT.601 luma, alpha over a contrasting background), inverted "
-            "if its border is light, background to 0 and peak to 255, cropped to the ink, larger side scaled to "
-            "%d px, centred by mass in %dx%d; then ",
-            m->name, (int)lround(20.0 * (m->in_h < m->in_w ? m->in_h : m->in_w) / 28.0), m->in_h, m->in_w);
+    if (m->in_c == 3)
+        fprintf(out, "# %s: each image as RGB (alpha dropped), resized bilinearly to %dx%d when it is another size; "
+                     "then ",
+                m->name, m->in_h, m->in_w);
+    else
+        fprintf(out,
+                "# %s: each image made MNIST-like: grey (BT.601 luma, alpha over a contrasting background), inverted "
+                "if its border is light, background to 0 and peak to 255, cropped to the ink, larger side scaled to "
+                "%d px, centred by mass in %dx%d; then ",
+                m->name, (int)lround(20.0 * (m->in_h < m->in_w ? m->in_h : m->in_w) / 28.0), m->in_h, m->in_w);
     switch (m->prep) {
     case NNC_PREP_NONE: fprintf(out, "raw 0..255"); break;
     case NNC_PREP_SCALE: fprintf(out, "x * %g", (double)m->prep_scale); break;
     case NNC_PREP_NORMALIZE: fprintf(out, "(x - %g) / %g", (double)prep[0], (double)prep[1]); break;
+    case NNC_PREP_CHANNELS:
+        for (int c = 0; c < m->in_c && c < NNC_MAX_PREP_CHANNELS; c++)
+            fprintf(out, "%s(x / 255 - %g) / %g", c ? ", " : "", (double)m->prep_mean[c], (double)m->prep_std[c]);
+        break;
     }
     fprintf(out, " as in training\n");
 }
 
 int nnc_predict_files(const nnc_model *m, const float *params, const float *state, const float prep[2],
                       int n_files, char **files, int threads, FILE *out) {
-    if (m->in_c != 1) {
-        fprintf(stderr, "error: model %s takes %d-channel images; prediction supports one-channel (grey) models\n",
+    if (m->in_c != 1 && m->in_c != 3) {
+        fprintf(stderr, "error: model %s takes %d-channel images; prediction reads grey (1) or RGB (3) images\n",
                 m->name, m->in_c);
         return 1;
     }
-    const size_t pixels = (size_t)m->in_h * m->in_w;
+    const int c = m->in_c;
+    const size_t floats = (size_t)m->in_h * m->in_w * c;
     const int batch = m->max_batch > 0 ? m->max_batch : 1;
-    float *x = malloc((size_t)batch * pixels * sizeof(float));
+    float *x = malloc((size_t)batch * floats * sizeof(float));
     float *probs = malloc((size_t)batch * m->n_classes * sizeof(float));
     const char **names = malloc((size_t)batch * sizeof *names);
-    uint8_t *image = malloc(pixels);
+    uint8_t *image = malloc(floats);
     void *ws = nnc_workspace_new(m);
     if (!x || !probs || !names || !image || !ws) {
         fprintf(stderr, "error: out of memory for prediction buffers\n");
         free(x), free(probs), free(names), free(image), nnc_workspace_free(ws);
         return 1;
     }
-    float table[256];
-    nnc_prep_table(m, prep, table);
+    float table[3][256];
+    for (int ch = 0; ch < c; ch++) nnc_prep_table(m, prep, ch, table[ch]);
     print_preprocessing(m, prep, out);
     nnc_step_ctx ctx = {.threads = threads > 0 ? threads : 1, .dropout_key = 0, .workspace = ws};
 
@@ -451,12 +440,14 @@ int nnc_predict_files(const nnc_model *m, const float *params, const float *stat
         int n = 0;
         for (; i < n_files && n < batch; i++) {
             char err[ERR_LEN];
-            if (nnc_image_load_mnist(files[i], m->in_h, m->in_w, image, err, sizeof err) != 0) {
+            int rc = c == 3 ? load_rgb(files[i], m->in_h, m->in_w, image, err, sizeof err)
+                            : nnc_image_load_mnist(files[i], m->in_h, m->in_w, image, err, sizeof err);
+            if (rc != 0) {
                 fprintf(stderr, "error: %s\n", err);
                 status = 1;
                 continue;
             }
-            for (size_t p = 0; p < pixels; p++) x[(size_t)n * pixels + p] = table[image[p]];
+            for (size_t p = 0; p < floats; p++) x[(size_t)n * floats + p] = table[p % c][image[p]];
             names[n++] = files[i];
         }
         if (n == 0) continue;
@@ -465,7 +456,7 @@ int nnc_predict_files(const nnc_model *m, const float *params, const float *stat
             const float *p = probs + (size_t)b * m->n_classes;
             int k = nnc_argmax(p, m->n_classes);
             fprintf(out, "%s: %d (p=%.3f)  [", names[b], k, (double)p[k]);
-            for (int c = 0; c < m->n_classes; c++) fprintf(out, c ? " %.3f" : "%.3f", (double)p[c]);
+            for (int j = 0; j < m->n_classes; j++) fprintf(out, j ? " %.3f" : "%.3f", (double)p[j]);
             fprintf(out, "]\n");
         }
     }

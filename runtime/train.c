@@ -35,7 +35,7 @@ static double now_seconds(void) {
 /* Mean and population std of every pixel, in double, like numpy's
  * train_x.mean() and train_x.std(). A histogram makes it exact and fast. */
 static void pixel_mean_std(const nnc_dataset *ds, double *mean, double *std) {
-    size_t n = (size_t)ds->n * (size_t)ds->h * (size_t)ds->w;
+    size_t n = (size_t)ds->n * (size_t)ds->h * (size_t)ds->w * (size_t)ds->c;
     uint64_t histogram[256] = {0};
     for (size_t i = 0; i < n; i++) histogram[ds->images[i]]++;
     double sum = 0.0;
@@ -59,15 +59,32 @@ void nnc_prep_compute(const nnc_model *m, const nnc_dataset *train, float prep[2
     }
 }
 
+/* The conversion of every channel's pixel values (channels past the last
+ * table use the last: only NNC_PREP_CHANNELS tells channels apart). */
+typedef struct {
+    float v[NNC_MAX_PREP_CHANNELS][256];
+} prep_tables;
+
+static void prep_tables_fill(const nnc_model *m, const float prep[2], prep_tables *t) {
+    for (int c = 0; c < NNC_MAX_PREP_CHANNELS; c++) nnc_prep_table(m, prep, c, t->v[c]);
+}
+
 /* Convert samples idx[0..n) (or samples first..first+n when idx is NULL) to floats. */
-static void gather_batch(const nnc_dataset *ds, const uint32_t *idx, size_t first, int n, const float table[256],
+static void gather_batch(const nnc_dataset *ds, const uint32_t *idx, size_t first, int n, const prep_tables *t,
                          float *x, uint8_t *labels) {
-    size_t pixels = (size_t)ds->h * (size_t)ds->w;
+    const size_t pixels = (size_t)ds->h * (size_t)ds->w, floats = pixels * (size_t)ds->c;
     for (int b = 0; b < n; b++) {
         size_t sample = idx ? idx[b] : first + (size_t)b;
-        const uint8_t *src = ds->images + sample * pixels;
-        float *dst = x + (size_t)b * pixels;
-        for (size_t p = 0; p < pixels; p++) dst[p] = table[src[p]];
+        const uint8_t *src = ds->images + sample * floats;
+        float *dst = x + (size_t)b * floats;
+        if (ds->c == 1) {
+            for (size_t p = 0; p < pixels; p++) dst[p] = t->v[0][src[p]];
+        } else {
+            for (int c = 0; c < ds->c; c++) {
+                const float *table = t->v[c < NNC_MAX_PREP_CHANNELS ? c : NNC_MAX_PREP_CHANNELS - 1];
+                for (size_t p = 0; p < pixels; p++) dst[p * ds->c + c] = table[src[p * ds->c + c]];
+            }
+        }
         labels[b] = ds->labels[sample];
     }
 }
@@ -97,14 +114,14 @@ static int evaluate_in(const nnc_model *m, const nnc_dataset *ds, const float *p
         return -1;
     }
     if (confusion) memset(confusion, 0, (size_t)m->n_classes * m->n_classes * sizeof *confusion);
-    float table[256];
-    nnc_prep_table(m, prep, table);
+    prep_tables table;
+    prep_tables_fill(m, prep, &table);
     nnc_step_ctx ctx = {.threads = threads, .dropout_key = 0, .workspace = ws};
     double loss_sum = 0.0;
     long correct = 0;
     for (int start = 0; start < ds->n; start += m->max_batch) {
         int n = ds->n - start < m->max_batch ? ds->n - start : m->max_batch;
-        gather_batch(ds, NULL, (size_t)start, n, table, x, labels);
+        gather_batch(ds, NULL, (size_t)start, n, &table, x, labels);
         m->infer_batch(&ctx, x, n, params, state, probs);
         for (int b = 0; b < n; b++) {
             const float *p = probs + (size_t)b * m->n_classes;
@@ -141,16 +158,30 @@ static int count_width(const long *confusion, int n_classes) {
     return width < 3 ? 3 : width;
 }
 
-void nnc_print_confusion(FILE *out, const long *confusion, int n_classes, const char *what) {
+/* Class t's name, or "" when the data has none or the name is only its number (folders 0..9). */
+static const char *class_name(const nnc_dataset *ds, int t) {
+    char number[16];
+    snprintf(number, sizeof number, "%d", t);
+    return ds && t < ds->n_class_names && strcmp(ds->class_names[t], number) != 0 ? ds->class_names[t] : "";
+}
+
+void nnc_print_confusion(FILE *out, const long *confusion, int n_classes, const nnc_dataset *ds, const char *what) {
     const int w = count_width(confusion, n_classes);
+    int name_w = 0; /* rows are "  3 cat" when there are names, "    3" otherwise */
+    for (int t = 0; t < n_classes; t++)
+        if ((int)strlen(class_name(ds, t)) > name_w) name_w = (int)strlen(class_name(ds, t));
+    const int label_w = name_w ? 4 + name_w : 5;
     fprintf(out, "confusion matrix on %s (rows: true class, columns: predicted; last: the class's accuracy)\n", what);
-    fprintf(out, "%5s", "");
+    fprintf(out, "%*s", label_w, "");
     for (int k = 0; k < n_classes; k++) fprintf(out, " %*d", w, k);
     fprintf(out, "\n");
     for (int t = 0; t < n_classes; t++) {
         const long *row = confusion + (size_t)t * n_classes;
         long total = 0;
-        fprintf(out, "%5d", t);
+        if (name_w)
+            fprintf(out, "%3d %-*s", t, name_w, class_name(ds, t));
+        else
+            fprintf(out, "%5d", t);
         for (int k = 0; k < n_classes; k++) {
             fprintf(out, " %*ld", w, row[k]);
             total += row[k];
@@ -335,7 +366,7 @@ typedef struct {
     const nnc_dataset *train;
     const nnc_train_opts *opts;
     train_buffers *tb;
-    const float *table;
+    const prep_tables *table;
     float *params, *state;
 } step_env;
 
@@ -484,9 +515,9 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
         if (opts->init_params) m->init(params, state, &ts->rng);
         ts->started = 1;
     }
-    float table[256];
-    nnc_prep_table(m, prep, table);
-    step_env env = {m, train, opts, &tb, table, params, state};
+    prep_tables table;
+    prep_tables_fill(m, prep, &table);
+    step_env env = {m, train, opts, &tb, &table, params, state};
 
     int rc = 0;
     double last_train_seconds = 0.0;
@@ -663,9 +694,8 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
         return -1;
     }
     const size_t in_floats = (size_t)m->in_h * m->in_w * m->in_c;
-    /* The synthetic training set: n images of in_floats bytes each (a valid
-     * nnc_dataset when the input has one channel), random labels. */
-    nnc_dataset set = {.n = batch > BENCH_SET_SIZE ? batch : BENCH_SET_SIZE, .h = m->in_h, .w = m->in_w};
+    /* The synthetic training set: n images of in_floats bytes each, random labels. */
+    nnc_dataset set = {.n = batch > BENCH_SET_SIZE ? batch : BENCH_SET_SIZE, .h = m->in_h, .w = m->in_w, .c = m->in_c};
     const int pool_batches = set.n / batch < BENCH_POOL_BATCHES ? set.n / batch : BENCH_POOL_BATCHES;
     set.images = malloc((size_t)set.n * in_floats);
     set.labels = malloc((size_t)set.n);
@@ -687,10 +717,11 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
     nnc_rng_seed(&rng, opts->seed, NNC_RNG_STREAM);
     random_bytes(set.images, (size_t)set.n * in_floats, &rng);
     for (int s = 0; s < set.n; s++) set.labels[s] = (uint8_t)nnc_rng_below(&rng, (uint32_t)m->n_classes);
-    float prep[2], table[256];
+    float prep[2];
     nnc_prep_compute(m, &set, prep);
-    nnc_prep_table(m, prep, table);
-    for (size_t i = 0; i < (size_t)pool_batches * batch * in_floats; i++) pool[i] = table[set.images[i]];
+    prep_tables table;
+    prep_tables_fill(m, prep, &table);
+    gather_batch(&set, NULL, 0, pool_batches * batch, &table, pool, set.labels);
     m->init(params, state, &rng);
 
     res->batch = batch;
@@ -720,8 +751,8 @@ int nnc_bench(const nnc_model *m, const nnc_bench_opts *opts, nnc_bench_result *
     free(pool), free(grads), free(probs);
     nnc_workspace_free(workspace);
     pool = grads = probs = NULL, workspace = NULL;
-    if (m->in_c == 1 && bench_epochs(m, opts, &set, res->train.median, BENCH_SHARE_EPOCH * opts->seconds, params,
-                                     state, prep, res, err, errlen) != 0)
+    if (bench_epochs(m, opts, &set, res->train.median, BENCH_SHARE_EPOCH * opts->seconds, params, state, prep, res,
+                     err, errlen) != 0)
         goto done;
     rc = 0;
 done:

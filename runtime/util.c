@@ -89,7 +89,7 @@ void nnc_workspace_free(void *workspace)
     free(workspace);
 }
 
-void nnc_prep_table(const nnc_model *m, const float prep[2], float table[256])
+void nnc_prep_table(const nnc_model *m, const float prep[2], int channel, float table[256])
 {
     for (int v = 0; v < 256; v++) {
         switch (m->prep) {
@@ -99,6 +99,12 @@ void nnc_prep_table(const nnc_model *m, const float prep[2], float table[256])
             /* Constant images have std 0; numpy would give inf/nan, we leave them centred. */
             double std = prep[1] > 0.0f ? (double)prep[1] : 1.0;
             table[v] = (float)(((double)v - (double)prep[0]) / std);
+            break;
+        }
+        case NNC_PREP_CHANNELS: {
+            /* torchvision: ToTensor's v / 255, then Normalize's (x - mean) / std (the checker keeps std > 0). */
+            int c = channel < NNC_MAX_PREP_CHANNELS ? channel : NNC_MAX_PREP_CHANNELS - 1;
+            table[v] = (float)(((double)v / 255.0 - (double)m->prep_mean[c]) / (double)m->prep_std[c]);
             break;
         }
         }

@@ -220,7 +220,7 @@ Test(augment, labels_travel_with_their_images_through_training) {
                    .epochs = 2, .seed = 5, .augment = 1,
                    .aug = {.rotation = 30, .width_shift = 0.2f, .height_shift = 0.2f, .shear = 0.5f, .zoom = 0.3f}},
     };
-    nnc_dataset ds = {.n = N_TRAIN, .h = S, .w = S};
+    nnc_dataset ds = {.n = N_TRAIN, .h = S, .w = S, .c = 1};
     ds.images = malloc((size_t)N_TRAIN * S * S);
     ds.labels = malloc(N_TRAIN);
     for (int i = 0; i < N_TRAIN; i++) {
@@ -256,4 +256,49 @@ Test(augment, one_epoch_cost, .timeout = 60) {
     double ms = 1e3 * (double)(t1.tv_sec - t0.tv_sec) + 1e-6 * (double)(t1.tv_nsec - t0.tv_nsec);
     cr_log_info("augmenting 60000 28x28 images: %.0f ms", ms);
     cr_expect_lt(ms, 10000.0, "augmentation takes %.0f ms an epoch", ms);
+}
+
+/* horizontal_flip on its own: a mirror image of every channel (RGB pixels keep their channel order), one draw. */
+Test(augment, horizontal_flip_mirrors_every_channel) {
+    enum { H = 4, W = 5, C = 3 };
+    float in[H * W * C], out[H * W * C];
+    for (int i = 0; i < H * W * C; i++) in[i] = (float)i;
+    nnc_augment_params p = {.zx = 1, .zy = 1, .flip = 1};
+    nnc_augment_apply(&p, H, W, C, in, out);
+    for (int r = 0; r < H; r++)
+        for (int c = 0; c < W; c++)
+            for (int ch = 0; ch < C; ch++)
+                cr_assert_eq(out[(r * W + c) * C + ch], in[(r * W + (W - 1 - c)) * C + ch], "(%d, %d, %d)", r, c, ch);
+    nnc_augment_cfg flip_only = {.horizontal_flip = 1};
+    nnc_rng rng, one_draw;
+    nnc_rng_seed(&rng, 4, 2);
+    one_draw = rng;
+    (void)nnc_rng_u32(&one_draw);
+    int flips = 0;
+    for (int i = 0; i < 1000; i++) {
+        nnc_augment_params d;
+        nnc_augment_draw(&flip_only, H, W, &rng, &d);
+        if (i == 0) cr_expect(rng.state == one_draw.state, "a flip takes one draw");
+        cr_expect(d.theta == 0 && d.tx == 0 && d.ty == 0 && d.zx == 1 && d.zy == 1, "only the flip is random");
+        flips += d.flip;
+    }
+    cr_expect(flips > 400 && flips < 600, "%d flips in 1000 draws, not about half", flips);
+}
+
+/* A recipe without horizontal_flip draws what it drew before flips existed: its
+ * draws are those of the same ranges with the flip's draw left off the end. */
+Test(augment, recipes_without_flip_draw_as_before) {
+    nnc_augment_cfg keras = {.rotation = 10, .width_shift = 0.1f, .height_shift = 0.1f, .zoom = 0.1f};
+    nnc_augment_cfg flipping = keras;
+    flipping.horizontal_flip = 1;
+    nnc_rng a, b;
+    nnc_rng_seed(&a, 11, 2);
+    b = a;
+    nnc_augment_params pa, pb;
+    nnc_augment_draw(&keras, S, S, &a, &pa);
+    nnc_augment_draw(&flipping, S, S, &b, &pb);
+    cr_expect(pa.flip == 0);
+    cr_expect(pa.theta == pb.theta && pa.tx == pb.tx && pa.ty == pb.ty && pa.zx == pb.zx && pa.zy == pb.zy);
+    (void)nnc_rng_u32(&a);
+    cr_expect(a.state == b.state, "the flip's draw is the last one, after Keras's affine draws");
 }

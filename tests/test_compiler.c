@@ -507,3 +507,47 @@ Test(checker, every_kind_fits_the_option_table)
                   "%s has no inference code", layer_kinds[k]->words[0]);
     }
 }
+
+/* ---- per-channel normalize and horizontal_flip ---- */
+
+#define RGB_HEAD "model x\ninput 32x32x3\n"
+
+Test(checker, per_channel_normalize_and_flips)
+{
+    compiled c = compile_text(RGB_HEAD "normalize mean=0.4914,0.4822,0.4465 std=0.2470,0.2435,0.2616\n" TAIL
+                                       "train\n  augment shift=0.1 horizontal_flip\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_eq(c.m->prep, NNC_PREP_CHANNELS);
+    cr_expect_float_eq(c.m->prep_mean[1], 0.4822f, 1e-9);
+    cr_expect_float_eq(c.m->prep_std[2], 0.2616f, 1e-9);
+    cr_expect_eq(c.m->recipe.aug.horizontal_flip, 1);
+    cr_expect_float_eq(c.m->recipe.aug.width_shift, 0.1f, 1e-9);
+    release(&c);
+    /* plain normalize stays the one mean and std of every training pixel; no flips unless named */
+    c = compile_text(RGB_HEAD "normalize\n" TAIL "train\n  augment shift=0.1\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    cr_expect_eq(c.m->prep, NNC_PREP_NORMALIZE);
+    cr_expect_eq(c.m->recipe.aug.horizontal_flip, 0);
+    release(&c);
+}
+
+Test(checker, per_channel_normalize_errors)
+{
+    expect_diagnostics(RGB_HEAD "normalize mean=0.5,0.5 std=0.2,0.2,0.2\n" TAIL,
+                       "x.nn:3:16: error: 'mean' has 2 numbers but the input has 3 channels\n"
+                       "    3 | normalize mean=0.5,0.5 std=0.2,0.2,0.2\n"
+                       "      |                ^~~~~~~\n");
+    expect_diagnostics(RGB_HEAD "normalize mean=0.5,0.5,0.5 std=0.2,0,0.2\n" TAIL,
+                       "x.nn:3:32: error: 'std=0.2,0,0.2': 0 is out of range [1e-06, 1000]\n"
+                       "    3 | normalize mean=0.5,0.5,0.5 std=0.2,0,0.2\n"
+                       "      |                                ^~~~~~~~~\n");
+    expect_diagnostics(RGB_HEAD "normalize mean=0.5,0.5,0.5\n" TAIL,
+                       "x.nn:3:1: error: per-channel 'normalize' needs both mean= and std=; usage: normalize   or   "
+                       "normalize mean=M1,M2,M3 std=S1,S2,S3 (one number a channel)\n"
+                       "    3 | normalize mean=0.5,0.5,0.5\n"
+                       "      | ^~~~~~~~~\n");
+    expect_diagnostics(RGB_HEAD "normalize mean=1,2,3,4,5 std=1,1,1\n" TAIL,
+                       "x.nn:3:24: error: a list holds at most 4 numbers (one a channel)\n"
+                       "    3 | normalize mean=1,2,3,4,5 std=1,1,1\n"
+                       "      |                        ^\n");
+}

@@ -116,7 +116,7 @@ static const nnc_model tiny = {
 static void make_dataset(nnc_dataset *ds, int n, uint64_t seed) {
     nnc_rng rng;
     nnc_rng_seed(&rng, seed, 9);
-    ds->n = n, ds->h = H, ds->w = W;
+    *ds = (nnc_dataset){.n = n, .h = H, .w = W, .c = 1};
     ds->images = malloc((size_t)n * PIXELS);
     ds->labels = malloc((size_t)n);
     for (int s = 0; s < n; s++) {
@@ -257,7 +257,7 @@ Test(runtime_train, augmented_training_still_learns) {
 }
 
 Test(runtime_train, normalize_uses_population_mean_and_std) {
-    nnc_dataset ds = {.n = 2, .h = 1, .w = 2};
+    nnc_dataset ds = {.n = 2, .h = 1, .w = 2, .c = 1};
     uint8_t img[4] = {0, 255, 255, 0}, lab[2] = {0, 1};
     ds.images = img, ds.labels = lab;
     nnc_model m = tiny;
@@ -266,15 +266,15 @@ Test(runtime_train, normalize_uses_population_mean_and_std) {
     nnc_prep_compute(&m, &ds, prep);
     cr_expect_eq(prep[0], 127.5f);
     cr_expect_eq(prep[1], 127.5f);
-    nnc_prep_table(&m, prep, table);
+    nnc_prep_table(&m, prep, 0, table);
     cr_expect_eq(table[0], -1.0f);
     cr_expect_eq(table[255], 1.0f);
     m.prep = NNC_PREP_SCALE;
     nnc_prep_compute(&m, &ds, prep);
-    nnc_prep_table(&m, prep, table);
+    nnc_prep_table(&m, prep, 0, table);
     cr_expect_eq(table[255], 255.0f * (1.0f / 255.0f));
     m.prep = NNC_PREP_NONE;
-    nnc_prep_table(&m, prep, table);
+    nnc_prep_table(&m, prep, 0, table);
     cr_expect_eq(table[77], 77.0f);
 }
 
@@ -663,7 +663,7 @@ Test(runtime_train, confusion_matrix_counts_every_test_sample) {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    nnc_print_confusion(f, confusion, CLASSES, "the test set");
+    nnc_print_confusion(f, confusion, CLASSES, NULL, "the test set");
     fclose(f);
     char row0[128];
     snprintf(row0, sizeof row0, "    0 %3ld   0   0  100.00%%\n", per_class[0]);

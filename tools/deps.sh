@@ -50,6 +50,22 @@ write png <<'EOF'
 #include <png.h>
 int main(void) { return png_access_version_number() == 0; }
 EOF
+# libjpeg(-turbo): image folders' JPEG files, decoded from memory as image.c does.
+write jpeg <<'EOF'
+#include <stdio.h>
+#include <jpeglib.h>
+int main(void)
+{
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    static const unsigned char soi[2] = {0xff, 0xd8};
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, soi, sizeof soi);
+    jpeg_destroy_decompress(&cinfo);
+    return 0;
+}
+EOF
 # OpenBLAS itself: cblas_sgemm from the header the build includes, and
 # openblas_set_num_threads, which only OpenBLAS defines (the trainer calls it).
 write openblas <<'EOF'
@@ -109,6 +125,7 @@ need flex             -- command -v flex
 need bison            -- command -v bison
 need zlib1g-dev       -- probe zlib "$CC" -lz
 need libpng-dev       -- probe png "$CC" -lpng
+need libjpeg-dev      -- probe jpeg "$CC" -ljpeg
 need libopenblas-dev  -- probe openblas "$CC" $(blas_cflags) $(blas_libs)
 need gcc              -- probe openmp "$CC" -fopenmp
 if [ "$profile" = test ]; then

@@ -12,7 +12,7 @@ build_model(path) -> NNModel
 
 parse_nn(path) -> Spec
     The parsed file: spec.name, spec.input (h, w, c), spec.prep (None,
-    ('scale', f) or ('normalize',)), spec.layers (list of Layer: kind, name,
+    ('scale', f), ('normalize',) or ('channels', means, stds)), spec.layers (list of Layer: kind, name,
     index, in_shape, out_shape and the layer's options), spec.loss
     ('crossentropy' | 'mse'), spec.batch, spec.optimizer (dict),
     spec.tensors [(name, offset, count)] exactly as nnc's param_tensors[],
@@ -240,7 +240,12 @@ def parse_nn(path):
             spec.input = tuple(_dims(args[0]))
             cur = spec.input
         elif head == "normalize":
-            spec.prep = ("normalize",)
+            opts = dict(a.split("=", 1) for a in args if "=" in a)
+            if "mean" in opts:  # per channel, torchvision's Normalize after ToTensor
+                spec.prep = ("channels", [_f32(v) for v in opts["mean"].split(",")],
+                             [_f32(v) for v in opts["std"].split(",")])
+            else:
+                spec.prep = ("normalize",)
         elif head == "scale":
             spec.prep = ("scale", _f32(_number(args[0])))
         elif head == "train":
@@ -471,6 +476,11 @@ class NNModel(nn.Module):
             return x
         if p[0] == "scale":
             return x * p[1]
+        if p[0] == "channels":  # raw is NHWC (or flat NHWC rows): channels vary fastest
+            c = len(p[1])
+            mean_c = torch.tensor(p[1], dtype=x.dtype)
+            std_c = torch.tensor(p[2], dtype=x.dtype)
+            return ((x.reshape(-1, c) / 255 - mean_c) / std_c).reshape(x.shape)
         if mean is None or std is None:
             mean, std = float(x.mean()), float(x.std(unbiased=False))
         return (x - mean) / std

@@ -12,4 +12,4 @@ case $m in *.c) src=$m m=$(basename "$m" .c) ;; esac
 cc -std=c11 -O3 -march=native -ffp-contract=fast -fopenmp -Iruntime -DNNC_NO_MAIN -c "$src" -o "$out.o"
 # shellcheck disable=SC2086
 cc -std=c11 -O2 ${SAN_FLAGS:-} -Iruntime -DNNC_MODEL="nnc_model_$m" "$harness" "$out.o" \
-    "$build/libnncrt.a" -o "$out" $(pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lpng -lz -lm -fopenmp
+    "$build/libnncrt.a" -o "$out" $(pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lpng -ljpeg -lz -lm -fopenmp

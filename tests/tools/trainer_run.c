@@ -27,7 +27,7 @@ int main(int argc, char **argv)
         return 2;
     }
     float *params = malloc(sizeof(float) * (m->n_params + 1)), *state = malloc(sizeof(float) * (m->n_state + 1));
-    float prep[2], table[256];
+    float prep[2], table[3][256];
     if (nnc_checkpoint_load(argv[1], m, params, state, prep, err, sizeof err) != 0) {
         fprintf(stderr, "trainer_run: %s\n", err);
         return 1;
@@ -44,7 +44,13 @@ int main(int argc, char **argv)
         n = (size_t)atol(argv[3]);
     int max_batch = argc > 4 && atoi(argv[4]) >= 1 && atoi(argv[4]) <= m->max_batch ? atoi(argv[4]) : m->max_batch;
     size_t in_floats = (size_t)m->in_h * m->in_w * m->in_c;
-    nnc_prep_table(m, prep, table);
+    if (m->in_c > 3) {
+        fprintf(stderr, "trainer_run: model %s has %d channels; grey or RGB only\n", m->name, m->in_c);
+        return 1;
+    }
+    /* Pixel i is channel i % C (NHWC): an RGB set is an IDX file of H x (W * 3) "pixels". */
+    for (int c = 0; c < m->in_c && c < 3; c++)
+        nnc_prep_table(m, prep, c, table[c]);
     float *x = malloc(sizeof(float) * in_floats * (size_t)m->max_batch);
     float *probs = malloc(sizeof(float) * (size_t)m->n_classes * (size_t)m->max_batch);
     nnc_step_ctx ctx = {.threads = 1, .workspace = nnc_workspace_new(m)};
@@ -52,7 +58,7 @@ int main(int argc, char **argv)
     for (size_t start = 0; start < n; start += (size_t)max_batch) {
         int batch = n - start < (size_t)max_batch ? (int)(n - start) : max_batch;
         for (size_t i = 0; i < (size_t)batch * in_floats; i++)
-            x[i] = table[images[start * in_floats + i]];
+            x[i] = table[i % (size_t)m->in_c][images[start * in_floats + i]];
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         m->infer_batch(&ctx, x, batch, params, state, probs);
