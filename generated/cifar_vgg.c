@@ -114,6 +114,64 @@ static const nnc_tensor_info state_tensors[] = {
 };
 #define N_STATE_TENSORS 12
 
+/* ---- the inference graph, a node a layer (--export FILE.onnx) ---- */
+/* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
+   first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
+static const nnc_graph_node graph_nodes[] = {
+    /* conv2d_1: `conv 32 3x3 pad=same relu` (line 13) */
+    {NNC_NODE_CONV, "conv2d_1", {32, 32, 3}, {32, 32, 32}, {3, 3}, {1, 1}, {1, 1, 1, 1}, 0.0f,
+     NNC_ACT_RELU, 0, -1, 0},
+    /* batch_normalization_1: `batchnorm` (line 14) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_1", {32, 32, 32}, {32, 32, 32}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 2, 0, 0},
+    /* conv2d_2: `conv 32 3x3 pad=same relu` (line 15) */
+    {NNC_NODE_CONV, "conv2d_2", {32, 32, 32}, {32, 32, 32}, {3, 3}, {1, 1}, {1, 1, 1, 1}, 0.0f,
+     NNC_ACT_RELU, 4, -1, 0},
+    /* batch_normalization_2: `batchnorm` (line 16) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_2", {32, 32, 32}, {32, 32, 32}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 6, 2, 0},
+    /* max_pooling2d_1: `maxpool 2x2` (line 17) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_1", {32, 32, 32}, {16, 16, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* conv2d_3: `conv 64 3x3 pad=same relu` (line 19) */
+    {NNC_NODE_CONV, "conv2d_3", {16, 16, 32}, {16, 16, 64}, {3, 3}, {1, 1}, {1, 1, 1, 1}, 0.0f,
+     NNC_ACT_RELU, 8, -1, 0},
+    /* batch_normalization_3: `batchnorm` (line 20) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_3", {16, 16, 64}, {16, 16, 64}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 10, 4, 0},
+    /* conv2d_4: `conv 64 3x3 pad=same relu` (line 21) */
+    {NNC_NODE_CONV, "conv2d_4", {16, 16, 64}, {16, 16, 64}, {3, 3}, {1, 1}, {1, 1, 1, 1}, 0.0f,
+     NNC_ACT_RELU, 12, -1, 0},
+    /* batch_normalization_4: `batchnorm` (line 22) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_4", {16, 16, 64}, {16, 16, 64}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 14, 6, 0},
+    /* max_pooling2d_2: `maxpool 2x2` (line 23) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_2", {16, 16, 64}, {8, 8, 64}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* conv2d_5: `conv 128 3x3 pad=same relu` (line 25) */
+    {NNC_NODE_CONV, "conv2d_5", {8, 8, 64}, {8, 8, 128}, {3, 3}, {1, 1}, {1, 1, 1, 1}, 0.0f,
+     NNC_ACT_RELU, 16, -1, 0},
+    /* batch_normalization_5: `batchnorm` (line 26) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_5", {8, 8, 128}, {8, 8, 128}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 18, 8, 0},
+    /* conv2d_6: `conv 128 3x3 pad=same relu` (line 27) */
+    {NNC_NODE_CONV, "conv2d_6", {8, 8, 128}, {8, 8, 128}, {3, 3}, {1, 1}, {1, 1, 1, 1}, 0.0f,
+     NNC_ACT_RELU, 20, -1, 0},
+    /* batch_normalization_6: `batchnorm` (line 28) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_6", {8, 8, 128}, {8, 8, 128}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 22, 10, 0},
+    /* max_pooling2d_3: `maxpool 2x2` (line 29) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_3", {8, 8, 128}, {4, 4, 128}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* global_average_pooling2d_1: `globalavgpool` (line 31) */
+    {NNC_NODE_GLOBALAVGPOOL, "global_average_pooling2d_1", {4, 4, 128}, {1, 1, 128}, {0, 0}, {0, 0},
+     {0, 0, 0, 0}, 0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* dense_1: `dense 10 softmax` (line 32) */
+    {NNC_NODE_DENSE, "dense_1", {1, 1, 128}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_SOFTMAX, 24, -1, 0},
+};
+#define N_GRAPH_NODES 17
+
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 32768 /* floats in the largest activation of one sample */
 
@@ -2517,6 +2575,8 @@ const nnc_model nnc_model_cifar_vgg = {
     .tensors = param_tensors,
     .n_state_tensors = N_STATE_TENSORS,
     .state_tensors = state_tensors,
+    .n_graph_nodes = N_GRAPH_NODES,
+    .graph = graph_nodes,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,

@@ -5,7 +5,7 @@
  *
  * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.
  * Forward pass: 2232832 multiply-adds per image.
- * Build: cc -O3 -march=native -fopenmp mnist_fast.c -lnncrt -lopenblas -lpng -lz -lm
+ * Build: cc -O3 -march=native -fopenmp mnist_fast.c -lnncrt -lopenblas -lpng -ljpeg -lz -lm
  */
 #include <math.h>
 #include <stdint.h>
@@ -92,6 +92,43 @@ static const nnc_tensor_info state_tensors[] = {
      "C", {0}},
 };
 #define N_STATE_TENSORS 6
+
+/* ---- the inference graph, a node a layer (--export FILE.onnx) ---- */
+/* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
+   first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
+static const nnc_graph_node graph_nodes[] = {
+    /* conv2d_1: `conv 32 5x5 relu` (line 13) */
+    {NNC_NODE_CONV, "conv2d_1", {28, 28, 1}, {24, 24, 32}, {5, 5}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 0, -1, 0},
+    /* batch_normalization_1: `batchnorm` (line 14) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_1", {24, 24, 32}, {24, 24, 32}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 2, 0, 0},
+    /* max_pooling2d_1: `maxpool 2x2` (line 15) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_1", {24, 24, 32}, {12, 12, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* conv2d_2: `conv 32 5x5 relu` (line 16) */
+    {NNC_NODE_CONV, "conv2d_2", {12, 12, 32}, {8, 8, 32}, {5, 5}, {1, 1}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 4, -1, 0},
+    /* batch_normalization_2: `batchnorm` (line 17) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_2", {8, 8, 32}, {8, 8, 32}, {0, 0}, {0, 0}, {0, 0, 0,
+            0}, 0.001f, NNC_ACT_LINEAR, 6, 2, 0},
+    /* max_pooling2d_2: `maxpool 2x2` (line 18) */
+    {NNC_NODE_MAXPOOL, "max_pooling2d_2", {8, 8, 32}, {4, 4, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
+     0.0f, NNC_ACT_LINEAR, -1, -1, 0},
+    /* flatten_1: `flatten` (line 19) */
+    {NNC_NODE_FLATTEN, "flatten_1", {4, 4, 32}, {1, 1, 512}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_LINEAR, -1, -1, 0},
+    /* dense_1: `dense 256 relu` (line 20) */
+    {NNC_NODE_DENSE, "dense_1", {1, 1, 512}, {1, 1, 256}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_RELU, 8, -1, 0},
+    /* batch_normalization_3: `batchnorm` (line 21) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_3", {1, 1, 256}, {1, 1, 256}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 10, 4, 0},
+    /* dense_2: `dense 10 softmax` (line 23) */
+    {NNC_NODE_DENSE, "dense_2", {1, 1, 256}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
+     NNC_ACT_SOFTMAX, 12, -1, 0},
+};
+#define N_GRAPH_NODES 10
 
 /* ---- the workspace: every buffer a step uses, one slot per sample of the largest batch ---- */
 #define LARGEST 18432 /* floats in the largest activation of one sample */
@@ -1705,6 +1742,8 @@ const nnc_model nnc_model_mnist_fast = {
     .tensors = param_tensors,
     .n_state_tensors = N_STATE_TENSORS,
     .state_tensors = state_tensors,
+    .n_graph_nodes = N_GRAPH_NODES,
+    .graph = graph_nodes,
     .init = init,
     .train_batch = train_batch,
     .infer_batch = infer_batch,
