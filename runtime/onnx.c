@@ -6,7 +6,8 @@
  * The graph takes what nnc takes: uint8 pixels, [N][h][w][c] (NHWC, as MNIST
  * and --predict's images), N free. It casts them to float and preprocesses
  * them as nnc_prep_table does (scale: Mul; normalize: Sub the mean, Div by the
- * std), transposes to NCHW, and runs the layers:
+ * std; per-channel normalize: Div by 255, Sub mean[c], Div by std[c]),
+ * transposes to NCHW, and runs the layers:
  *
  *   conv        Conv (pads from TensorFlow's 'same' split), weights OIHW
  *   dense       Gemm with transB = 1, weights [out][in] (PyTorch's layouts)
@@ -195,6 +196,16 @@ static void add_preprocessing(onnx_graph *g, const nnc_model *m, const float pre
     } else if (m->prep == NNC_PREP_NORMALIZE) {
         scalar(g, "prep.mean", prep[0]);
         scalar(g, "prep.std", prep[1] > 0.0f ? prep[1] : 1.0f); /* as nnc_prep_table: a constant image stays centred */
+        node(g, "Sub", "prep", (const char *const[]){"prep.mean", NULL});
+        node(g, "Div", "prep", (const char *const[]){"prep.std", NULL});
+    } else if (m->prep == NNC_PREP_CHANNELS) {
+        /* torchvision's ToTensor then Normalize, as nnc_prep_table: (v / 255 - mean[c]) / std[c], the
+         * constants shaped [C] so that they broadcast over the last (channel) axis of NHWC. */
+        const uint64_t channels = (uint64_t)m->in_c;
+        scalar(g, "prep.255", 255.0f);
+        initializer(g, "prep.mean", 1, &channels, m->prep_mean, channels);
+        initializer(g, "prep.std", 1, &channels, m->prep_std, channels);
+        node(g, "Div", "prep_unit", (const char *const[]){"prep.255", NULL});
         node(g, "Sub", "prep", (const char *const[]){"prep.mean", NULL});
         node(g, "Div", "prep", (const char *const[]){"prep.std", NULL});
     }

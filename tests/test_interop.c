@@ -177,6 +177,7 @@ SEED_MODEL_INTEROP(vgg_dropout)
 SEED_MODEL_INTEROP(vgg_bn)
 SEED_MODEL_INTEROP(vgg_bn_aug)
 SEED_MODEL_INTEROP(conv4_bn)
+SEED_MODEL_INTEROP(mnist_fast)
 
 /* Every layer kind's model (tests/layers/): what the seed models do not have (pad=same, strides,
  * avgpool, globalavgpool, sigmoid, tanh, batchnorm on flat vectors, ...) through onnx.checker and
@@ -206,7 +207,7 @@ Test(interop, onnx_layer_kinds, .timeout = 900)
                       kind, mis, n, maxdiff);
         }
     }
-    cr_expect_geq(kinds, 12, "only %d layer models checked:\n%s", kinds, out);
+    cr_expect_geq(kinds, 13, "only %d layer models checked:\n%s", kinds, out);
     free(out);
     run(NULL, "rm -rf %s", dir);
     free(dir);

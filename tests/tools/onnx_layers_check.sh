@@ -2,7 +2,8 @@
 # tests/tools/onnx_layers_check.sh BUILD DIR - ONNX export of every layer kind's
 # model (tests/layers/KIND/KIND.nn: 'same' padding and strides, avgpool,
 # globalavgpool, sigmoid and tanh, batchnorm on the input and on flat vectors,
-# dropout, 1x1 images read by dense, mse): random weights and images
+# dropout, 1x1 images read by dense, mse) and cifar_tiny (RGB, per-channel
+# normalize): random weights and images
 # (onnx_random_run.c), the .onnx through onnx.checker and onnxruntime-node
 # against the trainer's own inference. Prints, per kind,
 #   KIND onnx_checker OK OPSET NODES OPS
@@ -12,10 +13,11 @@
 set -eu
 b=$1 dir=$2
 node_modules=$(cd "$b" && pwd)/node/node_modules
-for kind_dir in tests/layers/*/; do
-    k=$(basename "$kind_dir")
+# tests/models/cifar_tiny.nn adds RGB input and per-channel normalize.
+for model in tests/layers/*/*.nn tests/models/cifar_tiny.nn; do
+    k=$(basename "$model" .nn)
     mkdir -p "$dir/$k"
-    "$b/nnc" "$kind_dir$k.nn" -o "$dir/$k/$k.c"
+    "$b/nnc" "$model" -o "$dir/$k/$k.c"
     sh tests/tools/build_trainer_run.sh "$b" "$dir/$k/$k.c" "$dir/$k/run" tests/tools/onnx_random_run.c
     "$dir/$k/run" "$dir/$k" 300 >"$dir/$k/trainer.txt"
     echo "$k $(/usr/bin/python3 tests/tools/onnx_check.py "$dir/$k/w.onnx" "$k")"

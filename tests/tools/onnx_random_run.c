@@ -53,7 +53,7 @@ int main(int argc, char **argv)
     }
     float prep[2] = {m->prep == NNC_PREP_SCALE ? m->prep_scale : 33.0f, m->prep == NNC_PREP_NORMALIZE ? 78.0f : 0.0f};
     snprintf(path, sizeof path, "%s/w.onnx", dir);
-    if (nnc_export_weights(path, m, params, state, prep, err, sizeof err) != 0) {
+    if (nnc_export_weights(path, m, params, state, prep, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "onnx_random_run: %s\n", err);
         return 1;
     }
@@ -76,15 +76,16 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    float table[256];
-    nnc_prep_table(m, prep, table);
+    float table[NNC_MAX_PREP_CHANNELS][256]; /* a table per channel: per-channel normalize */
+    for (int c = 0; c < NNC_MAX_PREP_CHANNELS; c++)
+        nnc_prep_table(m, prep, c, table[c]);
     float *x = malloc(sizeof(float) * in_floats * (size_t)m->max_batch);
     float *probs = malloc(sizeof(float) * (size_t)m->n_classes * (size_t)m->max_batch);
     nnc_step_ctx ctx = {.threads = 1, .workspace = nnc_workspace_new(m)};
     for (int start = 0; start < n; start += m->max_batch) {
         int batch = n - start < m->max_batch ? n - start : m->max_batch;
         for (size_t i = 0; i < (size_t)batch * in_floats; i++)
-            x[i] = table[images[(size_t)start * in_floats + i]];
+            x[i] = table[i % (size_t)m->in_c % NNC_MAX_PREP_CHANNELS][images[(size_t)start * in_floats + i]];
         m->infer_batch(&ctx, x, batch, params, state, probs);
         print_output_lines(probs, batch, m->n_classes);
     }
