@@ -12,9 +12,20 @@
 
 #include "test_support.h"
 
-static const char *const seed_models[] = {"linear", "mlp800",      "mlp64x5", "cnn_baseline", "cnn_larger",
-                                          "vgg",    "vgg_dropout", "vgg_bn",  "vgg_bn_aug",   "conv4_bn"};
-#define N_SEED_MODELS (sizeof seed_models / sizeof seed_models[0])
+/* Every model of models/ (the seeds' and the ones beyond them), by name: generated/NAME.c. */
+static const char *const every_model[] = {"linear",     "mlp800",   "mlp64x5",   "cnn_baseline", "cnn_larger", "vgg",
+                                          "vgg_dropout", "vgg_bn",  "vgg_bn_aug", "conv4_bn",    "mnist_fast",
+                                          "cifar_vgg"};
+#define N_MODELS (sizeof every_model / sizeof every_model[0])
+
+Test(golden, every_model_file_is_listed)
+{
+    char *out = NULL;
+    cr_assert_eq(run(&out, "ls models/*.nn | wc -l"), 0, "%s", out);
+    cr_expect_eq((size_t)atoi(out), N_MODELS, "models/ holds %d model files, every_model[] names %zu: add the new one",
+                 atoi(out), N_MODELS);
+    free(out);
+}
 
 /* The "test accuracy 98.12%" figure a trainer prints last. */
 static double final_accuracy(const char *output)
@@ -27,8 +38,8 @@ static double final_accuracy(const char *output)
 Test(golden, generated_code_is_what_the_compiler_emits)
 {
     char *dir = scratch_dir();
-    for (size_t i = 0; i < N_SEED_MODELS; i++) {
-        const char *m = seed_models[i];
+    for (size_t i = 0; i < N_MODELS; i++) {
+        const char *m = every_model[i];
         cr_expect_eq(run(NULL, "$B/nnc models/%s.nn -o %s/%s.c && cmp -s %s/%s.c generated/%s.c", m, dir, m, dir, m, m),
                      0, "generated/%s.c is stale: run `make generated`", m);
     }
@@ -94,12 +105,12 @@ Test(compile, generated_code_builds_warning_free_for_every_target, .timeout = 90
     for (size_t t = 0; t < sizeof build_targets / sizeof build_targets[0]; t++) {
         if (build_targets[t].x86_only && !x86)
             continue;
-        for (size_t i = 0; i < N_SEED_MODELS; i++) {
+        for (size_t i = 0; i < N_MODELS; i++) {
             char *out = NULL;
             int status = run(&out, "%s %s -std=c11 -Wall -Wextra -Werror -O2 -fopenmp -Iruntime -c generated/%s.c -o /dev/null",
-                             build_targets[t].compiler, build_targets[t].flags, seed_models[i]);
+                             build_targets[t].compiler, build_targets[t].flags, every_model[i]);
             cr_expect_eq(status, 0, "%s %s on generated/%s.c:\n%s", build_targets[t].compiler, build_targets[t].flags,
-                         seed_models[i], out);
+                         every_model[i], out);
             free(out);
         }
     }
