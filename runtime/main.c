@@ -55,6 +55,7 @@ typedef struct {
     uint64_t seed;
     int seed_given;
     int threads;
+    int threads_given;    /* --threads was given: decoding image folders uses it too */
     const char *save_path; /* NULL: <model name>.nncw */
     const char *load_path; /* NULL: fresh weights */
     const char *export_path; /* --export FILE (.safetensors, .npz or .onnx); NULL: none */
@@ -237,6 +238,7 @@ static int parse_value(cli_args *a, const nnc_model *m, const char *prog, const 
         if (parse_number(value, 1, 1024, &v) != 0)
             return usage_error(m, prog, "--threads needs a whole number from 1 to 1024, not '%s'", value);
         a->threads = (int)v;
+        a->threads_given = 1;
     } else if (!strcmp(name, "--seed")) {
         if (parse_number(value, 0, UINT64_MAX, &v) != 0)
             return usage_error(m, prog, "--seed needs a non-negative whole number, not '%s'", value);
@@ -445,6 +447,10 @@ static int load_folder_split(nnc_dataset *ds, const nnc_model *m, const char *di
     nnc_dataset_free(&classes);
     return rc;
 }
+
+/* Threads for decoding image folders: --threads when given, else DEFAULT_THREADS whatever the model's
+ * default (a model whose steps are too small to share still decodes on both cores). */
+static int decode_threads(const cli_args *a) { return a->threads_given ? a->threads : DEFAULT_THREADS; }
 
 /* Load the split (prefix "train" or "t10k", as MNIST's files are named) of
  * dir's layout and check it fits the model; prints the problem. */
@@ -670,7 +676,7 @@ static int load_weights(const nnc_model *m, const cli_args *a, const nnc_dataset
     nnc_dataset own = {0};
     const char *dir = "the training data";
     if (m->prep == NNC_PREP_NORMALIZE && !train) {
-        if (!(dir = find_data_dir(a, "train")) || load_split(&own, m, dir, "train", a->threads) != 0) return -1;
+        if (!(dir = find_data_dir(a, "train")) || load_split(&own, m, dir, "train", decode_threads(a)) != 0) return -1;
         train = &own;
     }
     nnc_prep_compute(m, train ? train : &own, prep);
@@ -868,8 +874,8 @@ static int run(const nnc_model *m, const cli_args *a, float *params, float *stat
     if (!dir) return 1;
     print_layout(dir);
     nnc_dataset train = {0}, test = {0};
-    if (!a->eval_only && load_split(&train, m, dir, "train", a->threads) != 0) return 1;
-    if (load_split(&test, m, dir, "t10k", a->threads) != 0) {
+    if (!a->eval_only && load_split(&train, m, dir, "train", decode_threads(a)) != 0) return 1;
+    if (load_split(&test, m, dir, "t10k", decode_threads(a)) != 0) {
         nnc_dataset_free(&train);
         return 1;
     }
