@@ -86,6 +86,7 @@ INFERENCE_TEST(vgg_dropout)
 INFERENCE_TEST(vgg_bn)
 INFERENCE_TEST(vgg_bn_aug)
 INFERENCE_TEST(conv4_bn)
+INFERENCE_TEST(mnist_fast)
 
 /* Another model's weights, a damaged file, an unwritable place: a clear error, and no .c or .h left behind. */
 Test(inference, bad_inputs_leave_nothing_behind, .timeout = 120)
