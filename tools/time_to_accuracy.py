@@ -23,8 +23,8 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OPENMP_BLAS_DIR = os.path.join(ROOT, "build", "openblas-openmp", "usr", "lib", "x86_64-linux-gnu", "openblas-openmp")
+from bench import OPENMP_BLAS_DIR  # noqa: E402 - where tools/bench.sh unpacks the OpenMP OpenBLAS
+
 EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/\d+.*test_acc ([0-9.]+)%")
 FINAL_LINE = re.compile(r"^test accuracy ([0-9.]+)%")
 
