@@ -3,6 +3,7 @@
 #   make                 build/nnc and build/libnncrt.a
 #   make train [MODEL=models/x.nn] [ARGS="--epochs 1"]
 #                        compile, build and train one model (default: cnn_baseline)
+#   make mpi             every model's trainer for several processes, in build/bin-mpi/
 #   make test            every test (Criterion), plus the generated/ freshness check
 #   make generated       regenerate generated/ from models/
 #   make bench           nnc against PyTorch, same machine, same run
@@ -44,7 +45,7 @@ TEST_GEN     := $(patsubst %.nn,$(BUILD)/tests/gen/%.c,$(notdir $(TEST_MODELS)))
 DEPS_STAMP   := $(BUILD)/.deps-ok
 TEST_DEPS_STAMP := $(BUILD)/.test-deps-ok
 
-.PHONY: all deps test-deps test test-asan generated check-generated train bench install clean fuzz reference
+.PHONY: all deps test-deps test test-asan generated check-generated train mpi bench install clean fuzz reference
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/nnc $(BUILD)/libnncrt.a
@@ -130,6 +131,25 @@ $(BUILD)/bin/%: generated/%.c $(BUILD)/libnncrt.a
 train: $(BUILD)/bin/$(notdir $(basename $(MODEL)))
 	$(BUILD)/bin/$(notdir $(basename $(MODEL))) $(ARGS)
 
+# ---- several processes (MPI) ---------------------------------------------
+# The same generated files, linked against libnncrt_mpi.a: the runtime with
+# dist.c, its only MPI file, compiled by mpicc with NNC_MPI. Run them with
+# `mpirun -np 2 build/bin-mpi/vgg_bn`.
+MPICC ?= mpicc
+$(BUILD)/runtime/dist-mpi.o: runtime/dist.c runtime/*.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(ALL_CFLAGS) $(RUNTIME_OPT) -DNNC_MPI -c $< -o $@
+
+$(BUILD)/libnncrt_mpi.a: $(filter-out $(BUILD)/runtime/dist.o,$(RUNTIME_OBJ)) $(BUILD)/runtime/dist-mpi.o
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin-mpi/%: generated/%.c $(BUILD)/libnncrt_mpi.a
+	@mkdir -p $(BUILD)/bin-mpi
+	$(MPICC) -std=c11 $(WARN) $(TRAINER_CFLAGS) -Iruntime $(BLAS_CFLAGS) $< -o $@ $(BUILD)/libnncrt_mpi.a $(RT_LIBS)
+
+mpi: $(MODELS:models/%.nn=$(BUILD)/bin-mpi/%)
+
 # ---- tests ---------------------------------------------------------------
 # Test models, tests/models/NAME.nn and tests/layers/KIND/KIND.nn, become build/tests/gen/NAME.c,
 # which the tests include.
@@ -142,8 +162,11 @@ $(BUILD)/tests/gen/%.c: tests/layers/%/$$*.nn $(BUILD)/nnc
 	@mkdir -p $(BUILD)/tests/gen
 	$(BUILD)/nnc $< -o $@
 
+# The MPI tests (tests/test_mpi.c) run the trainers of build/bin-mpi/: in `make test`, not under the sanitizers.
+MPI_TESTS ?= 1
+MPI_TEST_DEPS := $(if $(filter 1,$(MPI_TESTS)),$(BUILD)/libnncrt_mpi.a $(BUILD)/bin-mpi/cnn_larger $(BUILD)/bin-mpi/vgg_bn)
 TEST_CC = $(CC) -std=c11 $(WARN) $(CFLAGS) -fopenmp -Icompiler -I$(BUILD)/gen -Iruntime -Itests -I$(BUILD)/tests/gen \
-	$(BLAS_CFLAGS) -DNNC_ROOT='"$(CURDIR)"' -DNNC_BUILD='"$(BUILD)"'
+	$(BLAS_CFLAGS) -DNNC_ROOT='"$(CURDIR)"' -DNNC_BUILD='"$(BUILD)"' -DNNC_MPI_TESTS=$(MPI_TESTS)
 TEST_INPUTS := tests/*.h $(BUILD)/libnncrt.a $(GENERATED) $(TEST_GEN)
 
 # The whole suite; the generated models in it are built for the baseline x86-64 (or this CPU's family).
@@ -174,7 +197,8 @@ digests: $(TEST_TRAINERS)
 		cat $$f && echo "wrote $$f"
 
 # The numerical suites first, the whole suite last: its summary closes the output.
-test: $(TEST_DEPS_STAMP) $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(NUMERIC_MARCHES:%=$(BUILD)/tests/numeric-%) $(TEST_TRAINERS)
+test: $(TEST_DEPS_STAMP) $(BUILD)/nnc $(BUILD)/tests/nnc_tests $(NUMERIC_MARCHES:%=$(BUILD)/tests/numeric-%) $(TEST_TRAINERS) \
+		$(MPI_TEST_DEPS)
 	$(MAKE) --no-print-directory check-generated
 	@for m in $(NUMERIC_MARCHES); do echo "== gradient checks and PyTorch references, generated code built with -march=$$m"; \
 		$(BUILD)/tests/numeric-$$m --jobs 2 || exit 1; done
@@ -212,7 +236,8 @@ reference: generated $(TEST_GEN)
 # ---- the test suite under AddressSanitizer and UndefinedBehaviorSanitizer --
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 test-asan:
-	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g $(SAN)" \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) --no-print-directory BUILD=build-asan MPI_TESTS=0 \
+		CFLAGS="-O1 -g $(SAN)" \
 		TRAINER_CFLAGS="-O1 -g -march=native -fopenmp $(SAN)" RUNTIME_OPT="-march=native" test
 
 # ---- benchmark -----------------------------------------------------------

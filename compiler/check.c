@@ -823,6 +823,7 @@ model *nnc_check(nnc_source *src, const nnc_stmt *stmts)
     m->source_path = src->path;
     m->input = (shape){28, 28, 1};
     m->recipe.loss = NNC_LOSS_CROSSENTROPY;
+    m->slices = DEFAULT_SLICES;
     checker ck = {.src = src, .m = m, .cur = m->input};
     ck.counters = nnc_xmalloc(sizeof *ck.counters * (size_t)n_layer_kinds);
     memset(ck.counters, 0, sizeof *ck.counters * (size_t)n_layer_kinds);

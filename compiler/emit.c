@@ -75,8 +75,12 @@ static void print_header(printer *pr)
     cg(g, " * Build: cc -O3 -march=native -fopenmp %s.c -lnncrt -lopenblas -lpng -ljpeg -lz -lm\n */\n", m->name);
     cg(g, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"nncrt.h\"\n\n");
     cg(g, "#define B %d /* the largest batch a step sees */\n", m->recipe.batch);
-    cg(g, "#define CHUNKS %d /* fixed slices of the batch; the arithmetic never depends on the thread count */\n",
-       CHUNKS);
+    if (m->slices == DEFAULT_SLICES)
+        cg(g, "#define CHUNKS %d /* fixed slices of the batch; the arithmetic never depends on the thread count */\n",
+           m->slices);
+    else
+        cg(g, "#define CHUNKS %d /* fixed slices of the batch (nnc --slices %d); the arithmetic never depends on the thread count */\n",
+           m->slices, m->slices);
     cg(g, "#define IN_H %d /* one input image: IN_H x IN_W x IN_C */\n#define IN_W %d\n#define IN_C %d\n", m->input.h,
        m->input.w, m->input.c);
     cg(g, "#define N_CLASSES %d\n", m->n_classes);
@@ -470,6 +474,12 @@ static void print_op(printer *pr, const plan *p, const plan_op *op)
         cgi(g, "loss_forward_backward(%s, &ws->slice_loss[c], &ws->slice_correct[c], %s, labels, n, lo, hi);\n",
             grad_expr(dout, sizeof dout, p, op->dout), buffer_expr(in, sizeof in, p, op->in));
         break;
+    case OP_SHARE:
+        if (l)
+            op->step.print_share(g, l);
+        else
+            cgi(g, "nnc_dist_share(dist, ws->slice_grads, sizeof ws->slice_grads[0], sizeof ws->slice_grads[0], CHUNKS);\n");
+        break;
     case OP_GRAD_SUM:
         cg(g, "    /* the batch's gradient: the slices' sums, in slice order */\n");
         cg(g, "    ALL_THREADS\n");
@@ -570,13 +580,17 @@ static void print_step_struct(printer *pr)
     cg(g, "    const uint8_t *labels;   /* [n] (training) */\n    int n;\n");
     cg(g, "    const float *params;     /* [N_PARAMS] */\n    float *grads;            /* [N_PARAMS] (training) */\n");
     cg(g, "    float *state;            /* [N_STATE], batchnorm's running statistics */\n");
-    cg(g, "    uint64_t key;            /* the step's dropout key */\n} step;\n\n");
+    cg(g, "    uint64_t key;            /* the step's dropout key */\n");
+    cg(g, "    const nnc_dist *dist;    /* the processes sharing the step (MPI); NULL: this one alone */\n");
+    cg(g, "    int first_slice, end_slice; /* the slices this process computes: [first_slice, end_slice) */\n} step;\n\n");
     cg(g, "/*\n * The slice loop, in every phase: slice c of the batch on one of the threads. With OpenMP's static\n");
     cg(g, " * schedule slice c runs on the same thread in every loop, so a loop whose next operation reads only\n");
     cg(g, " * its own slice ends without waiting (SLICES_NOWAIT); the threads wait where the plan has a sync\n");
-    cg(g, " * point: at the end of SLICES, of a ONE_THREAD block, and of an ALL_THREADS loop.\n */\n");
-    cg(g, "#define SLICES _Pragma(\"omp for schedule(static)\") for (int c = 0; c < CHUNKS; c++)\n");
-    cg(g, "#define SLICES_NOWAIT _Pragma(\"omp for schedule(static) nowait\") for (int c = 0; c < CHUNKS; c++)\n");
+    cg(g, " * point: at the end of SLICES, of a ONE_THREAD block, and of an ALL_THREADS loop. Under MPI a\n");
+    cg(g, " * process runs its own slices only (runtime/dist.c).\n */\n");
+    cg(g, "#define EACH_SLICE for (int c = s->first_slice; c < s->end_slice; c++)\n");
+    cg(g, "#define SLICES _Pragma(\"omp for schedule(static)\") EACH_SLICE\n");
+    cg(g, "#define SLICES_NOWAIT _Pragma(\"omp for schedule(static) nowait\") EACH_SLICE\n");
     cg(g, "#define ONE_THREAD _Pragma(\"omp single\")\n");
     cg(g, "#define ALL_THREADS _Pragma(\"omp for schedule(static)\")\n");
 }
@@ -589,6 +603,7 @@ static int print_phase(printer *pr, const plan *p, op_phase phase)
         {"labels", "const uint8_t *labels = s->labels;"}, {"n", "int n = s->n;"},
         {"params", "const float *params = s->params;"}, {"grads", "float *grads = s->grads;"},
         {"state", "float *state = s->state;"},     {"key", "uint64_t key = s->key;"},
+        {"dist", "const nnc_dist *dist = s->dist;"},
     };
     char *body = NULL;
     size_t len = 0;
@@ -630,8 +645,12 @@ static void print_train_batch(printer *pr)
     cg(g, "\n/* ---- one training step: forward (training mode), loss, backward, gradient ---- */\n");
     cg(g, "static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, const uint8_t *labels, int n, const float *params, float *grads, float *state)\n{\n");
     cg(g, "    workspace *ws = ctx->workspace;\n");
-    cg(g, "    step s = {ws, x, labels, n, params, grads, state, ctx->dropout_key};\n");
+    cg(g, "    step s = {ws, x, labels, n, params, grads, state, ctx->dropout_key, ctx->dist, 0, CHUNKS};\n");
+    cg(g, "    nnc_dist_blocks(ctx->dist, CHUNKS, &s.first_slice, &s.end_slice);\n");
     print_parallel_region(g, "train", has);
+    cg(g, "    /* the slices' losses and right answers, from the processes that computed them */\n");
+    cg(g, "    nnc_dist_share(ctx->dist, ws->slice_loss, sizeof ws->slice_loss[0], sizeof ws->slice_loss[0], CHUNKS);\n");
+    cg(g, "    nnc_dist_share(ctx->dist, ws->slice_correct, sizeof ws->slice_correct[0], sizeof ws->slice_correct[0], CHUNKS);\n");
     cg(g, "    nnc_batch_stats stats = {0.0, 0};\n");
     cg(g, "    for (int c = 0; c < CHUNKS; c++) {\n        stats.loss_sum += ws->slice_loss[c];\n");
     cg(g, "        stats.correct += ws->slice_correct[c];\n    }\n    return stats;\n}\n");
@@ -648,7 +667,8 @@ static void print_infer_batch(printer *pr)
     cg(g, "\n/* ---- inference: batchnorm uses its running statistics, dropout is off ---- */\n");
     cg(g, "static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const float *params, const float *state, float *probs)\n{\n");
     cg(g, "    workspace *ws = ctx->workspace;\n");
-    cg(g, "    step s = {ws, x, NULL, n, params, NULL, (float *)state, 0}; /* inference writes no state */\n");
+    cg(g, "    /* inference writes no state, and runs every slice here (evaluation shares out whole batches) */\n");
+    cg(g, "    step s = {ws, x, NULL, n, params, NULL, (float *)state, 0, NULL, 0, CHUNKS};\n");
     print_parallel_region(g, "infer", has);
     cg(g, "    memcpy(probs, %s, sizeof(float) * (size_t)n * %d);\n}\n",
        buffer_expr(out, sizeof out, p, p->out_buf[pr->m->n_layers - 1]), pr->m->n_classes);
@@ -783,6 +803,7 @@ static void print_model_description(printer *pr)
     cg(g, "    .n_params = N_PARAMS,\n    .n_state = N_STATE,\n");
     cg(g, "    .signature = 0x%016llxULL,\n", model_signature(m));
     cg(g, "    .max_batch = B,\n");
+    cg(g, "    .slices = CHUNKS,\n");
     cg(g, "    .workspace_bytes = sizeof(workspace),\n");
     cg(g, "    .default_threads = %d, /* %.0f MFLOP a training step */\n", default_threads(m), step_mflop(m));
     cg(g, "    .prep = %s,\n    .prep_scale = %s,\n", prep_enum(m->prep), flt(a, sizeof a, m->prep_scale));

@@ -29,6 +29,9 @@ static void usage(FILE *out)
           "       nnc --emit=inference --weights W.nncw MODEL.nn -o NAME.c\n"
           "                                   inference C for one image, weights baked in: NAME.c and NAME.h\n"
           "                                   (C99 and <math.h> only, for any target)\n"
+          "       nnc --slices N MODEL.nn -o OUT.c\n"
+          "                                   cut each batch into N fixed slices (default 2): up to N processes\n"
+          "                                   can share a step under mpirun; the weights depend on N\n"
           "       nnc --help | --version\n",
           out);
 }
@@ -104,6 +107,7 @@ int main(int argc, char **argv)
 {
     mode md = MODE_COMPILE;
     const char *input = NULL, *output = NULL, *weights = NULL;
+    int slices = DEFAULT_SLICES;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -128,6 +132,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             weights = argv[++i];
+        } else if (strcmp(a, "--slices") == 0) {
+            char *end = NULL;
+            long n = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (!end || *end || n < 1 || n > MAX_SLICES) {
+                fprintf(stderr, "nnc: --slices needs a whole number from 1 to %d\n", MAX_SLICES);
+                return 2;
+            }
+            slices = (int)n;
+            i++;
         } else if (strcmp(a, "-o") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "nnc: -o needs a file name\n");
@@ -175,6 +188,13 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (slices > m->recipe.batch) {
+        fprintf(stderr, "nnc: --slices %d is more than the batch of %d\n", slices, m->recipe.batch);
+        nnc_model_free(m);
+        nnc_source_free(&src);
+        return 2;
+    }
+    m->slices = slices;
     int status = 0;
     if (md == MODE_INFERENCE) {
         status = emit_inference(m, weights, output);

@@ -97,7 +97,14 @@ typedef struct {
 
     int n_defaults;
     applied_default *defaults;
+
+    /* The fixed slices a batch is cut into (CHUNKS in the C): the arithmetic depends on them, never
+     * on the thread or process count, and a step can be shared by at most this many processes (MPI). */
+    int slices;
 } model;
+
+#define DEFAULT_SLICES 2 /* nnc --slices N says otherwise */
+#define MAX_SLICES 16
 
 /* Check a parsed file; returns NULL after reporting errors through src. */
 model *nnc_check(nnc_source *src, const nnc_stmt *stmts);

@@ -95,6 +95,8 @@ static void assign_buffers(plan *p)
 static void add_layer_steps(plan *p, int i, op_phase phase, step_list steps)
 {
     for (int s = 0; s < steps.n; s++) {
+        if (steps.step[s].print_share && p->pass == PASS_TRAIN)
+            add_op(p, OP_SHARE, phase, i, STEP_ONE_THREAD)->step = steps.step[s];
         plan_op *op = add_op(p, OP_LAYER, phase, i, steps.step[s].scope);
         op->step = steps.step[s];
         op->in = i == 0 ? 0 : p->out_buf[i - 1];
@@ -124,6 +126,7 @@ static void add_ops(plan *p)
     for (int i = last; i >= 0; i--)
         if (!is_view(&m->layers[i]))
             add_layer_steps(p, i, PHASE_BACKWARD, layer_backward_steps(&m->layers[i], &p->roles[i]));
+    add_op(p, OP_SHARE, PHASE_GRADIENT, -1, STEP_ONE_THREAD);
     add_op(p, OP_GRAD_SUM, PHASE_GRADIENT, -1, STEP_ALL_THREADS);
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].l1 != 0 || m->layers[i].l2 != 0)
@@ -212,8 +215,14 @@ void plan_print(FILE *out, const plan *p)
         if (op->wait_before)
             fprintf(out, "-- sync --\n");
         const char *scope = op->scope == STEP_SLICE ? "slices" : op->scope == STEP_ONE_THREAD ? "one thread" : "all";
-        fprintf(out, "%-9s %-10s %-28s", phase_names[op->phase], scope,
-                op->layer >= 0 ? p->m->layers[op->layer].name : op->kind == OP_GRAD_SUM ? "(gradient sum)" : "");
+        char who[64];
+        if (op->kind == OP_SHARE)
+            snprintf(who, sizeof who, "%s%s(share slices)", op->layer >= 0 ? p->m->layers[op->layer].name : "",
+                     op->layer >= 0 ? " " : "");
+        else
+            snprintf(who, sizeof who, "%s",
+                     op->layer >= 0 ? p->m->layers[op->layer].name : op->kind == OP_GRAD_SUM ? "(gradient sum)" : "");
+        fprintf(out, "%-9s %-10s %-28s", phase_names[op->phase], scope, who);
         if (op->in >= 0)
             fprintf(out, " in %s", p->bufs[op->in].name);
         if (op->out >= 0 && op->kind == OP_LAYER)

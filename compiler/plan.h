@@ -14,13 +14,18 @@
  * slice in parallel, each slice through several operations without waiting;
  * one-thread operations (batchnorm's statistics, its parameter-gradient sums)
  * and the gradient sum need every slice done first.
+ *
+ * Several processes (MPI) split the slices between them: each runs the slice
+ * operations on its own slices only, and a share operation before each
+ * operation that reads every slice's results fetches the other processes'
+ * (runtime/dist.c). Every process then combines the same numbers in the same
+ * slice order, so the arithmetic is one process's, bit for bit.
  */
 #ifndef NNC_PLAN_H
 #define NNC_PLAN_H
 
 #include "layers/kind.h"
 
-#define CHUNKS 2 /* fixed slices of a batch: the arithmetic never depends on the thread count */
 
 typedef enum {
     BUF_INPUT,      /* x: the preprocessed batch */
@@ -40,6 +45,7 @@ typedef enum {
     OP_PREPARE,  /* one thread: a layer's weights in the layouts its kernels read */
     OP_LAYER,    /* one of a layer's forward or backward steps (scope: the kind's) */
     OP_LOSS,     /* slices: the loss and dL/d(last output) */
+    OP_SHARE,    /* one thread: the slices other processes computed, fetched (a no-op in one process) */
     OP_GRAD_SUM, /* all threads over the parameters: the slices' weight gradients in slice order */
     OP_PENALTY,  /* all threads over one layer's kernel: L1/L2 terms */
 } op_kind;
@@ -55,8 +61,8 @@ typedef struct {
 typedef struct {
     op_kind kind;
     op_phase phase;
-    int layer;          /* OP_PREPARE, OP_LAYER, OP_PENALTY */
-    layer_step step;    /* OP_LAYER */
+    int layer;          /* OP_PREPARE, OP_LAYER, OP_PENALTY; OP_SHARE: the layer whose step reads (-1: the gradient) */
+    layer_step step;    /* OP_LAYER; OP_SHARE: the step it fetches for */
     step_scope scope;   /* STEP_ONE_THREAD for OP_PREPARE; STEP_SLICE for slices; GRAD_SUM, PENALTY: all threads */
     int in, out;        /* activation buffers, -1 none */
     grad_ref din, dout; /* gradient regions */

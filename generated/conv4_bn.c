@@ -2200,16 +2200,20 @@ typedef struct {
     float *grads;            /* [N_PARAMS] (training) */
     float *state;            /* [N_STATE], batchnorm's running statistics */
     uint64_t key;            /* the step's dropout key */
+    const nnc_dist *dist;    /* the processes sharing the step (MPI); NULL: this one alone */
+    int first_slice, end_slice; /* the slices this process computes: [first_slice, end_slice) */
 } step;
 
 /*
  * The slice loop, in every phase: slice c of the batch on one of the threads. With OpenMP's static
  * schedule slice c runs on the same thread in every loop, so a loop whose next operation reads only
  * its own slice ends without waiting (SLICES_NOWAIT); the threads wait where the plan has a sync
- * point: at the end of SLICES, of a ONE_THREAD block, and of an ALL_THREADS loop.
+ * point: at the end of SLICES, of a ONE_THREAD block, and of an ALL_THREADS loop. Under MPI a
+ * process runs its own slices only (runtime/dist.c).
  */
-#define SLICES _Pragma("omp for schedule(static)") for (int c = 0; c < CHUNKS; c++)
-#define SLICES_NOWAIT _Pragma("omp for schedule(static) nowait") for (int c = 0; c < CHUNKS; c++)
+#define EACH_SLICE for (int c = s->first_slice; c < s->end_slice; c++)
+#define SLICES _Pragma("omp for schedule(static)") EACH_SLICE
+#define SLICES_NOWAIT _Pragma("omp for schedule(static) nowait") EACH_SLICE
 #define ONE_THREAD _Pragma("omp single")
 #define ALL_THREADS _Pragma("omp for schedule(static)")
 
@@ -2234,6 +2238,7 @@ static void train_forward(const step *s)
     const float *params = s->params;
     float *state = s->state;
     uint64_t key = s->key;
+    const nnc_dist *dist = s->dist;
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* conv2d_1: `conv 32 3x3 relu` */
@@ -2243,11 +2248,15 @@ static void train_forward(const step *s)
                                    ws->batch_normalization_1_partial[c][1], ws->conv2d_1_out, lo,
                                    hi);
     }
-    ONE_THREAD
+    ONE_THREAD {
+        nnc_dist_share(dist, ws->batch_normalization_1_partial,
+                       sizeof ws->batch_normalization_1_partial[0],
+                       sizeof ws->batch_normalization_1_partial[0], CHUNKS);
         batch_normalization_1_combine(ws->batch_normalization_1_mean,
                                       ws->batch_normalization_1_inv_std,
                                       state + BATCH_NORMALIZATION_1_RUNNING,
                                       ws->batch_normalization_1_partial, n);
+    }
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_1: `batchnorm` */
@@ -2264,11 +2273,15 @@ static void train_forward(const step *s)
                                    ws->batch_normalization_2_partial[c][1], ws->conv2d_2_out, lo,
                                    hi);
     }
-    ONE_THREAD
+    ONE_THREAD {
+        nnc_dist_share(dist, ws->batch_normalization_2_partial,
+                       sizeof ws->batch_normalization_2_partial[0],
+                       sizeof ws->batch_normalization_2_partial[0], CHUNKS);
         batch_normalization_2_combine(ws->batch_normalization_2_mean,
                                       ws->batch_normalization_2_inv_std,
                                       state + BATCH_NORMALIZATION_2_RUNNING,
                                       ws->batch_normalization_2_partial, n);
+    }
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_2: `batchnorm` */
@@ -2288,11 +2301,15 @@ static void train_forward(const step *s)
                                    ws->batch_normalization_3_partial[c][1], ws->conv2d_3_out, lo,
                                    hi);
     }
-    ONE_THREAD
+    ONE_THREAD {
+        nnc_dist_share(dist, ws->batch_normalization_3_partial,
+                       sizeof ws->batch_normalization_3_partial[0],
+                       sizeof ws->batch_normalization_3_partial[0], CHUNKS);
         batch_normalization_3_combine(ws->batch_normalization_3_mean,
                                       ws->batch_normalization_3_inv_std,
                                       state + BATCH_NORMALIZATION_3_RUNNING,
                                       ws->batch_normalization_3_partial, n);
+    }
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_3: `batchnorm` */
@@ -2309,11 +2326,15 @@ static void train_forward(const step *s)
                                    ws->batch_normalization_4_partial[c][1], ws->conv2d_4_out, lo,
                                    hi);
     }
-    ONE_THREAD
+    ONE_THREAD {
+        nnc_dist_share(dist, ws->batch_normalization_4_partial,
+                       sizeof ws->batch_normalization_4_partial[0],
+                       sizeof ws->batch_normalization_4_partial[0], CHUNKS);
         batch_normalization_4_combine(ws->batch_normalization_4_mean,
                                       ws->batch_normalization_4_inv_std,
                                       state + BATCH_NORMALIZATION_4_RUNNING,
                                       ws->batch_normalization_4_partial, n);
+    }
     SLICES_NOWAIT {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_4: `batchnorm` */
@@ -2363,6 +2384,7 @@ static void train_backward(const step *s)
     const float *x = s->x;
     int n = s->n;
     const float *params = s->params;
+    const nnc_dist *dist = s->dist;
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* dense_3: `dense 10 softmax` */
@@ -2393,9 +2415,12 @@ static void train_backward(const step *s)
                                               ws->batch_normalization_4_mean,
                                               ws->batch_normalization_4_inv_std, lo, hi);
     }
-    ONE_THREAD
+    ONE_THREAD {
+        nnc_dist_share(dist, ws->slice_grads[0] + BATCH_NORMALIZATION_4_GAMMA,
+                       sizeof ws->slice_grads[0][0] * 128, sizeof ws->slice_grads[0], CHUNKS);
         sum_slices(ws->batch_normalization_4_totals, ws->slice_grads, BATCH_NORMALIZATION_4_GAMMA,
                    128);
+    }
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_4: `batchnorm` */
@@ -2417,9 +2442,12 @@ static void train_backward(const step *s)
                                               ws->batch_normalization_3_mean,
                                               ws->batch_normalization_3_inv_std, lo, hi);
     }
-    ONE_THREAD
+    ONE_THREAD {
+        nnc_dist_share(dist, ws->slice_grads[0] + BATCH_NORMALIZATION_3_GAMMA,
+                       sizeof ws->slice_grads[0][0] * 128, sizeof ws->slice_grads[0], CHUNKS);
         sum_slices(ws->batch_normalization_3_totals, ws->slice_grads, BATCH_NORMALIZATION_3_GAMMA,
                    128);
+    }
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_3: `batchnorm` */
@@ -2444,9 +2472,12 @@ static void train_backward(const step *s)
                                               ws->batch_normalization_2_mean,
                                               ws->batch_normalization_2_inv_std, lo, hi);
     }
-    ONE_THREAD
+    ONE_THREAD {
+        nnc_dist_share(dist, ws->slice_grads[0] + BATCH_NORMALIZATION_2_GAMMA,
+                       sizeof ws->slice_grads[0][0] * 64, sizeof ws->slice_grads[0], CHUNKS);
         sum_slices(ws->batch_normalization_2_totals, ws->slice_grads, BATCH_NORMALIZATION_2_GAMMA,
                    64);
+    }
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_2: `batchnorm` */
@@ -2468,9 +2499,12 @@ static void train_backward(const step *s)
                                               ws->batch_normalization_1_mean,
                                               ws->batch_normalization_1_inv_std, lo, hi);
     }
-    ONE_THREAD
+    ONE_THREAD {
+        nnc_dist_share(dist, ws->slice_grads[0] + BATCH_NORMALIZATION_1_GAMMA,
+                       sizeof ws->slice_grads[0][0] * 64, sizeof ws->slice_grads[0], CHUNKS);
         sum_slices(ws->batch_normalization_1_totals, ws->slice_grads, BATCH_NORMALIZATION_1_GAMMA,
                    64);
+    }
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_1: `batchnorm` */
@@ -2492,6 +2526,10 @@ static void train_gradient(const step *s)
 {
     workspace *ws = s->ws;
     float *grads = s->grads;
+    const nnc_dist *dist = s->dist;
+    ONE_THREAD
+        nnc_dist_share(dist, ws->slice_grads, sizeof ws->slice_grads[0], sizeof ws->slice_grads[0],
+                       CHUNKS);
     /* the batch's gradient: the slices' sums, in slice order */
     ALL_THREADS
     for (size_t i = 0; i < N_PARAMS; i++) {
@@ -2507,7 +2545,8 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
                                    int n, const float *params, float *grads, float *state)
 {
     workspace *ws = ctx->workspace;
-    step s = {ws, x, labels, n, params, grads, state, ctx->dropout_key};
+    step s = {ws, x, labels, n, params, grads, state, ctx->dropout_key, ctx->dist, 0, CHUNKS};
+    nnc_dist_blocks(ctx->dist, CHUNKS, &s.first_slice, &s.end_slice);
 #pragma omp parallel num_threads(ctx->threads)
     {
         train_prepare(&s);
@@ -2516,6 +2555,11 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         train_backward(&s);
         train_gradient(&s);
     }
+    /* the slices' losses and right answers, from the processes that computed them */
+    nnc_dist_share(ctx->dist, ws->slice_loss, sizeof ws->slice_loss[0], sizeof ws->slice_loss[0],
+                   CHUNKS);
+    nnc_dist_share(ctx->dist, ws->slice_correct, sizeof ws->slice_correct[0],
+                   sizeof ws->slice_correct[0], CHUNKS);
     nnc_batch_stats stats = {0.0, 0};
     for (int c = 0; c < CHUNKS; c++) {
         stats.loss_sum += ws->slice_loss[c];
@@ -2594,7 +2638,8 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
                         const float *state, float *probs)
 {
     workspace *ws = ctx->workspace;
-    step s = {ws, x, NULL, n, params, NULL, (float *)state, 0}; /* inference writes no state */
+    /* inference writes no state, and runs every slice here (evaluation shares out whole batches) */
+    step s = {ws, x, NULL, n, params, NULL, (float *)state, 0, NULL, 0, CHUNKS};
 #pragma omp parallel num_threads(ctx->threads)
     {
         infer_forward(&s);
@@ -2698,6 +2743,7 @@ const nnc_model nnc_model_conv4_bn = {
     .n_state = N_STATE,
     .signature = 0xe4354b41f91075d5ULL,
     .max_batch = B,
+    .slices = CHUNKS,
     .workspace_bytes = sizeof(workspace),
     .default_threads = 2, /* 7681 MFLOP a training step */
     .prep = NNC_PREP_SCALE,

@@ -181,16 +181,20 @@ typedef struct {
     float *grads;            /* [N_PARAMS] (training) */
     float *state;            /* [N_STATE], batchnorm's running statistics */
     uint64_t key;            /* the step's dropout key */
+    const nnc_dist *dist;    /* the processes sharing the step (MPI); NULL: this one alone */
+    int first_slice, end_slice; /* the slices this process computes: [first_slice, end_slice) */
 } step;
 
 /*
  * The slice loop, in every phase: slice c of the batch on one of the threads. With OpenMP's static
  * schedule slice c runs on the same thread in every loop, so a loop whose next operation reads only
  * its own slice ends without waiting (SLICES_NOWAIT); the threads wait where the plan has a sync
- * point: at the end of SLICES, of a ONE_THREAD block, and of an ALL_THREADS loop.
+ * point: at the end of SLICES, of a ONE_THREAD block, and of an ALL_THREADS loop. Under MPI a
+ * process runs its own slices only (runtime/dist.c).
  */
-#define SLICES _Pragma("omp for schedule(static)") for (int c = 0; c < CHUNKS; c++)
-#define SLICES_NOWAIT _Pragma("omp for schedule(static) nowait") for (int c = 0; c < CHUNKS; c++)
+#define EACH_SLICE for (int c = s->first_slice; c < s->end_slice; c++)
+#define SLICES _Pragma("omp for schedule(static)") EACH_SLICE
+#define SLICES_NOWAIT _Pragma("omp for schedule(static) nowait") EACH_SLICE
 #define ONE_THREAD _Pragma("omp single")
 #define ALL_THREADS _Pragma("omp for schedule(static)")
 
@@ -242,6 +246,10 @@ static void train_gradient(const step *s)
 {
     workspace *ws = s->ws;
     float *grads = s->grads;
+    const nnc_dist *dist = s->dist;
+    ONE_THREAD
+        nnc_dist_share(dist, ws->slice_grads, sizeof ws->slice_grads[0], sizeof ws->slice_grads[0],
+                       CHUNKS);
     /* the batch's gradient: the slices' sums, in slice order */
     ALL_THREADS
     for (size_t i = 0; i < N_PARAMS; i++) {
@@ -257,7 +265,8 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
                                    int n, const float *params, float *grads, float *state)
 {
     workspace *ws = ctx->workspace;
-    step s = {ws, x, labels, n, params, grads, state, ctx->dropout_key};
+    step s = {ws, x, labels, n, params, grads, state, ctx->dropout_key, ctx->dist, 0, CHUNKS};
+    nnc_dist_blocks(ctx->dist, CHUNKS, &s.first_slice, &s.end_slice);
 #pragma omp parallel num_threads(ctx->threads)
     {
         train_forward(&s);
@@ -265,6 +274,11 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
         train_backward(&s);
         train_gradient(&s);
     }
+    /* the slices' losses and right answers, from the processes that computed them */
+    nnc_dist_share(ctx->dist, ws->slice_loss, sizeof ws->slice_loss[0], sizeof ws->slice_loss[0],
+                   CHUNKS);
+    nnc_dist_share(ctx->dist, ws->slice_correct, sizeof ws->slice_correct[0],
+                   sizeof ws->slice_correct[0], CHUNKS);
     nnc_batch_stats stats = {0.0, 0};
     for (int c = 0; c < CHUNKS; c++) {
         stats.loss_sum += ws->slice_loss[c];
@@ -292,7 +306,8 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
                         const float *state, float *probs)
 {
     workspace *ws = ctx->workspace;
-    step s = {ws, x, NULL, n, params, NULL, (float *)state, 0}; /* inference writes no state */
+    /* inference writes no state, and runs every slice here (evaluation shares out whole batches) */
+    step s = {ws, x, NULL, n, params, NULL, (float *)state, 0, NULL, 0, CHUNKS};
 #pragma omp parallel num_threads(ctx->threads)
     {
         infer_forward(&s);
@@ -344,6 +359,7 @@ const nnc_model nnc_model_linear = {
     .n_state = N_STATE,
     .signature = 0xb5ca6027ac0871c5ULL,
     .max_batch = B,
+    .slices = CHUNKS,
     .workspace_bytes = sizeof(workspace),
     .default_threads = 1, /* 3 MFLOP a training step */
     .prep = NNC_PREP_NORMALIZE,

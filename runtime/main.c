@@ -574,6 +574,7 @@ typedef struct {
     const nnc_run_key *key;
     const float *prep;
     const char *val_legend; /* the validation curve's name in the plots */
+    int writes;             /* 0 on every process but rank 0: one writer of the run's files */
 } hook_ctx;
 
 static int write_history(const hook_ctx *h, const nnc_train_state *ts, char *err, size_t errlen) {
@@ -595,6 +596,7 @@ static int write_history(const hook_ctx *h, const nnc_train_state *ts, char *err
 static int on_checkpoint(void *ctx, const nnc_train_state *ts, const float *params, const float *state, char *err,
                          size_t errlen) {
     const hook_ctx *h = ctx;
+    if (!h->writes) return 0;
     return nnc_checkpoint_save_train(h->paths->ckpt, h->m, params, state, h->prep, h->key, ts, err, errlen);
 }
 
@@ -605,6 +607,7 @@ static int on_epoch(void *ctx, const nnc_train_state *ts, const float *params, c
                     size_t errlen) {
     const hook_ctx *h = ctx;
     const nnc_history_row *last = &ts->history[ts->n_history - 1];
+    if (!h->writes) return 0;
     if (ts->best_epoch == last->epoch &&
         nnc_checkpoint_save(h->paths->best, h->m, params, state, h->prep, err, errlen) != 0)
         return -1;
@@ -762,8 +765,9 @@ static int final_report(const nnc_model *m, const cli_args *a, const run_paths *
     return status;
 }
 
-static int train_and_report(const nnc_model *m0, const cli_args *a, const char *dir, const nnc_dataset *all_train,
-                            const nnc_dataset *test, float *params, float *state) {
+static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_dist *dist, const char *dir,
+                            const nnc_dataset *all_train, const nnc_dataset *test, float *params, float *state) {
+    const int writer = nnc_dist_rank(dist) == 0;
     const int epochs = a->epochs > 0 ? a->epochs : recipe_epochs(&m0->recipe);
     const nnc_model model = run_model(m0, a, epochs), *m = &model;
     /* --validation: the last N training images, never trained on (views, no copies). */
@@ -784,8 +788,8 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const char *
     if (make_paths(&paths, m, a) != 0) return 1;
     char stem[PATH_LEN];
     snprintf(stem, sizeof stem, "%.*s", (int)(strlen(paths.ckpt) - strlen(".ckpt")), paths.ckpt);
-    remove_stale_temps(stem);
-    if (paths.history[0] && strcmp(paths.history, stem) != 0) remove_stale_temps(paths.history);
+    if (writer) remove_stale_temps(stem);
+    if (writer && paths.history[0] && strcmp(paths.history, stem) != 0) remove_stale_temps(paths.history);
     const nnc_run_key key = {.epochs = epochs, .seed = a->seed_given ? a->seed : m->recipe.seed,
                              .validation = a->validation, .early_stop = a->early_stop, .lr = a->lr,
                              .n_train = train.n, .data_crc = dataset_crc(all_train)};
@@ -796,12 +800,26 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const char *
     }
     float prep[2];
     int status = 1;
+    char err[ERR_LEN];
+    if (nnc_dist_same(dist, &key.data_crc, sizeof key.data_crc, "the training data", err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        goto done;
+    }
     if (starting_point(m, a, &paths, &train, &key, &ts, params, state, prep) != 0) goto done;
+    if (a->resume && nnc_dist_same(dist, params, m->n_params * sizeof *params, "the resumed weights (each process "
+                                   "reads the checkpoint)", err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        goto done;
+    }
 
     printf("model %s: %zu parameters; %d training and %d test images from %s; %d epochs, batch %d, seed %llu, "
-           "%d thread%s\n",
+           "%d thread%s",
            m->name, m->n_params, train.n, test->n, dir, epochs, m->recipe.batch, (unsigned long long)key.seed,
            a->threads, a->threads == 1 ? "" : "s");
+    if (dist)
+        printf(" in each of %d processes (MPI; %d of the %d slices of a batch each)", nnc_dist_size(dist),
+               m->slices / nnc_dist_size(dist), m->slices);
+    printf("\n");
     if (a->validation)
         printf("validation data: the last %d training images (held out, not trained on)\n", a->validation);
     else
@@ -812,14 +830,14 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const char *
     char legend[64];
     snprintf(legend, sizeof legend, a->validation ? "validation (%d held-out images)" : "test set (as validation)",
              a->validation);
-    hook_ctx hc = {.m = m, .paths = &paths, .key = &key, .prep = prep, .val_legend = legend};
+    hook_ctx hc = {.m = m, .paths = &paths, .key = &key, .prep = prep, .val_legend = legend, .writes = writer};
     nnc_train_opts opts = {
         .epochs = epochs,
         .seed = key.seed,
         .threads = a->threads,
         .init_params = !a->load_path && !a->resume,
         .log = stdout,
-        .progress = isatty(fileno(stdout)),
+        .progress = isatty(fileno(stdout)) && !dist, /* mpirun gives rank 0 a terminal even when piped */
         .val_name = a->validation ? "val" : "test",
         .early_stop = a->early_stop,
         .check_numerics = a->check_numerics,
@@ -829,15 +847,19 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const char *
         .checkpoint_steps = a->checkpoint_steps,
         .checkpoint_seconds = CHECKPOINT_SECONDS,
         .hook_ctx = &hc,
+        .dist = dist,
     };
     nnc_train_result result;
-    char err[ERR_LEN];
     if (nnc_train(m, &train, a->validation ? &val : test, &opts, params, state, prep, &result, err, sizeof err) !=
         0) {
         fprintf(stderr, "error: %s\nweights not saved", err);
         if (file_exists(paths.ckpt))
             fprintf(stderr, "; the last good checkpoint %s is kept (--resume continues from it)", paths.ckpt);
         fprintf(stderr, "\n");
+        goto done;
+    }
+    if (!writer) { /* rank 0 saves and reports */
+        status = 0;
         goto done;
     }
     if (nnc_checkpoint_save(paths.save, m, params, state, prep, err, sizeof err) != 0) {
@@ -861,7 +883,13 @@ static int predict(const nnc_model *m, const cli_args *a, float *params, float *
 }
 
 /* Everything after argument parsing; owns no allocation of its own. */
-static int run(const nnc_model *m, const cli_args *a, float *params, float *state) {
+static int run(const nnc_model *m, const cli_args *a, const nnc_dist *dist, float *params, float *state) {
+    if (dist && (a->n_predict || a->eval_only || (a->load_path && a->export_path && !has_training_flags(a)))) {
+        if (nnc_dist_rank(dist) == 0)
+            fprintf(stderr, "error: under mpirun a trainer trains; run --predict, --eval and --export conversions as "
+                            "one process\n");
+        return 2;
+    }
     if (a->n_predict) return predict(m, a, params, state);
     if (a->load_path && a->export_path && !a->eval_only && !has_training_flags(a) && !a->seed_given) {
         /* --load W --export F: a conversion, no data needed (except a PyTorch file's normalize constants) */
@@ -889,7 +917,7 @@ static int run(const nnc_model *m, const cli_args *a, float *params, float *stat
             if (status == 0 && export_weights(m, a, &test, params, state, prep) != 0) status = 1;
         }
     } else {
-        status = train_and_report(m, a, dir, &train, &test, params, state);
+        status = train_and_report(m, a, dist, dir, &train, &test, params, state);
     }
     nnc_dataset_free(&train);
     nnc_dataset_free(&test);
@@ -981,16 +1009,29 @@ int nnc_main(const nnc_model *m, int argc, char **argv) {
     if (status >= 0) return status;
     nnc_blas_single_threaded();
     flush_denormals();
-    if (args.bench) return bench(m, &args);
+    nnc_dist *dist;
+    char err[ERR_LEN];
+    if (nnc_dist_start(&argc, &argv, m->slices, &dist, err, sizeof err) != 0) {
+        if (err[0]) fprintf(stderr, "%s: error: %s\n", argv[0], err);
+        return 2;
+    }
+    if (!dist && args.bench) return bench(m, &args);
+    if (dist && args.bench) {
+        if (nnc_dist_rank(dist) == 0)
+            fprintf(stderr, "%s: error: --bench measures one process; under mpirun, time a training run\n", argv[0]);
+        return nnc_dist_finish(dist, 2);
+    }
+    if (nnc_dist_rank(dist) != 0 && !freopen("/dev/null", "w", stdout)) /* one writer of the log, too */
+        return nnc_dist_finish(dist, 1);
 
     float *params = calloc(m->n_params ? m->n_params : 1, sizeof(float));
     float *state = calloc(m->n_state ? m->n_state : 1, sizeof(float));
     if (!params || !state) {
         fprintf(stderr, "error: out of memory for %zu parameters\n", m->n_params);
         free(params), free(state);
-        return 1;
+        return nnc_dist_finish(dist, 1);
     }
-    status = run(m, &args, params, state);
+    status = run(m, &args, dist, params, state);
     free(params), free(state);
-    return status;
+    return nnc_dist_finish(dist, status);
 }

@@ -191,10 +191,14 @@ typedef struct {
     int correct;     /* samples whose argmax matched the label */
 } nnc_batch_stats;
 
+/* The processes that train one model together (MPI; dist.c). */
+typedef struct nnc_dist nnc_dist;
+
 typedef struct {
     int threads;          /* 1 or more; results do not depend on it */
     uint64_t dropout_key; /* fresh for every step; masks are hash(key, index) */
     void *workspace;      /* the model's buffers: nnc_workspace_new(m), one per concurrent user */
+    const nnc_dist *dist; /* training: the processes sharing the step's slices; NULL: this one alone */
 } nnc_step_ctx;
 
 /* One named tensor: a slice [offset, offset + count) of the flat parameter (or state) buffer,
@@ -248,6 +252,7 @@ typedef struct nnc_model {
     size_t n_state;  /* non-trainable floats (batchnorm running statistics) */
     uint64_t signature; /* hash of every layer's kind and shape: guards checkpoints */
     int max_batch;      /* the batch the buffers were sized for (recipe.batch) */
+    int slices;         /* CHUNKS: the fixed slices of a batch, the most processes a step can be split over */
     size_t workspace_bytes; /* a step's buffers (activations, gradients, scratch): see nnc_workspace_new */
     int default_threads; /* what --threads defaults to: 1 where a step is too small to share */
     nnc_prep_kind prep;
@@ -528,6 +533,9 @@ typedef struct {
     long checkpoint_steps;        /* 0: no step-count checkpoints */
     double checkpoint_seconds;    /* 0: no time-based checkpoints */
     void *hook_ctx;
+    /* The processes training together (MPI): each computes its share of every step's slices and
+     * of every evaluation's batches. The hooks run on every process: they write only on rank 0. */
+    const nnc_dist *dist;
 } nnc_train_opts;
 
 typedef struct {
@@ -679,5 +687,42 @@ int nnc_safetensors_decode(const char *file, const uint8_t *bytes, size_t size, 
 /* --load: `.safetensors` by nnc_safetensors_load, anything else as a checkpoint (prep always known). */
 int nnc_weights_load(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
                      int *prep_known, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Several processes (dist.c, the only file that calls MPI)                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Data-parallel training with MPI. Every process runs the same trainer on the
+ * same data, and a step's fixed slices are shared out between them:
+ * process r of N computes slices [CHUNKS*r/N, CHUNKS*(r+1)/N). Wherever the
+ * single process reads every slice's partial results (batchnorm's sums, the
+ * weight gradients, the losses), the processes first exchange theirs
+ * (nnc_dist_share, an allgather), then each adds them in slice order, as one
+ * process would: the weights stay bit-identical to one process's.
+ *
+ * libnncrt.a is built without MPI: there nnc_dist_start refuses to run as
+ * one of several processes started by mpirun, and everything else is the
+ * one-process case. libnncrt_mpi.a (dist.c compiled with mpicc -DNNC_MPI)
+ * does the real thing. The same generated file links against either.
+ */
+/* Join the processes mpirun started, checking that `slices` (the model's CHUNKS) can be shared out
+ * evenly. *out = NULL when this is the only process. -1 with a message: started by mpirun without
+ * MPI, or MPI failed to start; -1 with an empty message: a rank count that does not divide the
+ * slices, which rank 0 has printed already (before any process could leave and end the job). */
+int nnc_dist_start(int *argc, char ***argv, int slices, nnc_dist **out, char *err, size_t errlen);
+int nnc_dist_rank(const nnc_dist *d); /* 0 for NULL */
+int nnc_dist_size(const nnc_dist *d); /* 1 for NULL */
+/* The blocks [*lo, *hi) of n this process computes: n*rank/size .. n*(rank+1)/size. */
+void nnc_dist_blocks(const nnc_dist *d, int n, int *lo, int *hi);
+/* Block k of n is `bytes` at base + k*stride. Each process filled its own blocks (nnc_dist_blocks);
+ * afterwards every process holds every block. A no-op for NULL. */
+void nnc_dist_share(const nnc_dist *d, void *base, size_t bytes, size_t stride, int n);
+/* Do all processes hold the same bytes (the data set, a resumed state)? 0, or -1 with a message
+ * naming `what` and the first rank that differs. Every process must call it. */
+int nnc_dist_same(const nnc_dist *d, const void *p, size_t bytes, const char *what, char *err, size_t errlen);
+/* The end of the run: status 0 waits for every process (MPI_Finalize); any other stops them all
+ * (MPI_Abort) so that none waits forever for a process that gave up. Returns status. */
+int nnc_dist_finish(nnc_dist *d, int status);
 
 #endif /* NNCRT_H */

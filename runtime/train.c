@@ -93,59 +93,86 @@ static void gather_batch(const nnc_dataset *ds, const uint32_t *idx, size_t firs
 /* Evaluation                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* One evaluated sample: what the evaluation adds up, in sample order. */
+typedef struct {
+    double loss;
+    int32_t predicted;
+    int32_t unused; /* keeps the struct free of padding bytes: it is exchanged as bytes */
+} sample_result;
+
+/* Evaluate batches [first, end) of ds into results (indexed by sample). */
+static void evaluate_batches(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
+                             const prep_tables *table, nnc_step_ctx *ctx, int first, int end, float *x, float *probs,
+                             uint8_t *labels, sample_result *results) {
+    for (int k = first; k < end; k++) {
+        int start = k * m->max_batch, n = ds->n - start < m->max_batch ? ds->n - start : m->max_batch;
+        gather_batch(ds, NULL, (size_t)start, n, table, x, labels);
+        m->infer_batch(ctx, x, n, params, state, probs);
+        for (int b = 0; b < n; b++) {
+            const float *p = probs + (size_t)b * m->n_classes;
+            results[start + b].loss = nnc_sample_loss(m->recipe.loss, p, m->n_classes, labels[b]);
+            results[start + b].predicted = nnc_argmax(p, m->n_classes);
+        }
+    }
+}
+
 /*
  * Evaluate on ds in batches of the model's batch. The step workspace is the
  * caller's when it has one (training lends its own between epochs: a second
  * workspace would double the trainer's largest allocation), else our own.
+ * Several processes (dist) each evaluate their share of the batches and
+ * exchange the per-sample results; every process then adds them up in sample
+ * order, so the figures are one process's to the last bit.
  */
 static int evaluate_in(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
-                       const float prep[2], int threads, void *workspace, double *loss, double *acc, long *confusion,
-                       char *err, size_t errlen) {
+                       const float prep[2], int threads, const nnc_dist *dist, void *workspace, double *loss,
+                       double *acc, long *confusion, char *err, size_t errlen) {
     if (nnc_dataset_check(ds, m, "evaluation data", err, errlen) != 0) return -1;
+    const int n_batches = (ds->n + m->max_batch - 1) / m->max_batch;
     size_t in_floats = (size_t)m->in_h * m->in_w * m->in_c;
     float *x = malloc((size_t)m->max_batch * in_floats * sizeof(float));
     float *probs = malloc((size_t)m->max_batch * m->n_classes * sizeof(float));
     uint8_t *labels = malloc((size_t)m->max_batch);
+    sample_result *results = calloc((size_t)n_batches * m->max_batch + 1, sizeof *results);
     void *own = workspace ? NULL : nnc_workspace_new(m);
     void *ws = workspace ? workspace : own;
-    if (!x || !probs || !labels || !ws) {
+    if (!x || !probs || !labels || !results || !ws) {
         nnc_set_error(err, errlen, "out of memory for evaluation buffers");
-        free(x), free(probs), free(labels), nnc_workspace_free(own);
+        free(x), free(probs), free(labels), free(results), nnc_workspace_free(own);
         return -1;
     }
-    if (confusion) memset(confusion, 0, (size_t)m->n_classes * m->n_classes * sizeof *confusion);
     prep_tables table;
     prep_tables_fill(m, prep, &table);
     nnc_step_ctx ctx = {.threads = threads, .dropout_key = 0, .workspace = ws};
+    int first, end;
+    nnc_dist_blocks(dist, n_batches, &first, &end);
+    evaluate_batches(m, ds, params, state, &table, &ctx, first, end, x, probs, labels, results);
+    const size_t batch_bytes = (size_t)m->max_batch * sizeof *results;
+    nnc_dist_share(dist, results, batch_bytes, batch_bytes, n_batches);
+
+    if (confusion) memset(confusion, 0, (size_t)m->n_classes * m->n_classes * sizeof *confusion);
     double loss_sum = 0.0;
     long correct = 0;
-    for (int start = 0; start < ds->n; start += m->max_batch) {
-        int n = ds->n - start < m->max_batch ? ds->n - start : m->max_batch;
-        gather_batch(ds, NULL, (size_t)start, n, &table, x, labels);
-        m->infer_batch(&ctx, x, n, params, state, probs);
-        for (int b = 0; b < n; b++) {
-            const float *p = probs + (size_t)b * m->n_classes;
-            int predicted = nnc_argmax(p, m->n_classes);
-            loss_sum += nnc_sample_loss(m->recipe.loss, p, m->n_classes, labels[b]);
-            correct += predicted == labels[b];
-            if (confusion) confusion[(size_t)labels[b] * m->n_classes + predicted]++;
-        }
+    for (int i = 0; i < ds->n; i++) {
+        loss_sum += results[i].loss;
+        correct += results[i].predicted == ds->labels[i];
+        if (confusion) confusion[(size_t)ds->labels[i] * m->n_classes + results[i].predicted]++;
     }
     *loss = ds->n ? loss_sum / ds->n : 0.0;
     *acc = ds->n ? (double)correct / ds->n : 0.0;
-    free(x), free(probs), free(labels), nnc_workspace_free(own);
+    free(x), free(probs), free(labels), free(results), nnc_workspace_free(own);
     return 0;
 }
 
 int nnc_evaluate_confusion(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
                            const float prep[2], int threads, double *loss, double *acc, long *confusion, char *err,
                            size_t errlen) {
-    return evaluate_in(m, ds, params, state, prep, threads, NULL, loss, acc, confusion, err, errlen);
+    return evaluate_in(m, ds, params, state, prep, threads, NULL, NULL, loss, acc, confusion, err, errlen);
 }
 
 int nnc_evaluate(const nnc_model *m, const nnc_dataset *ds, const float *params, const float *state,
                  const float prep[2], int threads, double *loss, double *acc, char *err, size_t errlen) {
-    return evaluate_in(m, ds, params, state, prep, threads, NULL, loss, acc, NULL, err, errlen);
+    return evaluate_in(m, ds, params, state, prep, threads, NULL, NULL, loss, acc, NULL, err, errlen);
 }
 
 /* Widest count in the matrix, so the columns line up whatever the set's size. */
@@ -405,7 +432,8 @@ static int train_epoch_steps(const step_env *env, nnc_train_state *ts, char *err
         int start = ts->step * batch, n = n_train - start < batch ? n_train - start : batch;
         gather_batch(env->train, env->tb->order + start, 0, n, env->table, env->tb->x, env->tb->labels);
         if (m->recipe.augment) augment_batch(m, env->tb->x, n, env->tb->augmented, &ts->rng);
-        nnc_step_ctx ctx = {.threads = opts->threads, .dropout_key = rng_u64(&ts->rng), .workspace = env->tb->workspace};
+        nnc_step_ctx ctx = {.threads = opts->threads, .dropout_key = rng_u64(&ts->rng), .workspace = env->tb->workspace,
+                            .dist = opts->dist};
         nnc_batch_stats stats = m->train_batch(&ctx, env->tb->x, env->tb->labels, n, env->params, env->tb->grads,
                                                env->state);
         if (check_step_numerics(m, opts, &stats, env->tb->grads, env->tb->workspace, n, ts->epoch, ts->step, err, errlen) != 0)
@@ -458,8 +486,8 @@ static int finish_epoch(const step_env *env, const nnc_dataset *test, const floa
                          .val_accuracy = NAN,
                          .images_per_second = ts->seconds > 0 ? (double)ts->seen / ts->seconds : 0.0};
     if (test) {
-        if (evaluate_in(env->m, test, env->params, env->state, prep, opts->threads, env->tb->workspace, &h.val_loss,
-                        &h.val_accuracy, NULL, err, errlen) != 0)
+        if (evaluate_in(env->m, test, env->params, env->state, prep, opts->threads, opts->dist, env->tb->workspace,
+                        &h.val_loss, &h.val_accuracy, NULL, err, errlen) != 0)
             return -1;
         if (ts->best_epoch == 0 || h.val_accuracy > ts->best_accuracy) {
             ts->best_epoch = h.epoch;

@@ -9,7 +9,8 @@
 #          the aarch64 cross compiler and qemu (the portability and inference
 #          tests), the Cortex-M4 cross compiler with its C library, and the
 #          interop test's readers: python3-torch, python3-onnx, and node with
-#          npm, which installs onnxruntime-node under $BUILD/node
+#          npm, which installs onnxruntime-node under $BUILD/node; and Open MPI
+#          (mpicc, mpirun) for the several-process tests
 #
 # Missing packages are installed with apt-get when running as root; otherwise the
 # exact command is printed and the script fails.
@@ -104,6 +105,26 @@ typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
 float f(const float *p) { v16 v; memcpy(&v, p, sizeof v); return sqrtf(v[0]) + (float)INT32_MAX; }
 int main(int argc, char **argv) { (void)argv; return (int)expf((float)argc) == 0; }
 EOF
+# Open MPI (the several-process tests): an in-place allgather, the exchange
+# runtime/dist.c makes, between two processes started by mpirun.
+write mpi <<'EOF'
+#include <mpi.h>
+int main(int argc, char **argv)
+{
+    int provided, rank, size, v[2] = {0, 0}, counts[2] = {1, 1}, displs[2] = {0, 1};
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    v[rank] = rank + 1;
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, counts, displs, MPI_INT, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return size != 2 || v[0] != 1 || v[1] != 2 || provided < MPI_THREAD_SERIALIZED;
+}
+EOF
+probe_mpi() {
+    mpicc "$probe_dir/mpi.c" -o "$probe_dir/mpi" >"$probe_dir/mpi.log" 2>&1 &&
+        mpirun --allow-run-as-root --oversubscribe -np 2 "$probe_dir/mpi" >>"$probe_dir/mpi.log" 2>&1
+}
 write cortex_m4 <<'EOF'
 #include <math.h>
 #include <stdint.h>
@@ -140,6 +161,7 @@ if [ "$profile" = test ]; then
     need python3-torch python3-numpy -- /usr/bin/python3 -c 'import torch, numpy'
     need python3-onnx -- /usr/bin/python3 -c 'import onnx'
     need nodejs npm -- command -v npm
+    need libopenmpi-dev openmpi-bin -- probe_mpi
 fi
 
 # onnxruntime-node, the ONNX runtime the interop test runs exported models in: from npm into

@@ -169,6 +169,13 @@ static void print_combine(cgen *g, const layer *l, const step_args *a)
         l->name, upper(up, sizeof up, l->name), l->name);
 }
 
+/* Before the combine: every slice's sums, from the processes that computed them. */
+static void share_sums(cgen *g, const layer *l)
+{
+    cgi(g, "nnc_dist_share(dist, ws->%s_partial, sizeof ws->%s_partial[0], sizeof ws->%s_partial[0], CHUNKS);\n",
+        l->name, l->name, l->name);
+}
+
 static void print_normalize(cgen *g, const layer *l, const step_args *a)
 {
     char up[64];
@@ -201,6 +208,14 @@ static void print_sum_params(cgen *g, const layer *l, const step_args *a)
         2 * l->out.c);
 }
 
+/* Before the sum: every slice's dgamma and dbeta (adjacent in slice_grads), from the processes that computed them. */
+static void share_params(cgen *g, const layer *l)
+{
+    char up[64];
+    cgi(g, "nnc_dist_share(dist, ws->slice_grads[0] + %s_GAMMA, sizeof ws->slice_grads[0][0] * %d, sizeof ws->slice_grads[0], CHUNKS);\n",
+        upper(up, sizeof up, l->name), 2 * l->out.c);
+}
+
 static void print_backward_input(cgen *g, const layer *l, const step_args *a)
 {
     char up[64];
@@ -214,7 +229,9 @@ static step_list forward(const layer *l, pass_kind pass)
     (void)l;
     if (pass == PASS_INFER)
         return one_step(STEP_SLICE, print_infer);
-    step_list s = {3, {{STEP_SLICE, print_sums}, {STEP_ONE_THREAD, print_combine}, {STEP_SLICE, print_normalize}}};
+    step_list s = {3, {{.scope = STEP_SLICE, .print = print_sums},
+                       {.scope = STEP_ONE_THREAD, .print = print_combine, .print_share = share_sums},
+                       {.scope = STEP_SLICE, .print = print_normalize}}};
     return s;
 }
 
@@ -223,9 +240,9 @@ static step_list backward(const layer *l, const layer_role *r)
     (void)l;
     if (!r->needs_din)
         return one_step(STEP_SLICE, print_backward_params);
-    step_list s = {3, {{STEP_SLICE, print_backward_params},
-                       {STEP_ONE_THREAD, print_sum_params},
-                       {STEP_SLICE, print_backward_input}}};
+    step_list s = {3, {{.scope = STEP_SLICE, .print = print_backward_params},
+                       {.scope = STEP_ONE_THREAD, .print = print_sum_params, .print_share = share_params},
+                       {.scope = STEP_SLICE, .print = print_backward_input}}};
     return s;
 }
 

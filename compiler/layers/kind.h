@@ -50,6 +50,13 @@ typedef enum {
 typedef struct {
     step_scope scope;
     void (*print)(cgen *g, const layer *l, const step_args *a);
+    /*
+     * A one-thread step that reads every slice's partial results (batchnorm's
+     * sums) says which: this prints the nnc_dist_share() call that, when
+     * several processes split the slices (MPI), fetches the slices computed
+     * elsewhere first. NULL: the step reads no other slice's data.
+     */
+    void (*print_share)(cgen *g, const layer *l);
 } layer_step;
 
 #define MAX_LAYER_STEPS 3
@@ -188,12 +195,12 @@ const char *const *layer_words(void);
 /* Shared by the kinds' printers. */
 static inline step_list one_step(step_scope scope, void (*print)(cgen *, const layer *, const step_args *))
 {
-    step_list s = {1, {{scope, print}}};
+    step_list s = {1, {{.scope = scope, .print = print}}};
     return s;
 }
 static inline step_list no_steps(void)
 {
-    step_list s = {0, {{STEP_SLICE, 0}}};
+    step_list s = {0, {{.scope = STEP_SLICE}}};
     return s;
 }
 
