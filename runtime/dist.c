@@ -26,12 +26,19 @@
 
 struct nnc_dist {
     int rank, size;
+    double sent, received, exchanges; /* nnc_dist_traffic */
     unsigned char *pack; /* strided blocks packed for the exchange */
     size_t pack_cap;
 };
 
 int nnc_dist_rank(const nnc_dist *d) { return d ? d->rank : 0; }
 int nnc_dist_size(const nnc_dist *d) { return d ? d->size : 1; }
+
+void nnc_dist_traffic(const nnc_dist *d, double *sent, double *received, double *exchanges) {
+    *sent = d ? d->sent : 0.0;
+    *received = d ? d->received : 0.0;
+    *exchanges = d ? d->exchanges : 0.0;
+}
 
 void nnc_dist_blocks(const nnc_dist *d, int n, int *lo, int *hi) {
     int rank = nnc_dist_rank(d), size = nnc_dist_size(d);
@@ -147,6 +154,11 @@ static void allgather_blocks(const nnc_dist *d, unsigned char *base, size_t unit
 void nnc_dist_share(const nnc_dist *d_, void *base, size_t bytes, size_t stride, int n) {
     nnc_dist *d = (nnc_dist *)d_; /* the packing buffer is scratch; callers see no change */
     if (!d) return;
+    int mine_lo, mine_hi;
+    nnc_dist_blocks(d, n, &mine_lo, &mine_hi);
+    d->sent += (double)(mine_hi - mine_lo) * (double)bytes;
+    d->received += (double)(n - (mine_hi - mine_lo)) * (double)bytes;
+    d->exchanges += 1;
     if (stride == bytes) { /* contiguous blocks: in place */
         allgather_blocks(d, base, bytes, n);
         return;

@@ -546,6 +546,9 @@ typedef struct {
     int best_epoch;               /* (added) 1-based epoch of the best evaluation accuracy; 0: no evaluation */
     double best_acc;
     int stopped_early;            /* (added) 1: early_stop ended the run before opts->epochs */
+    /* Several processes: what one training step exchanged, per process (evaluation excluded). */
+    double step_bytes_sent, step_bytes_received;
+    double step_exchanges;
 } nnc_train_result;
 
 /* Preprocessing constants for m->prep: NORMALIZE {mean, std} of all training
@@ -721,6 +724,9 @@ void nnc_dist_share(const nnc_dist *d, void *base, size_t bytes, size_t stride, 
 /* Do all processes hold the same bytes (the data set, a resumed state)? 0, or -1 with a message
  * naming `what` and the first rank that differs. Every process must call it. */
 int nnc_dist_same(const nnc_dist *d, const void *p, size_t bytes, const char *what, char *err, size_t errlen);
+/* What this process has exchanged so far: bytes of its own blocks sent, bytes of the others'
+ * received, and how many exchanges (nnc_dist_share calls). Zeros for NULL. */
+void nnc_dist_traffic(const nnc_dist *d, double *sent, double *received, double *exchanges);
 /* The end of the run: status 0 waits for every process (MPI_Finalize); any other stops them all
  * (MPI_Abort) so that none waits forever for a process that gave up. Returns status. */
 int nnc_dist_finish(nnc_dist *d, int status);

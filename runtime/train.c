@@ -548,10 +548,17 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
     step_env env = {m, train, opts, &tb, &table, params, state};
 
     int rc = 0;
-    double last_train_seconds = 0.0;
+    double last_train_seconds = 0.0, traffic[3], steps = 0.0; /* sent, received, exchanges: the steps' */
+    memset(traffic, 0, sizeof traffic);
     while (rc == 0 && ts->epoch < opts->epochs && !early_stop_due(opts, ts)) {
         float lr = nnc_schedule_lr(&m->recipe, ts->epoch);
+        double before[3], after[3];
+        int first_step = ts->step;
+        nnc_dist_traffic(opts->dist, &before[0], &before[1], &before[2]);
         rc = train_epoch_steps(&env, ts, err, errlen);
+        nnc_dist_traffic(opts->dist, &after[0], &after[1], &after[2]);
+        for (int i = 0; i < 3; i++) traffic[i] += after[i] - before[i];
+        steps += ts->step - first_step;
         if (rc == 0) rc = check_weights_finite(m, params, ts, err, errlen);
         if (rc != 0) break;
         last_train_seconds = ts->seconds;
@@ -564,6 +571,11 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
         fflush(opts->log);
     }
     fill_result(result, ts, opts, last_train_seconds);
+    if (steps > 0) {
+        result->step_bytes_sent = traffic[0] / steps;
+        result->step_bytes_received = traffic[1] / steps;
+        result->step_exchanges = traffic[2] / steps;
+    }
     train_buffers_free(&tb);
     if (!opts->state) nnc_train_state_free(&own);
     return rc;
