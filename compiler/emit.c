@@ -475,18 +475,19 @@ static void print_op(printer *pr, const plan *p, const plan_op *op)
             grad_expr(dout, sizeof dout, p, op->dout), buffer_expr(in, sizeof in, p, op->in));
         break;
     case OP_SHARE:
-        if (l)
-            op->step.print_share(g, l);
-        else
-            cgi(g, "nnc_dist_share(dist, ws->slice_grads, sizeof ws->slice_grads[0], sizeof ws->slice_grads[0], CHUNKS);\n");
+        op->step.print_share(g, l);
         break;
     case OP_GRAD_SUM:
         cg(g, "    /* the batch's gradient: the slices' sums, in slice order */\n");
-        cg(g, "    ALL_THREADS\n");
-        cg(g, "    for (size_t i = 0; i < N_PARAMS; i++) {\n");
-        cg(g, "        float sum = ws->slice_grads[0][i];\n");
-        cg(g, "        for (int c = 1; c < CHUNKS; c++)\n            sum += ws->slice_grads[c][i];\n");
-        cg(g, "        grads[i] = sum;\n    }\n");
+        cg(g, "    if (dist) { /* several processes: each sums a part of every slice's, then they swap parts */\n");
+        cg(g, "        ONE_THREAD\n");
+        cg(g, "        nnc_dist_sum_slices(dist, ws->slice_grads[0], N_PARAMS, CHUNKS, grads);\n");
+        cg(g, "    } else {\n");
+        cg(g, "        ALL_THREADS\n");
+        cg(g, "        for (size_t i = 0; i < N_PARAMS; i++) {\n");
+        cg(g, "            float sum = ws->slice_grads[0][i];\n");
+        cg(g, "            for (int c = 1; c < CHUNKS; c++)\n                sum += ws->slice_grads[c][i];\n");
+        cg(g, "            grads[i] = sum;\n        }\n    }\n");
         break;
     case OP_PENALTY:
         print_penalty(g, l);

@@ -126,7 +126,6 @@ static void add_ops(plan *p)
     for (int i = last; i >= 0; i--)
         if (!is_view(&m->layers[i]))
             add_layer_steps(p, i, PHASE_BACKWARD, layer_backward_steps(&m->layers[i], &p->roles[i]));
-    add_op(p, OP_SHARE, PHASE_GRADIENT, -1, STEP_ONE_THREAD);
     add_op(p, OP_GRAD_SUM, PHASE_GRADIENT, -1, STEP_ALL_THREADS);
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].l1 != 0 || m->layers[i].l2 != 0)

@@ -46,7 +46,8 @@ typedef enum {
     OP_LAYER,    /* one of a layer's forward or backward steps (scope: the kind's) */
     OP_LOSS,     /* slices: the loss and dL/d(last output) */
     OP_SHARE,    /* one thread: the slices other processes computed, fetched (a no-op in one process) */
-    OP_GRAD_SUM, /* all threads over the parameters: the slices' weight gradients in slice order */
+    OP_GRAD_SUM, /* all threads over the parameters: the slices' weight gradients in slice order
+                  * (several processes: each sums a part and they exchange the parts, nnc_dist_sum_slices) */
     OP_PENALTY,  /* all threads over one layer's kernel: L1/L2 terms */
 } op_kind;
 
@@ -61,7 +62,7 @@ typedef struct {
 typedef struct {
     op_kind kind;
     op_phase phase;
-    int layer;          /* OP_PREPARE, OP_LAYER, OP_PENALTY; OP_SHARE: the layer whose step reads (-1: the gradient) */
+    int layer;          /* OP_PREPARE, OP_LAYER, OP_PENALTY; OP_SHARE: the layer whose step reads */
     layer_step step;    /* OP_LAYER; OP_SHARE: the step it fetches for */
     step_scope scope;   /* STEP_ONE_THREAD for OP_PREPARE; STEP_SLICE for slices; GRAD_SUM, PENALTY: all threads */
     int in, out;        /* activation buffers, -1 none */

@@ -1179,16 +1179,18 @@ static void train_gradient(const step *s)
     workspace *ws = s->ws;
     float *grads = s->grads;
     const nnc_dist *dist = s->dist;
-    ONE_THREAD
-        nnc_dist_share(dist, ws->slice_grads, sizeof ws->slice_grads[0], sizeof ws->slice_grads[0],
-                       CHUNKS);
     /* the batch's gradient: the slices' sums, in slice order */
-    ALL_THREADS
-    for (size_t i = 0; i < N_PARAMS; i++) {
-        float sum = ws->slice_grads[0][i];
-        for (int c = 1; c < CHUNKS; c++)
-            sum += ws->slice_grads[c][i];
-        grads[i] = sum;
+    if (dist) { /* several processes: each sums a part of every slice's, then they swap parts */
+        ONE_THREAD
+        nnc_dist_sum_slices(dist, ws->slice_grads[0], N_PARAMS, CHUNKS, grads);
+    } else {
+        ALL_THREADS
+        for (size_t i = 0; i < N_PARAMS; i++) {
+            float sum = ws->slice_grads[0][i];
+            for (int c = 1; c < CHUNKS; c++)
+                sum += ws->slice_grads[c][i];
+            grads[i] = sum;
+        }
     }
 }
 

@@ -8,11 +8,16 @@
  * NNC_MPI (mpicc, in libnncrt_mpi.a) they are the real exchange.
  *
  * Reproducible sums, as the MPI standard advises: a reduction (MPI_Allreduce)
- * may add in any order, so the processes gather each other's partial results
- * (MPI_Allgatherv) and every process adds them itself in slice order. That
- * costs bytes: every process receives every other process's slice gradients,
- * (N - 1)/N of CHUNKS copies of the parameters per step, where a ring
- * allreduce would receive about 2 (N - 1)/N of one copy.
+ * may add in any order, so the processes gather partial results and add them
+ * in a fixed order themselves, the slice order one process uses. Batchnorm's
+ * statistics and the losses, a few numbers a slice, are gathered whole
+ * (nnc_dist_share: an allgather). The gradient, the bulk, is summed in parts
+ * (nnc_dist_sum_slices): process r gathers part r of every slice's gradient
+ * (an all-to-all), adds it up in slice order, and the summed parts are
+ * gathered by all (an allgather). Each process then receives
+ * 2 (N - 1) / N of the gradient's bytes a step, as much as a
+ * bandwidth-optimal allreduce; gathering every slice whole would be N - 1
+ * times the gradient.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
@@ -40,10 +45,22 @@ void nnc_dist_traffic(const nnc_dist *d, double *sent, double *received, double 
     *exchanges = d ? d->exchanges : 0.0;
 }
 
+/* Where rank r's share of n things begins: n*r/size (the same formula as the generated code's slice_lo). */
+static size_t share_lo(size_t n, int r, int size) { return n * (size_t)r / (size_t)size; }
+
 void nnc_dist_blocks(const nnc_dist *d, int n, int *lo, int *hi) {
     int rank = nnc_dist_rank(d), size = nnc_dist_size(d);
-    *lo = (int)((long)n * rank / size);
-    *hi = (int)((long)n * (rank + 1) / size);
+    *lo = (int)share_lo((size_t)n, rank, size);
+    *hi = (int)share_lo((size_t)n, rank + 1, size);
+}
+
+/* sum[j] = the slices' part[j], added in slice order: the one-process arithmetic (float, no reassociation). */
+static void sum_in_slice_order(const float *part, size_t stride, size_t len, int n_slices, float *sum) {
+    for (size_t j = 0; j < len; j++) {
+        float s = part[j];
+        for (int c = 1; c < n_slices; c++) s += part[(size_t)c * stride + j];
+        sum[j] = s;
+    }
 }
 
 #ifndef NNC_MPI
@@ -79,6 +96,11 @@ int nnc_dist_start(int *argc, char ***argv, int slices, nnc_dist **out, char *er
 
 void nnc_dist_share(const nnc_dist *d, void *base, size_t bytes, size_t stride, int n) {
     (void)d, (void)base, (void)bytes, (void)stride, (void)n;
+}
+
+void nnc_dist_sum_slices(const nnc_dist *d, const float *slices, size_t count, int n_slices, float *sum) {
+    (void)d;
+    sum_in_slice_order(slices, count, count, n_slices, sum);
 }
 
 int nnc_dist_same(const nnc_dist *d, const void *p, size_t bytes, const char *what, char *err, size_t errlen) {
@@ -140,13 +162,24 @@ int nnc_dist_start(int *argc, char ***argv, int slices, nnc_dist **out, char *er
     return 0;
 }
 
+/* d->pack holds at least `need` bytes. */
+static void reserve_pack(nnc_dist *d, size_t need) {
+    if (need <= d->pack_cap) return;
+    unsigned char *p = realloc(d->pack, need);
+    if (!p) {
+        fprintf(stderr, "error: rank %d: out of memory for an exchange of %zu bytes\n", d->rank, need);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    d->pack = p, d->pack_cap = need;
+}
+
 /* Exchange the processes' blocks of `unit` bytes in place: block k of n at base + k*unit. */
 static void allgather_blocks(const nnc_dist *d, unsigned char *base, size_t unit, int n) {
     int counts[d->size], displs[d->size];
     for (int r = 0; r < d->size; r++) {
-        int lo = (int)((long)n * r / d->size), hi = (int)((long)n * (r + 1) / d->size);
-        counts[r] = (int)((size_t)(hi - lo) * unit);
-        displs[r] = (int)((size_t)lo * unit);
+        size_t lo = share_lo((size_t)n, r, d->size), hi = share_lo((size_t)n, r + 1, d->size);
+        counts[r] = (int)((hi - lo) * unit);
+        displs[r] = (int)(lo * unit);
     }
     MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, base, counts, displs, MPI_BYTE, MPI_COMM_WORLD);
 }
@@ -156,22 +189,14 @@ void nnc_dist_share(const nnc_dist *d_, void *base, size_t bytes, size_t stride,
     if (!d) return;
     int mine_lo, mine_hi;
     nnc_dist_blocks(d, n, &mine_lo, &mine_hi);
-    d->sent += (double)(mine_hi - mine_lo) * (double)bytes;
+    d->sent += (double)(mine_hi - mine_lo) * (double)bytes * (d->size - 1); /* a copy to each */
     d->received += (double)(n - (mine_hi - mine_lo)) * (double)bytes;
     d->exchanges += 1;
     if (stride == bytes) { /* contiguous blocks: in place */
         allgather_blocks(d, base, bytes, n);
         return;
     }
-    size_t need = bytes * (size_t)n;
-    if (need > d->pack_cap) {
-        unsigned char *p = realloc(d->pack, need);
-        if (!p) {
-            fprintf(stderr, "error: rank %d: out of memory for an exchange of %zu bytes\n", d->rank, need);
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        }
-        d->pack = p, d->pack_cap = need;
-    }
+    reserve_pack(d, bytes * (size_t)n);
     unsigned char *b = base;
     int lo, hi;
     nnc_dist_blocks(d, n, &lo, &hi);
@@ -179,6 +204,44 @@ void nnc_dist_share(const nnc_dist *d_, void *base, size_t bytes, size_t stride,
     allgather_blocks(d, d->pack, bytes, n);
     for (int k = 0; k < n; k++)
         if (k < lo || k >= hi) memcpy(b + (size_t)k * stride, d->pack + (size_t)k * bytes, bytes);
+}
+
+/*
+ * Part r of the parameters is [share_lo(count, r), share_lo(count, r + 1)). Process r receives part r
+ * of every slice (an all-to-all: from each process, that process's slices' part r), adds them in
+ * slice order, and the sums are gathered by all (an allgather of the parts, in place).
+ */
+void nnc_dist_sum_slices(const nnc_dist *d_, const float *slices, size_t count, int n_slices, float *sum) {
+    nnc_dist *d = (nnc_dist *)d_;
+    if (!d) {
+        sum_in_slice_order(slices, count, count, n_slices, sum);
+        return;
+    }
+    const int size = d->size;
+    int lo, hi, sendcounts[size], sdispls[size], recvcounts[size], rdispls[size];
+    nnc_dist_blocks(d, n_slices, &lo, &hi);
+    const size_t my_lo = share_lo(count, d->rank, size), my_len = share_lo(count, d->rank + 1, size) - my_lo;
+    const size_t mine = (size_t)(hi - lo);
+    reserve_pack(d, (mine * count + (size_t)n_slices * my_len) * sizeof(float));
+    float *send = (float *)d->pack, *recv = send + mine * count;
+    size_t at = 0;
+    for (int r = 0; r < size; r++) { /* to r: part r of each of my slices */
+        const size_t part_lo = share_lo(count, r, size), part_len = share_lo(count, r + 1, size) - part_lo;
+        sdispls[r] = (int)at;
+        for (int k = lo; k < hi; k++, at += part_len)
+            memcpy(send + at, slices + (size_t)k * count + part_lo, part_len * sizeof(float));
+        sendcounts[r] = (int)(at - (size_t)sdispls[r]);
+        /* from r: my part of each of its slices, which land in slice order */
+        const size_t r_lo = share_lo((size_t)n_slices, r, size), r_hi = share_lo((size_t)n_slices, r + 1, size);
+        recvcounts[r] = (int)((r_hi - r_lo) * my_len);
+        rdispls[r] = (int)(r_lo * my_len);
+    }
+    MPI_Alltoallv(send, sendcounts, sdispls, MPI_FLOAT, recv, recvcounts, rdispls, MPI_FLOAT, MPI_COMM_WORLD);
+    sum_in_slice_order(recv, my_len, my_len, n_slices, sum + my_lo);
+    allgather_blocks(d, (unsigned char *)sum, sizeof(float), (int)count); /* process r's part: floats share_lo(count, r).. */
+    d->sent += (double)(mine * (count - my_len) + my_len * (size_t)(size - 1)) * sizeof(float);
+    d->received += (double)(((size_t)n_slices - mine) * my_len + (count - my_len)) * sizeof(float);
+    d->exchanges += 2;
 }
 
 int nnc_dist_same(const nnc_dist *d, const void *p, size_t bytes, const char *what, char *err, size_t errlen) {

@@ -721,6 +721,13 @@ void nnc_dist_blocks(const nnc_dist *d, int n, int *lo, int *hi);
 /* Block k of n is `bytes` at base + k*stride. Each process filled its own blocks (nnc_dist_blocks);
  * afterwards every process holds every block. A no-op for NULL. */
 void nnc_dist_share(const nnc_dist *d, void *base, size_t bytes, size_t stride, int n);
+/* The batch's gradient: sum[i] = slices[0][i] + slices[1][i] + ... in slice order, as one process
+ * adds them, for the n_slices x count floats at `slices` of which this process filled its own.
+ * Each process adds up a 1/size part of the parameters from every slice's (an all-to-all exchange),
+ * then the parts are swapped (an allgather): 2 (size - 1) / size of the gradient each way per
+ * process, as a bandwidth-optimal allreduce, where gathering every slice whole would take size - 1
+ * times the gradient. */
+void nnc_dist_sum_slices(const nnc_dist *d, const float *slices, size_t count, int n_slices, float *sum);
 /* Do all processes hold the same bytes (the data set, a resumed state)? 0, or -1 with a message
  * naming `what` and the first rank that differs. Every process must call it. */
 int nnc_dist_same(const nnc_dist *d, const void *p, size_t bytes, const char *what, char *err, size_t errlen);

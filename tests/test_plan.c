@@ -46,10 +46,9 @@ Test(plan, vgg_bn_training_step)
     /*
      * Sync points: after the weight layouts are prepared (1); around each of
      * the 5 batchnorms' statistics (2 x 5) and each of their parameter-gradient
-     * sums (2 x 5); before the slices' gradients are shared between processes
-     * (1) and before the gradient sum reads them (1). Everything else runs on.
+     * sums (2 x 5); before the gradient sum (1). Everything else runs on.
      */
-    cr_expect_eq(p->n_sync, 23, "%d sync points", p->n_sync);
+    cr_expect_eq(p->n_sync, 22, "%d sync points", p->n_sync);
     /* 4 convs, 5 batchnorms x 3 steps, 2 maxpools, 2 dense, 1 dropout: flatten is a view, no op. */
     cr_expect_eq(count_ops(p, OP_LAYER, PHASE_FORWARD), 4 + 15 + 2 + 2 + 1);
     cr_expect_eq(count_ops(p, OP_LOSS, PHASE_LOSS), 1);
@@ -76,11 +75,12 @@ Test(plan, vgg_bn_training_step)
 }
 
 /*
- * Several processes (MPI) each compute some of the slices: every operation that
- * reads all the slices' partial results (batchnorm's combine and its
- * parameter-gradient sum, the gradient sum) must come right after a share
- * operation that fetches them, in the same one-thread block; nothing else may
- * be preceded by one. At inference nothing is shared.
+ * Several processes (MPI) each compute some of the slices: every layer step
+ * that reads all the slices' partial results (batchnorm's combine and its
+ * parameter-gradient sum) must come right after a share operation that
+ * fetches them, in the same one-thread block; nothing else may be preceded by
+ * one. (The gradient sum makes its own exchange.) At inference nothing is
+ * shared.
  */
 Test(plan, every_read_of_all_slices_follows_a_share)
 {
@@ -90,7 +90,7 @@ Test(plan, every_read_of_all_slices_follows_a_share)
     int shares = 0;
     for (int k = 0; k < p->n_ops; k++) {
         const plan_op *op = &p->ops[k];
-        int reads_all = op->kind == OP_GRAD_SUM || (op->kind == OP_LAYER && op->scope == STEP_ONE_THREAD);
+        int reads_all = op->kind == OP_LAYER && op->scope == STEP_ONE_THREAD;
         int shared = k > 0 && p->ops[k - 1].kind == OP_SHARE;
         cr_expect_eq(reads_all, shared, "operation %d (%s): reads every slice %d, shared first %d", k,
                      op->layer >= 0 ? m->layers[op->layer].name : "step", reads_all, shared);
@@ -101,7 +101,7 @@ Test(plan, every_read_of_all_slices_follows_a_share)
             cr_expect_eq(op->layer, k + 1 < p->n_ops ? p->ops[k + 1].layer : -2);
         }
     }
-    cr_expect_eq(shares, 5 + 5 + 1, "%d shares", shares); /* each batchnorm's sums and dgamma/dbeta; the gradient */
+    cr_expect_eq(shares, 5 + 5, "%d shares", shares); /* each batchnorm's sums and its dgamma, dbeta */
     plan *inference = plan_build(m, PASS_INFER);
     for (int k = 0; k < inference->n_ops; k++)
         cr_expect_neq(inference->ops[k].kind, OP_SHARE);
@@ -129,8 +129,7 @@ Test(plan, gradient_buffers_take_turns)
     }
     cr_expect_gt(backward, 3);
     /* No batchnorm: the whole step runs without waiting, but for the gradient sum and the penalties. */
-    /* after the weight layouts, before the gradients are shared, before the sum */
-    cr_expect_eq(p->n_sync, 1 + 2, "%d sync points", p->n_sync);
+    cr_expect_eq(p->n_sync, 1 + 1, "%d sync points", p->n_sync); /* after the weight layouts, before the sum */
     plan_free(p);
     nnc_model_free(m);
     nnc_source_free(&src);
