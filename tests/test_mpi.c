@@ -211,3 +211,23 @@ Test(mpi, a_killed_rank_stops_the_job_and_resume_under_mpirun_finishes_it, .time
     run(NULL, "rm -rf %s", dir);
     free(dir);
 }
+
+/* Each process reads the data set itself: two processes given different files stop before the first step. */
+Test(mpi, processes_reading_different_data_stop_before_training, .timeout = 120) {
+    require_mpi();
+    char *dir = scratch_with_data(), *out = NULL;
+    int status = run(&out, "src=$(sh tests/tools/find_mnist.sh) && sh tests/tools/mnist_subset.sh \"$src\" %s/other 2000 512",
+                     dir);
+    cr_assert_eq(status, 0, "%s", out);
+    free(out);
+    /* MPMD: rank 0 reads data/, rank 1 other/ */
+    status = run(&out, "cd %s && " MPIRUN "-np 1 $OLDPWD/$B/bin-mpi/cnn_larger --data data --epochs 1 : "
+                       "-np 1 $OLDPWD/$B/bin-mpi/cnn_larger --data other --epochs 1 2>&1",
+                 dir);
+    cr_expect_neq(status, 0, "%s", out);
+    cr_expect_not_null(strstr(out, "the training data differs between processes"), "%s", out);
+    cr_expect_null(strstr(out, "epoch 1"), "it trained:\n%s", out);
+    free(out);
+    run(NULL, "rm -rf %s", dir);
+    free(dir);
+}
