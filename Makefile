@@ -45,7 +45,7 @@ TEST_GEN     := $(patsubst %.nn,$(BUILD)/tests/gen/%.c,$(notdir $(TEST_MODELS)))
 DEPS_STAMP   := $(BUILD)/.deps-ok
 TEST_DEPS_STAMP := $(BUILD)/.test-deps-ok
 
-.PHONY: all deps test-deps test test-asan generated check-generated train mpi bench install clean fuzz reference
+.PHONY: all deps test-deps mpi-deps test test-asan generated check-generated train mpi bench install clean fuzz reference
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/nnc $(BUILD)/libnncrt.a
@@ -60,7 +60,7 @@ deps $(DEPS_STAMP):
 
 test-deps $(TEST_DEPS_STAMP):
 	@$(DEPS_ENV) sh tools/deps.sh test
-	@mkdir -p $(BUILD) && touch $(DEPS_STAMP) $(TEST_DEPS_STAMP)
+	@mkdir -p $(BUILD) && touch $(DEPS_STAMP) $(TEST_DEPS_STAMP) $(MPI_DEPS_STAMP)
 
 # ---- the compiler --------------------------------------------------------
 $(BUILD)/gen/parser.c $(BUILD)/gen/parser.h: compiler/parser.y | $(DEPS_STAMP)
@@ -135,8 +135,16 @@ train: $(BUILD)/bin/$(notdir $(basename $(MODEL)))
 # The same generated files, linked against libnncrt_mpi.a: the runtime with
 # dist.c, its only MPI file, compiled by mpicc with NNC_MPI. Run them with
 # `mpirun -np 2 build/bin-mpi/vgg_bn`.
+# The trainers are compiled by $(CC), as build/bin/'s are (the same arithmetic, bit for bit), and
+# linked with MPI's libraries.
 MPICC ?= mpicc
-$(BUILD)/runtime/dist-mpi.o: runtime/dist.c runtime/*.h | $(DEPS_STAMP)
+MPI_LIBS = $(shell pkg-config --libs ompi-c 2>/dev/null || $(MPICC) --showme:link)
+MPI_DEPS_STAMP := $(BUILD)/.mpi-deps-ok
+mpi-deps $(MPI_DEPS_STAMP):
+	@$(DEPS_ENV) sh tools/deps.sh mpi
+	@mkdir -p $(BUILD) && touch $(DEPS_STAMP) $(MPI_DEPS_STAMP)
+
+$(BUILD)/runtime/dist-mpi.o: runtime/dist.c runtime/*.h | $(MPI_DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(MPICC) $(ALL_CFLAGS) $(RUNTIME_OPT) -DNNC_MPI -c $< -o $@
 
@@ -146,7 +154,8 @@ $(BUILD)/libnncrt_mpi.a: $(filter-out $(BUILD)/runtime/dist.o,$(RUNTIME_OBJ)) $(
 
 $(BUILD)/bin-mpi/%: generated/%.c $(BUILD)/libnncrt_mpi.a
 	@mkdir -p $(BUILD)/bin-mpi
-	$(MPICC) -std=c11 $(WARN) $(TRAINER_CFLAGS) -Iruntime $(BLAS_CFLAGS) $< -o $@ $(BUILD)/libnncrt_mpi.a $(RT_LIBS)
+	$(CC) -std=c11 $(WARN) $(TRAINER_CFLAGS) -Iruntime $(BLAS_CFLAGS) $< -o $@ $(BUILD)/libnncrt_mpi.a $(RT_LIBS) \
+		$(MPI_LIBS)
 
 mpi: $(MODELS:models/%.nn=$(BUILD)/bin-mpi/%)
 

@@ -30,8 +30,9 @@ static void usage(FILE *out)
           "                                   inference C for one image, weights baked in: NAME.c and NAME.h\n"
           "                                   (C99 and <math.h> only, for any target)\n"
           "       nnc --slices N MODEL.nn -o OUT.c\n"
-          "                                   cut each batch into N fixed slices (default 2): up to N processes\n"
-          "                                   can share a step under mpirun; the weights depend on N\n"
+          "                                   cut each batch into N fixed slices (default 2): under mpirun, any\n"
+          "                                   number of processes that divides N shares a step; the weights\n"
+          "                                   depend on N, never on the process or thread count\n"
           "       nnc --help | --version\n",
           out);
 }

@@ -20,6 +20,7 @@
  * times the gradient.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,8 +64,6 @@ static void sum_in_slice_order(const float *part, size_t stride, size_t len, int
     }
 }
 
-#ifndef NNC_MPI
-
 /* The rank count and rank mpirun (Open MPI, or MPICH's Hydra and other PMI launchers) gave this
  * process in its environment; 1 and 0 when none did. */
 static int launcher_size(int *rank) {
@@ -81,8 +80,10 @@ static int launcher_size(int *rank) {
     return 1;
 }
 
-int nnc_dist_start(int *argc, char ***argv, int slices, nnc_dist **out, char *err, size_t errlen) {
-    (void)argc, (void)argv, (void)slices;
+#ifndef NNC_MPI
+
+int nnc_dist_start(const char *prog, int slices, nnc_dist **out, char *err, size_t errlen) {
+    (void)prog, (void)slices;
     int rank, size = launcher_size(&rank);
     *out = NULL;
     if (size <= 1) return 0;
@@ -103,12 +104,17 @@ void nnc_dist_sum_slices(const nnc_dist *d, const float *slices, size_t count, i
     sum_in_slice_order(slices, count, count, n_slices, sum);
 }
 
-int nnc_dist_same(const nnc_dist *d, const void *p, size_t bytes, const char *what, char *err, size_t errlen) {
-    (void)d, (void)p, (void)bytes, (void)what, (void)err, (void)errlen;
+int nnc_dist_same(const nnc_dist *d, const char *prog, const void *p, size_t bytes, const char *what) {
+    (void)d, (void)prog, (void)p, (void)bytes, (void)what;
     return 0;
 }
 
 int nnc_dist_finish(nnc_dist *d, int status) {
+    (void)d;
+    return status;
+}
+
+int nnc_dist_finish_together(nnc_dist *d, int status) {
     (void)d;
     return status;
 }
@@ -125,38 +131,48 @@ static int check_rank_count(int size, int slices, char *err, size_t errlen) {
     return -1;
 }
 
-int nnc_dist_start(int *argc, char ***argv, int slices, nnc_dist **out, char *err, size_t errlen) {
+/* Stop every process after printing why: a failure this process may have met alone. */
+static void abort_all(int rank, const char *what) {
+    fprintf(stderr, "error: rank %d: %s\n", rank, what);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+int nnc_dist_start(const char *prog, int slices, nnc_dist **out, char *err, size_t errlen) {
     *out = NULL;
-    int provided, size, rank;
-    /* SERIALIZED: the exchanges run in `omp single` blocks, on whichever thread gets there first. */
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+    int provided, size, rank, launcher_rank, launched = launcher_size(&launcher_rank);
+    /* SERIALIZED: the exchanges run in `omp single` blocks, on whichever thread gets there first.
+     * No argc/argv: the trainer parsed its own flags, and mpirun passes none. */
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         nnc_set_error(err, errlen, "MPI failed to start (MPI_Init_thread)");
         return -1;
     }
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (size == 1 && launched > 1) { /* mpiexec of another MPI than the one linked: N lone copies */
+        nnc_set_error(err, errlen,
+                      "the launcher started this trainer as process %d of %d, but its MPI library sees one "
+                      "process alone (a launcher of another MPI implementation?): each would train its own copy",
+                      launcher_rank, launched);
+        MPI_Finalize();
+        return -1;
+    }
     if (size == 1) { /* one process: the one-process code, exactly */
         MPI_Finalize();
         return 0;
     }
-    if (provided < MPI_THREAD_SERIALIZED) {
-        nnc_set_error(err, errlen, "this MPI library cannot be called from OpenMP threads (MPI_THREAD_SERIALIZED)");
-        MPI_Abort(MPI_COMM_WORLD, 2);
-    }
+    if (provided < MPI_THREAD_SERIALIZED)
+        abort_all(rank, "this MPI library cannot be called from OpenMP threads (MPI_THREAD_SERIALIZED)");
     if (check_rank_count(size, slices, err, errlen) != 0) {
         /* One message, printed before any process leaves: mpirun stops the job as soon as one
          * exits with an error, and a message still to be written would be lost with it. */
-        if (rank == 0) fprintf(stderr, "%s: error: %s\n", (*argv)[0], err);
+        if (rank == 0) fprintf(stderr, "%s: error: %s\n", prog, err);
         err[0] = '\0';
         MPI_Barrier(MPI_COMM_WORLD);
         MPI_Finalize();
         return -1;
     }
     nnc_dist *d = calloc(1, sizeof *d);
-    if (!d) {
-        nnc_set_error(err, errlen, "out of memory");
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    if (!d) abort_all(rank, "out of memory");
     d->rank = rank, d->size = size;
     *out = d;
     return 0;
@@ -166,16 +182,14 @@ int nnc_dist_start(int *argc, char ***argv, int slices, nnc_dist **out, char *er
 static void reserve_pack(nnc_dist *d, size_t need) {
     if (need <= d->pack_cap) return;
     unsigned char *p = realloc(d->pack, need);
-    if (!p) {
-        fprintf(stderr, "error: rank %d: out of memory for an exchange of %zu bytes\n", d->rank, need);
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    if (!p) abort_all(d->rank, "out of memory for an exchange");
     d->pack = p, d->pack_cap = need;
 }
 
 /* Exchange the processes' blocks of `unit` bytes in place: block k of n at base + k*unit. */
 static void allgather_blocks(const nnc_dist *d, unsigned char *base, size_t unit, int n) {
     int counts[d->size], displs[d->size];
+    if ((size_t)n * unit > INT_MAX) abort_all(d->rank, "an exchange of more than 2 GiB (MPI's int counts)");
     for (int r = 0; r < d->size; r++) {
         size_t lo = share_lo((size_t)n, r, d->size), hi = share_lo((size_t)n, r + 1, d->size);
         counts[r] = (int)((hi - lo) * unit);
@@ -222,6 +236,8 @@ void nnc_dist_sum_slices(const nnc_dist *d_, const float *slices, size_t count, 
     nnc_dist_blocks(d, n_slices, &lo, &hi);
     const size_t my_lo = share_lo(count, d->rank, size), my_len = share_lo(count, d->rank + 1, size) - my_lo;
     const size_t mine = (size_t)(hi - lo);
+    if (mine * count > INT_MAX || (size_t)n_slices * my_len > INT_MAX)
+        abort_all(d->rank, "a gradient exchange of more than 2^31 floats (MPI's int counts)");
     reserve_pack(d, (mine * count + (size_t)n_slices * my_len) * sizeof(float));
     float *send = (float *)d->pack, *recv = send + mine * count;
     size_t at = 0;
@@ -244,24 +260,30 @@ void nnc_dist_sum_slices(const nnc_dist *d_, const float *slices, size_t count, 
     d->exchanges += 2;
 }
 
-int nnc_dist_same(const nnc_dist *d, const void *p, size_t bytes, const char *what, char *err, size_t errlen) {
+int nnc_dist_same(const nnc_dist *d, const char *prog, const void *p, size_t bytes, const char *what) {
     if (!d) return 0;
     uint32_t mine = nnc_crc32(0, p, bytes), all[d->size];
     MPI_Allgather(&mine, 1, MPI_UINT32_T, all, 1, MPI_UINT32_T, MPI_COMM_WORLD);
-    for (int r = 1; r < d->size; r++)
+    int differs = 0;
+    for (int r = 1; r < d->size && !differs; r++)
         if (all[r] != all[0]) {
-            nnc_set_error(err, errlen,
-                          "%s differs between processes: rank 0 has CRC %08x, rank %d %08x (every process must "
-                          "read the same files)",
-                          what, (unsigned)all[0], r, (unsigned)all[r]);
-            return -1;
+            differs = r;
+            if (d->rank == 0)
+                fprintf(stderr, "%s: error: %s differs between processes: rank 0 has CRC %08x, rank %d %08x\n", prog,
+                        what, (unsigned)all[0], r, (unsigned)all[r]);
         }
-    return 0;
+    MPI_Barrier(MPI_COMM_WORLD); /* rank 0 has said it before any process can leave */
+    return differs ? -1 : 0;
 }
 
 int nnc_dist_finish(nnc_dist *d, int status) {
     if (!d) return status;
     if (status != 0) MPI_Abort(MPI_COMM_WORLD, status);
+    return nnc_dist_finish_together(d, status);
+}
+
+int nnc_dist_finish_together(nnc_dist *d, int status) {
+    if (!d) return status;
     free(d->pack);
     free(d);
     MPI_Finalize();

@@ -765,6 +765,38 @@ static int final_report(const nnc_model *m, const cli_args *a, const run_paths *
     return status;
 }
 
+/* CRC-32 of a whole file; 0 when it cannot be read (then the reader reports it). */
+static uint32_t file_crc(const char *path) {
+    uint8_t *data = NULL;
+    size_t size = 0;
+    char err[ERR_LEN];
+    if (!path || nnc_read_file(path, "file", SIZE_MAX, &data, &size, err, sizeof err) != 0) return 0;
+    uint32_t crc = nnc_crc32(0, data, size);
+    free(data);
+    return crc;
+}
+
+/*
+ * Several processes must run the same run: the same model and slices, options, training and test
+ * data, and the same file to resume from or load. Processes started with other flags (mpirun's
+ * MPMD form) or reading other files would otherwise compute different things, or wait for each
+ * other forever. Rank 0 says what differs. 1: the same everywhere (or one process).
+ */
+static int same_run_everywhere(const nnc_dist *dist, const nnc_model *m, const nnc_run_key *key,
+                               const nnc_dataset *test, const cli_args *a, const char *start_file) {
+    if (!dist) return 1;
+    uint32_t lr_bits;
+    memcpy(&lr_bits, &key->lr, sizeof lr_bits);
+    const uint64_t run[] = {m->signature, (uint64_t)m->slices, m->n_params, (uint64_t)key->epochs, key->seed,
+                            (uint64_t)key->validation, (uint64_t)key->early_stop, lr_bits, (uint64_t)a->resume};
+    const uint64_t data[] = {(uint64_t)key->n_train, key->data_crc, dataset_crc(test)};
+    const uint32_t start = start_file ? file_crc(start_file) : 0;
+    const char *prog = m->name;
+    if (nnc_dist_same(dist, prog, run, sizeof run, "the run (model, slices or options)") != 0) return 0;
+    if (nnc_dist_same(dist, prog, data, sizeof data, "the training data") != 0) return 0;
+    return nnc_dist_same(dist, prog, &start, sizeof start, "the checkpoint or weights file to start from") == 0;
+}
+
 static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_dist *dist, const char *dir,
                             const nnc_dataset *all_train, const nnc_dataset *test, float *params, float *state) {
     const int writer = nnc_dist_rank(dist) == 0;
@@ -801,16 +833,8 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_di
     float prep[2];
     int status = 1;
     char err[ERR_LEN];
-    if (nnc_dist_same(dist, &key.data_crc, sizeof key.data_crc, "the training data", err, sizeof err) != 0) {
-        fprintf(stderr, "error: %s\n", err);
-        goto done;
-    }
+    if (!same_run_everywhere(dist, m, &key, test, a, a->resume ? paths.ckpt : a->load_path)) goto done;
     if (starting_point(m, a, &paths, &train, &key, &ts, params, state, prep) != 0) goto done;
-    if (a->resume && nnc_dist_same(dist, params, m->n_params * sizeof *params, "the resumed weights (each process "
-                                   "reads the checkpoint)", err, sizeof err) != 0) {
-        fprintf(stderr, "error: %s\n", err);
-        goto done;
-    }
 
     printf("model %s: %zu parameters; %d training and %d test images from %s; %d epochs, batch %d, seed %llu, "
            "%d thread%s",
@@ -886,15 +910,14 @@ static int predict(const nnc_model *m, const cli_args *a, float *params, float *
 }
 
 /* Everything after argument parsing; owns no allocation of its own. */
+/* --load W --export F alone: a conversion, no training. */
+static int is_conversion(const cli_args *a) {
+    return a->load_path && a->export_path && !a->eval_only && !has_training_flags(a) && !a->seed_given;
+}
+
 static int run(const nnc_model *m, const cli_args *a, const nnc_dist *dist, float *params, float *state) {
-    if (dist && (a->n_predict || a->eval_only || (a->load_path && a->export_path && !has_training_flags(a)))) {
-        if (nnc_dist_rank(dist) == 0)
-            fprintf(stderr, "error: under mpirun a trainer trains; run --predict, --eval and --export conversions as "
-                            "one process\n");
-        return 2;
-    }
     if (a->n_predict) return predict(m, a, params, state);
-    if (a->load_path && a->export_path && !a->eval_only && !has_training_flags(a) && !a->seed_given) {
+    if (is_conversion(a)) {
         /* --load W --export F: a conversion, no data needed (except a PyTorch file's normalize constants) */
         float prep[2];
         if (load_weights(m, a, NULL, params, state, prep) != 0) return 1;
@@ -1006,6 +1029,16 @@ void nnc_prefer_short_spin(char **argv) {
     /* No /proc: carry on with libgomp's defaults. */
 }
 
+/* Why these flags run as one process only, or NULL: under mpirun a trainer trains. */
+static const char *one_process_only(const cli_args *a) {
+    if (a->bench) return "--bench measures one process; under mpirun, time a training run";
+    if (a->n_predict || a->eval_only || is_conversion(a))
+        return "--predict, --eval and --export conversions run as one process, without mpirun";
+    if (a->check_numerics)
+        return "--check-numerics runs in one process: under mpirun each process holds only its own slices' outputs";
+    return NULL;
+}
+
 int nnc_main(const nnc_model *m, int argc, char **argv) {
     cli_args args;
     int status = parse_args(&args, m, argc, argv);
@@ -1014,16 +1047,16 @@ int nnc_main(const nnc_model *m, int argc, char **argv) {
     flush_denormals();
     nnc_dist *dist;
     char err[ERR_LEN];
-    if (nnc_dist_start(&argc, &argv, m->slices, &dist, err, sizeof err) != 0) {
+    if (nnc_dist_start(argv[0], m->slices, &dist, err, sizeof err) != 0) {
         if (err[0]) fprintf(stderr, "%s: error: %s\n", argv[0], err);
         return 2;
     }
-    if (!dist && args.bench) return bench(m, &args);
-    if (dist && args.bench) {
-        if (nnc_dist_rank(dist) == 0)
-            fprintf(stderr, "%s: error: --bench measures one process; under mpirun, time a training run\n", argv[0]);
-        return nnc_dist_finish(dist, 2);
+    const char *alone = one_process_only(&args);
+    if (dist && alone) { /* every process refuses; rank 0 says why */
+        if (nnc_dist_rank(dist) == 0) fprintf(stderr, "%s: error: %s\n", argv[0], alone);
+        return nnc_dist_finish_together(dist, 2);
     }
+    if (args.bench) return bench(m, &args);
     if (nnc_dist_rank(dist) != 0 && !freopen("/dev/null", "w", stdout)) /* one writer of the log, too */
         return nnc_dist_finish(dist, 1);
 

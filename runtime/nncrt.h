@@ -710,32 +710,39 @@ int nnc_weights_load(const char *path, const nnc_model *m, float *params, float 
  * does the real thing. The same generated file links against either.
  */
 /* Join the processes mpirun started, checking that `slices` (the model's CHUNKS) can be shared out
- * evenly. *out = NULL when this is the only process. -1 with a message: started by mpirun without
- * MPI, or MPI failed to start; -1 with an empty message: a rank count that does not divide the
- * slices, which rank 0 has printed already (before any process could leave and end the job). */
-int nnc_dist_start(int *argc, char ***argv, int slices, nnc_dist **out, char *err, size_t errlen);
+ * evenly: 1, 2 or 4 processes for 4 slices, say. *out = NULL when this is the only process. -1 with
+ * a message: started by mpirun without MPI (or by another MPI's launcher), or MPI failed to start;
+ * -1 with an empty message: a rank count that does not divide the slices, which rank 0 has printed
+ * already as `prog: error: ...` (before any process could leave and end the job). */
+int nnc_dist_start(const char *prog, int slices, nnc_dist **out, char *err, size_t errlen);
 int nnc_dist_rank(const nnc_dist *d); /* 0 for NULL */
 int nnc_dist_size(const nnc_dist *d); /* 1 for NULL */
 /* The blocks [*lo, *hi) of n this process computes: n*rank/size .. n*(rank+1)/size. */
 void nnc_dist_blocks(const nnc_dist *d, int n, int *lo, int *hi);
 /* Block k of n is `bytes` at base + k*stride. Each process filled its own blocks (nnc_dist_blocks);
- * afterwards every process holds every block. A no-op for NULL. */
+ * afterwards every process holds every block (an allgather). A no-op for NULL. */
 void nnc_dist_share(const nnc_dist *d, void *base, size_t bytes, size_t stride, int n);
 /* The batch's gradient: sum[i] = slices[0][i] + slices[1][i] + ... in slice order, as one process
  * adds them, for the n_slices x count floats at `slices` of which this process filled its own.
  * Each process adds up a 1/size part of the parameters from every slice's (an all-to-all exchange),
- * then the parts are swapped (an allgather): 2 (size - 1) / size of the gradient each way per
- * process, as a bandwidth-optimal allreduce, where gathering every slice whole would take size - 1
- * times the gradient. */
+ * then the parts are swapped (an allgather). With one slice a process that is 2 (size - 1) / size
+ * of the gradient each way per process, as a bandwidth-optimal allreduce, where gathering every
+ * slice whole would take size - 1 times the gradient; with k slices a process, the all-to-all
+ * carries k times its share. */
 void nnc_dist_sum_slices(const nnc_dist *d, const float *slices, size_t count, int n_slices, float *sum);
-/* Do all processes hold the same bytes (the data set, a resumed state)? 0, or -1 with a message
- * naming `what` and the first rank that differs. Every process must call it. */
-int nnc_dist_same(const nnc_dist *d, const void *p, size_t bytes, const char *what, char *err, size_t errlen);
-/* What this process has exchanged so far: bytes of its own blocks sent, bytes of the others'
- * received, and how many exchanges (nnc_dist_share calls). Zeros for NULL. */
+/* Do all processes hold the same bytes (the run's options and data, a resumed checkpoint)? 0, or -1
+ * on every process, rank 0 having printed `prog: error: WHAT differs between processes ...`. Every
+ * process must call it. */
+int nnc_dist_same(const nnc_dist *d, const char *prog, const void *p, size_t bytes, const char *what);
+/* What this process has exchanged so far: bytes sent (a copy to each process that needs them) and
+ * received, and how many exchanges (an nnc_dist_share is one, an nnc_dist_sum_slices two). Zeros
+ * for NULL. */
 void nnc_dist_traffic(const nnc_dist *d, double *sent, double *received, double *exchanges);
 /* The end of the run: status 0 waits for every process (MPI_Finalize); any other stops them all
  * (MPI_Abort) so that none waits forever for a process that gave up. Returns status. */
 int nnc_dist_finish(nnc_dist *d, int status);
+/* The end for a status every process reaches at the same point (a refusal they all made, rank 0
+ * having said why): MPI_Finalize, no abort. Returns status. */
+int nnc_dist_finish_together(nnc_dist *d, int status);
 
 #endif /* NNCRT_H */

@@ -97,7 +97,7 @@ static void gather_batch(const nnc_dataset *ds, const uint32_t *idx, size_t firs
 typedef struct {
     double loss;
     int32_t predicted;
-    int32_t unused; /* keeps the struct free of padding bytes: it is exchanged as bytes */
+    int32_t pad; /* explicit, so that the struct, exchanged as bytes, has no undefined padding */
 } sample_result;
 
 /* Evaluate batches [first, end) of ds into results (indexed by sample). */

@@ -11,6 +11,7 @@
 #          interop test's readers: python3-torch, python3-onnx, and node with
 #          npm, which installs onnxruntime-node under $BUILD/node; and Open MPI
 #          (mpicc, mpirun) for the several-process tests
+#   mpi    build's, plus Open MPI: what `make mpi` needs
 #
 # Missing packages are installed with apt-get when running as root; otherwise the
 # exact command is printed and the script fails.
@@ -161,6 +162,8 @@ if [ "$profile" = test ]; then
     need python3-torch python3-numpy -- /usr/bin/python3 -c 'import torch, numpy'
     need python3-onnx -- /usr/bin/python3 -c 'import onnx'
     need nodejs npm -- command -v npm
+fi
+if [ "$profile" = test ] || [ "$profile" = mpi ]; then
     need libopenmpi-dev openmpi-bin -- probe_mpi
 fi
 
