@@ -94,7 +94,7 @@ static void prefetch_sample(const nnc_dataset *ds, const uint32_t *idx, int b, i
  * floats. A shuffled epoch reads its images from all over the training set,
  * each a short run of cache lines that the hardware prefetcher does not
  * foresee: the loop asks for the bytes of the image GATHER_PREFETCH_AHEAD
- * samples ahead (mlp800, 1 thread: 1.40 -> 0.85 us an image, see README).
+ * samples ahead (mlp800, 1 thread: 1.41 -> 0.89 us an image, see README).
  */
 static void gather_batch(const nnc_dataset *ds, const uint32_t *idx, size_t first, int n, const prep_tables *t,
                          float *x, uint8_t *labels) {
