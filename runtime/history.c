@@ -41,7 +41,19 @@ static void csv_number(FILE *f, const char *fmt, double v) {
     if (!isnan(v)) fprintf(f, fmt, v);
 }
 
-int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, char *err, size_t errlen) {
+/* A header field, quoted as RFC 4180 says when a class name holds a comma, a quote or a line break. */
+static void csv_field(FILE *f, const char *prefix, const char *name) {
+    int quote = strpbrk(name, ",\"\r\n") != NULL;
+    fprintf(f, ",%s%s", quote ? "\"" : "", prefix);
+    for (; *name; name++) {
+        if (*name == '"') fputc('"', f); /* a quote doubled */
+        fputc(*name, f);
+    }
+    if (quote) fputc('"', f);
+}
+
+int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, const float *class_accuracy,
+                          int n_classes, const nnc_dataset *classes, char *err, size_t errlen) {
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
@@ -49,7 +61,15 @@ int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, 
         nnc_set_error(err, errlen, "%s: out of memory composing the file", path);
         return -1;
     }
-    fprintf(f, "epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second\n");
+    if (!class_accuracy) n_classes = 0;
+    fprintf(f, "epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second");
+    for (int k = 0; k < n_classes; k++) {
+        char number[16];
+        snprintf(number, sizeof number, "%d", k);
+        const char *name = nnc_class_name(classes, k);
+        csv_field(f, "val_accuracy_", name ? name : number);
+    }
+    fputc('\n', f);
     for (int i = 0; i < n; i++) {
         const nnc_history_row *h = &rows[i];
         fprintf(f, "%d", h->epoch);
@@ -60,6 +80,7 @@ int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, 
         csv_number(f, "%.6f", h->val_accuracy);
         csv_number(f, "%.3f", h->seconds);
         csv_number(f, "%.1f", h->images_per_second);
+        for (int k = 0; k < n_classes; k++) csv_number(f, "%.6f", class_accuracy[(size_t)i * n_classes + k]);
         fputc('\n', f);
     }
     return write_stream(path, f, &buf, &size, err, errlen);

@@ -814,6 +814,10 @@ Test(runtime_main, divergence_keeps_the_last_good_checkpoint) {
     cr_expect_eq(ts.epoch, 1, "the checkpoint is epoch 1's, before the NaN");
     cr_expect_eq(ts.step, 0);
     cr_expect(nnc_all_finite(params, N_PARAMS));
+    int kept = 0; /* epoch 1's per-class accuracies (the history's val_accuracy_K columns) came back */
+    for (int k = 0; k < tiny.n_classes; k++) kept += ts.class_accuracy[k] >= 0.0f && ts.class_accuracy[k] <= 1.0f;
+    cr_expect_gt(kept, 0, "the checkpoint lost the per-class accuracies");
+    cr_expect(isnan(ts.class_accuracy[tiny.n_classes]), "epoch 2 has no per-class accuracies yet");
     nnc_train_state_free(&ts);
     /* and --resume continues from it (the fault does not recur) to the end */
     nan_at_step = 0;
