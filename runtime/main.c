@@ -139,8 +139,9 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "                 confusion matrix)\n"
             "  --predict FILE...\n"
             "                 classify images with the --load weights (grey models: PNG or PGM\n"
-            "                 digits; RGB models: PNG or JPEG); no data needed. With --data DIR each\n"
-            "                 class is also named, as DIR's layout names it (folders, CIFAR-10)\n"
+            "                 digits; RGB models: PNG or JPEG); no data needed. Each class is also\n"
+            "                 named when --data DIR's layout names them (folders, CIFAR-10) or the\n"
+            "                 --load file is a .safetensors that --export wrote\n"
             "  --bench        measure speed on synthetic data (no MNIST needed, nothing saved):\n"
             "                 training steps (forward, backward, update at learning rate 0)\n"
             "                 and inference at batch %d after a warm-up, as the median\n"
@@ -919,11 +920,20 @@ static int read_class_names(nnc_dataset *names, const nnc_model *m, const char *
     return rc;
 }
 
-/* --predict: no data set, only the weights and the images (and --data's class names, when given). */
+/* --predict: no data set, only the weights and the images; the class names from --data when given,
+ * else from a .safetensors file's metadata (nnc's --export writes them there). */
 static int predict(const nnc_model *m, const cli_args *a, float *params, float *state) {
     float prep[2];
     nnc_dataset names = {0};
-    if (a->data_dir && read_class_names(&names, m, a->data_dir) != 0) return 1;
+    char err[ERR_LEN];
+    size_t len = strlen(a->load_path);
+    if (a->data_dir) {
+        if (read_class_names(&names, m, a->data_dir) != 0) return 1;
+    } else if (len > 12 && strcmp(a->load_path + len - 12, ".safetensors") == 0 &&
+               nnc_safetensors_classes(a->load_path, &names, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return 1;
+    }
     int status = 1;
     if (load_weights(m, a, NULL, params, state, prep) == 0)
         status = nnc_predict_files_named(m, params, state, prep, &names, a->n_predict, a->predict, a->threads, stdout);

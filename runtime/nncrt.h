@@ -687,6 +687,9 @@ int nnc_safetensors_load(const char *path, const nnc_model *m, float *params, fl
 /* The same on bytes in memory; `file` names them in messages. */
 int nnc_safetensors_decode(const char *file, const uint8_t *bytes, size_t size, const nnc_model *m, float *params,
                            float *state, float prep[2], int *prep_known, char *err, size_t errlen);
+/* The class names that --export wrote into a .safetensors file's metadata ("classes"), into names
+ * (none when it has none: a PyTorch file, a model trained on MNIST). 0, or -1 with a message. */
+int nnc_safetensors_classes(const char *path, nnc_dataset *names, char *err, size_t errlen);
 /* --load: `.safetensors` by nnc_safetensors_load, anything else as a checkpoint (prep always known). */
 int nnc_weights_load(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
                      int *prep_known, char *err, size_t errlen);

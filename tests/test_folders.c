@@ -166,7 +166,10 @@ Test(folders, val_folder_validates_and_class_names_show, .init = make_folders, .
                            "mv $(ls -d named/train/$k/* | tail -n 20) named/val/$k/; done",
                      dir),
                  0);
-    cr_assert_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --data named --epochs 2 --threads 2 --save n.nncw", dir), 0,
+    cr_assert_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --data named --epochs 2 --threads 2 --save n.nncw "
+                           "--export n.safetensors",
+                     dir),
+                 0,
                  "%s", out);
     cr_expect_not_null(strstr(out, "val/<class>/ (the validation data)"), "%s", out);
     cr_expect_not_null(strstr(out, "decoded 200 images from named/val into 28x28x1"), "%s", out);
@@ -195,6 +198,13 @@ Test(folders, val_folder_validates_and_class_names_show, .init = make_folders, .
                      dir),
                  0, "%s", out);
     cr_expect_not_null(strstr(out, ": 9 (p="), "without --data, the numbers:\n%s", out);
+    free(out);
+    /* or the names an --export wrote into the .safetensors metadata */
+    cr_assert_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --load n.safetensors --predict "
+                           "$(ls named/test/three/*.png | head -n 5)",
+                     dir),
+                 0, "%s", out);
+    cr_expect_not_null(strstr(out, ": 9 three (p="), "%s", out);
     free(out);
     /* --validation N beside DIR/val/: which one validates? Neither silently. */
     cr_expect_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --data named --epochs 1 --validation 100 --save v.nncw", dir),
