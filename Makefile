@@ -218,9 +218,14 @@ test-asan:
 # ---- benchmark -----------------------------------------------------------
 # One extra row: vgg_bn built for AVX2 without AVX-512 (skipped on other CPUs).
 BENCH_VARIANTS := $(if $(HAS_AVX2),vgg_bn:x86-64-v3)
-bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%)
+bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%) $(BUILD)/tools/decode_bench
 	$(if $(BENCH_VARIANTS),$(MAKE) --no-print-directory BUILD=$(BUILD)/x86-64-v3 MARCH=x86-64-v3 $(BUILD)/x86-64-v3/bin/vgg_bn)
 	sh tools/bench.sh $(addprefix --variant ,$(BENCH_VARIANTS)) $(BENCH_ARGS)
+
+# The decode rate of image folders (tools/decode_bench.c: the trainer's folder loader, timed).
+$(BUILD)/tools/decode_bench: tools/decode_bench.c $(BUILD)/libnncrt.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) -O2 -Iruntime $< -o $@ $(BUILD)/libnncrt.a $(RT_LIBS)
 
 # ---- install -------------------------------------------------------------
 install: all $(BUILD)/nncrt.pc
