@@ -7,7 +7,7 @@
  * While training, after every epoch: `<stem>.ckpt` (weights and the whole
  * training state, for --resume), the best epoch's weights `<stem>.best.nncw`,
  * and the history `<stem>.history.csv`, `<stem>.accuracy.svg`,
- * `<stem>.loss.svg`; stem is the --save path without `.nncw`.
+ * `<stem>.loss.svg`, `<stem>.classes.svg`; stem is the --save path without `.nncw`.
  *
  * Or, with --bench, no data at all: time training and inference on synthetic
  * images (nnc_bench in train.c) and print `bench KEY VALUE` lines; with
@@ -124,8 +124,9 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "                 (Hugging Face), FILE.npz (NumPy) or FILE.onnx (the inference graph,\n"
             "                 uint8 pixels in, probabilities out), by the extension; with --load\n"
             "                 and no training option it only converts\n"
-            "  --history STEM write the history to STEM.history.csv, STEM.accuracy.svg and\n"
-            "                 STEM.loss.svg (default: the save stem), rewritten after every epoch\n"
+            "  --history STEM write the history to STEM.history.csv, STEM.accuracy.svg,\n"
+            "                 STEM.loss.svg and STEM.classes.svg (default: the save stem),\n"
+            "                 rewritten after every epoch\n"
             "  --no-history   write no history files\n"
             "  --resume       continue the interrupted run from STEM.ckpt (written after every\n"
             "                 epoch, every --checkpoint-steps steps and every %.0f s; removed when\n"
@@ -606,7 +607,13 @@ static int write_history(const hook_ctx *h, const nnc_train_state *ts, char *err
         return -1;
     snprintf(path, sizeof path, "%s.loss.svg", stem);
     snprintf(title, sizeof title, "%s: loss per epoch", h->m->name);
-    return nnc_history_write_svg(path, NNC_PLOT_LOSS, title, h->val_legend, ts->history, ts->n_history, err, errlen);
+    if (nnc_history_write_svg(path, NNC_PLOT_LOSS, title, h->val_legend, ts->history, ts->n_history, err, errlen) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s.classes.svg", stem);
+    snprintf(title, sizeof title, "%s: each class's accuracy on the %s", h->m->name,
+             strncmp(h->val_legend, "test", 4) == 0 ? "test set" : "validation data");
+    return nnc_history_write_class_svg(path, title, ts->history, ts->n_history, ts->class_accuracy, ts->n_classes,
+                                       h->classes, err, errlen);
 }
 
 /* Mid-epoch: the checkpoint alone. */

@@ -605,6 +605,12 @@ typedef enum { NNC_PLOT_ACCURACY, NNC_PLOT_LOSS } nnc_plot_kind;
 int nnc_history_write_svg(const char *path, nnc_plot_kind kind, const char *title, const char *val_name,
                           const nnc_history_row *rows, int n, char *err, size_t errlen);
 
+/* Each class's validation accuracy (in %) per epoch, one line a class, the legend naming the classes
+ * (classes' names, else their numbers; up to 10 classes, more are named in the CSV only). Atomic. */
+int nnc_history_write_class_svg(const char *path, const char *title, const nnc_history_row *rows, int n,
+                                const float *class_accuracy, int n_classes, const nnc_dataset *classes, char *err,
+                                size_t errlen);
+
 /* ------------------------------------------------------------------------ */
 /* (added) Benchmark: `trainer --bench`, throughput on synthetic data.      */
 /* ------------------------------------------------------------------------ */

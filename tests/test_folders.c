@@ -187,6 +187,9 @@ Test(folders, val_folder_validates_and_class_names_show, .init = make_folders, .
     cr_expect_not_null(strstr(csv, ",val_accuracy_9,val_accuracy_three\n"), "%s", csv);
     cr_expect_not_null(strstr(csv, "\n2,"), "%s", csv);
     free(csv);
+    cr_assert_eq(run(&csv, "cat %s/n.classes.svg", dir), 0);
+    cr_expect_not_null(strstr(csv, ">three</text>"), "no class name in the per-class chart:\n%s", csv);
+    free(csv);
     /* --predict names the class when --data says what the classes are called */
     cr_assert_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --load n.nncw --data named --predict "
                            "$(ls named/test/three/*.png | head -n 5)",

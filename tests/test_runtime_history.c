@@ -162,6 +162,34 @@ Test(runtime_history, csv_has_a_column_per_class_named_after_it) {
     free(csv), free(rows);
 }
 
+/* A line per class, the legend naming each (escaped), or numbering them without names. */
+Test(runtime_history, class_svg_has_a_line_per_class_named_in_the_legend) {
+    nnc_history_row *rows = make_rows(3, 1);
+    const float acc[3][3] = {{0.5f, 0.25f, NAN}, {0.75f, 0.5f, 0.125f}, {1.0f, 0.75f, 0.25f}};
+    char *names[3] = {"airplane", "cat & dog", "<bird>"};
+    nnc_dataset classes = {.n_class_names = 3, .class_names = names};
+    char path[128], err[512] = "";
+    snprintf(path, sizeof path, "%s/h.classes.svg", dir);
+    cr_assert_eq(nnc_history_write_class_svg(path, "m: per class", rows, 3, &acc[0][0], 3, &classes, err, sizeof err),
+                 0, "%s", err);
+    char *svg = read_file(path);
+    const char *problem = xml_problem(svg);
+    cr_expect_null(problem, "%s", problem);
+    expect_xmllint_ok(path);
+    cr_expect_eq(count(svg, "<polyline"), 3, "%s", svg);
+    cr_expect_not_null(strstr(svg, ">airplane</text>"), "%s", svg);
+    cr_expect_not_null(strstr(svg, ">cat &amp; dog</text>"), "%s", svg);
+    cr_expect_not_null(strstr(svg, ">&lt;bird&gt;</text>"), "%s", svg);
+    cr_expect_not_null(strstr(svg, ">accuracy per class (%)</text>"), "%s", svg);
+    cr_expect_null(strstr(svg, "nan"), "%s", svg);
+    free(svg);
+    cr_assert_eq(nnc_history_write_class_svg(path, "m", rows, 3, &acc[0][0], 3, NULL, err, sizeof err), 0, "%s", err);
+    svg = read_file(path);
+    cr_expect_not_null(strstr(svg, "<text x=\"110.0\" y=\"46.0\">0</text>"), "%s", svg);
+    cr_expect_not_null(strstr(svg, "<text x=\"350.0\" y=\"46.0\">2</text>"), "%s", svg);
+    free(svg), free(rows);
+}
+
 Test(runtime_history, svg_is_well_formed_with_one_polyline_per_curve) {
     nnc_history_row *rows = make_rows(12, 1);
     char path[128], err[512] = "";

@@ -739,6 +739,7 @@ Test(runtime_main, validation_split_writes_best_weights_history_and_no_checkpoin
     cr_expect(exists_in_dir("run.best.nncw"));
     cr_expect(exists_in_dir("run.accuracy.svg"));
     cr_expect(exists_in_dir("run.loss.svg"));
+    cr_expect(exists_in_dir("run.classes.svg"));
     cr_expect_eq(lines_in("run.history.csv"), 5, "header and 4 epochs");
     cr_expect(!exists_in_dir("run.ckpt"), "a completed run leaves no checkpoint behind");
     float params[N_PARAMS], state[1], prep[2];
@@ -756,11 +757,13 @@ Test(runtime_main, history_flags_move_or_suppress_the_files) {
     snprintf(save, sizeof save, "%s/w.nncw", dir);
     snprintf(hist, sizeof hist, "%s/elsewhere", dir);
     cr_assert_eq(RUN("--data", dir, "--epochs", "2", "--save", save, "--no-history"), 0);
-    cr_expect(!exists_in_dir("w.history.csv") && !exists_in_dir("w.accuracy.svg") && !exists_in_dir("w.loss.svg"));
+    cr_expect(!exists_in_dir("w.history.csv") && !exists_in_dir("w.accuracy.svg") && !exists_in_dir("w.loss.svg") &&
+              !exists_in_dir("w.classes.svg"));
     cr_expect(exists_in_dir("w.best.nncw"), "best weights do not depend on the history");
     cr_assert_eq(RUN("--data", dir, "--epochs", "3", "--save", save, "--history", hist), 0);
     cr_expect_eq(lines_in("elsewhere.history.csv"), 4);
-    cr_expect(exists_in_dir("elsewhere.accuracy.svg") && exists_in_dir("elsewhere.loss.svg"));
+    cr_expect(exists_in_dir("elsewhere.accuracy.svg") && exists_in_dir("elsewhere.loss.svg") &&
+              exists_in_dir("elsewhere.classes.svg"));
     cr_expect(!exists_in_dir("w.history.csv"));
 }
 
