@@ -27,6 +27,8 @@
  *        selection   u32 best_epoch, f64 best_accuracy, u32 since_best
  *        history     u32 rows, rows x (u32 epoch, f64 lr, loss, accuracy,
  *                    val_loss, val_accuracy, seconds, images_per_second)
+ *        per class   u32 classes, rows x classes f32 validation accuracy
+ *                    (absent in files of earlier versions of nnc: then NAN)
  *
  * Weights files (--save, .best.nncw) stay version 1; both versions load as
  * weights.
@@ -86,7 +88,8 @@ static size_t checkpoint_size(uint64_t n_params, uint64_t n_state) {
  * training section of at most two optimizer slots per parameter. Anything
  * bigger is refused before it is read whole. */
 static size_t largest_checkpoint(const nnc_model *m) {
-    return checkpoint_size(m->n_params, m->n_state) + 8 + 2 * 4 * (size_t)m->n_params + CKPT_SECTION_SLACK;
+    return checkpoint_size(m->n_params, m->n_state) + 8 + 2 * 4 * (size_t)m->n_params + CKPT_SECTION_SLACK +
+           ((size_t)4 * m->n_classes << 20); /* a float per class per epoch */
 }
 
 /* ---- a growing byte buffer for the training section ---- */
@@ -343,6 +346,8 @@ static void encode_train_section(writer *w, const nnc_run_key *key, const nnc_tr
         w_f64(w, h->lr), w_f64(w, h->loss), w_f64(w, h->accuracy), w_f64(w, h->val_loss);
         w_f64(w, h->val_accuracy), w_f64(w, h->seconds), w_f64(w, h->images_per_second);
     }
+    w_u32(w, (uint32_t)ts->n_classes);
+    for (size_t i = 0; i < (size_t)ts->n_history * ts->n_classes; i++) w_f32(w, ts->class_accuracy[i]);
 }
 
 int nnc_checkpoint_save_train(const char *path, const nnc_model *m, const float *params, const float *state,
@@ -417,6 +422,15 @@ static int decode_train_section(reader *r, nnc_run_key *key, nnc_train_state *ts
         h->epoch = (int)r_u32(r);
         h->lr = r_f64(r), h->loss = r_f64(r), h->accuracy = r_f64(r), h->val_loss = r_f64(r);
         h->val_accuracy = r_f64(r), h->seconds = r_f64(r), h->images_per_second = r_f64(r);
+    }
+    if (!r->bad && r->p != r->end) { /* the per-class accuracies */
+        uint32_t classes = r_u32(r);
+        if (!r->bad && classes != (uint32_t)ts->n_classes) {
+            nnc_set_error(err, errlen, "%s: holds the accuracy of %u classes per epoch, this model has %d", path,
+                          classes, ts->n_classes);
+            return -1;
+        }
+        for (size_t i = 0; i < (size_t)rows * classes && !r->bad; i++) ts->class_accuracy[i] = r_f32(r);
     }
     if (r->bad || r->p != r->end) {
         nnc_set_error(err, errlen, "%s: its training section is %s; the file is corrupt", path,

@@ -18,6 +18,13 @@
 
 #include "nncrt.h"
 
+/* A file composed in memory (open_memstream); NULL with a message naming path. */
+static FILE *open_stream(const char *path, char **buf, size_t *size, char *err, size_t errlen) {
+    FILE *f = open_memstream(buf, size);
+    if (!f) nnc_set_error(err, errlen, "%s: out of memory composing the file", path);
+    return f;
+}
+
 /* open_memstream's buffer, written atomically to path. */
 static int write_stream(const char *path, FILE *f, char **buf, size_t *size, char *err, size_t errlen) {
     int bad = ferror(f);
@@ -41,15 +48,32 @@ static void csv_number(FILE *f, const char *fmt, double v) {
     if (!isnan(v)) fprintf(f, fmt, v);
 }
 
-int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, char *err, size_t errlen) {
+/* A header field, quoted as RFC 4180 says when a class name holds a comma, a quote or a line break. */
+static void csv_field(FILE *f, const char *prefix, const char *name) {
+    int quote = strpbrk(name, ",\"\r\n") != NULL;
+    fprintf(f, ",%s%s", quote ? "\"" : "", prefix);
+    for (; *name; name++) {
+        if (*name == '"') fputc('"', f); /* a quote doubled */
+        fputc(*name, f);
+    }
+    if (quote) fputc('"', f);
+}
+
+int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, const float *class_accuracy,
+                          int n_classes, const nnc_dataset *classes, char *err, size_t errlen) {
     char *buf = NULL;
     size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f) {
-        nnc_set_error(err, errlen, "%s: out of memory composing the file", path);
-        return -1;
+    FILE *f = open_stream(path, &buf, &size, err, errlen);
+    if (!f) return -1;
+    if (!class_accuracy) n_classes = 0;
+    fprintf(f, "epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second");
+    for (int k = 0; k < n_classes; k++) {
+        char number[16];
+        snprintf(number, sizeof number, "%d", k);
+        const char *name = nnc_class_name(classes, k);
+        csv_field(f, "val_accuracy_", name ? name : number);
     }
-    fprintf(f, "epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second\n");
+    fputc('\n', f);
     for (int i = 0; i < n; i++) {
         const nnc_history_row *h = &rows[i];
         fprintf(f, "%d", h->epoch);
@@ -60,6 +84,7 @@ int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, 
         csv_number(f, "%.6f", h->val_accuracy);
         csv_number(f, "%.3f", h->seconds);
         csv_number(f, "%.1f", h->images_per_second);
+        for (int k = 0; k < n_classes; k++) csv_number(f, "%.6f", class_accuracy[(size_t)i * n_classes + k]);
         fputc('\n', f);
     }
     return write_stream(path, f, &buf, &size, err, errlen);
@@ -199,12 +224,33 @@ static void svg_curve(FILE *f, const nnc_history_row *rows, int n, nnc_plot_kind
     }
 }
 
-static void svg_legend_entry(FILE *f, double x, const char *color, const char *label) {
-    fprintf(f, "<line x1=\"%.1f\" y1=\"50\" x2=\"%.1f\" y2=\"50\" stroke=\"%s\" stroke-width=\"2\"/>\n", x, x + 24,
-            color);
-    fprintf(f, "<text x=\"%.1f\" y=\"54\">", x + 30);
+static void svg_legend_entry(FILE *f, double x, double y, const char *color, const char *label) {
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>\n", x, y,
+            x + 24, y, color);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">", x + 30, y + 4);
     xml_text(f, label);
     fprintf(f, "</text>\n");
+}
+
+/* The document's start: the canvas, a white background and the title. */
+static void svg_begin(FILE *f, const char *title) {
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+            "font-family=\"sans-serif\" font-size=\"13\">\n",
+            SVG_W, SVG_H, SVG_W, SVG_H);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    fprintf(f, "<text x=\"%d\" y=\"26\" text-anchor=\"middle\" font-size=\"17\" font-weight=\"bold\">", SVG_W / 2);
+    xml_text(f, title);
+    fprintf(f, "</text>\n");
+}
+
+/* Epochs 1..last with a margin, so that the first and last dots clear the frame; and the tick step. */
+static axis epoch_axis(const nnc_history_row *rows, int n, int *last, int *xstep) {
+    *last = n > 0 ? rows[n - 1].epoch : 1;
+    *xstep = *last <= 12 ? 1 : (int)nice_step(*last / 10.0);
+    double xpad = *last > 1 ? 0.03 * (*last - 1) : 1.0;
+    return (axis){1.0 - xpad, (double)*last + xpad, PLOT_LEFT, PLOT_RIGHT};
 }
 
 /* The accuracy chart marks the epoch the validation data picked (the first best). */
@@ -225,37 +271,67 @@ int nnc_history_write_svg(const char *path, nnc_plot_kind kind, const char *titl
                           const nnc_history_row *rows, int n, char *err, size_t errlen) {
     char *buf = NULL;
     size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f) {
-        nnc_set_error(err, errlen, "%s: out of memory composing the file", path);
-        return -1;
-    }
+    FILE *f = open_stream(path, &buf, &size, err, errlen);
+    if (!f) return -1;
     const int curves = has_validation(rows, n) ? 2 : 1;
     double lo, hi;
     value_range(rows, n, kind, curves, &lo, &hi);
     double ystep = nice_range(&lo, &hi, 5);
-    int last = n > 0 ? rows[n - 1].epoch : 1;
-    /* Epochs 1..last with a margin, so that the first and last dots clear the frame. */
-    double xpad = last > 1 ? 0.03 * (last - 1) : 1.0;
-    axis x = {1.0 - xpad, (double)last + xpad, PLOT_LEFT, PLOT_RIGHT};
+    int last, xstep;
+    axis x = epoch_axis(rows, n, &last, &xstep);
     axis y = {lo, hi, PLOT_BOTTOM, PLOT_TOP};
-    int xstep = last <= 12 ? 1 : (int)nice_step(last / 10.0);
 
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-            "font-family=\"sans-serif\" font-size=\"13\">\n",
-            SVG_W, SVG_H, SVG_W, SVG_H);
-    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    fprintf(f, "<text x=\"%d\" y=\"26\" text-anchor=\"middle\" font-size=\"17\" font-weight=\"bold\">", SVG_W / 2);
-    xml_text(f, title);
-    fprintf(f, "</text>\n");
+    svg_begin(f, title);
     svg_axes(f, &x, &y, ystep, xstep, last, kind == NNC_PLOT_ACCURACY ? "accuracy (%)" : "loss");
     if (kind == NNC_PLOT_ACCURACY) svg_best_marker(f, rows, n, &x);
     svg_curve(f, rows, n, kind, 0, &x, &y, COLOR_TRAIN);
     if (curves == 2) svg_curve(f, rows, n, kind, 1, &x, &y, COLOR_VAL);
-    svg_legend_entry(f, PLOT_LEFT, COLOR_TRAIN, "training");
-    if (curves == 2) svg_legend_entry(f, PLOT_LEFT + 130, COLOR_VAL, val_name ? val_name : "validation");
+    svg_legend_entry(f, PLOT_LEFT, 50, COLOR_TRAIN, "training");
+    if (curves == 2) svg_legend_entry(f, PLOT_LEFT + 130, 50, COLOR_VAL, val_name ? val_name : "validation");
+    fprintf(f, "</svg>\n");
+    return write_stream(path, f, &buf, &size, err, errlen);
+}
+
+/* Matplotlib's tab10: a colour per class, repeating after ten. */
+static const char *const class_colors[10] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                             "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+#define CLASS_LEGEND_MAX 10 /* two rows of five; more classes are named in the CSV only */
+
+int nnc_history_write_class_svg(const char *path, const char *title, const nnc_history_row *rows, int n,
+                                const float *class_accuracy, int n_classes, const nnc_dataset *classes, char *err,
+                                size_t errlen) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_stream(path, &buf, &size, err, errlen);
+    if (!f) return -1;
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < (size_t)n * n_classes; i++)
+        if (isfinite(class_accuracy[i]))
+            lo = fmin(lo, 100.0 * class_accuracy[i]), hi = fmax(hi, 100.0 * class_accuracy[i]);
+    if (lo > hi) lo = hi = 0.0; /* no validation data */
+    double ystep = nice_range(&lo, &hi, 5);
+    int last, xstep;
+    axis x = epoch_axis(rows, n, &last, &xstep);
+    axis y = {lo, hi, PLOT_BOTTOM, PLOT_TOP};
+    svg_begin(f, title);
+    svg_axes(f, &x, &y, ystep, xstep, last, "accuracy per class (%)");
+    for (int k = 0; k < n_classes; k++) {
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", class_colors[k % 10]);
+        int first = 1;
+        for (int i = 0; i < n; i++) {
+            double v = 100.0 * class_accuracy[(size_t)i * n_classes + k];
+            if (!isfinite(v)) continue;
+            fprintf(f, "%s%.1f,%.1f", first ? "" : " ", axis_map(&x, rows[i].epoch), axis_map(&y, v));
+            first = 0;
+        }
+        fprintf(f, "\"/>\n");
+    }
+    for (int k = 0; k < n_classes && n_classes <= CLASS_LEGEND_MAX; k++) {
+        char number[16];
+        snprintf(number, sizeof number, "%d", k);
+        const char *name = nnc_class_name(classes, k);
+        svg_legend_entry(f, PLOT_LEFT + 120.0 * (k % 5), k < 5 ? 42 : 58, class_colors[k % 10], name ? name : number);
+    }
     fprintf(f, "</svg>\n");
     return write_stream(path, f, &buf, &size, err, errlen);
 }

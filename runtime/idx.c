@@ -305,6 +305,13 @@ void nnc_dataset_free(nnc_dataset *ds) {
     memset(ds, 0, sizeof *ds);
 }
 
+const char *nnc_class_name(const nnc_dataset *ds, int k) {
+    char number[16];
+    snprintf(number, sizeof number, "%d", k);
+    return ds && k >= 0 && k < ds->n_class_names && strcmp(ds->class_names[k], number) != 0 ? ds->class_names[k]
+                                                                                            : NULL;
+}
+
 int nnc_dataset_check(const nnc_dataset *ds, const nnc_model *m, const char *what, char *err, size_t errlen) {
     if (ds->h != m->in_h || ds->w != m->in_w || ds->c != m->in_c) {
         nnc_set_error(err, errlen, "%s: images are %dx%dx%d but model %s expects %dx%dx%d (its 'input' line)", what,

@@ -109,7 +109,7 @@ static void put_class_names(buf_t *h, const nnc_dataset *classes, int *first) {
         if (k) buf_put(&list, ",", 1);
         buf_json_string(&list, classes->class_names[k]);
     }
-    buf_put(&list, "", 1); /* the terminating NUL */
+    buf_put(&list, "]", 2); /* and the terminating NUL */
     if (!list.oom) put_meta(h, "classes", (const char *)list.p, first);
     h->oom |= list.oom;
     free(list.p);
@@ -461,6 +461,27 @@ static int jvalue(jparser *p, int depth, int *out) {
     return jnumber(p, &p->nodes[node]);
 }
 
+/* Parse text[0..len) whole as one JSON value that opens with `open` ('{' or '['), into p's own buffers
+ * (freed by the caller, also on failure); what[] names it in the message when it is not one. */
+static int jparse(jparser *p, const char *text, size_t len, char open, const char *what, int *root) {
+    p->s = text, p->len = len, p->pos = 0;
+    p->cap_nodes = (int)len + 1;
+    p->nodes = malloc(sizeof *p->nodes * (size_t)p->cap_nodes);
+    p->strs = malloc(len + 1);
+    if (!p->nodes || !p->strs) {
+        nnc_set_error(p->err, p->errlen, "%s: out of memory for a %zu-byte header", p->file, len);
+        return -1;
+    }
+    jspace(p);
+    if (p->pos >= p->len || p->s[p->pos] != open) {
+        nnc_set_error(p->err, p->errlen, "%s: %s", p->file, what);
+        return -1;
+    }
+    if (jvalue(p, 0, root) != 0) return -1;
+    jspace(p);
+    return p->pos == p->len ? 0 : jfail(p, "trailing characters after the value");
+}
+
 /* ------------------------------------------------------------------------ */
 /* Import                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -698,31 +719,20 @@ int nnc_safetensors_decode(const char *file, const uint8_t *bytes, size_t size, 
                       (unsigned long long)hlen);
         return -1;
     }
-    jparser p = {.s = (const char *)bytes + 8, .len = (size_t)hlen, .file = file, .err = err, .errlen = errlen};
+    jparser p = {.file = file, .err = err, .errlen = errlen};
     int n_tensors = m->n_tensors + m->n_state_tensors, status = -1;
-    p.cap_nodes = (int)hlen + 1;
-    p.nodes = malloc(sizeof *p.nodes * (size_t)p.cap_nodes);
-    p.strs = malloc((size_t)hlen + 1);
     st_entry *entries = NULL, **sorted = NULL;
     char *seen = calloc((size_t)n_tensors + 1, 1);
     const uint8_t *data = bytes + 8 + hlen;
     uint64_t data_len = size - 8 - hlen;
-    if (!p.nodes || !p.strs || !seen) {
+    int root;
+    if (!seen) {
         nnc_set_error(err, errlen, "%s: out of memory for a %llu-byte header", file, (unsigned long long)hlen);
         goto done;
     }
-    jspace(&p);
-    if (p.pos >= p.len || p.s[p.pos] != '{') {
-        nnc_set_error(err, errlen, "%s: the safetensors header is not a JSON object", file);
+    if (jparse(&p, (const char *)bytes + 8, (size_t)hlen, '{', "the safetensors header is not a JSON object", &root) !=
+        0)
         goto done;
-    }
-    int root;
-    if (jvalue(&p, 0, &root) != 0) goto done;
-    jspace(&p);
-    if (p.pos != p.len) {
-        jfail(&p, "trailing characters after the object");
-        goto done;
-    }
     int n_entries = 0;
     for (int c = p.nodes[root].first; c >= 0; c = p.nodes[c].next) n_entries++;
     entries = calloc((size_t)n_entries + 1, sizeof *entries);
@@ -854,6 +864,64 @@ int nnc_safetensors_load(const char *path, const nnc_model *m, float *params, fl
     if (nnc_read_file(path, "a safetensors file of this model", max, &bytes, &size, err, errlen) != 0) return -1;
     int rc = nnc_safetensors_decode(path, bytes, size, m, params, state, prep, prep_known, err, errlen);
     free(bytes);
+    return rc;
+}
+
+/* __metadata__'s "classes", a JSON array of strings in a string, into names; none when it has none. */
+static int decode_classes(jparser *head, int meta, nnc_dataset *names) {
+    const jnode *nodes = head->nodes;
+    int list = -1;
+    for (int c = nodes[meta].first; c >= 0; c = nodes[c].next)
+        if (!strcmp(nodes[c].key, "classes") && nodes[c].type == J_STRING) list = c;
+    if (list < 0) return 0;
+    jparser p = {.file = head->file, .err = head->err, .errlen = head->errlen};
+    int root, n = 0, rc = -1;
+    if (jparse(&p, nodes[list].str, strlen(nodes[list].str), '[', "__metadata__'s classes is not a JSON array",
+               &root) == 0) {
+        for (int c = p.nodes[root].first; c >= 0; c = p.nodes[c].next) n++;
+        names->class_names = calloc((size_t)n + 1, sizeof *names->class_names);
+        rc = names->class_names ? 0 : -1;
+        for (int c = p.nodes[root].first; rc == 0 && c >= 0; c = p.nodes[c].next) {
+            if (p.nodes[c].type != J_STRING || n > 256)
+                rc = -1, nnc_set_error(p.err, p.errlen, "%s: __metadata__'s classes is not a list of at most 256 "
+                                                        "names", p.file);
+            else if (!(names->class_names[names->n_class_names++] = strdup(p.nodes[c].str)))
+                rc = -1, nnc_set_error(p.err, p.errlen, "%s: out of memory", p.file);
+        }
+    }
+    free(p.nodes), free(p.strs);
+    return rc;
+}
+
+int nnc_safetensors_classes(const char *path, nnc_dataset *names, char *err, size_t errlen) {
+    memset(names, 0, sizeof *names);
+    FILE *f = fopen(path, "rb");
+    uint8_t len8[8];
+    if (!f || fread(len8, 1, 8, f) != 8) {
+        nnc_set_error(err, errlen, "%s: %s", path, f ? "truncated: shorter than a safetensors header length"
+                                                     : "cannot open the file");
+        if (f) fclose(f);
+        return -1;
+    }
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)len8[i] << (8 * i);
+    char *text = hlen <= ST_MAX_HEADER ? malloc((size_t)hlen + 1) : NULL;
+    int rc = -1, root;
+    jparser p = {.file = path, .err = err, .errlen = errlen};
+    if (!text)
+        nnc_set_error(err, errlen, "%s: header of %llu bytes, more than safetensors allows", path,
+                      (unsigned long long)hlen);
+    else if (fread(text, 1, (size_t)hlen, f) != (size_t)hlen)
+        nnc_set_error(err, errlen, "%s: the header runs past the end of the file", path);
+    else if (jparse(&p, text, (size_t)hlen, '{', "the safetensors header is not a JSON object", &root) == 0) {
+        rc = 0;
+        for (int c = p.nodes[root].first; rc == 0 && c >= 0; c = p.nodes[c].next)
+            if (!strcmp(p.nodes[c].key, "__metadata__") && p.nodes[c].type == J_OBJECT)
+                rc = decode_classes(&p, c, names);
+    }
+    fclose(f);
+    free(text), free(p.nodes), free(p.strs);
+    if (rc != 0) nnc_dataset_free(names);
     return rc;
 }
 

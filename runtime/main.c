@@ -7,7 +7,7 @@
  * While training, after every epoch: `<stem>.ckpt` (weights and the whole
  * training state, for --resume), the best epoch's weights `<stem>.best.nncw`,
  * and the history `<stem>.history.csv`, `<stem>.accuracy.svg`,
- * `<stem>.loss.svg`; stem is the --save path without `.nncw`.
+ * `<stem>.loss.svg`, `<stem>.classes.svg`; stem is the --save path without `.nncw`.
  *
  * Or, with --bench, no data at all: time training and inference on synthetic
  * images (nnc_bench in train.c) and print `bench KEY VALUE` lines; with
@@ -96,7 +96,8 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "                 MNIST's IDX files (train-images-idx3-ubyte[.gz] ...); CIFAR-10's binary\n"
             "                 batches (data_batch_1..5.bin, test_batch.bin, batches.meta.txt); or\n"
             "                 image folders DIR/train/<class>/*.png|*.jpg and DIR/test/<class>/...\n"
-            "                 (classes: the sorted folder names). Default: MNIST from $NNC_DATA,\n"
+            "                 (classes: the sorted folder names; DIR/val/<class>/..., when it\n"
+            "                 exists, is the validation data). Default: MNIST from $NNC_DATA,\n"
             "                 ./data/mnist, ../shared/data/mnist, else downloaded into\n"
             "                 ./" DOWNLOAD_DIR " with curl\n"
             "  --epochs N     epochs to train (default %d, from the recipe); cosine and one-cycle\n"
@@ -110,7 +111,8 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "  --validation N hold out the last N training images as validation data (not\n"
             "                 trained on); the best epoch by validation accuracy is saved to\n"
             "                 STEM.best.nncw and is the one evaluated on the test set at the end.\n"
-            "                 Without it the test set is the validation data, as in the seeds.\n"
+            "                 Without it the test set is the validation data, as in the seeds,\n"
+            "                 unless --data DIR has image folders with a DIR/val/ of its own.\n"
             "  --early-stop P stop when the validation accuracy has not improved for P epochs\n"
             "\n"
             "Files (STEM is the --save path without .nncw)\n"
@@ -122,8 +124,9 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "                 (Hugging Face), FILE.npz (NumPy) or FILE.onnx (the inference graph,\n"
             "                 uint8 pixels in, probabilities out), by the extension; with --load\n"
             "                 and no training option it only converts\n"
-            "  --history STEM write the history to STEM.history.csv, STEM.accuracy.svg and\n"
-            "                 STEM.loss.svg (default: the save stem), rewritten after every epoch\n"
+            "  --history STEM write the history to STEM.history.csv, STEM.accuracy.svg,\n"
+            "                 STEM.loss.svg and STEM.classes.svg (default: the save stem),\n"
+            "                 rewritten after every epoch\n"
             "  --no-history   write no history files\n"
             "  --resume       continue the interrupted run from STEM.ckpt (written after every\n"
             "                 epoch, every --checkpoint-steps steps and every %.0f s; removed when\n"
@@ -136,7 +139,10 @@ static void print_usage(FILE *out, const nnc_model *m, const char *prog) {
             "  --eval         only evaluate the --load weights on the test set (with the\n"
             "                 confusion matrix)\n"
             "  --predict FILE...\n"
-            "                 classify PNG or PGM images with the --load weights; no MNIST needed\n"
+            "                 classify images with the --load weights (grey models: PNG or PGM\n"
+            "                 digits; RGB models: PNG or JPEG); no data needed. Each class is also\n"
+            "                 named when --data DIR's layout names them (folders, CIFAR-10) or the\n"
+            "                 --load file is a .safetensors that --export wrote\n"
             "  --bench        measure speed on synthetic data (no MNIST needed, nothing saved):\n"
             "                 training steps (forward, backward, update at learning rate 0)\n"
             "                 and inference at batch %d after a warm-up, as the median\n"
@@ -414,6 +420,13 @@ static data_layout detect_layout(const char *dir) {
     return dir_exists(path) ? LAYOUT_FOLDERS : LAYOUT_IDX;
 }
 
+/* Image folders with a DIR/val/ of their own: the validation data while training. */
+static int has_folder_val(const char *dir) {
+    char path[PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/val", dir);
+    return detect_layout(dir) == LAYOUT_FOLDERS && dir_exists(path);
+}
+
 /* Say once which layout was found, and where. */
 static void print_layout(const char *dir) {
     switch (detect_layout(dir)) {
@@ -422,22 +435,22 @@ static void print_layout(const char *dir) {
                NNC_CIFAR_TRAIN_FILES);
         break;
     case LAYOUT_FOLDERS:
-        printf("data: image-folder layout in %s (train/<class>/, test/<class>/: PNG or JPEG; classes in sorted "
+        printf("data: image-folder layout in %s (train/<class>/, %stest/<class>/: PNG or JPEG; classes in sorted "
                "order, each class's files in sorted order)\n",
-               dir);
+               dir, has_folder_val(dir) ? "val/<class>/ (the validation data), " : "");
         break;
     case LAYOUT_IDX: printf("data: IDX layout (MNIST) in %s\n", dir); break;
     }
     fflush(stdout);
 }
 
-/* An image-folder split: DIR/train, or DIR/test labelled by DIR/train's class folders. */
-static int load_folder_split(nnc_dataset *ds, const nnc_model *m, const char *dir, int test, int threads, char *what,
-                             size_t what_len, char *err, size_t errlen) {
+/* An image-folder split: DIR/train, or DIR/test or DIR/val labelled by DIR/train's class folders. */
+static int load_folder_split(nnc_dataset *ds, const nnc_model *m, const char *dir, const char *split, int threads,
+                             char *what, size_t what_len, char *err, size_t errlen) {
     char train_dir[PATH_LEN + 16];
     snprintf(train_dir, sizeof train_dir, "%s/train", dir);
-    snprintf(what, what_len, "%s/%s", dir, test ? "test" : "train");
-    if (!test)
+    snprintf(what, what_len, "%s/%s", dir, split);
+    if (strcmp(split, "train") == 0)
         return nnc_folder_load(ds, train_dir, NULL, m->in_h, m->in_w, m->in_c, m->in_resize, threads, stdout, err,
                                errlen);
     nnc_dataset classes;
@@ -452,8 +465,8 @@ static int load_folder_split(nnc_dataset *ds, const nnc_model *m, const char *di
  * default (a model whose steps are too small to share still decodes on both cores). */
 static int decode_threads(const cli_args *a) { return a->threads_given ? a->threads : DEFAULT_THREADS; }
 
-/* Load the split (prefix "train" or "t10k", as MNIST's files are named) of
- * dir's layout and check it fits the model; prints the problem. */
+/* Load the split (prefix "train" or "t10k", as MNIST's files are named; "val" for image folders'
+ * DIR/val) of dir's layout and check it fits the model; prints the problem. */
 static int load_split(nnc_dataset *ds, const nnc_model *m, const char *dir, const char *prefix, int threads) {
     char err[ERR_LEN], what[PATH_LEN + 64];
     int test = strcmp(prefix, "train") != 0, rc;
@@ -462,7 +475,10 @@ static int load_split(nnc_dataset *ds, const nnc_model *m, const char *dir, cons
         rc = nnc_cifar_load(ds, dir, test ? "test" : "train", err, sizeof err);
         snprintf(what, sizeof what, "%s/%s", dir, test ? "test_batch.bin" : "data_batch_*.bin");
         break;
-    case LAYOUT_FOLDERS: rc = load_folder_split(ds, m, dir, test, threads, what, sizeof what, err, sizeof err); break;
+    case LAYOUT_FOLDERS:
+        rc = load_folder_split(ds, m, dir, !test ? "train" : strcmp(prefix, "val") == 0 ? "val" : "test", threads, what,
+                               sizeof what, err, sizeof err);
+        break;
     default:
         rc = nnc_dataset_load(ds, dir, prefix, err, sizeof err);
         snprintf(what, sizeof what, "%s/%s", dir, prefix);
@@ -575,13 +591,16 @@ typedef struct {
     const float *prep;
     const char *val_legend; /* the validation curve's name in the plots */
     int writes;             /* 0 on every process but rank 0: one writer of the run's files */
+    const nnc_dataset *classes; /* the class names of the history's per-class columns (may have none) */
 } hook_ctx;
 
 static int write_history(const hook_ctx *h, const nnc_train_state *ts, char *err, size_t errlen) {
     char path[PATH_LEN + 32], title[256]; /* make_paths left room for the suffixes */
     const char *stem = h->paths->history;
     snprintf(path, sizeof path, "%s.history.csv", stem);
-    if (nnc_history_write_csv(path, ts->history, ts->n_history, err, errlen) != 0) return -1;
+    if (nnc_history_write_csv(path, ts->history, ts->n_history, ts->class_accuracy, ts->n_classes, h->classes, err,
+                              errlen) != 0)
+        return -1;
     snprintf(path, sizeof path, "%s.accuracy.svg", stem);
     snprintf(title, sizeof title, "%s: accuracy per epoch", h->m->name);
     if (nnc_history_write_svg(path, NNC_PLOT_ACCURACY, title, h->val_legend, ts->history, ts->n_history, err,
@@ -589,7 +608,13 @@ static int write_history(const hook_ctx *h, const nnc_train_state *ts, char *err
         return -1;
     snprintf(path, sizeof path, "%s.loss.svg", stem);
     snprintf(title, sizeof title, "%s: loss per epoch", h->m->name);
-    return nnc_history_write_svg(path, NNC_PLOT_LOSS, title, h->val_legend, ts->history, ts->n_history, err, errlen);
+    if (nnc_history_write_svg(path, NNC_PLOT_LOSS, title, h->val_legend, ts->history, ts->n_history, err, errlen) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s.classes.svg", stem);
+    snprintf(title, sizeof title, "%s: each class's accuracy on the %s", h->m->name,
+             strncmp(h->val_legend, "test", 4) == 0 ? "test set" : "validation data");
+    return nnc_history_write_class_svg(path, title, ts->history, ts->n_history, ts->class_accuracy, ts->n_classes,
+                                       h->classes, err, errlen);
 }
 
 /* Mid-epoch: the checkpoint alone. */
@@ -620,10 +645,12 @@ static int on_epoch(void *ctx, const nnc_train_state *ts, const float *params, c
 /* ------------------------------------------------------------------------ */
 
 /* Identifies the training data, so that --resume refuses to continue on other data. */
-static uint32_t dataset_crc(const nnc_dataset *ds) {
-    uint32_t crc = nnc_crc32(0, ds->images, (size_t)ds->n * (size_t)ds->h * (size_t)ds->w * (size_t)ds->c);
+static uint32_t dataset_crc_from(uint32_t crc, const nnc_dataset *ds) {
+    crc = nnc_crc32(crc, ds->images, (size_t)ds->n * (size_t)ds->h * (size_t)ds->w * (size_t)ds->c);
     return nnc_crc32(crc, ds->labels, (size_t)ds->n);
 }
+
+static uint32_t dataset_crc(const nnc_dataset *ds) { return dataset_crc_from(0, ds); }
 
 /* A resumed run must be the run that was interrupted; say which option differs. */
 static int check_resume_key(const char *path, const nnc_run_key *want, const nnc_run_key *got) {
@@ -736,9 +763,10 @@ static int starting_point(const nnc_model *m, const cli_args *a, const run_paths
 }
 
 /* After training: say which weights the test set sees and what picked them, then report. */
-static int final_report(const nnc_model *m, const cli_args *a, const run_paths *paths, const nnc_train_result *res,
-                        const nnc_dataset *test, const float *params, const float *state, const float prep[2]) {
-    if (!a->validation || res->best_epoch == 0) {
+static int final_report(const nnc_model *m, const cli_args *a, const char *val_what, const run_paths *paths,
+                        const nnc_train_result *res, const nnc_dataset *test, const float *params,
+                        const float *state, const float prep[2]) {
+    if (!val_what || res->best_epoch == 0) {
         printf("test set: the final weights (epoch %d, %s)", res->epochs_done, paths->save);
         if (res->best_epoch > 0)
             printf("; the best epoch on the test set was %d (%.2f%%, kept in %s), picked by the test set itself, so "
@@ -747,9 +775,8 @@ static int final_report(const nnc_model *m, const cli_args *a, const run_paths *
         printf("\n");
         return report_test(m, test, params, state, prep, a->threads);
     }
-    printf("test set: the weights of epoch %d (%s), picked by the best validation accuracy %.2f%% on the last %d "
-           "training images\n",
-           res->best_epoch, paths->best, 100.0 * res->best_acc, a->validation);
+    printf("test set: the weights of epoch %d (%s), picked by the best validation accuracy %.2f%% on %s\n",
+           res->best_epoch, paths->best, 100.0 * res->best_acc, val_what);
     float *best_params = calloc(m->n_params ? m->n_params : 1, sizeof(float));
     float *best_state = calloc(m->n_state ? m->n_state : 1, sizeof(float));
     float best_prep[2];
@@ -797,8 +824,10 @@ static int same_run_everywhere(const nnc_dist *dist, const nnc_model *m, const n
     return nnc_dist_same(dist, prog, &start, sizeof start, "the checkpoint or weights file to start from") == 0;
 }
 
+/* folder_val: the images of DIR/val/ (image folders), or NULL. */
 static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_dist *dist, const char *dir,
-                            const nnc_dataset *all_train, const nnc_dataset *test, float *params, float *state) {
+                            const nnc_dataset *all_train, const nnc_dataset *folder_val, const nnc_dataset *test,
+                            float *params, float *state) {
     const int writer = nnc_dist_rank(dist) == 0;
     const int epochs = a->epochs > 0 ? a->epochs : recipe_epochs(&m0->recipe);
     const nnc_model model = run_model(m0, a, epochs), *m = &model;
@@ -809,6 +838,11 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_di
                 dir, all_train->n);
         return 2;
     }
+    if (a->validation && folder_val) {
+        fprintf(stderr, "error: --validation %d would hold out training images, but %s/val/ is the validation data "
+                        "already: drop --validation, or move %s/val away\n", a->validation, dir, dir);
+        return 2;
+    }
     if (a->validation) {
         train.n -= a->validation;
         val = (nnc_dataset){.n = a->validation, .h = train.h, .w = train.w, .c = train.c,
@@ -816,15 +850,23 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_di
                             .labels = train.labels + train.n, .n_class_names = train.n_class_names,
                             .class_names = train.class_names};
     }
+    const nnc_dataset *validation = a->validation ? &val : folder_val; /* NULL: the test set validates */
+    char val_what[PATH_LEN + 64] = "";
+    if (a->validation)
+        snprintf(val_what, sizeof val_what, "the last %d training images", a->validation);
+    else if (folder_val)
+        snprintf(val_what, sizeof val_what, "%s/val (%d images)", dir, folder_val->n);
     run_paths paths;
     if (make_paths(&paths, m, a) != 0) return 1;
     char stem[PATH_LEN];
     snprintf(stem, sizeof stem, "%.*s", (int)(strlen(paths.ckpt) - strlen(".ckpt")), paths.ckpt);
     if (writer) remove_stale_temps(stem);
     if (writer && paths.history[0] && strcmp(paths.history, stem) != 0) remove_stale_temps(paths.history);
+    uint32_t data_crc = dataset_crc(all_train);
+    if (folder_val) data_crc = dataset_crc_from(data_crc, folder_val); /* a resumed run validates on the same */
     const nnc_run_key key = {.epochs = epochs, .seed = a->seed_given ? a->seed : m->recipe.seed,
                              .validation = a->validation, .early_stop = a->early_stop, .lr = a->lr,
-                             .n_train = train.n, .data_crc = dataset_crc(all_train)};
+                             .n_train = train.n, .data_crc = data_crc};
     nnc_train_state ts;
     if (nnc_train_state_init(&ts, m, epochs) != 0) {
         fprintf(stderr, "error: out of memory for the training state (%zu parameters)\n", m->n_params);
@@ -846,15 +888,21 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_di
     printf("\n");
     if (a->validation)
         printf("validation data: the last %d training images (held out, not trained on)\n", a->validation);
+    else if (folder_val)
+        printf("validation data: %s (not trained on; the test set is kept for the end)\n", val_what);
     else
         printf("validation data: the test set, as in the seeds (--validation N holds out training images "
                "instead)\n");
     fflush(stdout);
 
     char legend[64];
-    snprintf(legend, sizeof legend, a->validation ? "validation (%d held-out images)" : "test set (as validation)",
-             a->validation);
-    hook_ctx hc = {.m = m, .paths = &paths, .key = &key, .prep = prep, .val_legend = legend, .writes = writer};
+    if (folder_val)
+        snprintf(legend, sizeof legend, "validation (val/, %d images)", folder_val->n);
+    else
+        snprintf(legend, sizeof legend, a->validation ? "validation (%d held-out images)" : "test set (as validation)",
+                 a->validation);
+    hook_ctx hc = {.m = m, .paths = &paths, .key = &key, .prep = prep, .val_legend = legend, .writes = writer,
+                   .classes = all_train};
     nnc_train_opts opts = {
         .epochs = epochs,
         .seed = key.seed,
@@ -862,7 +910,7 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_di
         .init_params = !a->load_path && !a->resume,
         .log = stdout,
         .progress = isatty(fileno(stdout)) && !dist, /* mpirun gives rank 0 a terminal even when piped */
-        .val_name = a->validation ? "val" : "test",
+        .val_name = validation ? "val" : "test",
         .early_stop = a->early_stop,
         .check_numerics = a->check_numerics,
         .state = &ts,
@@ -874,7 +922,7 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_di
         .dist = dist,
     };
     nnc_train_result result;
-    if (nnc_train(m, &train, a->validation ? &val : test, &opts, params, state, prep, &result, err, sizeof err) !=
+    if (nnc_train(m, &train, validation ? validation : test, &opts, params, state, prep, &result, err, sizeof err) !=
         0) {
         fprintf(stderr, "error: %s\nweights not saved", err);
         if (file_exists(paths.ckpt))
@@ -896,17 +944,60 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_di
     printf("saved weights to %s\n", paths.save);
     if (export_weights(m, a, all_train, params, state, prep) != 0) goto done;
     remove(paths.ckpt); /* the run is complete: nothing to resume */
-    status = final_report(m, a, &paths, &result, test, params, state, prep);
+    status = final_report(m, a, validation ? val_what : NULL, &paths, &result, test, params, state, prep);
 done:
     nnc_train_state_free(&ts);
     return status;
 }
 
-/* --predict: no data set, only the weights and the images. */
+/* The class names of --data's layout without loading its images: the training folders' names, or
+ * CIFAR-10's batches.meta.txt when there is one; none for IDX files. */
+static int read_class_names(nnc_dataset *names, const nnc_model *m, const char *dir) {
+    char err[PATH_LEN + ERR_LEN], path[PATH_LEN + 32];
+    int rc = 0;
+    memset(names, 0, sizeof *names);
+    switch (detect_layout(dir)) {
+    case LAYOUT_FOLDERS:
+        snprintf(path, sizeof path, "%s/train", dir);
+        rc = nnc_folder_classes(names, path, err, sizeof err);
+        break;
+    case LAYOUT_CIFAR:
+        snprintf(path, sizeof path, "%s/batches.meta.txt", dir);
+        if (file_exists(path)) rc = nnc_class_names_read(path, names, err, sizeof err);
+        break;
+    case LAYOUT_IDX: break;
+    }
+    if (rc == 0 && names->n_class_names > m->n_classes) {
+        snprintf(err, sizeof err, "%s: has %d classes (%s .. %s) but model %s has %d outputs", path,
+                 names->n_class_names, names->class_names[0], names->class_names[names->n_class_names - 1], m->name,
+                 m->n_classes);
+        nnc_dataset_free(names);
+        rc = -1;
+    }
+    if (rc != 0) fprintf(stderr, "error: %s\n", err);
+    return rc;
+}
+
+/* --predict: no data set, only the weights and the images; the class names from --data when given,
+ * else from a .safetensors file's metadata (nnc's --export writes them there). */
 static int predict(const nnc_model *m, const cli_args *a, float *params, float *state) {
     float prep[2];
-    if (load_weights(m, a, NULL, params, state, prep) != 0) return 1;
-    return nnc_predict_files(m, params, state, prep, a->n_predict, a->predict, a->threads, stdout);
+    nnc_dataset names = {0};
+    char err[ERR_LEN];
+    size_t len = strlen(a->load_path);
+    if (a->data_dir) {
+        if (read_class_names(&names, m, a->data_dir) != 0) return 1;
+    } else if (len > 12 && strcmp(a->load_path + len - 12, ".safetensors") == 0 &&
+               nnc_safetensors_classes(a->load_path, &names, err, sizeof err) != 0) {
+        /* not fatal: a damaged file fails below, loading its weights; and exports written before the list
+         * of names got its closing bracket still classify, by number */
+        fprintf(stderr, "note: no class names: %s\n", err);
+    }
+    int status = 1;
+    if (load_weights(m, a, NULL, params, state, prep) == 0)
+        status = nnc_predict_files_named(m, params, state, prep, &names, a->n_predict, a->predict, a->threads, stdout);
+    nnc_dataset_free(&names);
+    return status;
 }
 
 /* Everything after argument parsing; owns no allocation of its own. */
@@ -927,10 +1018,12 @@ static int run(const nnc_model *m, const cli_args *a, const nnc_dist *dist, floa
     const char *dir = find_data_dir(a, a->eval_only ? "t10k" : "train");
     if (!dir) return 1;
     print_layout(dir);
-    nnc_dataset train = {0}, test = {0};
+    nnc_dataset train = {0}, val = {0}, test = {0};
+    const int has_val = !a->eval_only && has_folder_val(dir);
     if (!a->eval_only && load_split(&train, m, dir, "train", decode_threads(a)) != 0) return 1;
-    if (load_split(&test, m, dir, "t10k", decode_threads(a)) != 0) {
-        nnc_dataset_free(&train);
+    if ((has_val && load_split(&val, m, dir, "val", decode_threads(a)) != 0) ||
+        load_split(&test, m, dir, "t10k", decode_threads(a)) != 0) {
+        nnc_dataset_free(&train), nnc_dataset_free(&val);
         return 1;
     }
     int status;
@@ -943,9 +1036,10 @@ static int run(const nnc_model *m, const cli_args *a, const nnc_dist *dist, floa
             if (status == 0 && export_weights(m, a, &test, params, state, prep) != 0) status = 1;
         }
     } else {
-        status = train_and_report(m, a, dist, dir, &train, &test, params, state);
+        status = train_and_report(m, a, dist, dir, &train, has_val ? &val : NULL, &test, params, state);
     }
     nnc_dataset_free(&train);
+    nnc_dataset_free(&val);
     nnc_dataset_free(&test);
     return status;
 }

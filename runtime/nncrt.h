@@ -459,6 +459,11 @@ int nnc_read_file(const char *path, const char *what, size_t max_bytes, uint8_t 
  */
 int nnc_predict_files(const nnc_model *m, const float *params, const float *state, const float prep[2],
                       int n_files, char **files, int threads, FILE *out);
+/* (added) The same, naming each class after its number when classes has names (NULL: numbers only). */
+int nnc_predict_files_named(const nnc_model *m, const float *params, const float *state, const float prep[2],
+                            const nnc_dataset *classes, int n_files, char **files, int threads, FILE *out);
+/* (added) Class k's name in ds, or NULL when ds has none or the name is only the number k (folders 0..9). */
+const char *nnc_class_name(const nnc_dataset *ds, int k);
 /* (added) The image part of it: read a PNG or PGM file and make it an MNIST-like
  * h x w grey digit, white on black, before the model's own preprocessing (see
  * predict.c for the steps). Returns 0, or -1 with a message naming the file. */
@@ -506,6 +511,9 @@ struct nnc_train_state {
     int since_best;        /* epochs since then, for early stopping */
     int n_history, cap_history;
     nnc_history_row *history; /* [n_history], one per finished epoch */
+    int n_classes;            /* the model's outputs */
+    float *class_accuracy;    /* [cap_history][n_classes]: each epoch's validation accuracy per class (recall,
+                                 in [0, 1]); NAN without validation data or without an image of the class */
 };
 
 int nnc_train_state_init(nnc_train_state *ts, const nnc_model *m, int epochs);
@@ -594,9 +602,12 @@ void nnc_augment_apply(const nnc_augment_params *p, int h, int w, int c, const f
 /* (added) Training history: CSV and SVG plots (history.c).                 */
 /* ------------------------------------------------------------------------ */
 
-/* epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second;
- * empty validation fields when there was no validation data. Atomic. */
-int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, char *err, size_t errlen);
+/* epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second, then, when class_accuracy is
+ * not NULL, one column a class, val_accuracy_NAME (each epoch's validation accuracy of that class;
+ * NAME from classes' names, or the class's number when classes is NULL or has none); empty validation
+ * fields when there was no validation data. Atomic. */
+int nnc_history_write_csv(const char *path, const nnc_history_row *rows, int n, const float *class_accuracy,
+                          int n_classes, const nnc_dataset *classes, char *err, size_t errlen);
 
 typedef enum { NNC_PLOT_ACCURACY, NNC_PLOT_LOSS } nnc_plot_kind;
 
@@ -604,6 +615,12 @@ typedef enum { NNC_PLOT_ACCURACY, NNC_PLOT_LOSS } nnc_plot_kind;
  * axes with ticks and labels, a legend naming val_name, a title. Atomic. */
 int nnc_history_write_svg(const char *path, nnc_plot_kind kind, const char *title, const char *val_name,
                           const nnc_history_row *rows, int n, char *err, size_t errlen);
+
+/* Each class's validation accuracy (in %) per epoch, one line a class, the legend naming the classes
+ * (classes' names, else their numbers; up to 10 classes, more are named in the CSV only). Atomic. */
+int nnc_history_write_class_svg(const char *path, const char *title, const nnc_history_row *rows, int n,
+                                const float *class_accuracy, int n_classes, const nnc_dataset *classes, char *err,
+                                size_t errlen);
 
 /* ------------------------------------------------------------------------ */
 /* (added) Benchmark: `trainer --bench`, throughput on synthetic data.      */
@@ -687,6 +704,9 @@ int nnc_safetensors_load(const char *path, const nnc_model *m, float *params, fl
 /* The same on bytes in memory; `file` names them in messages. */
 int nnc_safetensors_decode(const char *file, const uint8_t *bytes, size_t size, const nnc_model *m, float *params,
                            float *state, float prep[2], int *prep_known, char *err, size_t errlen);
+/* The class names that --export wrote into a .safetensors file's metadata ("classes"), into names
+ * (none when it has none: a PyTorch file, a model trained on MNIST). 0, or -1 with a message. */
+int nnc_safetensors_classes(const char *path, nnc_dataset *names, char *err, size_t errlen);
 /* --load: `.safetensors` by nnc_safetensors_load, anything else as a checkpoint (prep always known). */
 int nnc_weights_load(const char *path, const nnc_model *m, float *params, float *state, float prep[2],
                      int *prep_known, char *err, size_t errlen);

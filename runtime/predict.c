@@ -410,6 +410,11 @@ static void print_preprocessing(const nnc_model *m, const float prep[2], FILE *o
 
 int nnc_predict_files(const nnc_model *m, const float *params, const float *state, const float prep[2],
                       int n_files, char **files, int threads, FILE *out) {
+    return nnc_predict_files_named(m, params, state, prep, NULL, n_files, files, threads, out);
+}
+
+int nnc_predict_files_named(const nnc_model *m, const float *params, const float *state, const float prep[2],
+                            const nnc_dataset *classes, int n_files, char **files, int threads, FILE *out) {
     if (m->in_c != 1 && m->in_c != 3) {
         fprintf(stderr, "error: model %s takes %d-channel images; prediction reads grey (1) or RGB (3) images\n",
                 m->name, m->in_c);
@@ -455,7 +460,8 @@ int nnc_predict_files(const nnc_model *m, const float *params, const float *stat
         for (int b = 0; b < n; b++) {
             const float *p = probs + (size_t)b * m->n_classes;
             int k = nnc_argmax(p, m->n_classes);
-            fprintf(out, "%s: %d (p=%.3f)  [", names[b], k, (double)p[k]);
+            const char *name = nnc_class_name(classes, k);
+            fprintf(out, "%s: %d%s%s (p=%.3f)  [", names[b], k, name ? " " : "", name ? name : "", (double)p[k]);
             for (int j = 0; j < m->n_classes; j++) fprintf(out, j ? " %.3f" : "%.3f", (double)p[j]);
             fprintf(out, "]\n");
         }

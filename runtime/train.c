@@ -216,9 +216,8 @@ static int count_width(const long *confusion, int n_classes) {
 
 /* Class t's name, or "" when the data has none or the name is only its number (folders 0..9). */
 static const char *class_name(const nnc_dataset *ds, int t) {
-    char number[16];
-    snprintf(number, sizeof number, "%d", t);
-    return ds && t < ds->n_class_names && strcmp(ds->class_names[t], number) != 0 ? ds->class_names[t] : "";
+    const char *name = nnc_class_name(ds, t);
+    return name ? name : "";
 }
 
 void nnc_print_confusion(FILE *out, const long *confusion, int n_classes, const nnc_dataset *ds, const char *what) {
@@ -289,17 +288,20 @@ int nnc_train_state_init(nnc_train_state *ts, const nnc_model *m, int epochs) {
     memset(ts, 0, sizeof *ts);
     ts->cap_history = epochs > 0 ? epochs : 1;
     ts->history = calloc((size_t)ts->cap_history, sizeof *ts->history);
-    if (!ts->history || nnc_optimizer_init(&ts->opt, &m->recipe.optimizer, m->n_params) != 0) {
-        free(ts->history);
-        ts->history = NULL;
+    ts->n_classes = m->n_classes;
+    ts->class_accuracy = malloc((size_t)ts->cap_history * m->n_classes * sizeof *ts->class_accuracy);
+    if (!ts->history || !ts->class_accuracy || nnc_optimizer_init(&ts->opt, &m->recipe.optimizer, m->n_params) != 0) {
+        free(ts->history), free(ts->class_accuracy);
+        ts->history = NULL, ts->class_accuracy = NULL;
         return -1;
     }
+    for (size_t i = 0; i < (size_t)ts->cap_history * m->n_classes; i++) ts->class_accuracy[i] = NAN;
     return 0;
 }
 
 void nnc_train_state_free(nnc_train_state *ts) {
     nnc_optimizer_free(&ts->opt);
-    free(ts->history);
+    free(ts->history), free(ts->class_accuracy);
     memset(ts, 0, sizeof *ts);
 }
 
@@ -501,6 +503,15 @@ static void print_epoch_line(FILE *log, const nnc_train_opts *opts, const nnc_hi
     fflush(log);
 }
 
+/* Each class's accuracy (its row's diagonal share) from a confusion matrix; NAN for a class without images. */
+static void class_accuracy_row(const long *confusion, int k, float *row) {
+    for (int t = 0; t < k; t++) {
+        long total = 0;
+        for (int p = 0; p < k; p++) total += confusion[(size_t)t * k + p];
+        row[t] = total ? (float)((double)confusion[(size_t)t * k + t] / (double)total) : NAN;
+    }
+}
+
 /* Record the finished epoch: evaluate, add its history row, track the best
  * epoch, log it, and move the state to the start of the next epoch. */
 static int finish_epoch(const step_env *env, const nnc_dataset *test, const float prep[2], nnc_train_state *ts,
@@ -515,9 +526,18 @@ static int finish_epoch(const step_env *env, const nnc_dataset *test, const floa
                          .val_accuracy = NAN,
                          .images_per_second = ts->seconds > 0 ? (double)ts->seen / ts->seconds : 0.0};
     if (test) {
-        if (evaluate_in(env->m, test, env->params, env->state, prep, opts->threads, opts->dist, env->tb->workspace,
-                        &h.val_loss, &h.val_accuracy, NULL, err, errlen) != 0)
+        const int k = env->m->n_classes;
+        long *confusion = malloc((size_t)k * k * sizeof *confusion);
+        if (!confusion) {
+            nnc_set_error(err, errlen, "out of memory for the confusion matrix");
             return -1;
+        }
+        int rc = evaluate_in(env->m, test, env->params, env->state, prep, opts->threads, opts->dist,
+                             env->tb->workspace, &h.val_loss, &h.val_accuracy, confusion, err, errlen);
+        if (rc == 0 && ts->n_history < ts->cap_history)
+            class_accuracy_row(confusion, k, ts->class_accuracy + (size_t)ts->n_history * k);
+        free(confusion);
+        if (rc != 0) return -1;
         if (ts->best_epoch == 0 || h.val_accuracy > ts->best_accuracy) {
             ts->best_epoch = h.epoch;
             ts->best_accuracy = h.val_accuracy;

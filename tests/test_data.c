@@ -163,6 +163,8 @@ Test(data, rgb_model_trains_on_cifar_layout, .init = make_cifar_and_trainer, .fi
     cr_expect_eq(run(NULL, "head -c 3000 %s/w.safetensors | grep -qF '\"classes\":\"[\\\"airplane\\\",\\\"automobile\\\",'",
                      bin_dir),
                  0, "no class names in the exported metadata");
+    cr_expect_eq(run(NULL, "head -c 3000 %s/w.safetensors | grep -qF '\\\"truck\\\"]\",'", bin_dir), 0,
+                 "the exported list of class names is not a whole JSON array");
     cr_expect_eq(run(NULL, "head -c 3000 %s/w.safetensors | grep -qF '\"prep_channel_std\":\"0.25,0.25,0.25\"'", bin_dir),
                  0, "no per-channel constants in the exported metadata");
     /* --predict on RGB files: the first test image as a 32x32 PNG and enlarged to 64x64 (resized back) */
@@ -192,6 +194,18 @@ Test(data, rgb_model_trains_on_cifar_layout, .init = make_cifar_and_trainer, .fi
     snprintf(want, sizeof want, "x64.png: %d (p=", rec[0]);
     cr_expect_not_null(strstr(out, want), "label %d:\n%s", rec[0], out);
     cr_expect_not_null(strstr(out, "each image as RGB"), "%s", out);
+    free(out);
+    /* named after batches.meta.txt: from the exported .safetensors' metadata, or from --data */
+    static const char *const cifar_names[10] = {"airplane", "automobile", "bird", "cat", "deer",
+                                                "dog", "frog", "horse", "ship", "truck"};
+    cr_assert_eq(run(&out, "cd %s && ./cifar_tiny --load w.safetensors --predict x32.png && ./cifar_tiny --load w.nncw "
+                           "--data %s --predict x64.png",
+                     bin_dir, data_dir),
+                 0, "%s", out);
+    snprintf(want, sizeof want, "x32.png: %d %s (p=", rec[0], cifar_names[rec[0]]);
+    cr_expect_not_null(strstr(out, want), "wanted '%s' in:\n%s", want, out);
+    snprintf(want, sizeof want, "x64.png: %d %s (p=", rec[0], cifar_names[rec[0]]);
+    cr_expect_not_null(strstr(out, want), "wanted '%s' in:\n%s", want, out);
     free(out);
     /* the same run again: the same weights, bit for bit (flips and shifts are deterministic draws) */
     cr_assert_eq(run(&out, "cd %s && %s/cifar_tiny --data %s --threads 1 --save w2.nncw && cmp w.nncw w2.nncw",

@@ -154,6 +154,78 @@ Test(folders, bad_inputs_are_named, .init = make_folders, .fini = remove_folders
     expect_refusal("mixed", msg);
 }
 
+/* DIR/val/: the validation data while training (its own line, the epochs' val_ figures, the best epoch's
+ * weights for the test set at the end); class names in the history's columns, the confusion matrix and
+ * --predict (with --data); a val class that the training folders lack is named. */
+Test(folders, val_folder_validates_and_class_names_show, .init = make_folders, .fini = remove_folders,
+     .timeout = 300) {
+    char *out = NULL, want[1200];
+    cr_assert_eq(run(NULL, "cd %s && cp -r png named && mv named/train/3 named/train/three && "
+                           "mv named/test/3 named/test/three && mkdir named/val && "
+                           "for k in 0 1 2 three 4 5 6 7 8 9; do mkdir named/val/$k && "
+                           "mv $(ls -d named/train/$k/* | tail -n 20) named/val/$k/; done",
+                     dir),
+                 0);
+    cr_assert_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --data named --epochs 2 --threads 2 --save n.nncw "
+                           "--export n.safetensors",
+                     dir),
+                 0,
+                 "%s", out);
+    cr_expect_not_null(strstr(out, "val/<class>/ (the validation data)"), "%s", out);
+    cr_expect_not_null(strstr(out, "decoded 200 images from named/val into 28x28x1"), "%s", out);
+    cr_expect_not_null(strstr(out, "1848 training and 512 test images"), "%s", out);
+    cr_expect_not_null(strstr(out, "validation data: named/val (200 images) (not trained on"), "%s", out);
+    cr_expect_not_null(strstr(out, "  val_acc "), "the epochs do not report the validation data:\n%s", out);
+    cr_expect_null(strstr(out, "  test_acc "), "%s", out);
+    cr_expect_not_null(strstr(out, "picked by the best validation accuracy"), "%s", out);
+    cr_expect_not_null(strstr(out, "on named/val (200 images)"), "%s", out);
+    cr_expect_not_null(strstr(out, "  9 three "), "no class name in the confusion matrix:\n%s", out);
+    free(out);
+    char *csv = NULL;
+    cr_assert_eq(run(&csv, "cat %s/n.history.csv", dir), 0);
+    cr_expect_not_null(strstr(csv, ",val_accuracy_0,val_accuracy_1,val_accuracy_2,val_accuracy_4,"), "%s", csv);
+    cr_expect_not_null(strstr(csv, ",val_accuracy_9,val_accuracy_three\n"), "%s", csv);
+    cr_expect_not_null(strstr(csv, "\n2,"), "%s", csv);
+    free(csv);
+    cr_assert_eq(run(&csv, "cat %s/n.classes.svg", dir), 0);
+    cr_expect_not_null(strstr(csv, ">three</text>"), "no class name in the per-class chart:\n%s", csv);
+    free(csv);
+    /* --predict names the class when --data says what the classes are called */
+    cr_assert_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --load n.nncw --data named --predict "
+                           "$(ls named/test/three/*.png | head -n 5)",
+                     dir),
+                 0, "%s", out);
+    cr_expect_not_null(strstr(out, ": 9 three (p="), "%s", out);
+    free(out);
+    cr_assert_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --load n.nncw --predict $(ls named/test/three/*.png | head -n 5)",
+                     dir),
+                 0, "%s", out);
+    cr_expect_not_null(strstr(out, ": 9 (p="), "without --data, the numbers:\n%s", out);
+    free(out);
+    /* or the names an --export wrote into the .safetensors metadata */
+    cr_assert_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --load n.safetensors --predict "
+                           "$(ls named/test/three/*.png | head -n 5)",
+                     dir),
+                 0, "%s", out);
+    cr_expect_not_null(strstr(out, ": 9 three (p="), "%s", out);
+    free(out);
+    /* --validation N beside DIR/val/: which one validates? Neither silently. */
+    cr_expect_eq(run(&out, "b=$(cd $B && pwd) && cd %s && $b/bin/cnn_baseline --data named --epochs 1 --validation 100 --save v.nncw", dir),
+                 2, "%s", out);
+    cr_expect_not_null(strstr(out, "error: --validation 100 would hold out training images, but named/val/ is the "
+                                   "validation data already"),
+                       "%s", out);
+    free(out);
+    /* a val class that the training folders lack */
+    cr_assert_eq(run(NULL, "cd %s && mv named/val/9 named/val/nine", dir), 0);
+    snprintf(want, sizeof want, "error: %s/named/val/nine: class 'nine' is not among the training classes", dir);
+    cr_assert_eq(run(&out, "$B/bin/cnn_baseline --data %s/named --epochs 1 --no-history --save %s/x.nncw", dir, dir),
+                 1, "%s", out);
+    cr_expect_not_null(strstr(out, want), "wanted: %s\ngot:\n%s", want, out);
+    cr_expect_null(strstr(out, "epoch  1/1"), "%s", out);
+    free(out);
+}
+
 /* A model that asks for resizing takes images of another size; one that does not names the first one. */
 Test(folders, resize_only_when_the_model_asks, .init = make_folders, .fini = remove_folders, .timeout = 300) {
     char *out = NULL;

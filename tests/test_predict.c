@@ -232,13 +232,19 @@ static void remove_dir(const char *dir) {
 }
 
 /* Run nnc_predict_files with stdout into *out_text and stderr into *err_text. */
+static int run_predict_named(const nnc_dataset *classes, int n, char **files, char **out_text, char **err_text);
+
 static int run_predict(int n, char **files, char **out_text, char **err_text) {
+    return run_predict_named(NULL, n, files, out_text, err_text);
+}
+
+static int run_predict_named(const nnc_dataset *classes, int n, char **files, char **out_text, char **err_text) {
     FILE *out = tmpfile(), *err = tmpfile();
     cr_assert(out && err);
     fflush(stderr);
     int saved = dup(2);
     dup2(fileno(err), 2);
-    int rc = nnc_predict_files(&nnc_model_predict_mlp, params, state, prep, n, files, 2, out);
+    int rc = nnc_predict_files_named(&nnc_model_predict_mlp, params, state, prep, classes, n, files, 2, out);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -493,5 +499,41 @@ Test(predict, bad_files_are_named_and_the_rest_still_classified, .timeout = 60) 
         cr_expect_eq(predicted(out, paths[i + 1]), -1, "%s was classified", bad[i].name);
     }
     free(out), free(err);
+    remove_dir(dir);
+}
+
+/* With class names (image folders, CIFAR-10) each line names the class after its number; folders named
+ * by their digits, and MNIST, keep the number alone. */
+Test(predict, names_the_class_when_the_data_has_names, .timeout = 60) {
+    nnc_rng rng;
+    nnc_rng_seed(&rng, 2, 1);
+    nnc_model_predict_mlp.init(params, state, &rng); /* any weights: this is about the line */
+    prep[0] = nnc_model_predict_mlp.prep_scale, prep[1] = 0;
+    char dir[64], path[256];
+    make_dir(dir, sizeof dir);
+    uint16_t px[SIDE * SIDE] = {0};
+    for (int r = 6; r < 22; r++) px[r * SIDE + 13] = px[r * SIDE + 14] = 255; /* a stroke: a "1" */
+    snprintf(path, sizeof path, "%s/one.pgm", dir);
+    write_pgm(path, 1, px, SIDE, SIDE, 255);
+    char *files[1] = {path}, *out, *err;
+    char *words[10] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"};
+    char *digits[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+    nnc_dataset named = {.n_class_names = 10, .class_names = words}, numbered = {.n_class_names = 10, .class_names = digits};
+
+    cr_assert_eq(run_predict_named(&named, 1, files, &out, &err), 0, "%s", err);
+    int k = predicted(out, path);
+    cr_assert(k >= 0 && k < 10, "%s", out);
+    char want[400];
+    snprintf(want, sizeof want, "%s: %d %s (p=", path, k, words[k]);
+    cr_expect_not_null(strstr(out, want), "wanted '%s' in:\n%s", want, out);
+    free(out), free(err);
+
+    const nnc_dataset *plain[2] = {&numbered, NULL};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(run_predict_named(plain[i], 1, files, &out, &err), 0, "%s", err);
+        snprintf(want, sizeof want, "%s: %d (p=", path, k);
+        cr_expect_not_null(strstr(out, want), "wanted '%s' in:\n%s", want, out);
+        free(out), free(err);
+    }
     remove_dir(dir);
 }

@@ -116,7 +116,7 @@ Test(runtime_history, csv_has_the_header_and_one_row_per_epoch) {
     nnc_history_row *rows = make_rows(7, 1);
     char path[128], err[512] = "";
     snprintf(path, sizeof path, "%s/h.history.csv", dir);
-    cr_assert_eq(nnc_history_write_csv(path, rows, 7, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(nnc_history_write_csv(path, rows, 7, NULL, 0, NULL, err, sizeof err), 0, "%s", err);
     char *csv = read_file(path);
     cr_expect_eq(strncmp(csv, "epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second\n", 71), 0,
                  "%s", csv);
@@ -130,11 +130,64 @@ Test(runtime_history, csv_has_the_header_and_one_row_per_epoch) {
     free(csv);
     /* Without validation data the validation fields are empty, not "nan". */
     nnc_history_row *no_val = make_rows(2, 0);
-    cr_assert_eq(nnc_history_write_csv(path, no_val, 2, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(nnc_history_write_csv(path, no_val, 2, NULL, 0, NULL, err, sizeof err), 0, "%s", err);
     csv = read_file(path);
     cr_expect_not_null(strstr(csv, "\n1,0.1,1.000000,0.800000,,,2.500,24000.0\n"), "%s", csv);
     cr_expect_null(strstr(csv, "nan"), "%s", csv);
     free(csv), free(rows), free(no_val);
+}
+
+/* Per-class columns, named after the classes (CSV-quoted where a name needs it), or numbered without names. */
+Test(runtime_history, csv_has_a_column_per_class_named_after_it) {
+    nnc_history_row *rows = make_rows(2, 1);
+    const float acc[2][3] = {{0.5f, 0.25f, NAN}, {1.0f, 0.75f, 0.125f}};
+    char *names[3] = {"airplane", "cat, grey", "say \"hi\""};
+    nnc_dataset classes = {.n_class_names = 3, .class_names = names};
+    char path[128], err[512] = "";
+    snprintf(path, sizeof path, "%s/c.history.csv", dir);
+    cr_assert_eq(nnc_history_write_csv(path, rows, 2, &acc[0][0], 3, &classes, err, sizeof err), 0, "%s", err);
+    char *csv = read_file(path);
+    cr_expect_eq(strncmp(csv, "epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second,"
+                              "val_accuracy_airplane,\"val_accuracy_cat, grey\",\"val_accuracy_say \"\"hi\"\"\"\n",
+                         strlen("epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds,images_per_second,"
+                                "val_accuracy_airplane,\"val_accuracy_cat, grey\",\"val_accuracy_say \"\"hi\"\"\"\n")),
+                 0, "%s", csv);
+    cr_expect_not_null(strstr(csv, ",24000.0,0.500000,0.250000,\n2,"), "a class without images is empty:\n%s", csv);
+    cr_expect_not_null(strstr(csv, ",24000.0,1.000000,0.750000,0.125000\n"), "%s", csv);
+    free(csv);
+    /* no names (MNIST): the digits */
+    cr_assert_eq(nnc_history_write_csv(path, rows, 2, &acc[0][0], 3, NULL, err, sizeof err), 0, "%s", err);
+    csv = read_file(path);
+    cr_expect_not_null(strstr(csv, "images_per_second,val_accuracy_0,val_accuracy_1,val_accuracy_2\n"), "%s", csv);
+    free(csv), free(rows);
+}
+
+/* A line per class, the legend naming each (escaped), or numbering them without names. */
+Test(runtime_history, class_svg_has_a_line_per_class_named_in_the_legend) {
+    nnc_history_row *rows = make_rows(3, 1);
+    const float acc[3][3] = {{0.5f, 0.25f, NAN}, {0.75f, 0.5f, 0.125f}, {1.0f, 0.75f, 0.25f}};
+    char *names[3] = {"airplane", "cat & dog", "<bird>"};
+    nnc_dataset classes = {.n_class_names = 3, .class_names = names};
+    char path[128], err[512] = "";
+    snprintf(path, sizeof path, "%s/h.classes.svg", dir);
+    cr_assert_eq(nnc_history_write_class_svg(path, "m: per class", rows, 3, &acc[0][0], 3, &classes, err, sizeof err),
+                 0, "%s", err);
+    char *svg = read_file(path);
+    const char *problem = xml_problem(svg);
+    cr_expect_null(problem, "%s", problem);
+    expect_xmllint_ok(path);
+    cr_expect_eq(count(svg, "<polyline"), 3, "%s", svg);
+    cr_expect_not_null(strstr(svg, ">airplane</text>"), "%s", svg);
+    cr_expect_not_null(strstr(svg, ">cat &amp; dog</text>"), "%s", svg);
+    cr_expect_not_null(strstr(svg, ">&lt;bird&gt;</text>"), "%s", svg);
+    cr_expect_not_null(strstr(svg, ">accuracy per class (%)</text>"), "%s", svg);
+    cr_expect_null(strstr(svg, "nan"), "%s", svg);
+    free(svg);
+    cr_assert_eq(nnc_history_write_class_svg(path, "m", rows, 3, &acc[0][0], 3, NULL, err, sizeof err), 0, "%s", err);
+    svg = read_file(path);
+    cr_expect_not_null(strstr(svg, "<text x=\"110.0\" y=\"46.0\">0</text>"), "%s", svg);
+    cr_expect_not_null(strstr(svg, "<text x=\"350.0\" y=\"46.0\">2</text>"), "%s", svg);
+    free(svg), free(rows);
 }
 
 Test(runtime_history, svg_is_well_formed_with_one_polyline_per_curve) {
@@ -176,7 +229,7 @@ Test(runtime_history, unwritable_place_is_an_error_naming_the_file) {
     nnc_history_row *rows = make_rows(2, 1);
     char path[128], err[512] = "";
     snprintf(path, sizeof path, "%s/missing/h.history.csv", dir);
-    cr_expect_eq(nnc_history_write_csv(path, rows, 2, err, sizeof err), -1);
+    cr_expect_eq(nnc_history_write_csv(path, rows, 2, NULL, 0, NULL, err, sizeof err), -1);
     cr_expect_not_null(strstr(err, path), "%s", err);
     snprintf(path, sizeof path, "%s/missing/h.loss.svg", dir);
     cr_expect_eq(nnc_history_write_svg(path, NNC_PLOT_LOSS, "t", "v", rows, 2, err, sizeof err), -1);

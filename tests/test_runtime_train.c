@@ -739,6 +739,7 @@ Test(runtime_main, validation_split_writes_best_weights_history_and_no_checkpoin
     cr_expect(exists_in_dir("run.best.nncw"));
     cr_expect(exists_in_dir("run.accuracy.svg"));
     cr_expect(exists_in_dir("run.loss.svg"));
+    cr_expect(exists_in_dir("run.classes.svg"));
     cr_expect_eq(lines_in("run.history.csv"), 5, "header and 4 epochs");
     cr_expect(!exists_in_dir("run.ckpt"), "a completed run leaves no checkpoint behind");
     float params[N_PARAMS], state[1], prep[2];
@@ -756,11 +757,13 @@ Test(runtime_main, history_flags_move_or_suppress_the_files) {
     snprintf(save, sizeof save, "%s/w.nncw", dir);
     snprintf(hist, sizeof hist, "%s/elsewhere", dir);
     cr_assert_eq(RUN("--data", dir, "--epochs", "2", "--save", save, "--no-history"), 0);
-    cr_expect(!exists_in_dir("w.history.csv") && !exists_in_dir("w.accuracy.svg") && !exists_in_dir("w.loss.svg"));
+    cr_expect(!exists_in_dir("w.history.csv") && !exists_in_dir("w.accuracy.svg") && !exists_in_dir("w.loss.svg") &&
+              !exists_in_dir("w.classes.svg"));
     cr_expect(exists_in_dir("w.best.nncw"), "best weights do not depend on the history");
     cr_assert_eq(RUN("--data", dir, "--epochs", "3", "--save", save, "--history", hist), 0);
     cr_expect_eq(lines_in("elsewhere.history.csv"), 4);
-    cr_expect(exists_in_dir("elsewhere.accuracy.svg") && exists_in_dir("elsewhere.loss.svg"));
+    cr_expect(exists_in_dir("elsewhere.accuracy.svg") && exists_in_dir("elsewhere.loss.svg") &&
+              exists_in_dir("elsewhere.classes.svg"));
     cr_expect(!exists_in_dir("w.history.csv"));
 }
 
@@ -814,6 +817,10 @@ Test(runtime_main, divergence_keeps_the_last_good_checkpoint) {
     cr_expect_eq(ts.epoch, 1, "the checkpoint is epoch 1's, before the NaN");
     cr_expect_eq(ts.step, 0);
     cr_expect(nnc_all_finite(params, N_PARAMS));
+    int kept = 0; /* epoch 1's per-class accuracies (the history's val_accuracy_K columns) came back */
+    for (int k = 0; k < tiny.n_classes; k++) kept += ts.class_accuracy[k] >= 0.0f && ts.class_accuracy[k] <= 1.0f;
+    cr_expect_gt(kept, 0, "the checkpoint lost the per-class accuracies");
+    cr_expect(isnan(ts.class_accuracy[tiny.n_classes]), "epoch 2 has no per-class accuracies yet");
     nnc_train_state_free(&ts);
     /* and --resume continues from it (the fault does not recur) to the end */
     nan_at_step = 0;

@@ -2,6 +2,7 @@
 """bench.py - `make bench`: every model's nnc trainer against PyTorch, measured in one run.
 
     /usr/bin/python3 tools/bench.py [--seconds S] [--rounds R] [--threads N] [--no-torch] [--out build/bench.md]
+                                    [--no-decode | --decode-only]
 
 Builds nothing: `make bench` builds the trainers first (build/bin/<model>).
 For each models/<name>.nn, in turn:
@@ -24,6 +25,11 @@ For each models/<name>.nn, in turn:
            pool at 1 thread or as many as torch's, default or channels_last
            memory format); the best one for training and the best one for
            inference are then measured like nnc.
+
+Last, the decode rate of image folders: MNIST's training set written once as PNG and as JPEG
+(quality 95) folders under build/bench-folders/ (tests/tools/idx_to_folders.c; never committed),
+loaded by build/tools/decode_bench (nnc_folder_load, the trainer's loader, 2 threads) in --rounds
+rounds after an untimed one; images/s, median and range. Skipped, with the reason, without MNIST.
 
 Each model is measured in --rounds rounds (3), nnc and PyTorch alternating;
 the table gives each side's median over the rounds with its range. Running the
@@ -644,6 +650,78 @@ def bench_model(row, name, binary, worker, a):
 
 
 # --------------------------------------------------------------------------
+# Decoding image folders: MNIST's training set as PNG and JPEG files
+# --------------------------------------------------------------------------
+
+DECODE_DIR = os.path.join(ROOT, "build", "bench-folders")
+DECODE_FORMATS = (("PNG", "png", []), ("JPEG, quality 95", "jpg", ["95"]))
+
+
+def sh(cmd, **kw):
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        raise RuntimeError("%s failed (exit %d): %s" % (" ".join(cmd), p.returncode,
+                                                         (p.stderr or p.stdout).strip()))
+    return p.stdout
+
+
+def decode_folders():
+    """build/bench-folders/{png,jpg}: MNIST's 60,000 training images as image folders, written once
+    (tests/tools/idx_to_folders.c from MNIST's IDX files) and kept for later runs; never in git."""
+    mnist = subprocess.run(["sh", "tests/tools/find_mnist.sh"], cwd=ROOT, capture_output=True, text=True)
+    if mnist.returncode != 0:
+        raise RuntimeError((mnist.stderr or "no MNIST").strip())
+    os.makedirs(DECODE_DIR, exist_ok=True)
+    tool = os.path.join(DECODE_DIR, "idx_to_folders")
+    idx = os.path.join(DECODE_DIR, "mnist")
+    for _, ext, quality in DECODE_FORMATS:
+        stamp = os.path.join(DECODE_DIR, ext, ".complete")
+        if os.path.exists(stamp):
+            continue
+        if not os.path.exists(tool):
+            sh(["cc", "-std=c11", "-O2", "-o", tool, "tests/tools/idx_to_folders.c", "-lpng", "-ljpeg"])
+        if not os.path.exists(os.path.join(idx, "train-images-idx3-ubyte")):
+            sh(["sh", "tests/tools/mnist_subset.sh", mnist.stdout.strip(), idx, "60000", "10000"])
+        log("bench: writing MNIST's training set as %s folders in %s (once)" % (ext, os.path.relpath(DECODE_DIR, ROOT)))
+        sh(["rm", "-rf", os.path.join(DECODE_DIR, ext)])
+        sh([tool, idx, os.path.join(DECODE_DIR, ext), ext] + quality)
+        open(stamp, "w").close()
+
+
+def bench_decode(rounds, threads):
+    """Rows {format, images, seconds, rate (median of rounds), rate_min, rate_max} or {format, error}."""
+    tool = os.path.join(ROOT, "build", "tools", "decode_bench")
+    decode_folders()
+    rows = []
+    for label, ext, _ in DECODE_FORMATS:
+        split = os.path.join(DECODE_DIR, ext, "train")
+        # One untimed load first: the files come from the page cache in every timed round, as they do
+        # for a trainer run again on the same folders (a cold first read measures the disk instead).
+        out = sh([tool, split, "28", "28", "1", str(threads), str(rounds + 1)])
+        runs = [(int(n), float(t)) for _, n, t in (l.split() for l in out.splitlines() if l.startswith("decode "))]
+        runs = runs[1:]
+        rates = [n / t for n, t in runs]
+        sp = spread(rates)
+        rows.append({"format": label, "images": runs[0][0], "seconds": statistics.median(t for _, t in runs),
+                     "rate": sp["median"], "rate_min": sp["min"], "rate_max": sp["max"]})
+    return rows
+
+
+def render_decode(rows, note, rounds, threads):
+    lines = ["", "Decoding an image folder (MNIST's training set written as files by tests/tools/idx_to_folders.c "
+             "into build/bench-folders/): nnc_folder_load, the trainer's loader, on %d threads; listing, reading "
+             "and decoding into the uint8 array, the median of %d rounds after an untimed one (files in the page "
+             "cache), range in brackets (`build/tools/decode_bench`)." % (threads, rounds), ""]
+    if note:
+        return "\n".join(lines + ["Skipped: %s." % note]) + "\n"
+    lines += ["| format | images | seconds | images/s |", "|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append("| %s | %s | %.2f | %s |" % (r["format"], "{:,}".format(r["images"]), r["seconds"],
+                                                   fmt_spread(r, "rate")))
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
 
@@ -659,6 +737,9 @@ def main():
                     help="one more row: MODEL's trainer built with -march=MARCH (build/MARCH/bin/MODEL), "
                          "e.g. vgg_bn:x86-64-v3 for a CPU with AVX2 and no AVX-512")
     ap.add_argument("--no-torch", action="store_true", help="leave out PyTorch")
+    ap.add_argument("--no-decode", action="store_true",
+                    help="leave out the decode rate of PNG and JPEG folders (MNIST's training set as files)")
+    ap.add_argument("--decode-only", action="store_true", help="only the decode rate, no model")
     ap.add_argument("--reference", default=DEFAULT_REFERENCE, help="the nn_to_torch.py that builds the modules")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench.md"))
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
@@ -666,7 +747,10 @@ def main():
     if a.torch_worker:
         return torch_worker_main(a.reference, a.threads)
 
-    names = a.models or sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "models")) if f.endswith(".nn"))
+    if a.decode_only:
+        a.variant, a.no_torch = [], True
+    names = [] if a.decode_only else a.models or sorted(
+        f[:-3] for f in os.listdir(os.path.join(ROOT, "models")) if f.endswith(".nn"))
     # (row label, model, trainer binary): every model as built, then the variants.
     entries = [(name, name, os.path.join(ROOT, "build", "bin", name)) for name in names]
     for v in a.variant:
@@ -718,10 +802,23 @@ def main():
     if worker:
         worker.close()
 
+    decode_rows, decode_note = [], ""
+    if a.no_decode:
+        decode_note = "--no-decode was given"
+    else:
+        try:
+            decode_rows = bench_decode(a.rounds, 2)
+            log("bench: decoding: " + ", ".join("%s %s images/s" % (r["format"], fmt_rate(r["rate"]))
+                                                 for r in decode_rows))
+        except (RuntimeError, OSError) as e:
+            decode_note = str(e)
+            log("bench: decoding skipped: " + decode_note)
+
     with_torch = worker is not None
     machine += "; load average %.2f at the end" % os.getloadavg()[0]
     table = render(rows, with_torch, torch_note, machine, software_line(torch_info), a.seconds, a.threads,
-                   a.rounds)
+                   a.rounds) if rows else machine + "\n"
+    table += render_decode(decode_rows, decode_note, a.rounds, 2)
     sys.stdout.write("\n" + table)
     sys.stdout.flush()
     os.makedirs(os.path.dirname(a.out), exist_ok=True)

@@ -3,7 +3,9 @@
  * folders (runtime/image.c): the bytes as a PNG (libpng) or JPEG (libjpeg)
  * file, told apart by their signature, decoded as grey and as RGB, and each
  * decoded image resized bilinearly both down and up. Seeded with grey and RGB
- * PNG and JPEG files.
+ * PNG and JPEG files. Built with NNC_MAX_IMAGE_PIXELS at 4,096 (see the
+ * Makefile): larger declared sizes are refused as the trainer refuses more
+ * than 64 megapixels, and the fuzzer spends its time on the parsers.
  */
 #include <stdint.h>
 #include <stdlib.h>

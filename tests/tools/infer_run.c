@@ -5,7 +5,10 @@
  * image: the argmax, then the probabilities. Plain C99, so that it builds for
  * any target: tests run it for this machine and, under qemu, for aarch64.
  *
- *   infer_run IMAGES-idx3-ubyte [LIMIT]
+ *   infer_run IMAGES-idx3-ubyte [LIMIT [FIRST]]
+ *
+ * classifies LIMIT images (default: all) from image FIRST (default 0), so that
+ * several processes can share a file's images between them.
  *
  * The seconds the classifying took (the loop alone) go to stderr.
  */
@@ -32,7 +35,7 @@ static uint32_t be32(const unsigned char *p)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: infer_run IMAGES-idx3-ubyte [LIMIT]\n");
+        fprintf(stderr, "usage: infer_run IMAGES-idx3-ubyte [LIMIT [FIRST]]\n");
         return 2;
     }
     FILE *f = fopen(argv[1], "rb");
@@ -41,7 +44,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "infer_run: %s: not a raw IDX images file\n", argv[1]);
         return 1;
     }
-    long n = (long)be32(head + 4), limit = argc > 2 ? atol(argv[2]) : n;
+    long n = (long)be32(head + 4), limit = argc > 2 ? atol(argv[2]) : n, first = argc > 3 ? atol(argv[3]) : 0;
     size_t size = (size_t)be32(head + 8) * be32(head + 12);
     if (size != (size_t)UPPER(_INPUT_H) * UPPER(_INPUT_W) * UPPER(_INPUT_C)) {
         fprintf(stderr, "infer_run: %s: images of %zu pixels, the model takes %d\n", argv[1], size,
@@ -49,6 +52,11 @@ int main(int argc, char **argv)
         return 1;
     }
     uint8_t *pixels = malloc(size);
+    if (first < 0 || first > n || fseek(f, first * (long)size, SEEK_CUR) != 0) {
+        fprintf(stderr, "infer_run: %s: cannot start at image %ld of %ld\n", argv[1], first, n);
+        return 1;
+    }
+    n -= first;
     float probs[UPPER(_CLASSES)];
     double seconds = 0;
     for (long i = 0; i < n && i < limit; i++) {

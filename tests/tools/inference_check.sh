@@ -8,7 +8,9 @@
 #
 #   host IMAGES DIFFERENT_ARGMAX MAX_PROB_DIFF
 #   aarch64 IMAGES DIFFERENT_ARGMAX MAX_PROB_DIFF     (static build under qemu-aarch64,
-#                                                     against the host build, on ARM_IMAGES)
+#                                                     against the host build, on the first
+#                                                     ARM_IMAGES, in two qemu processes that
+#                                                     take half each: one a core)
 #   cortex-m4 FLASH_BYTES                             (arm-none-eabi-gcc -Os, text + data)
 #
 # The cross lines are left out, with a line "skipped: ..." saying why, where
@@ -37,7 +39,13 @@ echo "host $(compare "$work/infer.txt" "$work/trainer.txt")"
 if command -v aarch64-linux-gnu-gcc > /dev/null && command -v qemu-aarch64 > /dev/null; then
     # shellcheck disable=SC2086
     aarch64-linux-gnu-gcc $warn -O2 -static $run_flags $tools/infer_run.c "$work/net.c" -o "$work/infer_arm" -lm
-    qemu-aarch64 "$work/infer_arm" "$data/t10k-images-idx3-ubyte" "$arm_images" > "$work/arm.txt"
+    half=$(((arm_images + 1) / 2))
+    qemu-aarch64 "$work/infer_arm" "$data/t10k-images-idx3-ubyte" "$half" > "$work/arm1.txt" 2> "$work/arm1.err" &
+    first=$!
+    qemu-aarch64 "$work/infer_arm" "$data/t10k-images-idx3-ubyte" "$((arm_images - half))" "$half" \
+        > "$work/arm2.txt" 2> "$work/arm2.err" || { kill "$first"; cat "$work/arm2.err" >&2; exit 1; }
+    wait "$first" || { cat "$work/arm1.err" >&2; exit 1; }
+    cat "$work/arm1.txt" "$work/arm2.txt" > "$work/arm.txt"
     head -n "$arm_images" "$work/infer.txt" > "$work/host_part.txt"
     echo "aarch64 $(compare "$work/arm.txt" "$work/host_part.txt")"
 else
