@@ -32,7 +32,7 @@
 
 struct nnc_dist {
     int rank, size;
-    double sent, received, exchanges; /* nnc_dist_traffic */
+    nnc_traffic traffic; /* so far: nnc_dist_traffic */
     unsigned char *pack; /* strided blocks packed for the exchange */
     size_t pack_cap;
 };
@@ -40,10 +40,9 @@ struct nnc_dist {
 int nnc_dist_rank(const nnc_dist *d) { return d ? d->rank : 0; }
 int nnc_dist_size(const nnc_dist *d) { return d ? d->size : 1; }
 
-void nnc_dist_traffic(const nnc_dist *d, double *sent, double *received, double *exchanges) {
-    *sent = d ? d->sent : 0.0;
-    *received = d ? d->received : 0.0;
-    *exchanges = d ? d->exchanges : 0.0;
+nnc_traffic nnc_dist_traffic(const nnc_dist *d) {
+    nnc_traffic none = {0.0, 0.0, 0.0};
+    return d ? d->traffic : none;
 }
 
 /* Where rank r's share of n things begins: n*r/size (the same formula as the generated code's slice_lo). */
@@ -201,19 +200,17 @@ static void allgather_blocks(const nnc_dist *d, unsigned char *base, size_t unit
 void nnc_dist_share(const nnc_dist *d_, void *base, size_t bytes, size_t stride, int n) {
     nnc_dist *d = (nnc_dist *)d_; /* the packing buffer is scratch; callers see no change */
     if (!d) return;
-    int mine_lo, mine_hi;
-    nnc_dist_blocks(d, n, &mine_lo, &mine_hi);
-    d->sent += (double)(mine_hi - mine_lo) * (double)bytes * (d->size - 1); /* a copy to each */
-    d->received += (double)(n - (mine_hi - mine_lo)) * (double)bytes;
-    d->exchanges += 1;
+    int lo, hi; /* this process's blocks */
+    nnc_dist_blocks(d, n, &lo, &hi);
+    d->traffic.sent += (double)(hi - lo) * (double)bytes * (d->size - 1); /* a copy to each */
+    d->traffic.received += (double)(n - (hi - lo)) * (double)bytes;
+    d->traffic.exchanges += 1;
     if (stride == bytes) { /* contiguous blocks: in place */
         allgather_blocks(d, base, bytes, n);
         return;
     }
     reserve_pack(d, bytes * (size_t)n);
     unsigned char *b = base;
-    int lo, hi;
-    nnc_dist_blocks(d, n, &lo, &hi);
     for (int k = lo; k < hi; k++) memcpy(d->pack + (size_t)k * bytes, b + (size_t)k * stride, bytes);
     allgather_blocks(d, d->pack, bytes, n);
     for (int k = 0; k < n; k++)
@@ -255,9 +252,9 @@ void nnc_dist_sum_slices(const nnc_dist *d_, const float *slices, size_t count, 
     MPI_Alltoallv(send, sendcounts, sdispls, MPI_FLOAT, recv, recvcounts, rdispls, MPI_FLOAT, MPI_COMM_WORLD);
     sum_in_slice_order(recv, my_len, my_len, n_slices, sum + my_lo);
     allgather_blocks(d, (unsigned char *)sum, sizeof(float), (int)count); /* process r's part: floats share_lo(count, r).. */
-    d->sent += (double)(mine * (count - my_len) + my_len * (size_t)(size - 1)) * sizeof(float);
-    d->received += (double)(((size_t)n_slices - mine) * my_len + (count - my_len)) * sizeof(float);
-    d->exchanges += 2;
+    d->traffic.sent += (double)(mine * (count - my_len) + my_len * (size_t)(size - 1)) * sizeof(float);
+    d->traffic.received += (double)(((size_t)n_slices - mine) * my_len + (count - my_len)) * sizeof(float);
+    d->traffic.exchanges += 2;
 }
 
 int nnc_dist_same(const nnc_dist *d, const char *prog, const void *p, size_t bytes, const char *what) {

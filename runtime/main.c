@@ -932,7 +932,7 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_di
     }
     if (dist)
         printf("MPI: a training step exchanged %.0f bytes out and %.0f in per process, in %.0f exchanges\n",
-               result.step_bytes_sent, result.step_bytes_received, result.step_exchanges);
+               result.step_traffic.sent, result.step_traffic.received, result.step_traffic.exchanges);
     if (!writer) { /* rank 0 saves and reports */
         status = 0;
         goto done;

@@ -194,6 +194,12 @@ typedef struct {
 /* The processes that train one model together (MPI; dist.c). */
 typedef struct nnc_dist nnc_dist;
 
+/* What a process exchanged: bytes sent (a copy to each process that needs them) and received, and
+ * how many exchanges (an nnc_dist_share is one, an nnc_dist_sum_slices two). */
+typedef struct {
+    double sent, received, exchanges;
+} nnc_traffic;
+
 typedef struct {
     int threads;          /* 1 or more; results do not depend on it */
     uint64_t dropout_key; /* fresh for every step; masks are hash(key, index) */
@@ -555,8 +561,7 @@ typedef struct {
     double best_acc;
     int stopped_early;            /* (added) 1: early_stop ended the run before opts->epochs */
     /* Several processes: what one training step exchanged, per process (evaluation excluded). */
-    double step_bytes_sent, step_bytes_received;
-    double step_exchanges;
+    nnc_traffic step_traffic;
 } nnc_train_result;
 
 /* Preprocessing constants for m->prep: NORMALIZE {mean, std} of all training
@@ -754,10 +759,8 @@ void nnc_dist_sum_slices(const nnc_dist *d, const float *slices, size_t count, i
  * on every process, rank 0 having printed `prog: error: WHAT differs between processes ...`. Every
  * process must call it. */
 int nnc_dist_same(const nnc_dist *d, const char *prog, const void *p, size_t bytes, const char *what);
-/* What this process has exchanged so far: bytes sent (a copy to each process that needs them) and
- * received, and how many exchanges (an nnc_dist_share is one, an nnc_dist_sum_slices two). Zeros
- * for NULL. */
-void nnc_dist_traffic(const nnc_dist *d, double *sent, double *received, double *exchanges);
+/* What this process has exchanged so far; zeros for NULL. */
+nnc_traffic nnc_dist_traffic(const nnc_dist *d);
 /* The end of the run: status 0 waits for every process (MPI_Finalize); any other stops them all
  * (MPI_Abort) so that none waits forever for a process that gave up. Returns status. */
 int nnc_dist_finish(nnc_dist *d, int status);

@@ -220,6 +220,14 @@ static const char *class_name(const nnc_dataset *ds, int t) {
     return name ? name : "";
 }
 
+/* Class t's accuracy: its row's diagonal share of the row; NAN when the class has no sample. */
+static double class_accuracy(const long *confusion, int n_classes, int t) {
+    const long *row = confusion + (size_t)t * n_classes;
+    long total = 0;
+    for (int k = 0; k < n_classes; k++) total += row[k];
+    return total > 0 ? (double)row[t] / (double)total : NAN;
+}
+
 void nnc_print_confusion(FILE *out, const long *confusion, int n_classes, const nnc_dataset *ds, const char *what) {
     const int w = count_width(confusion, n_classes);
     int name_w = 0; /* rows are "  3 cat" when there are names, "    3" otherwise */
@@ -232,17 +240,14 @@ void nnc_print_confusion(FILE *out, const long *confusion, int n_classes, const 
     fprintf(out, "\n");
     for (int t = 0; t < n_classes; t++) {
         const long *row = confusion + (size_t)t * n_classes;
-        long total = 0;
         if (name_w)
             fprintf(out, "%3d %-*s", t, name_w, class_name(ds, t));
         else
             fprintf(out, "%5d", t);
-        for (int k = 0; k < n_classes; k++) {
-            fprintf(out, " %*ld", w, row[k]);
-            total += row[k];
-        }
-        if (total > 0)
-            fprintf(out, "  %6.2f%%\n", 100.0 * (double)row[t] / (double)total);
+        for (int k = 0; k < n_classes; k++) fprintf(out, " %*ld", w, row[k]);
+        const double acc = class_accuracy(confusion, n_classes, t);
+        if (!isnan(acc))
+            fprintf(out, "  %6.2f%%\n", 100.0 * acc);
         else
             fprintf(out, "  %7s\n", "-"); /* no sample of this class */
     }
@@ -503,13 +508,9 @@ static void print_epoch_line(FILE *log, const nnc_train_opts *opts, const nnc_hi
     fflush(log);
 }
 
-/* Each class's accuracy (its row's diagonal share) from a confusion matrix; NAN for a class without images. */
+/* Each class's accuracy from a confusion matrix, for the history; NAN for a class without images. */
 static void class_accuracy_row(const long *confusion, int k, float *row) {
-    for (int t = 0; t < k; t++) {
-        long total = 0;
-        for (int p = 0; p < k; p++) total += confusion[(size_t)t * k + p];
-        row[t] = total ? (float)((double)confusion[(size_t)t * k + t] / (double)total) : NAN;
-    }
+    for (int t = 0; t < k; t++) row[t] = (float)class_accuracy(confusion, k, t);
 }
 
 /* Record the finished epoch: evaluate, add its history row, track the best
@@ -597,16 +598,17 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
     step_env env = {m, train, opts, &tb, &table, params, state};
 
     int rc = 0;
-    double last_train_seconds = 0.0, traffic[3], steps = 0.0; /* sent, received, exchanges: the steps' */
-    memset(traffic, 0, sizeof traffic);
+    double last_train_seconds = 0.0, steps = 0.0;
+    nnc_traffic traffic = {0.0, 0.0, 0.0}; /* the steps', evaluation excluded */
     while (rc == 0 && ts->epoch < opts->epochs && !early_stop_due(opts, ts)) {
         float lr = nnc_schedule_lr(&m->recipe, ts->epoch);
-        double before[3], after[3];
-        int first_step = ts->step;
-        nnc_dist_traffic(opts->dist, &before[0], &before[1], &before[2]);
+        const int first_step = ts->step;
+        const nnc_traffic before = nnc_dist_traffic(opts->dist);
         rc = train_epoch_steps(&env, ts, err, errlen);
-        nnc_dist_traffic(opts->dist, &after[0], &after[1], &after[2]);
-        for (int i = 0; i < 3; i++) traffic[i] += after[i] - before[i];
+        const nnc_traffic after = nnc_dist_traffic(opts->dist);
+        traffic.sent += after.sent - before.sent;
+        traffic.received += after.received - before.received;
+        traffic.exchanges += after.exchanges - before.exchanges;
         steps += ts->step - first_step;
         if (rc == 0) rc = check_weights_finite(m, params, ts, err, errlen);
         if (rc != 0) break;
@@ -621,9 +623,9 @@ int nnc_train(const nnc_model *m, const nnc_dataset *train, const nnc_dataset *t
     }
     fill_result(result, ts, opts, last_train_seconds);
     if (steps > 0) {
-        result->step_bytes_sent = traffic[0] / steps;
-        result->step_bytes_received = traffic[1] / steps;
-        result->step_exchanges = traffic[2] / steps;
+        result->step_traffic.sent = traffic.sent / steps;
+        result->step_traffic.received = traffic.received / steps;
+        result->step_traffic.exchanges = traffic.exchanges / steps;
     }
     train_buffers_free(&tb);
     if (!opts->state) nnc_train_state_free(&own);
