@@ -275,9 +275,13 @@ static void fold_code(FILE *out, const char *text, int len, int width)
     }
     memcpy(line, text, (size_t)len);
     int indent = indent_of(line, len), cont = -1;
+    if (line[indent] == '#') { /* a directive would need a backslash at every fold: keep it whole */
+        fprintf(out, "%.*s\n", len, text);
+        return;
+    }
     while (len > width) {
         int at = break_point(line, len, width);
-        if (at <= indent) {
+        if (at <= indent || (cont >= 0 && at <= cont)) { /* a break there would not shorten the line */
             /* no place in the code: split a long string literal at a space, "ab" "cd" being "abcd" */
             int split = string_split_point(line, len, width - 1);
             if (split <= indent)

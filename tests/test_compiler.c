@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cgen.h"
 #include "layers/kind.h"
 #include "model.h"
 
@@ -311,6 +312,38 @@ Test(emitter, same_input_same_bytes)
     free(tb);
     release(&a);
     release(&b);
+}
+
+/* Fold `line` to `width` columns; a fold that cannot shorten a line must stop, not loop. */
+static char *fold_text(const char *line, int width)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_not_null(out);
+    cr_assert_eq(cgen_fold(out, line, strlen(line), width), 0);
+    fclose(out);
+    return text;
+}
+
+/* Broken at " + ", the rest starts with "+ ": its only break would be in the continuation's indent,
+ * which once folded the same line forever (writing gigabytes). Now it stays whole past the width. */
+Test(emitter, fold_stops_when_a_break_would_not_shorten, .timeout = 10)
+{
+    char *text = fold_text("    x = (aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa + bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb);", 60);
+    cr_expect_str_eq(text, "    x = (aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+                           "         + bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb);\n");
+    free(text);
+}
+
+/* A directive would need a backslash at each fold: it is left whole. */
+Test(emitter, fold_leaves_directives_whole, .timeout = 10)
+{
+    const char *line = "#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(X)";
+    char *text = fold_text(line, 60);
+    cr_expect_eq(strlen(text), strlen(line) + 1);
+    cr_expect_eq(strncmp(text, line, strlen(line)), 0);
+    free(text);
 }
 
 Test(checker, schedule_rules)
