@@ -34,7 +34,8 @@ typedef struct {
     int *counters;    /* per layer kind (n_layer_kinds): the Keras-style names' numbers */
     /* Statements that say one thing once: the latest of each, for repeats and contradictions. */
     const nnc_stmt *model_stmt, *input_stmt, *prep_stmt, *train_stmt;
-    const nnc_stmt *loss_stmt, *optimizer_stmt, *batch_stmt, *epochs_stmt, *schedule_stmt, *seed_stmt, *augment_stmt;
+    const nnc_stmt *loss_stmt, *optimizer_stmt, *batch_stmt, *epochs_stmt, *schedule_stmt, *seed_stmt, *augment_stmt,
+        *precision_stmt;
     float weight_decay; /* optimizer weight_decay=: an L2 penalty on every kernel */
 } checker;
 
@@ -481,6 +482,30 @@ static void check_seed(checker *ck, const nnc_stmt *st)
     ck->m->recipe.seed = (uint64_t)a->number;
 }
 
+/* precision fp32|bf16 */
+static void check_precision(checker *ck, const nnc_stmt *st)
+{
+    static const char *const words[] = {"fp32", "bf16", NULL};
+    once(ck, st, &ck->precision_stmt, " in the train block");
+    const nnc_arg *a = st->args;
+    if (!a || a->next || a->kind != ARG_WORD) {
+        nnc_error(ck->src, a ? (a->kind == ARG_WORD ? a->next->loc : a->loc) : st->loc,
+                  "usage: precision fp32|bf16 (bf16: bfloat16 products, fp32 sums, in the convolutions)");
+        return;
+    }
+    if (strcmp(a->text, "fp32") == 0)
+        ck->m->precision = PRECISION_FP32;
+    else if (strcmp(a->text, "bf16") == 0)
+        ck->m->precision = PRECISION_BF16;
+    else {
+        const char *hint = closest_word(a->text, words);
+        if (hint)
+            nnc_error(ck->src, a->loc, "unknown precision '%s'; did you mean '%s'?", a->text, hint);
+        else
+            nnc_error(ck->src, a->loc, "unknown precision '%s'; it is fp32 (the default) or bf16", a->text);
+    }
+}
+
 /*
  * schedule step every=E factor=F | cosine [min_lr=LR] | onecycle max_lr=LR
  * (the rate starts at the optimizer's lr and the epochs come from `epochs`)
@@ -637,14 +662,18 @@ static void check_train_statement(checker *ck, const nnc_stmt *st)
         check_seed(ck, st);
     else if (strcmp(h, "augment") == 0)
         check_augment(ck, st);
+    else if (strcmp(h, "precision") == 0)
+        check_precision(ck, st);
     else {
-        static const char *const words[] = {"loss", "optimizer", "batch", "epochs", "schedule", "seed", "augment", NULL};
+        static const char *const words[] = {"loss",    "optimizer", "batch",     "epochs", "schedule",
+                                            "seed",    "augment",   "precision", NULL};
         const char *hint = closest_word(h, words);
         if (hint)
             nnc_error(ck->src, st->loc, "unknown setting '%s' in the train block; did you mean '%s'?", h, hint);
         else
             nnc_error(ck->src, st->loc,
-                      "'%s' is not a train setting (loss, optimizer, batch, epochs, schedule, seed, augment); "
+                      "'%s' is not a train setting (loss, optimizer, batch, epochs, schedule, seed, augment, "
+                      "precision); "
                       "layers go before 'train'",
                       h);
     }
@@ -756,6 +785,7 @@ static void check_whole_model(checker *ck, const nnc_stmt *stmts)
         model_note_default(ck->m, line, "epochs 10");
     }
     r->n_phases = m->n_phases;
+    model_set_precision(m, m->precision);
     r->phases = m->phases;
 
     /*

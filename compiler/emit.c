@@ -63,6 +63,8 @@ static void capture_end(printer *pr, const cgen *saved, FILE *mem)
 
 /* ---- the file's head ------------------------------------------------------ */
 
+static void print_bf16_switch(printer *pr);
+
 static void print_header(printer *pr)
 {
     const model *m = pr->m;
@@ -73,7 +75,9 @@ static void print_header(printer *pr)
     cg(g, " * Layout: NHWC activations, one flat parameter buffer (offsets below), batch of at most B.\n");
     cg(g, " * Forward pass: %.0f multiply-adds per image.\n", model_forward_macs(m));
     cg(g, " * Build: cc -O3 -march=native -fopenmp %s.c -lnncrt -lopenblas -lpng -ljpeg -lz -lm\n */\n", m->name);
-    cg(g, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"nncrt.h\"\n\n");
+    cg(g, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n");
+    print_bf16_switch(pr);
+    cg(g, "\n#include \"nncrt.h\"\n\n");
     cg(g, "#define B %d /* the largest batch a step sees */\n", m->recipe.batch);
     if (m->slices == DEFAULT_SLICES)
         cg(g, "#define CHUNKS %d /* fixed slices of the batch; the arithmetic never depends on the thread count */\n",
@@ -87,6 +91,43 @@ static void print_header(printer *pr)
     cg(g, "#define N_PARAMS %zu\n#define N_STATE %zu\n", m->n_params, m->n_state);
     cg(g, "#define ALIGNED __attribute__((aligned(64)))\n");
     cg(g, "#define VEC %d /* slack after a buffer: vector kernels may read a vector past a row's end */\n", VEC);
+}
+
+/*
+ * `precision bf16`: NNC_BF16 says whether the bfloat16 kernels run, which only
+ * the C compiler knows (its target's AVX512_BF16). The intrinsics' header goes
+ * before the file's own macros (B, a parameter name in some of its headers).
+ */
+static void print_bf16_switch(printer *pr)
+{
+    cgen *g = &pr->g;
+    if (!(pr->helpers & HELPER_BF16))
+        return;
+    cg(g, "\n/* precision bf16: where this file is compiled for a CPU with AVX512_BF16 (-march=native on Zen 4,\n");
+    cg(g, "   Sapphire Rapids, Cooper Lake and later), the convolutions marked bf16 multiply bfloat16 pairs and\n");
+    cg(g, "   sum in fp32; elsewhere they run their fp32 kernels. */\n");
+    cg(g, "#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \\\n");
+    cg(g, "    !defined(NNC_FP32_ONLY)\n");
+    cg(g, "#define NNC_BF16 1\n#include <immintrin.h>\n#else\n#define NNC_BF16 0\n#endif\n");
+}
+
+/* The helpers the bfloat16 kernels share. */
+static void print_bf16_helpers(printer *pr)
+{
+    cgen *g = &pr->g;
+    if (!(pr->helpers & HELPER_BF16))
+        return;
+    cg(g, "\n#if NNC_BF16\n");
+    cg(g, "/* n floats to bfloat16, rounded to nearest even (vcvtneps2bf16). */\n");
+    cg(g, "static inline void to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n)\n{\n");
+    cg(g, "    size_t i = 0;\n    for (; i + 16 <= n; i += 16)\n");
+    cg(g, "        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));\n");
+    cg(g, "    if (i < n) {\n        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);\n");
+    cg(g, "        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i)));\n");
+    cg(g, "    }\n}\n");
+    cg(g, "/* Two neighbouring bfloat16 values (a product pair), in every 32-bit lane. */\n");
+    cg(g, "static inline __m512bh pair_bf16(const uint16_t *p)\n{\n    int32_t pair;\n");
+    cg(g, "    memcpy(&pair, p, sizeof pair);\n    return (__m512bh)_mm512_set1_epi32(pair);\n}\n#endif\n");
 }
 
 static void print_vector_helpers(printer *pr)
@@ -596,6 +637,24 @@ static void print_step_struct(printer *pr)
     cg(g, "#define ALL_THREADS _Pragma(\"omp for schedule(static)\")\n");
 }
 
+/* A copy of `text` without the lines inside #if ... #endif: what every build compiles. */
+static char *unconditional_lines(const char *text)
+{
+    char *copy = nnc_xstrdup(text);
+    int depth = 0;
+    for (char *line = copy; *line;) {
+        char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        int opens = strncmp(line, "#if", 3) == 0, closes = strncmp(line, "#endif", 6) == 0;
+        depth += opens;
+        if (depth > 0)
+            memset(line, ' ', len);
+        depth -= closes && depth > 0;
+        line += len + (end != NULL);
+    }
+    return copy;
+}
+
 /* One phase of a pass as a function of the step; returns 0 when it has nothing to do. */
 static int print_phase(printer *pr, const plan *p, op_phase phase)
 {
@@ -619,10 +678,18 @@ static int print_phase(printer *pr, const plan *p, op_phase phase)
     const char *pass = p->pass == PASS_TRAIN ? "train" : "infer";
     cg(&pr->g, "\n/* %s: %s */\n", p->pass == PASS_TRAIN ? "Training" : "Inference", phase_comment[phase]);
     cg(&pr->g, "static void %s_%s(const step *s)\n{\n", pass, phase_function[phase]);
+    char *always = unconditional_lines(body), unused[128] = "";
     for (size_t i = 0; i < sizeof locals / sizeof locals[0]; i++)
-        if (uses_name(body, locals[i][0]))
+        if (uses_name(body, locals[i][0])) {
             cg(&pr->g, "    %s\n", locals[i][1]);
+            size_t at = strlen(unused);
+            if (!uses_name(always, locals[i][0]))
+                snprintf(unused + at, sizeof unused - at, "%s(void)%s", at ? ", " : "", locals[i][0]);
+        }
+    if (unused[0])
+        cg(&pr->g, "    %s; /* read in some #if branches only */\n", unused);
     cg(&pr->g, "%s}\n", body);
+    free(always);
     free(body);
     return 1;
 }
@@ -770,6 +837,23 @@ static void print_recipe(printer *pr)
     cg(g, "    },\n");
 }
 
+
+/* For the trainer's log: which layers multiply in bfloat16 with this build, or why none does. */
+static void print_precision(printer *pr)
+{
+    cgen *g = &pr->g;
+    if (!(pr->helpers & HELPER_BF16))
+        return;
+    char names[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < pr->m->n_layers && used < sizeof names; i++) {
+        const layer *l = &pr->m->layers[i];
+        if (l->kind->precision && l->kind->precision(l) == PRECISION_BF16)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "", l->name);
+    }
+    cg(g, "    .precision = NNC_BF16 ? \"bf16 products, fp32 sums (AVX512_BF16) in %s; fp32 elsewhere\"\n", names);
+    cg(g, "                          : \"fp32: precision bf16 asked, but this build's target lacks AVX512_BF16\",\n");
+}
 static void print_model_description(printer *pr)
 {
     const model *m = pr->m;
@@ -819,6 +903,7 @@ static void print_model_description(printer *pr)
         }
     }
     print_recipe(pr);
+    print_precision(pr);
     cg(g, "    .n_tensors = N_TENSORS,\n    .tensors = param_tensors,\n");
     cg(g, "    .n_state_tensors = N_STATE_TENSORS,\n    .state_tensors = state_tensors,\n");
     cg(g, "    .n_graph_nodes = N_GRAPH_NODES,\n    .graph = graph_nodes,\n");
@@ -842,6 +927,7 @@ static void print_file(printer *pr)
 {
     print_header(pr);
     print_vector_helpers(pr);
+    print_bf16_helpers(pr);
     print_parameter_offsets(pr);
     print_tensor_table(pr);
     print_graph_table(pr);

@@ -33,6 +33,10 @@ static void usage(FILE *out)
           "                                   cut each batch into N fixed slices (default 2): under mpirun, any\n"
           "                                   number of processes that divides N shares a step; the weights\n"
           "                                   depend on N, never on the process or thread count\n"
+          "       nnc --precision fp32|bf16 MODEL.nn -o OUT.c\n"
+          "                                   the train block's `precision`, overridden: bf16 multiplies\n"
+          "                                   bfloat16 pairs in the convolutions that have such a kernel,\n"
+          "                                   where the C compiler's target has AVX512_BF16\n"
           "       nnc --help | --version\n",
           out);
 }
@@ -109,6 +113,7 @@ int main(int argc, char **argv)
     mode md = MODE_COMPILE;
     const char *input = NULL, *output = NULL, *weights = NULL;
     int slices = DEFAULT_SLICES;
+    const char *precision = NULL; /* --precision: NULL keeps the model's */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -142,6 +147,12 @@ int main(int argc, char **argv)
             }
             slices = (int)n;
             i++;
+        } else if (strcmp(a, "--precision") == 0) {
+            if (i + 1 >= argc || (strcmp(argv[i + 1], "fp32") != 0 && strcmp(argv[i + 1], "bf16") != 0)) {
+                fprintf(stderr, "nnc: --precision needs fp32 or bf16\n");
+                return 2;
+            }
+            precision = argv[++i];
         } else if (strcmp(a, "-o") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "nnc: -o needs a file name\n");
@@ -196,6 +207,8 @@ int main(int argc, char **argv)
         return 2;
     }
     m->slices = slices;
+    if (precision)
+        model_set_precision(m, strcmp(precision, "bf16") == 0 ? PRECISION_BF16 : PRECISION_FP32);
     int status = 0;
     if (md == MODE_INFERENCE) {
         status = emit_inference(m, weights, output);

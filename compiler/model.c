@@ -81,6 +81,13 @@ const char *shape_text(char *buf, size_t len, shape s)
     return buf;
 }
 
+void model_set_precision(model *m, precision_kind precision)
+{
+    m->precision = precision;
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i].precision = precision;
+}
+
 void model_note_default(model *m, int line, const char *fmt, ...)
 {
     m->defaults = nnc_xrealloc(m->defaults, (size_t)(m->n_defaults + 1) * sizeof *m->defaults);

@@ -19,6 +19,14 @@ struct layer_kind; /* layers/kind.h: everything nnc knows about one kind of laye
 
 typedef enum { ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, N_ACTS } act_kind;
 
+/*
+ * What a layer's kernels multiply (`precision` in the train block). BF16:
+ * products of bfloat16 values summed in fp32, where the C compiler's target has
+ * AVX512_BF16 and the layer has a kernel for it; fp32 everywhere else. Master
+ * weights, optimizer state and every other operation stay fp32 either way.
+ */
+typedef enum { PRECISION_FP32, PRECISION_BF16 } precision_kind;
+
 /* A tensor's shape per sample, NHWC; a flat vector of N is 1x1xN. */
 typedef struct {
     int h, w, c;
@@ -53,6 +61,7 @@ typedef struct layer {
     int implicit;     /* inserted by the checker (flatten before a dense) */
     shape in, out;
     act_kind act; /* applied after the layer's own maths (activation layers: the whole layer) */
+    precision_kind precision; /* the train block's, for every layer; a kind may have no kernel for BF16 */
 
     union {
         int units; /* dense */
@@ -92,6 +101,7 @@ typedef struct {
 
     /* The train block. */
     nnc_recipe recipe;
+    precision_kind precision; /* `precision bf16|fp32`; fp32 when not given */
     int n_phases;
     nnc_schedule_phase *phases;
 
@@ -131,6 +141,9 @@ const char *optimizer_name(nnc_optimizer_kind kind);
 const char *shape_text(char *buf, size_t len, shape s);
 
 /* Record a default the checker applied, for --summary. */
+/* The precision of the model and of each of its layers: the train block's `precision`, or nnc --precision. */
+void model_set_precision(model *m, precision_kind precision);
+
 void model_note_default(model *m, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Multiply-adds of one sample's forward pass, the whole model: for FLOP figures. */

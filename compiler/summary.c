@@ -27,6 +27,23 @@ static void output_shape(char *buf, size_t len, shape s)
         snprintf(buf, len, "(None, %d, %d, %d)", s.h, s.w, s.c);
 }
 
+/* `precision bf16`: the layers with bfloat16 kernels; the C compiler's target decides whether they run. */
+static void print_precision(FILE *out, const model *m)
+{
+    int n = 0;
+    fprintf(out, "Precision: bf16 products, fp32 sums in");
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        if (l->kind->precision && l->kind->precision(l) == PRECISION_BF16)
+            fprintf(out, "%s %s", n++ ? "," : "", l->name);
+    }
+    if (n)
+        fprintf(out, " where the C compiler's target has AVX512_BF16 (the trainer's log says); fp32 elsewhere\n");
+    else
+        fprintf(out, " no layer: none has a bfloat16 kernel (valid 'conv' layers, stride 1, channels in multiples "
+                     "of 16); fp32 throughout\n");
+}
+
 void nnc_print_summary(FILE *out, const model *m)
 {
     const char *rule = "_________________________________________________________________";
@@ -64,6 +81,8 @@ void nnc_print_summary(FILE *out, const model *m)
     fprintf(out, "Training: loss %s, optimizer %s lr=%g, batch %d, %d epochs, seed %llu%s\n",
             r->loss == NNC_LOSS_MSE ? "mse" : "crossentropy", optimizer_name(r->optimizer.kind), r->optimizer.lr,
             r->batch, r->epochs, (unsigned long long)r->seed, r->augment ? r->aug.horizontal_flip ? ", augmented with flips" : ", augmented" : "");
+    if (m->precision == PRECISION_BF16)
+        print_precision(out, m);
     if (r->schedule == NNC_SCHED_STEP)
         fprintf(out, "Schedule: lr x %g every %d epoch%s\n", r->step_factor, r->step_every, r->step_every == 1 ? "" : "s");
     else if (r->schedule == NNC_SCHED_COSINE)

@@ -886,6 +886,8 @@ static int train_and_report(const nnc_model *m0, const cli_args *a, const nnc_di
         printf(" in each of %d processes (MPI; %d of the %d slices of a batch each)", nnc_dist_size(dist),
                m->slices / nnc_dist_size(dist), m->slices);
     printf("\n");
+    if (m->precision)
+        printf("precision: %s\n", m->precision);
     if (a->validation)
         printf("validation data: the last %d training images (held out, not trained on)\n", a->validation);
     else if (folder_val)
@@ -1090,6 +1092,7 @@ static int bench(const nnc_model *m, const cli_args *a) {
     printf("bench params %zu\n", m->n_params);
     printf("bench batch %d\n", res.batch);
     printf("bench threads %d\n", opts.threads);
+    printf("bench precision %s\n", m->precision ? m->precision : "fp32");
     printf("bench loss %s\n", m->recipe.loss == NNC_LOSS_MSE ? "mse" : "crossentropy");
     print_optimizer(&m->recipe.optimizer, res.lr);
     printf("bench train_lr 0\n"); /* the steady-state steps' learning rate: see nnc_bench */

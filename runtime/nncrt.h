@@ -261,6 +261,7 @@ typedef struct nnc_model {
     int slices;         /* CHUNKS: the fixed slices of a batch, the most processes a step can be split over */
     size_t workspace_bytes; /* a step's buffers (activations, gradients, scratch): see nnc_workspace_new */
     int default_threads; /* what --threads defaults to: 1 where a step is too small to share */
+    const char *precision; /* `precision bf16`: which layers multiply in bfloat16 in this build; NULL: fp32 */
     nnc_prep_kind prep;
     float prep_scale; /* NNC_PREP_SCALE: x * prep_scale */
     float prep_mean[NNC_MAX_PREP_CHANNELS], prep_std[NNC_MAX_PREP_CHANNELS]; /* NNC_PREP_CHANNELS, per channel */

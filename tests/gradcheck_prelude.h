@@ -83,5 +83,6 @@ static void gradcheck_init_fill(double *w, size_t n, nnc_init_kind kind, int fan
 #define sqrtf sqrt
 #define NNC_BARE
 #define NNC_NO_MAIN
+#define NNC_FP32_ONLY /* `precision bf16` models run their fp32 kernels: here in double */
 
 #endif

@@ -288,6 +288,71 @@ Test(summary, table_lists_layers_and_defaults)
     release(&c);
 }
 
+/* The summary of a model with `precision bf16`: text for the summary of c.m. */
+static char *summary_text(const compiled *c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_not_null(out);
+    nnc_print_summary(out, c->m);
+    fclose(out);
+    return text;
+}
+
+#define BF16_CONVS MNIST_HEAD "conv 16 3x3 relu\nconv 32 3x3 relu\nconv 32 3x3 pad=same\nconv 8 3x3\n" TAIL
+
+Test(summary, precision_names_the_bfloat16_layers)
+{
+    compiled c = compile_text(BF16_CONVS "train\n  precision bf16\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    char *text = summary_text(&c);
+    /* conv2d_1 reads 1 channel, conv2d_3 pads, conv2d_4 makes 8: only conv2d_2 has a bfloat16 kernel */
+    cr_expect(strstr(text, "Precision: bf16 products, fp32 sums in conv2d_2 where the C compiler's target has "
+                           "AVX512_BF16") != NULL,
+              "%s", text);
+    free(text);
+    release(&c);
+}
+
+Test(summary, precision_bf16_without_a_fitting_layer_says_so)
+{
+    compiled c = compile_text(MNIST_HEAD "conv 8 3x3 relu\n" TAIL "train\n  precision bf16\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    char *text = summary_text(&c);
+    cr_expect(strstr(text, "Precision: bf16 products, fp32 sums in no layer: none has a bfloat16 kernel") != NULL, "%s",
+              text);
+    free(text);
+    release(&c);
+}
+
+Test(summary, fp32_models_print_no_precision_line)
+{
+    compiled c = compile_text(BF16_CONVS "train\n  precision fp32\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    char *text = summary_text(&c);
+    cr_expect(strstr(text, "Precision") == NULL, "%s", text);
+    free(text);
+    release(&c);
+}
+
+Test(checker, unknown_precision_suggests_the_nearest)
+{
+    expect_diagnostics(MNIST_HEAD TAIL "train\n  precision bf61\n",
+                       "x.nn:6:13: error: unknown precision 'bf61'; did you mean 'bf16'?\n"
+                       "    6 |   precision bf61\n"
+                       "      |             ^~~~\n");
+}
+
+Test(checker, precision_needs_one_word)
+{
+    expect_diagnostics(MNIST_HEAD TAIL "train\n  precision bf16 fp32\n",
+                       "x.nn:6:18: error: usage: precision fp32|bf16 (bf16: bfloat16 products, fp32 sums, in the "
+                       "convolutions)\n"
+                       "    6 |   precision bf16 fp32\n"
+                       "      |                  ^~~~\n");
+}
+
 /* ---- the emitter ---- */
 
 static char *emit_text(const model *m)
@@ -344,6 +409,25 @@ Test(emitter, fold_leaves_directives_whole, .timeout = 10)
     cr_expect_eq(strlen(text), strlen(line) + 1);
     cr_expect_eq(strncmp(text, line, strlen(line)), 0);
     free(text);
+}
+
+/* `precision bf16` prints the bfloat16 kernels for the layers that fit, each beside its fp32 call; an fp32
+ * model's file has neither NNC_BF16 nor the helpers. */
+Test(emitter, precision_bf16_only_where_a_kernel_fits)
+{
+    compiled bf = compile_text(BF16_CONVS "train\n  precision bf16\n"), fp = compile_text(BF16_CONVS);
+    cr_assert(bf.m && fp.m);
+    char *tb = emit_text(bf.m), *tf = emit_text(fp.m);
+    cr_expect(strstr(tb, "conv2d_2_forward_bf16(") != NULL);
+    cr_expect(strstr(tb, "conv2d_1_forward_bf16(") == NULL, "one input channel has no pair");
+    cr_expect(strstr(tb, "conv2d_3_forward_bf16(") == NULL, "'same' padding has no bfloat16 kernel");
+    cr_expect(strstr(tb, "conv2d_4_forward_bf16(") == NULL, "8 output channels have no bfloat16 kernel");
+    cr_expect(strstr(tb, "#if NNC_BF16\n        conv2d_2_forward_bf16(") != NULL);
+    cr_expect(strstr(tf, "NNC_BF16") == NULL && strstr(tf, "bf16") == NULL, "an fp32 model mentions bf16");
+    free(tb);
+    free(tf);
+    release(&bf);
+    release(&fp);
 }
 
 Test(checker, schedule_rules)

@@ -99,6 +99,13 @@ static const struct {
     {"clang", "--target=aarch64-linux-gnu", 0},
 };
 
+/* Compile `file` warning-free with compiler and flags: 0, or the status with the messages in *out. */
+static int compile_clean(char **out, const char *compiler, const char *flags, const char *file)
+{
+    return run(out, "%s %s -std=c11 -Wall -Wextra -Werror -O2 -fopenmp -Iruntime -c %s -o /dev/null", compiler, flags,
+               file);
+}
+
 Test(compile, generated_code_builds_warning_free_for_every_target, .timeout = 900)
 {
     int x86 = run(NULL, "test \"$(uname -m)\" = x86_64") == 0;
@@ -107,13 +114,47 @@ Test(compile, generated_code_builds_warning_free_for_every_target, .timeout = 90
             continue;
         for (size_t i = 0; i < N_MODELS; i++) {
             char *out = NULL;
-            int status = run(&out, "%s %s -std=c11 -Wall -Wextra -Werror -O2 -fopenmp -Iruntime -c generated/%s.c -o /dev/null",
-                             build_targets[t].compiler, build_targets[t].flags, every_model[i]);
+            char file[128];
+            snprintf(file, sizeof file, "generated/%s.c", every_model[i]);
+            int status = compile_clean(&out, build_targets[t].compiler, build_targets[t].flags, file);
             cr_expect_eq(status, 0, "%s %s on generated/%s.c:\n%s", build_targets[t].compiler, build_targets[t].flags,
                          every_model[i], out);
             free(out);
         }
     }
+}
+
+/* CPUs with AVX512_BF16 (and AVX512_FP16, whose part of <immintrin.h> once met the file's macro B). */
+static const struct {
+    const char *compiler, *flags;
+} bf16_targets[] = {{"gcc", "-march=sapphirerapids"}, {"clang", "-march=sapphirerapids"}};
+
+/*
+ * `nnc --precision bf16` (vgg_bn: three bfloat16 convolutions) builds warning-free for every target above,
+ * which run its fp32 kernels (this CPU: the bfloat16 ones, where it has AVX512_BF16), and for CPUs with
+ * AVX512_BF16.
+ */
+Test(compile, bf16_code_builds_warning_free_for_every_target, .timeout = 300)
+{
+    char *dir = scratch_dir(), file[512], *out = NULL;
+    snprintf(file, sizeof file, "%s/vgg_bn_bf16.c", dir);
+    cr_assert_eq(run(NULL, "$B/nnc --precision bf16 models/vgg_bn.nn -o %s", file), 0);
+    cr_expect_eq(run(NULL, "grep -q '_forward_bf16(' %s", file), 0, "no bfloat16 kernel was emitted");
+    int x86 = run(NULL, "test \"$(uname -m)\" = x86_64") == 0;
+    for (size_t t = 0; t < sizeof build_targets / sizeof build_targets[0]; t++) {
+        if (build_targets[t].x86_only && !x86)
+            continue;
+        cr_expect_eq(compile_clean(&out, build_targets[t].compiler, build_targets[t].flags, file), 0, "%s %s:\n%s",
+                     build_targets[t].compiler, build_targets[t].flags, out);
+        free(out);
+    }
+    for (size_t t = 0; x86 && t < sizeof bf16_targets / sizeof bf16_targets[0]; t++) {
+        cr_expect_eq(compile_clean(&out, bf16_targets[t].compiler, bf16_targets[t].flags, file), 0, "%s %s:\n%s",
+                     bf16_targets[t].compiler, bf16_targets[t].flags, out);
+        free(out);
+    }
+    run(NULL, "rm -rf %s", dir);
+    free(dir);
 }
 
 Test(mnist, cnn_baseline_one_epoch_reaches_97_percent, .timeout = 600)

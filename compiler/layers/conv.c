@@ -99,9 +99,35 @@ static int tensor_shape(const layer *l, int t, int dims[4])
 const conv_strategy *conv_choose(const layer *l)
 {
     /* Register blocking reads whole windows: valid padding only. */
+    if (l->precision == PRECISION_BF16 && conv_bf16_fits(l))
+        return &conv_bf16;
     if (!l->u.conv.same)
         return &conv_blocked;
     return &conv_direct;
+}
+
+int conv_pixel_block(int vectors, int limit, int max_acc)
+{
+    static const int sizes[] = {8, 6, 4, 2, 1};
+    for (int i = 0; i < 5; i++)
+        if (sizes[i] * vectors <= max_acc && sizes[i] <= limit)
+            return sizes[i];
+    return 1;
+}
+
+void conv_print_block_sweep(cgen *g, const layer *l, int np, const char *block, const char *args, int note_last)
+{
+    int OH = l->out.h, OW = l->out.w;
+    cg(g, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
+    if (OW / np > 0)
+        cg(g, "            for (int ox = 0; ox + %d <= %d; ox += %d)\n                %s(%s, b, oy, ox, %d);\n", np, OW,
+           np, block, args, np);
+    if (OW % np && note_last)
+        cg(g, "            %s(%s, b, oy, %d, %d); /* the row's last %d pixels */\n", block, args, OW - OW % np, OW % np,
+           OW % np);
+    else if (OW % np)
+        cg(g, "            %s(%s, b, oy, %d, %d);\n", block, args, OW - OW % np, OW % np);
+    cg(g, "        }\n");
 }
 
 void conv_window_loops(cgen *g, const layer *l, const char *indent)
@@ -124,6 +150,11 @@ void conv_window_loops(cgen *g, const layer *l, const char *indent)
         cg(g, "%s        int ix = %s + kx;\n", indent, ox);
     if (c->pad_left > 0 || c->same)
         cg(g, "%s        if (ix < 0 || ix >= %d)\n%s            continue;\n", indent, l->in.w, indent);
+}
+
+static precision_kind precision(const layer *l)
+{
+    return conv_choose(l) == &conv_bf16 ? PRECISION_BF16 : PRECISION_FP32;
 }
 
 static const char *kernel(const layer *l)
@@ -157,14 +188,34 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
     conv_choose(l)->print_forward(g, l, a);
 }
 
-/* Every strategy's backward takes the same arguments: wt is the transposed weights it made, if any. */
-static void print_backward(cgen *g, const layer *l, const step_args *a)
+void conv_print_backward_head(cgen *g, const layer *l)
+{
+    int OH = l->out.h, OW = l->out.w, CO = l->out.c;
+    cg_act_backward(g, l->act, "dout", "out", OH * OW * CO);
+    if (l->act == ACT_LINEAR)
+        cg(g, "    (void)out;\n");
+    cg(g, "    memset(db, 0, sizeof(float) * %d);\n", CO);
+    cg(g, "    for (size_t p = (size_t)lo * %d; p < (size_t)hi * %d; p++)\n", OH * OW, OH * OW);
+    cg(g, "        for (int co = 0; co < %d; co++)\n            db[co] += dout[p * %d + co];\n", CO, CO);
+}
+
+/* The backward call most strategies share: wt is the transposed weights it made, if any. */
+void conv_print_backward_call(cgen *g, const layer *l, const step_args *a)
 {
     char up[64], wt[80];
     upper(up, sizeof up, l->name);
     snprintf(wt, sizeof wt, a->din ? "ws->%s_wt" : "NULL", l->name);
     cgi(g, "%s_backward(%s, %s + %s_W, %s + %s_B, %s, %s, %s, %s, lo, hi);\n", l->name, a->din ? a->din : "NULL",
         a->grads, up, a->grads, up, a->dout, a->out, a->in, wt);
+}
+
+static void print_backward(cgen *g, const layer *l, const step_args *a)
+{
+    const conv_strategy *s = conv_choose(l);
+    if (s->print_backward)
+        s->print_backward(g, l, a);
+    else
+        conv_print_backward_call(g, l, a);
 }
 
 /* The simple loop nest for one sample: each output pixel's channels accumulated over its window (any padding). */
@@ -340,6 +391,7 @@ const layer_kind conv_kind = {
     .prepare = prepare,
     .print_forward = print_forward,
     .print_backward = print_backward,
+    .precision = precision,
     .emit_single = emit_single,
     .graph_node = graph_node,
 };

@@ -19,12 +19,33 @@ typedef struct {
     void (*emit)(cgen *g, const layer *l, const layer_role *r);
     void (*prepare)(cgen *g, const layer *l, const layer_role *r, pass_kind pass);
     void (*print_forward)(cgen *g, const layer *l, const step_args *a);
+    /* NULL: the call every strategy shares, NAME_backward(din, dw, db, dout, out, in, wt, lo, hi) */
+    void (*print_backward)(cgen *g, const layer *l, const step_args *a);
 } conv_strategy;
 
 extern const conv_strategy conv_direct;  /* conv_direct.c: any padding */
 extern const conv_strategy conv_blocked; /* conv_blocked.c: register-blocked, valid padding */
+extern const conv_strategy conv_bf16;    /* conv_bf16.c: bfloat16 products (`precision bf16`) */
+
+/* Whether conv_bf16 has kernels for the layer's shapes. */
+int conv_bf16_fits(const layer *l);
 
 const conv_strategy *conv_choose(const layer *l);
+
+/* The first lines of every strategy's NAME_backward: dout through the activation's derivative, in place,
+ * then db summed over the slice's pixels. */
+void conv_print_backward_head(cgen *g, const layer *l);
+
+/* NAME_backward(din, dw, db, dout, out, in, wt, lo, hi): the backward call most strategies share. */
+void conv_print_backward_call(cgen *g, const layer *l, const step_args *a);
+
+/* Output pixels a register block holds: the largest of {8, 6, 4, 2, 1} at most `limit` whose
+ * pixels x `vectors` accumulators fit in `max_acc` vector registers. */
+int conv_pixel_block(int vectors, int limit, int max_acc);
+
+/* The slice's images and output rows, each row in blocks of np pixels and a shorter last block:
+ * BLOCK(ARGS, b, oy, ox0, pixels); note_last marks the last block with a comment. */
+void conv_print_block_sweep(cgen *g, const layer *l, int np, const char *block, const char *args, int note_last);
 
 /* The loops over one output pixel's receptive field, with the bounds checks padding needs. */
 void conv_window_loops(cgen *g, const layer *l, const char *indent);

@@ -39,14 +39,9 @@ static int padded(int count)
     return (count + VEC - 1) / VEC * VEC;
 }
 
-/* The largest block in {8, 6, 4, 2, 1} whose blocks x vectors fit the accumulator budget. */
 static int pixel_block(int vectors, int limit)
 {
-    static const int sizes[] = {8, 6, 4, 2, 1};
-    for (int i = 0; i < 5; i++)
-        if (sizes[i] * vectors <= max_acc() && sizes[i] <= limit)
-            return sizes[i];
-    return 1;
+    return conv_pixel_block(vectors, limit, max_acc());
 }
 
 /* The weight gradient's block of (kx, cin) pairs: the largest divisor of J that fits. */
@@ -191,14 +186,11 @@ static void emit_forward(cgen *g, const layer *l)
     cg(g, "                       const float *restrict %s, int lo, int hi)\n{\n", bsrc);
     if (weights_padded(l))
         cg(g, "    /* wpad, bpad: padded by %s_pad_weights() at the step's start */\n", id);
-    cg(g, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
-    if (OW / NP > 0)
-        cg(g, "            for (int ox = 0; ox + %d <= %d; ox += %d)\n                %s_forward_block(out, in, %s, %s, b, oy, ox, %d);\n",
-           NP, OW, NP, id, wsrc, bsrc, NP);
-    if (OW % NP)
-        cg(g, "            %s_forward_block(out, in, %s, %s, b, oy, %d, %d); /* the row's last %d pixels */\n", id, wsrc,
-           bsrc, OW - OW % NP, OW % NP, OW % NP);
-    cg(g, "        }\n}\n\n");
+    char block[80], args[80];
+    snprintf(block, sizeof block, "%s_forward_block", id);
+    snprintf(args, sizeof args, "out, in, %s, %s", wsrc, bsrc);
+    conv_print_block_sweep(g, l, NP, block, args, 1);
+    cg(g, "}\n\n");
 }
 
 /*
@@ -335,19 +327,15 @@ static void emit_input_grad(cgen *g, const layer *l)
     cg(g, "static void %s_input_grad(float *restrict din, const float *restrict dz, const float *restrict wt,\n", id);
     cg(g, "                          int lo, int hi)\n{\n");
     cg(g, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IH * IW * CI, IH * IW * CI);
-    cg(g, "    for (int b = lo; b < hi; b++)\n        for (int oy = 0; oy < %d; oy++) {\n", OH);
-    if (OW / NPI > 0)
-        cg(g, "            for (int ox = 0; ox + %d <= %d; ox += %d)\n                %s_input_grad_block(din, dz, wt, b, oy, ox, %d);\n",
-           NPI, OW, NPI, id, NPI);
-    if (OW % NPI)
-        cg(g, "            %s_input_grad_block(din, dz, wt, b, oy, %d, %d);\n", id, OW - OW % NPI, OW % NPI);
-    cg(g, "        }\n}\n\n");
+    char block[80];
+    snprintf(block, sizeof block, "%s_input_grad_block", id);
+    conv_print_block_sweep(g, l, NPI, block, "din, dz, wt", 0);
+    cg(g, "}\n\n");
 }
 
 static void emit(cgen *g, const layer *l, const layer_role *r)
 {
     const char *id = l->name;
-    int OH = l->out.h, OW = l->out.w, CO = l->out.c;
     if (weights_padded(l))
         emit_pad_weights(g, l);
     if (r->needs_din)
@@ -367,12 +355,7 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
     cg(g, "static void %s_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,\n", id);
     cg(g, "                        const float *restrict out, const float *restrict in, const float *restrict wt,\n");
     cg(g, "                        int lo, int hi)\n{\n");
-    cg_act_backward(g, l->act, "dout", "out", OH * OW * CO);
-    if (l->act == ACT_LINEAR)
-        cg(g, "    (void)out;\n");
-    cg(g, "    memset(db, 0, sizeof(float) * %d);\n", CO);
-    cg(g, "    for (size_t p = (size_t)lo * %d; p < (size_t)hi * %d; p++)\n", OH * OW, OH * OW);
-    cg(g, "        for (int co = 0; co < %d; co++)\n            db[co] += dout[p * %d + co];\n", CO, CO);
+    conv_print_backward_head(g, l);
     cg(g, "    %s_weight_grad(dw, dout, in, lo, hi);\n", id);
     if (r->needs_din)
         cg(g, "    %s_input_grad(din, dout, wt, lo, hi);\n", id);

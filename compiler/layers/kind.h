@@ -83,6 +83,7 @@ enum {
     HELPER_STORE_TAIL = 4,
     HELPER_SUM_SLICES = 8,  /* sum_slices(): some weight gradients summed over the slices mid-step */
     HELPER_DROPOUT_KEY = 16, /* dropout_key(): each dropout layer's own mask key from the step's */
+    HELPER_BF16 = 32,        /* NNC_BF16, to_bf16(), pair_bf16(): kernels for `precision bf16` */
 };
 
 /* What the printer tells a kind about a layer's place in the model. */
@@ -153,6 +154,9 @@ typedef struct layer_kind {
     void (*print_backward)(cgen *g, const layer *l, const step_args *a);
     step_list (*forward)(const layer *l, pass_kind pass);
     step_list (*backward)(const layer *l, const layer_role *r); /* n = 0: nothing to do */
+
+    /* What the layer's kernels multiply in, where the target allows (NULL: fp32 always). */
+    precision_kind (*precision)(const layer *l);
 
     /* The inference back end: the layer as a plain C99 function of one sample (see single_ctx). */
     void (*emit_single)(cgen *g, const layer *l, const single_ctx *sc);

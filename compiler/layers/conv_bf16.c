@@ -1,0 +1,348 @@
+/*
+ * conv_bf16.c - the bfloat16 convolution strategy (`precision bf16` in the
+ * train block; valid padding, stride 1, channels in multiples of 16).
+ *
+ * conv_blocked's register blocks with the products taken in bfloat16:
+ * AVX512_BF16's vdpbf16ps multiplies 16 pairs of bfloat16 values and adds
+ * both products of a pair to one fp32 lane, twice the multiply-adds of an
+ * fp32 FMA. The pair runs along the axis being summed, so the operands are
+ * repacked first, rounded to nearest even:
+ *
+ *   forward       in  -> inh [b][y][x][ci]          (channel pairs are adjacent already)
+ *                 w   -> wp  [ky][kx][ci/2][co][2]  once a step
+ *   input grad    dz  -> dzh [b][y][x][co]
+ *                 w   -> wtp [ky][kx][co/2][ci][2]  once a step
+ *   weight grad   dz  -> dzp [b][oy][ox/2][co][2]   pairs of neighbouring output pixels
+ *                 in  -> int [b][y][ci][x]          a row per channel: (x, x + 1) adjacent
+ *
+ * Everything else stays fp32: the sums, bias, activation, the weights the
+ * optimizer updates. The file also keeps conv_blocked's fp32 kernels, which
+ * run where the C compiler's target lacks AVX512_BF16 (NNC_BF16 is 0 there),
+ * so the one generated file builds and trains anywhere.
+ */
+#include "conv.h"
+
+#define LANES_BF16 16  /* fp32 lanes of an AVX-512 register: 16 output channels a vector */
+#define ACC_BF16 16    /* accumulators a block keeps, of AVX-512's 32 registers */
+
+int conv_bf16_fits(const layer *l)
+{
+    const conv_params *c = &l->u.conv;
+    return !c->same && c->sh == 1 && c->sw == 1 && l->in.c % LANES_BF16 == 0 && l->out.c % LANES_BF16 == 0;
+}
+
+static unsigned helpers(const layer *l, const layer_role *r)
+{
+    return conv_blocked.helpers(l, r) | HELPER_BF16;
+}
+
+/* Output pixels, padded to whole pairs for the weight gradient. */
+static int pair_width(const layer *l)
+{
+    return (l->out.w + 1) / 2 * 2;
+}
+
+/* Input rows of the weight gradient's transposed copy: one column more when the pairs overhang. */
+static int row_width(const layer *l)
+{
+    return pair_width(l) + l->u.conv.kw - 1;
+}
+
+static void workspace(const layer *l, const layer_role *r, ws_list *ws)
+{
+    const conv_params *c = &l->u.conv;
+    int K = c->kh * c->kw, CI = l->in.c, CO = l->out.c;
+    conv_blocked.workspace(l, r, ws);
+    ws_add(ws, "w as bfloat16 pairs of input channels, [kh][kw][cin/2][cout][2]", "uint16_t %s_wp[%d] ALIGNED",
+           l->name, K * CI * CO);
+    ws_add(ws, "the input as bfloat16, the forward pass's", "uint16_t %s_inh[B * %d] ALIGNED", l->name,
+           shape_size(l->in));
+    ws_add(ws, "dz as bfloat16 pairs of neighbouring output pixels, [b][oy][ox/2][cout][2]",
+           "uint16_t %s_dzp[B * %d] ALIGNED", l->name, l->out.h * pair_width(l) * CO);
+    ws_add(ws, "the input as bfloat16 rows per channel, [b][y][cin][x]", "uint16_t %s_int[B * %d] ALIGNED",
+           l->name, l->in.h * CI * row_width(l));
+    if (r->needs_din) {
+        ws_add(ws, "w as bfloat16 pairs of output channels, [kh][kw][cout/2][cin][2]", "uint16_t %s_wtp[%d] ALIGNED",
+               l->name, K * CI * CO);
+        ws_add(ws, "dz as bfloat16, the input gradient's", "uint16_t %s_dzh[B * %d] ALIGNED", l->name,
+               shape_size(l->out));
+    }
+}
+
+/* w [k][ci][co] as the pairs each kernel reads; 16 values (8 pairs) a conversion. */
+static void emit_pack(cgen *g, const layer *l, const layer_role *r)
+{
+    const conv_params *c = &l->u.conv;
+    int K = c->kh * c->kw, CI = l->in.c, CO = l->out.c;
+    cg(g, "/* w in bfloat16: wp pairs input channels (forward)%s. */\n",
+       r->needs_din ? ", wtp pairs output channels (input gradient)" : "");
+    cg(g, "static void %s_pack_bf16(uint16_t *restrict wp, uint16_t *restrict wtp, const float *restrict w)\n{\n",
+       l->name);
+    cg(g, "    float f[16];\n");
+    cg(g, "    for (int k = 0; k < %d; k++)\n        for (int i = 0; i < %d; i++)\n", K, CI / 2);
+    cg(g, "            for (int co = 0; co < %d; co += 8) {\n", CO);
+    cg(g, "                for (int j = 0; j < 8; j++) {\n");
+    cg(g, "                    f[2 * j] = w[(k * %d + 2 * i) * %d + co + j];\n", CI, CO);
+    cg(g, "                    f[2 * j + 1] = w[(k * %d + 2 * i + 1) * %d + co + j];\n                }\n", CI, CO);
+    cg(g, "                to_bf16(wp + ((k * %d + i) * %d + co) * 2, f, 16);\n            }\n", CI / 2, CO);
+    if (!r->needs_din) {
+        cg(g, "    (void)wtp;\n}\n\n");
+        return;
+    }
+    cg(g, "    if (!wtp)\n        return; /* inference */\n");
+    cg(g, "    for (int k = 0; k < %d; k++)\n        for (int i = 0; i < %d; i++)\n", K, CO / 2);
+    cg(g, "            for (int ci = 0; ci < %d; ci += 8) {\n", CI);
+    cg(g, "                for (int j = 0; j < 8; j++) {\n");
+    cg(g, "                    f[2 * j] = w[(k * %d + ci + j) * %d + 2 * i];\n", CI, CO);
+    cg(g, "                    f[2 * j + 1] = w[(k * %d + ci + j) * %d + 2 * i + 1];\n                }\n", CI, CO);
+    cg(g, "                to_bf16(wtp + ((k * %d + i) * %d + ci) * 2, f, 16);\n            }\n}\n\n", CO / 2, CI);
+}
+
+/*
+ * The inner sweep every bfloat16 block shares: for each of `pairs` pairs along
+ * the summed axis, V vectors of w (W + i * w_stride pairs, 16 lanes each) times
+ * the pair of x (X + p * x_stride) broadcast, into acc[p][v] for p < count.
+ */
+static void print_pair_sweep(cgen *g, const char *in, const char *what, int pairs, const char *w, int w_stride, int V,
+                             const char *x, int x_stride, const char *count)
+{
+    cg(g, "%sfor (int i = 0; i < %d; i++) { /* %s 2i and 2i + 1 */\n", in, pairs, what);
+    cg(g, "%s    __m512bh vec[%d];\n%s    for (int v = 0; v < %d; v++)\n", in, V, in, V);
+    cg(g, "%s        vec[v] = (__m512bh)_mm512_loadu_si512(%s + (i * %d + 16 * v) * 2);\n", in, w, w_stride);
+    cg(g, "%s    for (int p = 0; p < %s; p++) {\n", in, count);
+    cg(g, "%s        __m512bh x = pair_bf16(%s + p * %d + 2 * i);\n", in, x, x_stride);
+    cg(g, "%s        for (int v = 0; v < %d; v++)\n", in, V);
+    cg(g, "%s            acc[p][v] = _mm512_dpbf16_ps(acc[p][v], x, vec[v]);\n", in);
+    cg(g, "%s    }\n%s}\n", in, in);
+}
+
+static void emit_forward(cgen *g, const layer *l)
+{
+    const conv_params *c = &l->u.conv;
+    const char *id = l->name;
+    int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
+    int V = CO / LANES_BF16, NP = conv_pixel_block(V, OW, ACC_BF16);
+    char buf[128];
+    cg(g, "/* %d output pixels along x at (b, oy, ox0), %d vector%s of channels each; input channels in pairs. */\n",
+       NP, V, V == 1 ? "" : "s");
+    cg(g, "static inline __attribute__((always_inline)) void\n");
+    cg(g, "%s_forward_bf16_block(float *restrict out, const uint16_t *restrict inh, const uint16_t *restrict wp,\n",
+       id);
+    cg(g, "                      const float *restrict bias, int b, int oy, int ox0, const int np)\n{\n");
+    cg(g, "    __m512 acc[%d][%d];\n", NP, V);
+    cg(g, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n", V);
+    cg(g, "            acc[p][v] = _mm512_loadu_ps(bias + 16 * v);\n");
+    cg(g, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", c->kh, c->kw);
+    cg(g, "            const uint16_t *px = inh + (((size_t)b * %d + oy + ky) * %d + ox0 + kx) * %d;\n", IH, IW, CI);
+    cg(g, "            const uint16_t *wk = wp + (ky * %d + kx) * %d;\n", c->kw, CI * CO);
+    print_pair_sweep(g, "            ", "input channels", CI / 2, "wk", CO, V, "px", CI, "np");
+    cg(g, "        }\n");
+    cg(g, "    float *o = out + (((size_t)b * %d + oy) * %d + ox0) * %d;\n", OH, OW, CO);
+    cg(g, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n", V);
+    cg(g, "            _mm512_storeu_ps(o + p * %d + 16 * v, acc[p][v]);\n", CO);
+    if (l->act != ACT_LINEAR)
+        cg(g, "    for (int j = 0; j < np * %d; j++)\n        o[j] = %s;\n", CO, act_expr(l->act, buf, sizeof buf, "o[j]"));
+    cg(g, "}\n\n");
+
+    cg(g, "static void %s_forward_bf16(float *restrict out, const float *restrict in, uint16_t *restrict inh,\n", id);
+    cg(g, "                            const uint16_t *restrict wp, const float *restrict bias, int lo, int hi)\n{\n");
+    cg(g, "    to_bf16(inh + (size_t)lo * %d, in + (size_t)lo * %d, (size_t)(hi - lo) * %d);\n", shape_size(l->in),
+       shape_size(l->in), shape_size(l->in));
+    char block[80];
+    snprintf(block, sizeof block, "%s_forward_bf16_block", id);
+    conv_print_block_sweep(g, l, NP, block, "out, inh, wp, bias", 1);
+    cg(g, "}\n\n");
+}
+
+static void emit_input_grad(cgen *g, const layer *l)
+{
+    const conv_params *c = &l->u.conv;
+    const char *id = l->name;
+    int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
+    int VI = CI / LANES_BF16, NPI = conv_pixel_block(VI, OW, ACC_BF16);
+    cg(g, "/* din at the %d input pixels that tap (ky, kx) of output pixels ox0.., %d vector%s of channels each;\n",
+       NPI, VI, VI == 1 ? "" : "s");
+    cg(g, "   output channels in pairs. */\n");
+    cg(g, "static inline __attribute__((always_inline)) void\n");
+    cg(g, "%s_input_grad_bf16_block(float *restrict din, const uint16_t *restrict dzh, const uint16_t *restrict wtp,\n",
+       id);
+    cg(g, "                         int b, int oy, int ox0, const int np)\n{\n");
+    cg(g, "    const uint16_t *g = dzh + (((size_t)b * %d + oy) * %d + ox0) * %d;\n", OH, OW, CO);
+    cg(g, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", c->kh, c->kw);
+    cg(g, "            float *dp = din + (((size_t)b * %d + oy + ky) * %d + ox0 + kx) * %d;\n", IH, IW, CI);
+    cg(g, "            const uint16_t *wtk = wtp + (ky * %d + kx) * %d;\n", c->kw, CI * CO);
+    cg(g, "            __m512 acc[%d][%d];\n", NPI, VI);
+    cg(g, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
+    cg(g, "                    acc[p][v] = _mm512_loadu_ps(dp + p * %d + 16 * v);\n", CI);
+    print_pair_sweep(g, "            ", "output channels", CO / 2, "wtk", CI, VI, "g", CO, "np");
+    cg(g, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
+    cg(g, "                    _mm512_storeu_ps(dp + p * %d + 16 * v, acc[p][v]);\n", CI);
+    cg(g, "        }\n}\n\n");
+
+    cg(g, "static void %s_input_grad_bf16(float *restrict din, const float *restrict dz, uint16_t *restrict dzh,\n", id);
+    cg(g, "                               const uint16_t *restrict wtp, int lo, int hi)\n{\n");
+    cg(g, "    to_bf16(dzh + (size_t)lo * %d, dz + (size_t)lo * %d, (size_t)(hi - lo) * %d);\n", shape_size(l->out),
+       shape_size(l->out), shape_size(l->out));
+    cg(g, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", shape_size(l->in),
+       shape_size(l->in));
+    char block[80];
+    snprintf(block, sizeof block, "%s_input_grad_bf16_block", id);
+    conv_print_block_sweep(g, l, NPI, block, "din, dzh, wtp", 0);
+    cg(g, "}\n\n");
+}
+
+/* The largest divisor of CI whose channels x V vectors fit the accumulators. */
+static int channel_block(int CI, int V)
+{
+    for (int cand = CI; cand >= 1; cand--)
+        if (CI % cand == 0 && cand * V <= ACC_BF16)
+            return cand;
+    return 1;
+}
+
+/*
+ * Weight gradient: dw[ky][kx][ci][co] sums in * dz over the slice's output
+ * pixels, two neighbouring pixels a product pair. For each tap (ky, kx) a
+ * block of CB input channels x V vectors of dw stays in registers while a
+ * sweep over one image's output pixels accumulates into it.
+ */
+static void emit_weight_grad(cgen *g, const layer *l)
+{
+    const conv_params *c = &l->u.conv;
+    const char *id = l->name;
+    int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
+    int V = CO / LANES_BF16, CB = channel_block(CI, V), OWP = pair_width(l), RW = row_width(l);
+    cg(g, "/* The slice's dz as pairs of neighbouring output pixels (a zero pixel after an odd row), and its\n");
+    cg(g, "   input as rows of one channel, both bfloat16: what the weight gradient's pairs read. */\n");
+    cg(g, "static void %s_pair_pixels_bf16(uint16_t *restrict dzp, uint16_t *restrict in_rows,\n", id);
+    cg(g, "                                const float *restrict dz, const float *restrict in, int lo, int hi)\n{\n");
+    cg(g, "    float f[16];\n");
+    cg(g, "    for (size_t row = (size_t)lo * %d; row < (size_t)hi * %d; row++)\n", OH, OH);
+    cg(g, "        for (int ox = 0; ox < %d; ox += 2)\n            for (int co = 0; co < %d; co += 8) {\n", OWP, CO);
+    cg(g, "                for (int j = 0; j < 8; j++) {\n");
+    cg(g, "                    f[2 * j] = dz[(row * %d + ox) * %d + co + j];\n", OW, CO);
+    if (OW % 2)
+        cg(g, "                    f[2 * j + 1] = ox + 1 < %d ? dz[(row * %d + ox + 1) * %d + co + j] : 0.0f;\n", OW, OW,
+           CO);
+    else
+        cg(g, "                    f[2 * j + 1] = dz[(row * %d + ox + 1) * %d + co + j];\n", OW, CO);
+    cg(g, "                }\n");
+    cg(g, "                to_bf16(dzp + (row * %d + ox / 2) * %d + co * 2, f, 16);\n            }\n", OWP / 2, CO * 2);
+    cg(g, "    for (size_t row = (size_t)lo * %d; row < (size_t)hi * %d; row++)\n", IH, IH);
+    cg(g, "        for (int ci = 0; ci < %d; ci++) {\n", CI);
+    cg(g, "            uint16_t *r = in_rows + (row * %d + ci) * %d;\n", CI, RW);
+    cg(g, "            for (int x = 0; x < %d; x += 16) {\n", RW);
+    cg(g, "                for (int j = 0; j < 16; j++)\n");
+    cg(g, "                    f[j] = x + j < %d ? in[(row * %d + x + j) * %d + ci] : 0.0f;\n", IW, IW, CI);
+    cg(g, "                to_bf16(r + x, f, x + 16 <= %d ? 16 : %d - x);\n", RW, RW);
+    cg(g, "            }\n        }\n}\n\n");
+
+    cg(g, "/* dw += in^T . dz over the slice: %d input channel%s x %d vector%s of dw in registers per tap. */\n", CB,
+       CB == 1 ? "" : "s", V, V == 1 ? "" : "s");
+    cg(g, "static void %s_weight_grad_bf16(float *restrict dw, const uint16_t *restrict dzp,\n", id);
+    cg(g, "                                const uint16_t *restrict in_rows, int lo, int hi)\n{\n");
+    cg(g, "    memset(dw, 0, sizeof(float) * %d);\n", c->kh * c->kw * CI * CO);
+    cg(g, "    for (int b = lo; b < hi; b++)\n");
+    cg(g, "        for (int ky = 0; ky < %d; ky++)\n            for (int kx = 0; kx < %d; kx++)\n", c->kh, c->kw);
+    cg(g, "                for (int c0 = 0; c0 < %d; c0 += %d) {\n", CI, CB);
+    cg(g, "                    float *dwk = dw + ((ky * %d + kx) * %d + c0) * %d;\n", c->kw, CI, CO);
+    cg(g, "                    __m512 acc[%d][%d];\n", CB, V);
+    cg(g, "                    for (int p = 0; p < %d; p++)\n                        for (int v = 0; v < %d; v++)\n",
+       CB, V);
+    cg(g, "                            acc[p][v] = _mm512_loadu_ps(dwk + p * %d + 16 * v);\n", CO);
+    cg(g, "                    for (int oy = 0; oy < %d; oy++) {\n", OH);
+    cg(g, "                        const uint16_t *gz = dzp + ((size_t)b * %d + oy) * %d;\n", OH, OWP * CO);
+    cg(g, "                        const uint16_t *rows = in_rows + (((size_t)b * %d + oy + ky) * %d + c0) * %d + kx;\n",
+       IH, CI, RW);
+    char channels[16];
+    snprintf(channels, sizeof channels, "%d", CB);
+    print_pair_sweep(g, "                        ", "output pixels", OWP / 2, "gz", CO, V, "rows", RW, channels);
+    cg(g, "                    }\n");
+    cg(g, "                    for (int p = 0; p < %d; p++)\n                        for (int v = 0; v < %d; v++)\n",
+       CB, V);
+    cg(g, "                            _mm512_storeu_ps(dwk + p * %d + 16 * v, acc[p][v]);\n", CO);
+    cg(g, "                }\n}\n\n");
+}
+
+static void emit_backward(cgen *g, const layer *l, const layer_role *r)
+{
+    const char *id = l->name;
+    cg(g, "/* conv_backward's bfloat16 twin: dout becomes dL/d(pre-activation); dw, db are the slice's. */\n");
+    cg(g, "static void %s_backward_bf16(float *restrict din, float *restrict dw, float *restrict db,\n", id);
+    cg(g, "                             float *restrict dout, const float *restrict out, const float *restrict in,\n");
+    cg(g, "                             uint16_t *restrict dzp, uint16_t *restrict in_rows, uint16_t *restrict dzh,\n");
+    cg(g, "                             const uint16_t *restrict wtp, int lo, int hi)\n{\n");
+    conv_print_backward_head(g, l);
+    cg(g, "    %s_pair_pixels_bf16(dzp, in_rows, dout, in, lo, hi);\n", id);
+    cg(g, "    %s_weight_grad_bf16(dw, dzp, in_rows, lo, hi);\n", id);
+    if (r->needs_din)
+        cg(g, "    %s_input_grad_bf16(din, dout, dzh, wtp, lo, hi);\n", id);
+    else
+        cg(g, "    (void)din; /* the network input needs no gradient */\n    (void)dzh;\n    (void)wtp;\n");
+    cg(g, "}\n\n");
+}
+
+static void emit(cgen *g, const layer *l, const layer_role *r)
+{
+    cg(g, "#if NNC_BF16 /* `precision bf16`, on a target with AVX512_BF16 */\n");
+    emit_pack(g, l, r);
+    emit_forward(g, l);
+    emit_weight_grad(g, l);
+    if (r->needs_din)
+        emit_input_grad(g, l);
+    emit_backward(g, l, r);
+    cg(g, "#else /* the target lacks AVX512_BF16: conv_blocked's fp32 kernels */\n\n");
+    conv_blocked.emit(g, l, r);
+    cg(g, "#endif\n");
+}
+
+static void prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass)
+{
+    char up[64];
+    upper(up, sizeof up, l->name);
+    cg(g, "#if NNC_BF16\n");
+    char wtp[80];
+    snprintf(wtp, sizeof wtp, pass == PASS_TRAIN && r->needs_din ? "ws->%s_wtp" : "NULL", l->name);
+    cgi(g, "%s_pack_bf16(ws->%s_wp, %s, params + %s_W);\n", l->name, l->name, wtp, up);
+    cg(g, "#else\n");
+    conv_blocked.prepare(g, l, r, pass);
+    cg(g, "#endif\n");
+}
+
+static void print_forward(cgen *g, const layer *l, const step_args *a)
+{
+    char up[64];
+    upper(up, sizeof up, l->name);
+    cg(g, "#if NNC_BF16\n");
+    cgi(g, "%s_forward_bf16(%s, %s, ws->%s_inh, ws->%s_wp, params + %s_B, lo, hi);\n", l->name, a->out, a->in,
+        l->name, l->name, up);
+    cg(g, "#else\n");
+    conv_blocked.print_forward(g, l, a);
+    cg(g, "#endif\n");
+}
+
+static void print_backward(cgen *g, const layer *l, const step_args *a)
+{
+    char up[64], wtp[80], dzh[80];
+    upper(up, sizeof up, l->name);
+    snprintf(wtp, sizeof wtp, a->din ? "ws->%s_wtp" : "NULL", l->name);
+    snprintf(dzh, sizeof dzh, a->din ? "ws->%s_dzh" : "NULL", l->name);
+    cg(g, "#if NNC_BF16\n");
+    cgi(g, "%s_backward_bf16(%s, %s + %s_W, %s + %s_B, %s, %s, %s, ws->%s_dzp, ws->%s_int, %s, %s, lo, hi);\n",
+        l->name, a->din ? a->din : "NULL", a->grads, up, a->grads, up, a->dout, a->out, a->in, l->name, l->name, dzh,
+        wtp);
+    cg(g, "#else\n");
+    conv_print_backward_call(g, l, a);
+    cg(g, "#endif\n");
+}
+
+const conv_strategy conv_bf16 = {
+    .description = "register-blocked direct convolution, bfloat16 products and fp32 sums where the target has "
+                   "AVX512_BF16 (else fp32)",
+    .helpers = helpers,
+    .workspace = workspace,
+    .emit = emit,
+    .prepare = prepare,
+    .print_forward = print_forward,
+    .print_backward = print_backward,
+};
