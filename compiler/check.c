@@ -785,8 +785,8 @@ static void check_whole_model(checker *ck, const nnc_stmt *stmts)
         model_note_default(ck->m, line, "epochs 10");
     }
     r->n_phases = m->n_phases;
-    model_set_precision(m, m->precision);
     r->phases = m->phases;
+    model_set_precision(m, m->precision);
 
     /*
      * weight_decay=W adds W * w to every kernel's gradient, as PyTorch's

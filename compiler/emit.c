@@ -678,7 +678,7 @@ static int print_phase(printer *pr, const plan *p, op_phase phase)
     const char *pass = p->pass == PASS_TRAIN ? "train" : "infer";
     cg(&pr->g, "\n/* %s: %s */\n", p->pass == PASS_TRAIN ? "Training" : "Inference", phase_comment[phase]);
     cg(&pr->g, "static void %s_%s(const step *s)\n{\n", pass, phase_function[phase]);
-    char *always = unconditional_lines(body), unused[128] = "";
+    char *always = unconditional_lines(body), unused[256] = ""; /* 9 locals of at most 16 characters */
     for (size_t i = 0; i < sizeof locals / sizeof locals[0]; i++)
         if (uses_name(body, locals[i][0])) {
             cg(&pr->g, "    %s\n", locals[i][1]);
@@ -687,7 +687,7 @@ static int print_phase(printer *pr, const plan *p, op_phase phase)
                 snprintf(unused + at, sizeof unused - at, "%s(void)%s", at ? ", " : "", locals[i][0]);
         }
     if (unused[0])
-        cg(&pr->g, "    %s; /* read in some #if branches only */\n", unused);
+        cg(&pr->g, "    %s; /* read only inside #if blocks */\n", unused);
     cg(&pr->g, "%s}\n", body);
     free(always);
     free(body);
@@ -837,23 +837,25 @@ static void print_recipe(printer *pr)
     cg(g, "    },\n");
 }
 
-
 /* For the trainer's log: which layers multiply in bfloat16 with this build, or why none does. */
 static void print_precision(printer *pr)
 {
     cgen *g = &pr->g;
     if (!(pr->helpers & HELPER_BF16))
         return;
-    char names[256] = "";
-    size_t used = 0;
-    for (int i = 0; i < pr->m->n_layers && used < sizeof names; i++) {
+    cg(g, "#if NNC_BF16\n    .precision = \"bf16 products, fp32 sums (AVX512_BF16) in");
+    const char *sep = " ";
+    for (int i = 0; i < pr->m->n_layers; i++) {
         const layer *l = &pr->m->layers[i];
-        if (l->kind->precision && l->kind->precision(l) == PRECISION_BF16)
-            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "", l->name);
+        if (l->kind->precision && l->kind->precision(l) == PRECISION_BF16) {
+            cg(g, "%s%s", sep, l->name);
+            sep = ", ";
+        }
     }
-    cg(g, "    .precision = NNC_BF16 ? \"bf16 products, fp32 sums (AVX512_BF16) in %s; fp32 elsewhere\"\n", names);
-    cg(g, "                          : \"fp32: precision bf16 asked, but this build's target lacks AVX512_BF16\",\n");
+    cg(g, "; fp32 elsewhere\",\n#else\n");
+    cg(g, "    .precision = \"fp32: precision bf16 asked, but this build's target lacks AVX512_BF16\",\n#endif\n");
 }
+
 static void print_model_description(printer *pr)
 {
     const model *m = pr->m;

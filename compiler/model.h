@@ -140,10 +140,10 @@ const char *optimizer_name(nnc_optimizer_kind kind);
 /* "28x28x1", or "10" for a flat vector. */
 const char *shape_text(char *buf, size_t len, shape s);
 
-/* Record a default the checker applied, for --summary. */
 /* The precision of the model and of each of its layers: the train block's `precision`, or nnc --precision. */
 void model_set_precision(model *m, precision_kind precision);
 
+/* Record a default the checker applied, for --summary. */
 void model_note_default(model *m, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Multiply-adds of one sample's forward pass, the whole model: for FLOP figures. */

@@ -8,17 +8,19 @@
  * fp32 FMA. The pair runs along the axis being summed, so the operands are
  * repacked first, rounded to nearest even:
  *
- *   forward       in  -> inh [b][y][x][ci]          (channel pairs are adjacent already)
- *                 w   -> wp  [ky][kx][ci/2][co][2]  once a step
- *   input grad    dz  -> dzh [b][y][x][co]
- *                 w   -> wtp [ky][kx][co/2][ci][2]  once a step
- *   weight grad   dz  -> dzp [b][oy][ox/2][co][2]   pairs of neighbouring output pixels
- *                 in  -> int [b][y][ci][x]          a row per channel: (x, x + 1) adjacent
+ *   forward       in  -> inh    [b][y][x][ci]          (channel pairs are adjacent already)
+ *                 w   -> wp     [ky][kx][ci/2][co][2]  once a step
+ *   input grad    dz  -> dzh    [b][y][x][co]
+ *                 w   -> wtp    [ky][kx][co/2][ci][2]  once a step
+ *   weight grad   dz  -> dzp    [b][oy][ox/2][co][2]   pairs of neighbouring output pixels
+ *                 in  -> inrows [b][y][ci][x]          a row per channel: (x, x + 1) adjacent
  *
  * Everything else stays fp32: the sums, bias, activation, the weights the
  * optimizer updates. The file also keeps conv_blocked's fp32 kernels, which
  * run where the C compiler's target lacks AVX512_BF16 (NNC_BF16 is 0 there),
- * so the one generated file builds and trains anywhere.
+ * so the one generated file builds and trains anywhere. The workspace holds
+ * both kernels' buffers in either build (the bfloat16 copies are half an
+ * activation's size each; fp32's transposed weights, a few kilobytes).
  */
 #include "conv.h"
 
@@ -59,7 +61,7 @@ static void workspace(const layer *l, const layer_role *r, ws_list *ws)
            shape_size(l->in));
     ws_add(ws, "dz as bfloat16 pairs of neighbouring output pixels, [b][oy][ox/2][cout][2]",
            "uint16_t %s_dzp[B * %d] ALIGNED", l->name, l->out.h * pair_width(l) * CO);
-    ws_add(ws, "the input as bfloat16 rows per channel, [b][y][cin][x]", "uint16_t %s_int[B * %d] ALIGNED",
+    ws_add(ws, "the input as bfloat16 rows per channel, [b][y][cin][x]", "uint16_t %s_inrows[B * %d] ALIGNED",
            l->name, l->in.h * CI * row_width(l));
     if (r->needs_din) {
         ws_add(ws, "w as bfloat16 pairs of output channels, [kh][kw][cout/2][cin][2]", "uint16_t %s_wtp[%d] ALIGNED",
@@ -99,18 +101,20 @@ static void emit_pack(cgen *g, const layer *l, const layer_role *r)
 }
 
 /*
- * The inner sweep every bfloat16 block shares: for each of `pairs` pairs along
- * the summed axis, V vectors of w (W + i * w_stride pairs, 16 lanes each) times
- * the pair of x (X + p * x_stride) broadcast, into acc[p][v] for p < count.
+ * The inner sweep every bfloat16 block shares, pair i of the summed axis at a
+ * time: V vectors of 16 pairs from `packed` (at (i * packed_stride + 16 v) pairs)
+ * times, for p < count, the pair at broadcast + p * broadcast_stride + 2i in
+ * every lane, into acc[p][v]. Forward: w times input pixels; input gradient:
+ * w^T times dz pixels; weight gradient: dz times input channels' rows.
  */
-static void print_pair_sweep(cgen *g, const char *in, const char *what, int pairs, const char *w, int w_stride, int V,
-                             const char *x, int x_stride, const char *count)
+static void print_pair_sweep(cgen *g, const char *in, const char *what, int pairs, const char *packed,
+                             int packed_stride, int V, const char *broadcast, int broadcast_stride, const char *count)
 {
     cg(g, "%sfor (int i = 0; i < %d; i++) { /* %s 2i and 2i + 1 */\n", in, pairs, what);
     cg(g, "%s    __m512bh vec[%d];\n%s    for (int v = 0; v < %d; v++)\n", in, V, in, V);
-    cg(g, "%s        vec[v] = (__m512bh)_mm512_loadu_si512(%s + (i * %d + 16 * v) * 2);\n", in, w, w_stride);
+    cg(g, "%s        vec[v] = (__m512bh)_mm512_loadu_si512(%s + (i * %d + 16 * v) * 2);\n", in, packed, packed_stride);
     cg(g, "%s    for (int p = 0; p < %s; p++) {\n", in, count);
-    cg(g, "%s        __m512bh x = pair_bf16(%s + p * %d + 2 * i);\n", in, x, x_stride);
+    cg(g, "%s        __m512bh x = pair_bf16(%s + p * %d + 2 * i);\n", in, broadcast, broadcast_stride);
     cg(g, "%s        for (int v = 0; v < %d; v++)\n", in, V);
     cg(g, "%s            acc[p][v] = _mm512_dpbf16_ps(acc[p][v], x, vec[v]);\n", in);
     cg(g, "%s    }\n%s}\n", in, in);
@@ -267,7 +271,7 @@ static void emit_weight_grad(cgen *g, const layer *l)
 static void emit_backward(cgen *g, const layer *l, const layer_role *r)
 {
     const char *id = l->name;
-    cg(g, "/* conv_backward's bfloat16 twin: dout becomes dL/d(pre-activation); dw, db are the slice's. */\n");
+    cg(g, "/* NAME_backward's (conv_blocked's) bfloat16 twin: dout becomes dL/d(pre-activation); dw, db are the slice's. */\n");
     cg(g, "static void %s_backward_bf16(float *restrict din, float *restrict dw, float *restrict db,\n", id);
     cg(g, "                             float *restrict dout, const float *restrict out, const float *restrict in,\n");
     cg(g, "                             uint16_t *restrict dzp, uint16_t *restrict in_rows, uint16_t *restrict dzh,\n");
@@ -301,8 +305,9 @@ static void prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass
     char up[64];
     upper(up, sizeof up, l->name);
     cg(g, "#if NNC_BF16\n");
-    char wtp[80];
-    snprintf(wtp, sizeof wtp, pass == PASS_TRAIN && r->needs_din ? "ws->%s_wtp" : "NULL", l->name);
+    char wtp[80] = "NULL"; /* inference transposes nothing */
+    if (pass == PASS_TRAIN && r->needs_din)
+        snprintf(wtp, sizeof wtp, "ws->%s_wtp", l->name);
     cgi(g, "%s_pack_bf16(ws->%s_wp, %s, params + %s_W);\n", l->name, l->name, wtp, up);
     cg(g, "#else\n");
     conv_blocked.prepare(g, l, r, pass);
@@ -323,12 +328,14 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
 
 static void print_backward(cgen *g, const layer *l, const step_args *a)
 {
-    char up[64], wtp[80], dzh[80];
+    char up[64], wtp[80] = "NULL", dzh[80] = "NULL"; /* NULL: the network's input needs no gradient */
     upper(up, sizeof up, l->name);
-    snprintf(wtp, sizeof wtp, a->din ? "ws->%s_wtp" : "NULL", l->name);
-    snprintf(dzh, sizeof dzh, a->din ? "ws->%s_dzh" : "NULL", l->name);
+    if (a->din) {
+        snprintf(wtp, sizeof wtp, "ws->%s_wtp", l->name);
+        snprintf(dzh, sizeof dzh, "ws->%s_dzh", l->name);
+    }
     cg(g, "#if NNC_BF16\n");
-    cgi(g, "%s_backward_bf16(%s, %s + %s_W, %s + %s_B, %s, %s, %s, ws->%s_dzp, ws->%s_int, %s, %s, lo, hi);\n",
+    cgi(g, "%s_backward_bf16(%s, %s + %s_W, %s + %s_B, %s, %s, %s, ws->%s_dzp, ws->%s_inrows, %s, %s, lo, hi);\n",
         l->name, a->din ? a->din : "NULL", a->grads, up, a->grads, up, a->dout, a->out, a->in, l->name, l->name, dzh,
         wtp);
     cg(g, "#else\n");
