@@ -255,11 +255,26 @@ test-asan:
 		TRAINER_CFLAGS="-O1 -g -march=native -fopenmp $(SAN)" RUNTIME_OPT="-march=native" test
 
 # ---- benchmark -----------------------------------------------------------
-# One extra row: vgg_bn built for AVX2 without AVX-512 (skipped on other CPUs).
-BENCH_VARIANTS := $(if $(HAS_AVX2),vgg_bn:x86-64-v3)
-bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%) $(BUILD)/tools/decode_bench
-	$(if $(BENCH_VARIANTS),$(MAKE) --no-print-directory BUILD=$(BUILD)/x86-64-v3 MARCH=x86-64-v3 $(BUILD)/x86-64-v3/bin/vgg_bn)
+# Extra rows: vgg_bn built for AVX2 without AVX-512 (skipped on other CPUs), and on a CPU with
+# AVX512_BF16 the models with bfloat16 convolutions compiled with `nnc --precision bf16`.
+HAS_BF16 := $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && echo 1)
+BF16_BENCH_MODELS := mnist_fast vgg vgg_dropout vgg_bn vgg_bn_aug conv4_bn
+BENCH_VARIANTS := $(if $(HAS_AVX2),vgg_bn:x86-64-v3) $(if $(HAS_BF16),$(BF16_BENCH_MODELS:%=%:bf16))
+bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%) $(BUILD)/tools/decode_bench \
+		$(if $(HAS_BF16),$(BF16_BENCH_MODELS:%=$(BUILD)/bf16/bin/%))
+	$(if $(HAS_AVX2),$(MAKE) --no-print-directory BUILD=$(BUILD)/x86-64-v3 MARCH=x86-64-v3 $(BUILD)/x86-64-v3/bin/vgg_bn)
 	sh tools/bench.sh $(addprefix --variant ,$(BENCH_VARIANTS)) $(BENCH_ARGS)
+
+# The trainers compiled with `nnc --precision bf16` (bfloat16 products in the convolutions that fit);
+# their C stays in build/bf16/gen/ to be read.
+.PRECIOUS: $(BUILD)/bf16/gen/%.c
+$(BUILD)/bf16/gen/%.c: models/%.nn $(BUILD)/nnc
+	@mkdir -p $(dir $@)
+	$(BUILD)/nnc --precision bf16 $< -o $@
+
+$(BUILD)/bf16/bin/%: $(BUILD)/bf16/gen/%.c $(BUILD)/libnncrt.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) $(TRAINER_CFLAGS) -Iruntime $(BLAS_CFLAGS) $< -o $@ $(BUILD)/libnncrt.a $(RT_LIBS)
 
 # The decode rate of image folders (tools/decode_bench.c: the trainer's folder loader, timed).
 $(BUILD)/tools/decode_bench: tools/decode_bench.c $(BUILD)/libnncrt.a

@@ -733,9 +733,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=ROUNDS,
                     help="alternating rounds of nnc and PyTorch per model (default %d)" % ROUNDS)
     ap.add_argument("--models", nargs="*", help="model names (default: every models/*.nn)")
-    ap.add_argument("--variant", action="append", default=[], metavar="MODEL:MARCH",
+    ap.add_argument("--variant", action="append", default=[], metavar="MODEL:MARCH|MODEL:bf16",
                     help="one more row: MODEL's trainer built with -march=MARCH (build/MARCH/bin/MODEL), "
-                         "e.g. vgg_bn:x86-64-v3 for a CPU with AVX2 and no AVX-512")
+                         "e.g. vgg_bn:x86-64-v3 for a CPU with AVX2 and no AVX-512; or compiled with "
+                         "`nnc --precision bf16` (build/bf16/bin/MODEL)")
     ap.add_argument("--no-torch", action="store_true", help="leave out PyTorch")
     ap.add_argument("--no-decode", action="store_true",
                     help="leave out the decode rate of PNG and JPEG folders (MNIST's training set as files)")
@@ -754,10 +755,11 @@ def main():
     # (row label, model, trainer binary): every model as built, then the variants.
     entries = [(name, name, os.path.join(ROOT, "build", "bin", name)) for name in names]
     for v in a.variant:
-        model, _, march = v.partition(":")
-        if not march:
-            ap.error("--variant needs MODEL:MARCH, not '%s'" % v)
-        entries.append(("%s (-march=%s)" % (model, march), model, os.path.join(ROOT, "build", march, "bin", model)))
+        model, _, build = v.partition(":")
+        if not build:
+            ap.error("--variant needs MODEL:MARCH or MODEL:bf16, not '%s'" % v)
+        how = "precision bf16" if build == "bf16" else "-march=" + build
+        entries.append(("%s (%s)" % (model, how), model, os.path.join(ROOT, "build", build, "bin", model)))
     nnc = os.path.join(ROOT, "build", "nnc")
     machine = machine_line()
 
