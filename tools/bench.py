@@ -66,7 +66,30 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_REFERENCE = os.path.join(ROOT, "tests", "reference", "nn_to_torch.py")
 OPENMP_BLAS_DIR = os.path.join(ROOT, "build", "openblas-openmp", "usr", "lib", "x86_64-linux-gnu", "openblas-openmp")
+# The allocators PyTorch's CPU tuning guide recommends preloading (Debian's packages, unpacked
+# under build/torch-malloc/ by tools/bench.sh); "glibc" is the process's own malloc. tcmalloc is
+# the default because it measured best here: in two runs of mnist_fast and vgg_bn on the Zen 4
+# (2026-12-03), PyTorch trained mnist_fast at 5,200-6,200 img/s with tcmalloc, 3,100-3,600 with
+# glibc and 2,100-3,000 with jemalloc, vgg_bn at 1,700-1,750, 1,400-1,900 and 1,050-1,300.
+TORCH_MALLOC_DIR = os.path.join(ROOT, "build", "torch-malloc", "usr", "lib", "x86_64-linux-gnu")
+TORCH_MALLOCS = {"jemalloc": "libjemalloc.so.2", "tcmalloc": "libtcmalloc_minimal.so.4", "glibc": None}
 PEAK_GFLOPS = 480.0
+
+
+def torch_library_env(env, malloc="tcmalloc"):
+    """Set up env (a dict) for a PyTorch process in its strongest configuration here."""
+    # Debian's OpenMP build of OpenBLAS (tools/bench.sh unpacks it under build/), first on the
+    # library path of this process only: it then shares libgomp's pool with PyTorch instead
+    # of running its own pthread pool beside it.
+    if os.path.isdir(OPENMP_BLAS_DIR):
+        env["LD_LIBRARY_PATH"] = OPENMP_BLAS_DIR + ":" + env.get("LD_LIBRARY_PATH", "")
+    # glibc's malloc returns PyTorch's large activation buffers to the kernel and faults them
+    # back in at every step, at a cost that depends on what the process allocated before (the
+    # same model measured 2,823 and 7,977 img/s in two rows of one run); tcmalloc keeps them.
+    lib = TORCH_MALLOCS[malloc] and os.path.join(TORCH_MALLOC_DIR, TORCH_MALLOCS[malloc])
+    if lib and os.path.exists(lib):
+        env["LD_PRELOAD"] = lib + (":" + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
+    return env
 
 # The timing scheme, the same on both sides (runtime/train.c's BENCH_*).
 WARMUP_STEPS = 3
@@ -206,8 +229,9 @@ def software_line(torch_info):
         cc = "cc ?"
     parts = ["nnc trainers: %s, -O3 -march=native -fopenmp" % cc]
     if torch_info:
-        parts.append("PyTorch %s (oneDNN), /usr/bin/python3, BLAS %s, flush_denormal %s" % (
-            torch_info.get("version", "?"), torch_info.get("blas", "?"), torch_info.get("flush_denormal", "?")))
+        parts.append("PyTorch %s (oneDNN), /usr/bin/python3, BLAS %s, allocator %s, flush_denormal %s" % (
+            torch_info.get("version", "?"), torch_info.get("blas", "?"), torch_info.get("malloc", "?"),
+            torch_info.get("flush_denormal", "?")))
     parts.append("OPENBLAS_CORETYPE=%s" % os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
     return "Software: " + "; ".join(parts)
 
@@ -221,18 +245,14 @@ class TorchWorker:
     are configured from the start and torch never loads into the process that
     launches the nnc trainers."""
 
-    def __init__(self, reference, threads):
+    def __init__(self, reference, threads, malloc):
         env = dict(os.environ)
         # One OpenMP pool sized for the machine; torch.set_num_threads picks 1 or 2
         # per configuration and OpenBLAS's pool is set through its API to match.
         env["OMP_NUM_THREADS"] = str(threads)
         env["OPENBLAS_NUM_THREADS"] = str(threads)
         env.pop("MKL_NUM_THREADS", None)
-        # Debian's OpenMP build of OpenBLAS (tools/bench.sh unpacks it under build/), first on the
-        # library path of this process only: it then shares libgomp's pool with PyTorch instead
-        # of running its own pthread pool beside it.
-        if os.path.isdir(OPENMP_BLAS_DIR):
-            env["LD_LIBRARY_PATH"] = OPENMP_BLAS_DIR + ":" + env.get("LD_LIBRARY_PATH", "")
+        torch_library_env(env, malloc)
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--torch-worker",
                                       "--reference", reference, "--threads", str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
@@ -301,6 +321,16 @@ def loaded_blas():
     return ", ".join(sorted(p for p in paths if "libopenblas" in p or "libblas" in p)) or "?"
 
 
+def loaded_malloc():
+    """The preloaded allocator this process mapped, or glibc's malloc."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "malloc" in line and "/" in line}
+    except OSError:
+        return "?"
+    return ", ".join(sorted(os.path.basename(p) for p in paths)) or "glibc malloc"
+
+
 def torch_worker_main(reference, threads):
     """Answer one JSON request per stdin line with one JSON line on stdout."""
     out = sys.stdout
@@ -338,7 +368,7 @@ def torch_worker_main(reference, threads):
     # Denormals cost oneDNN and OpenBLAS dearly and change no result here.
     denormal = torch.set_flush_denormal(True)
     reply({"version": torch.__version__, "openblas_api": blas_set is not None, "flush_denormal": denormal,
-           "blas": loaded_blas()})
+           "blas": loaded_blas(), "malloc": loaded_malloc()})
 
     def make_optimizer(params, o):
         kind = o["kind"]
@@ -741,6 +771,9 @@ def main():
     ap.add_argument("--no-decode", action="store_true",
                     help="leave out the decode rate of PNG and JPEG folders (MNIST's training set as files)")
     ap.add_argument("--decode-only", action="store_true", help="only the decode rate, no model")
+    ap.add_argument("--torch-malloc", choices=sorted(TORCH_MALLOCS), default="tcmalloc",
+                    help="the allocator preloaded into the PyTorch process (default tcmalloc, "
+                         "the fastest and steadiest here; glibc = none)")
     ap.add_argument("--reference", default=DEFAULT_REFERENCE, help="the nn_to_torch.py that builds the modules")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench.md"))
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
@@ -770,7 +803,7 @@ def main():
         torch_note = "%s does not exist" % os.path.relpath(a.reference, ROOT)
     else:
         log("bench: starting PyTorch (%s)" % sys.executable)
-        worker = TorchWorker(a.reference, a.threads)
+        worker = TorchWorker(a.reference, a.threads, a.torch_malloc)
         if "error" in worker.hello:
             torch_note = worker.hello["error"]
             worker.close()

@@ -19,16 +19,24 @@ if ! has_torch; then
     fi
 fi
 # PyTorch's strongest configuration here uses Debian's OpenMP build of OpenBLAS, which
-# shares libgomp's thread pool with PyTorch. It is unpacked under build/ (not installed:
-# the trainers keep the system's OpenBLAS) and bench.py puts it first on the PyTorch
-# process's library path. apt-get download needs no root.
-blas_dir=build/openblas-openmp
-if [ ! -e "$blas_dir/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0" ] && [ "$(uname -m)" = x86_64 ]; then
+# shares libgomp's thread pool with PyTorch, and a preloaded tcmalloc (PyTorch's CPU tuning
+# guide; jemalloc is there for --torch-malloc jemalloc). They are unpacked under build/ (not
+# installed: the trainers keep the system's libraries) and bench.py puts them in the PyTorch
+# process only. apt-get download needs no root.
+# unpack DIR FILE PACKAGE...: unpack the packages into DIR unless DIR/FILE is there.
+unpack() {
+    dir=$1 file=$2; shift 2
+    [ -e "$dir/$file" ] && return 0
     tmp=$(mktemp -d) &&
-        (cd "$tmp" && apt-get download libopenblas0-openmp >/dev/null 2>&1) &&
-        mkdir -p "$blas_dir" && dpkg -x "$tmp"/libopenblas0-openmp_*.deb "$blas_dir" ||
-        echo "bench: could not fetch libopenblas0-openmp (apt-get download); PyTorch uses the system's BLAS" >&2
+        (cd "$tmp" && apt-get download "$@" >/dev/null 2>&1) &&
+        mkdir -p "$dir" && for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$dir" || break; done &&
+        [ -e "$dir/$file" ] ||
+        echo "bench: could not fetch $* (apt-get download); PyTorch goes without it" >&2
     rm -rf "$tmp"
+}
+if [ "$(uname -m)" = x86_64 ]; then
+    unpack build/openblas-openmp usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0 libopenblas0-openmp
+    unpack build/torch-malloc usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 libjemalloc2 libtcmalloc-minimal4
 fi
 # Without Debian's python3 at all, any python3 still runs the nnc side.
 [ -x "$py" ] || py=python3

@@ -12,8 +12,8 @@ final accuracy. Both sides of the README's time-to-accuracy table are measured b
 this same clock.
 
 A python COMMAND (torch_train.py) runs with Debian's OpenMP OpenBLAS first on its
-library path when tools/bench.sh has unpacked it under build/ (PyTorch's best
-configuration; see tools/bench.py).
+library path and tcmalloc preloaded when tools/bench.sh has unpacked them under
+build/ (PyTorch's best configuration; see tools/bench.py).
 """
 import argparse
 import json
@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from bench import OPENMP_BLAS_DIR  # noqa: E402 - where tools/bench.sh unpacks the OpenMP OpenBLAS
+from bench import torch_library_env  # noqa: E402 - PyTorch's OpenMP OpenBLAS and tcmalloc, as in make bench
 
 EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/\d+.*test_acc ([0-9.]+)%")
 FINAL_LINE = re.compile(r"^test accuracy ([0-9.]+)%")
@@ -39,8 +39,8 @@ def main():
     if not cmd:
         ap.error("give the command to time after --")
     env = dict(os.environ)
-    if "python" in os.path.basename(cmd[0]) and os.path.isdir(OPENMP_BLAS_DIR):
-        env["LD_LIBRARY_PATH"] = OPENMP_BLAS_DIR + ":" + env.get("LD_LIBRARY_PATH", "")
+    if "python" in os.path.basename(cmd[0]):
+        torch_library_env(env)
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     reached, epochs, final = {}, [], None

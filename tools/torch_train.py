@@ -14,8 +14,9 @@ and augmentation draws are PyTorch's own.
 
 PyTorch in its strongest configuration on this machine (see tools/bench.py):
 --threads threads (default: every core), channels_last weights (the inputs are
-NHWC already), torch.set_flush_denormal(True); run it through tools/bench.sh's
-OpenMP OpenBLAS with LD_LIBRARY_PATH (tools/time_to_accuracy.py does).
+NHWC already), torch.set_flush_denormal(True); run it with tools/bench.sh's
+OpenMP OpenBLAS on LD_LIBRARY_PATH and its tcmalloc in LD_PRELOAD
+(tools/time_to_accuracy.py does).
 
 Prints one line per epoch in the nnc trainer's format
     epoch  3/10  lr 0.01  loss 0.0415  acc 98.85%  test_loss 0.0422  test_acc 98.87%  4.9 s  12924 img/s
