@@ -38,7 +38,10 @@ static int is_view(const layer *l)
     return (l->kind->flags & KIND_VIEW) != 0;
 }
 
-/* Which layers need an input gradient, and which end in the fused softmax-crossentropy. */
+/*
+ * Which layers need an input gradient, which end in the fused softmax-crossentropy, and which
+ * relu's derivative the max pooling above it applies.
+ */
 static void assign_roles(plan *p)
 {
     const model *m = p->m;
@@ -48,6 +51,11 @@ static void assign_roles(plan *p)
         p->roles[i].needs_din = !reads_x;
         p->roles[i].fused_softmax =
             i == m->n_layers - 1 && m->recipe.loss == NNC_LOSS_CROSSENTROPY && l->act == ACT_SOFTMAX;
+        if (i > 0 && (l->kind->flags & KIND_RELU_GRAD_BELOW) && p->roles[i].needs_din &&
+            !is_view(&m->layers[i - 1]) && m->layers[i - 1].act == ACT_RELU) {
+            p->roles[i].relu_grad_below = 1;
+            p->roles[i - 1].act_grad_above = 1;
+        }
         if (!is_view(l))
             reads_x = 0;
     }
@@ -158,6 +166,7 @@ plan *plan_build(const model *m, pass_kind pass)
     p->pass = pass;
     p->m = m;
     p->roles = nnc_xmalloc(sizeof *p->roles * (size_t)m->n_layers);
+    memset(p->roles, 0, sizeof *p->roles * (size_t)m->n_layers);
     p->out_buf = nnc_xmalloc(sizeof *p->out_buf * (size_t)m->n_layers);
     p->dout = nnc_xmalloc(sizeof *p->dout * (size_t)m->n_layers);
     assign_roles(p);

@@ -710,11 +710,25 @@ static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argma
 }
 
 static void max_pooling2d_1_backward(float *restrict din, const float *restrict dout,
-                                    const int32_t *restrict argmax, int lo, int hi)
+                                     const float *restrict out, const int32_t *restrict argmax,
+                                     int lo, int hi)
 {
-    memset(din + (size_t)lo * 32768, 0, sizeof(float) * (size_t)(hi - lo) * 32768);
-    for (size_t o = (size_t)lo * 8192; o < (size_t)hi * 8192; o++)
-        din[argmax[o]] += dout[o];
+    (void)out;
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++)
+            for (int ox = 0; ox < 16; ox++) {
+                size_t o = (((size_t)b * 16 + oy) * 16 + ox) * 32;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)(((size_t)b * 32 + oy * 2 + ky) * 32 + ox * 2 + kx)
+                                * 32;
+                        for (int c = 0; c < 32; c++) {
+                            int routed = argmax[o + c] == at + c;
+                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
+                        }
+                    }
+            }
 }
 
 /* ---- dropout_1: `dropout 0.2` (models/cifar_vgg.nn:18) ----
@@ -1177,11 +1191,25 @@ static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argma
 }
 
 static void max_pooling2d_2_backward(float *restrict din, const float *restrict dout,
-                                    const int32_t *restrict argmax, int lo, int hi)
+                                     const float *restrict out, const int32_t *restrict argmax,
+                                     int lo, int hi)
 {
-    memset(din + (size_t)lo * 16384, 0, sizeof(float) * (size_t)(hi - lo) * 16384);
-    for (size_t o = (size_t)lo * 4096; o < (size_t)hi * 4096; o++)
-        din[argmax[o]] += dout[o];
+    (void)out;
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++)
+            for (int ox = 0; ox < 8; ox++) {
+                size_t o = (((size_t)b * 8 + oy) * 8 + ox) * 64;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)(((size_t)b * 16 + oy * 2 + ky) * 16 + ox * 2 + kx)
+                                * 64;
+                        for (int c = 0; c < 64; c++) {
+                            int routed = argmax[o + c] == at + c;
+                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
+                        }
+                    }
+            }
 }
 
 /* ---- dropout_2: `dropout 0.3` (models/cifar_vgg.nn:24) ----
@@ -1644,11 +1672,25 @@ static void max_pooling2d_3_forward(float *restrict out, int32_t *restrict argma
 }
 
 static void max_pooling2d_3_backward(float *restrict din, const float *restrict dout,
-                                    const int32_t *restrict argmax, int lo, int hi)
+                                     const float *restrict out, const int32_t *restrict argmax,
+                                     int lo, int hi)
 {
-    memset(din + (size_t)lo * 8192, 0, sizeof(float) * (size_t)(hi - lo) * 8192);
-    for (size_t o = (size_t)lo * 2048; o < (size_t)hi * 2048; o++)
-        din[argmax[o]] += dout[o];
+    (void)out;
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 4; oy++)
+            for (int ox = 0; ox < 4; ox++) {
+                size_t o = (((size_t)b * 4 + oy) * 4 + ox) * 128;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)(((size_t)b * 8 + oy * 2 + ky) * 8 + ox * 2 + kx)
+                                * 128;
+                        for (int c = 0; c < 128; c++) {
+                            int routed = argmax[o + c] == at + c;
+                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
+                        }
+                    }
+            }
 }
 
 /* ---- dropout_3: `dropout 0.4` (models/cifar_vgg.nn:30) ----
@@ -2133,7 +2175,7 @@ static void train_backward(const step *s)
                            ws->dropout_3_mask, lo, hi);
         /* max_pooling2d_3: `maxpool 2x2` */
         max_pooling2d_3_backward(grad_region(ws->grad_b, lo, 8192), grad_region(ws->grad_a, lo,
-                2048), ws->max_pooling2d_3_argmax, lo, hi);
+                2048), ws->max_pooling2d_3_out, ws->max_pooling2d_3_argmax, lo, hi);
         /* batch_normalization_6: `batchnorm` */
         batch_normalization_6_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_6_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_6_BETA,
@@ -2193,7 +2235,7 @@ static void train_backward(const step *s)
                            ws->dropout_2_mask, lo, hi);
         /* max_pooling2d_2: `maxpool 2x2` */
         max_pooling2d_2_backward(grad_region(ws->grad_b, lo, 16384), grad_region(ws->grad_a, lo,
-                4096), ws->max_pooling2d_2_argmax, lo, hi);
+                4096), ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax, lo, hi);
         /* batch_normalization_4: `batchnorm` */
         batch_normalization_4_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_4_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_4_BETA,
@@ -2253,7 +2295,7 @@ static void train_backward(const step *s)
                            ws->dropout_1_mask, lo, hi);
         /* max_pooling2d_1: `maxpool 2x2` */
         max_pooling2d_1_backward(grad_region(ws->grad_b, lo, 32768), grad_region(ws->grad_a, lo,
-                8192), ws->max_pooling2d_1_argmax, lo, hi);
+                8192), ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax, lo, hi);
         /* batch_normalization_2: `batchnorm` */
         batch_normalization_2_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_2_BETA,

@@ -391,11 +391,8 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
                                 const float *restrict wt,
                         int lo, int hi)
 {
-    /* relu: the derivative from the stored output y */
-    for (size_t i = (size_t)lo * 17280; i < (size_t)hi * 17280; i++) {
-        if (out[i] <= 0.0f)
-            dout[i] = 0.0f;
-    }
+    /* relu: its derivative is applied by the max pooling above, to the maxima it routes back */
+    (void)out;
     memset(db, 0, sizeof(float) * 30);
     for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
         for (int co = 0; co < 30; co++)
@@ -433,11 +430,25 @@ static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argma
 }
 
 static void max_pooling2d_1_backward(float *restrict din, const float *restrict dout,
-                                    const int32_t *restrict argmax, int lo, int hi)
+                                     const float *restrict out, const int32_t *restrict argmax,
+                                     int lo, int hi)
 {
-    memset(din + (size_t)lo * 17280, 0, sizeof(float) * (size_t)(hi - lo) * 17280);
-    for (size_t o = (size_t)lo * 4320; o < (size_t)hi * 4320; o++)
-        din[argmax[o]] += dout[o];
+    /* with the derivative of the relu below: a maximum that is not positive passes nothing on */
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 12; oy++)
+            for (int ox = 0; ox < 12; ox++) {
+                size_t o = (((size_t)b * 12 + oy) * 12 + ox) * 30;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)(((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx)
+                                * 30;
+                        for (int c = 0; c < 30; c++) {
+                            int routed = argmax[o + c] == at + c && out[o + c] > 0.0f;
+                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
+                        }
+                    }
+            }
 }
 
 /* ---- conv2d_2: `conv 15 3x3 relu` (models/cnn_larger.nn:11) ----
@@ -770,11 +781,8 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
                                 const float *restrict wt,
                         int lo, int hi)
 {
-    /* relu: the derivative from the stored output y */
-    for (size_t i = (size_t)lo * 1500; i < (size_t)hi * 1500; i++) {
-        if (out[i] <= 0.0f)
-            dout[i] = 0.0f;
-    }
+    /* relu: its derivative is applied by the max pooling above, to the maxima it routes back */
+    (void)out;
     memset(db, 0, sizeof(float) * 15);
     for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
         for (int co = 0; co < 15; co++)
@@ -811,11 +819,25 @@ static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argma
 }
 
 static void max_pooling2d_2_backward(float *restrict din, const float *restrict dout,
-                                    const int32_t *restrict argmax, int lo, int hi)
+                                     const float *restrict out, const int32_t *restrict argmax,
+                                     int lo, int hi)
 {
-    memset(din + (size_t)lo * 1500, 0, sizeof(float) * (size_t)(hi - lo) * 1500);
-    for (size_t o = (size_t)lo * 375; o < (size_t)hi * 375; o++)
-        din[argmax[o]] += dout[o];
+    /* with the derivative of the relu below: a maximum that is not positive passes nothing on */
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 5; oy++)
+            for (int ox = 0; ox < 5; ox++) {
+                size_t o = (((size_t)b * 5 + oy) * 5 + ox) * 15;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)(((size_t)b * 10 + oy * 2 + ky) * 10 + ox * 2 + kx)
+                                * 15;
+                        for (int c = 0; c < 15; c++) {
+                            int routed = argmax[o + c] == at + c && out[o + c] > 0.0f;
+                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
+                        }
+                    }
+            }
 }
 
 /* ---- dropout_1: `dropout 0.2` (models/cnn_larger.nn:13) ----
@@ -1159,14 +1181,14 @@ static void train_backward(const step *s)
                            ws->dropout_1_mask, lo, hi);
         /* max_pooling2d_2: `maxpool 2x2` */
         max_pooling2d_2_backward(grad_region(ws->grad_a, lo, 1500), grad_region(ws->grad_b, lo,
-                375), ws->max_pooling2d_2_argmax, lo, hi);
+                375), ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax, lo, hi);
         /* conv2d_2: `conv 15 3x3 relu` */
         conv2d_2_backward(grad_region(ws->grad_b, lo, 4320), ws->slice_grads[c] + CONV2D_2_W,
                           ws->slice_grads[c] + CONV2D_2_B, grad_region(ws->grad_a, lo, 1500),
                           ws->conv2d_2_out, ws->max_pooling2d_1_out, ws->conv2d_2_wt, lo, hi);
         /* max_pooling2d_1: `maxpool 2x2` */
         max_pooling2d_1_backward(grad_region(ws->grad_a, lo, 17280), grad_region(ws->grad_b, lo,
-                4320), ws->max_pooling2d_1_argmax, lo, hi);
+                4320), ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax, lo, hi);
         /* conv2d_1: `conv 30 5x5 relu` */
         conv2d_1_backward(NULL, ws->slice_grads[c] + CONV2D_1_W, ws->slice_grads[c] + CONV2D_1_B,
                           grad_region(ws->grad_a, lo, 17280), ws->conv2d_1_out, x, NULL, lo, hi);

@@ -1024,11 +1024,25 @@ static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argma
 }
 
 static void max_pooling2d_1_backward(float *restrict din, const float *restrict dout,
-                                    const int32_t *restrict argmax, int lo, int hi)
+                                     const float *restrict out, const int32_t *restrict argmax,
+                                     int lo, int hi)
 {
-    memset(din + (size_t)lo * 18432, 0, sizeof(float) * (size_t)(hi - lo) * 18432);
-    for (size_t o = (size_t)lo * 4608; o < (size_t)hi * 4608; o++)
-        din[argmax[o]] += dout[o];
+    (void)out;
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 12; oy++)
+            for (int ox = 0; ox < 12; ox++) {
+                size_t o = (((size_t)b * 12 + oy) * 12 + ox) * 32;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)(((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx)
+                                * 32;
+                        for (int c = 0; c < 32; c++) {
+                            int routed = argmax[o + c] == at + c;
+                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
+                        }
+                    }
+            }
 }
 
 /* ---- conv2d_3: `conv 64 3x3 relu` (models/vgg_bn_aug.nn:19) ----
@@ -1903,11 +1917,25 @@ static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argma
 }
 
 static void max_pooling2d_2_backward(float *restrict din, const float *restrict dout,
-                                    const int32_t *restrict argmax, int lo, int hi)
+                                     const float *restrict out, const int32_t *restrict argmax,
+                                     int lo, int hi)
 {
-    memset(din + (size_t)lo * 4096, 0, sizeof(float) * (size_t)(hi - lo) * 4096);
-    for (size_t o = (size_t)lo * 1024; o < (size_t)hi * 1024; o++)
-        din[argmax[o]] += dout[o];
+    (void)out;
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 4; oy++)
+            for (int ox = 0; ox < 4; ox++) {
+                size_t o = (((size_t)b * 4 + oy) * 4 + ox) * 64;
+                for (int ky = 0; ky < 2; ky++)
+                    for (int kx = 0; kx < 2; kx++) {
+                        int32_t at = (int32_t)(((size_t)b * 8 + oy * 2 + ky) * 8 + ox * 2 + kx)
+                                * 64;
+                        for (int c = 0; c < 64; c++) {
+                            int routed = argmax[o + c] == at + c;
+                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
+                        }
+                    }
+            }
 }
 
 /* ---- dense_1: `dense 512 relu` (models/vgg_bn_aug.nn:25) ----
@@ -2497,7 +2525,7 @@ static void train_backward(const step *s)
                          ws->dense_1_out, ws->max_pooling2d_2_out, params + DENSE_1_W, lo, hi);
         /* max_pooling2d_2: `maxpool 2x2` */
         max_pooling2d_2_backward(grad_region(ws->grad_a, lo, 4096), grad_region(ws->grad_b, lo,
-                1024), ws->max_pooling2d_2_argmax, lo, hi);
+                1024), ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax, lo, hi);
         /* batch_normalization_4: `batchnorm` */
         batch_normalization_4_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_4_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_4_BETA,
@@ -2554,7 +2582,7 @@ static void train_backward(const step *s)
                           ws->conv2d_3_out, ws->max_pooling2d_1_out, ws->conv2d_3_wt, lo, hi);
         /* max_pooling2d_1: `maxpool 2x2` */
         max_pooling2d_1_backward(grad_region(ws->grad_b, lo, 18432), grad_region(ws->grad_a, lo,
-                4608), ws->max_pooling2d_1_argmax, lo, hi);
+                4608), ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax, lo, hi);
         /* batch_normalization_2: `batchnorm` */
         batch_normalization_2_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_2_BETA,

@@ -75,6 +75,39 @@ Test(plan, vgg_bn_training_step)
 }
 
 /*
+ * A max pooling right after a relu applies the relu's derivative, and only then: after a conv's
+ * inline relu or a relu layer, not after another pooling, a batchnorm (vgg_bn's order) or the input.
+ * Each string lists the layers' roles in order: R for relu_grad_below, A for act_grad_above, - for
+ * neither.
+ */
+static void expect_relu_roles(const char *file, const char *expected)
+{
+    nnc_source src;
+    model *m = load_model(file, &src);
+    plan *p = plan_build(m, PASS_TRAIN);
+    char got[64] = "";
+    cr_assert_lt(m->n_layers, (int)sizeof got);
+    for (int i = 0; i < m->n_layers; i++) {
+        cr_expect(!(p->roles[i].relu_grad_below && p->roles[i].act_grad_above));
+        got[i] = p->roles[i].relu_grad_below ? 'R' : p->roles[i].act_grad_above ? 'A' : '-';
+    }
+    cr_expect_str_eq(got, expected, "%s: roles %s, expected %s", file, got, expected);
+    plan_free(p);
+    nnc_model_free(m);
+    nnc_source_free(&src);
+}
+
+Test(plan, max_pooling_applies_the_relu_below_it)
+{
+    /* conv relu, maxpool, conv, relu, maxpool, dense */
+    expect_relu_roles("tests/layers/relu_maxpool/relu_maxpool.nn", "AR-AR-");
+    /* maxpool (input), conv relu, maxpool, maxpool, batchnorm, maxpool, dense */
+    expect_relu_roles("tests/layers/maxpool/maxpool.nn", "-AR----");
+    /* conv relu, batchnorm, conv relu, batchnorm, maxpool, ...: a batchnorm between, no pair */
+    expect_relu_roles("models/vgg_bn.nn", "---------------");
+}
+
+/*
  * Several processes (MPI) each compute some of the slices: every layer step
  * that reads all the slices' partial results (batchnorm's combine and its
  * parameter-gradient sum) must come right after a share operation that

@@ -40,10 +40,11 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
     cg(g, "static void %s_backward(float *restrict din, float *restrict dout, const float *restrict out, int lo, int hi)\n{\n", l->name);
     if (r->fused_softmax)
         cg(g, "    (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */\n");
-    else if (l->act == ACT_LINEAR)
-        cg(g, "    (void)out;\n");
-    else
-        cg_act_backward(g, l->act, "dout", "out", S);
+    else {
+        if (backward_act(l, r) == ACT_LINEAR)
+            cg(g, "    (void)out;\n");
+        print_act_backward(g, l, r, S);
+    }
     cg(g, "    memcpy(din + (size_t)lo * %d, dout + (size_t)lo * %d, sizeof(float) * (size_t)(hi - lo) * %d);\n}\n", S,
        S, S);
 }

@@ -188,11 +188,11 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
     conv_choose(l)->print_forward(g, l, a);
 }
 
-void conv_print_backward_head(cgen *g, const layer *l)
+void conv_print_backward_head(cgen *g, const layer *l, const layer_role *r)
 {
     int OH = l->out.h, OW = l->out.w, CO = l->out.c;
-    cg_act_backward(g, l->act, "dout", "out", OH * OW * CO);
-    if (l->act == ACT_LINEAR)
+    print_act_backward(g, l, r, OH * OW * CO);
+    if (backward_act(l, r) == ACT_LINEAR)
         cg(g, "    (void)out;\n");
     cg(g, "    memset(db, 0, sizeof(float) * %d);\n", CO);
     cg(g, "    for (size_t p = (size_t)lo * %d; p < (size_t)hi * %d; p++)\n", OH * OW, OH * OW);

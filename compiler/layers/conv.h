@@ -34,7 +34,7 @@ const conv_strategy *conv_choose(const layer *l);
 
 /* The first lines of every strategy's NAME_backward: dout through the activation's derivative, in place,
  * then db summed over the slice's pixels. */
-void conv_print_backward_head(cgen *g, const layer *l);
+void conv_print_backward_head(cgen *g, const layer *l, const layer_role *r);
 
 /* NAME_backward(din, dw, db, dout, out, in, wt, lo, hi): the backward call most strategies share. */
 void conv_print_backward_call(cgen *g, const layer *l, const step_args *a);

@@ -276,7 +276,7 @@ static void emit_backward(cgen *g, const layer *l, const layer_role *r)
     cg(g, "                             float *restrict dout, const float *restrict out, const float *restrict in,\n");
     cg(g, "                             uint16_t *restrict dzp, uint16_t *restrict in_rows, uint16_t *restrict dzh,\n");
     cg(g, "                             const uint16_t *restrict wtp, int lo, int hi)\n{\n");
-    conv_print_backward_head(g, l);
+    conv_print_backward_head(g, l, r);
     cg(g, "    %s_pair_pixels_bf16(dzp, in_rows, dout, in, lo, hi);\n", id);
     cg(g, "    %s_weight_grad_bf16(dw, dzp, in_rows, lo, hi);\n", id);
     if (r->needs_din)

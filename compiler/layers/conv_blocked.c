@@ -355,7 +355,7 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
     cg(g, "static void %s_backward(float *restrict din, float *restrict dw, float *restrict db, float *restrict dout,\n", id);
     cg(g, "                        const float *restrict out, const float *restrict in, const float *restrict wt,\n");
     cg(g, "                        int lo, int hi)\n{\n");
-    conv_print_backward_head(g, l);
+    conv_print_backward_head(g, l, r);
     cg(g, "    %s_weight_grad(dw, dout, in, lo, hi);\n", id);
     if (r->needs_din)
         cg(g, "    %s_input_grad(din, dout, wt, lo, hi);\n", id);

@@ -64,8 +64,8 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
     cg(g, "                             int lo, int hi)\n{\n");
     if (!r->needs_din)
         cg(g, "    (void)din; /* the network input needs no gradient */\n    (void)wt;\n");
-    cg_act_backward(g, l->act, "dout", "out", OH * OW * CO);
-    if (l->act == ACT_LINEAR)
+    print_act_backward(g, l, r, OH * OW * CO);
+    if (backward_act(l, r) == ACT_LINEAR)
         cg(g, "    (void)out;\n");
     cg(g, "    memset(dw, 0, sizeof(float) * %d);\n", c->kh * c->kw * CI * CO);
     cg(g, "    memset(db, 0, sizeof(float) * %d);\n", CO);

@@ -90,12 +90,12 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
         cg(g, "    (void)din; /* the network input needs no gradient */\n    (void)w;\n");
     if (r->fused_softmax)
         cg(g, "    (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */\n");
-    else if (l->act == ACT_LINEAR)
+    else if (backward_act(l, r) == ACT_LINEAR)
         cg(g, "    (void)out;\n");
     cg(g, "    if (hi <= lo) {\n        memset(dw, 0, sizeof(float) * %d * %d);\n", I, O);
     cg(g, "        memset(db, 0, sizeof(float) * %d);\n        return;\n    }\n", O);
     if (!r->fused_softmax)
-        cg_act_backward(g, l->act, "dout", "out", O);
+        print_act_backward(g, l, r, O);
     cg(g, "    /* dw = in[lo:hi]^T . dz   ([%d][rows] x [rows][%d]) */\n", I, O);
     cg(g, "    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, %d, %d, hi - lo, in + (size_t)lo * %d, %d,\n", I, O, I, I);
     cg(g, "              dout + (size_t)lo * %d, %d, dw, %d);\n", O, O, O);

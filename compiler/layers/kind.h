@@ -90,7 +90,21 @@ enum {
 typedef struct {
     int needs_din;     /* its input is not the network's input: backward must give dL/d(in) */
     int fused_softmax; /* its softmax is fused with the crossentropy loss */
+    /*
+     * A relu and the max pooling right after it (KIND_RELU_GRAD_BELOW): the pooling's backward
+     * applies the relu's derivative as it routes each gradient to its window's maximum (zero where
+     * that maximum, a relu output, is not positive), and the layer below skips its own pass over
+     * the larger tensor. Both flags describe the one pair.
+     */
+    int relu_grad_below; /* this layer's backward applies the relu derivative of the layer below */
+    int act_grad_above;  /* the layer above applied this layer's: dout is already dL/d(pre-activation) */
 } layer_role;
+
+/* The activation whose derivative a layer's own backward applies (none if the layer above did). */
+static inline act_kind backward_act(const layer *l, const layer_role *r)
+{
+    return r->act_grad_above ? ACT_LINEAR : l->act;
+}
 
 /*
  * The inference back end (infer.c): one sample's forward pass in plain C99,
@@ -110,6 +124,7 @@ enum {
     KIND_FLAT_INPUT = 4,  /* an image input is flattened first, implicitly (dense) */
     KIND_TRAIN_ONLY = 8,  /* the identity at inference (dropout) */
     KIND_OUTPUT_LAST = 16, /* its kernel's last axis is the output channel: a batchnorm after it can fold in */
+    KIND_RELU_GRAD_BELOW = 32, /* its backward can apply the derivative of a relu below it (layer_role) */
 };
 
 typedef struct layer_kind {
@@ -180,6 +195,9 @@ void apply_weight_options(layer *l, const option_value *v);
 /* For emit_single: the layer's kernel and bias as constants <prefix>_<name>_w and _b, their last axis
  * (`outputs` wide) padded with zeros to `padded`. */
 void print_single_weights(cgen *g, const layer *l, const single_ctx *sc, int outputs, int padded);
+/* The derivative of l's activation applied to `dout` from the stored `out` (where the layer above
+ * applies it instead, a comment that says so). */
+void print_act_backward(cgen *g, const layer *l, const layer_role *r, int width);
 /* A step call `NAME_forward(out, in, lo, hi)`, or `NAME_backward(din, dout, lo, hi)`: kinds without weights. */
 void print_forward_in_out(cgen *g, const layer *l, const step_args *a);
 void print_backward_din_dout(cgen *g, const layer *l, const step_args *a);

@@ -85,6 +85,15 @@ void print_forward_in_out(cgen *g, const layer *l, const step_args *a)
     cgi(g, "%s_forward(%s, %s, lo, hi);\n", l->name, a->out, a->in);
 }
 
+void print_act_backward(cgen *g, const layer *l, const layer_role *r, int width)
+{
+    if (r->act_grad_above)
+        cg(g, "    /* %s: its derivative is applied by the max pooling above, to the maxima it routes back */\n",
+           act_name(l->act));
+    else
+        cg_act_backward(g, l->act, "dout", "out", width);
+}
+
 void print_backward_din_dout(cgen *g, const layer *l, const step_args *a)
 {
     cgi(g, "%s_backward(%s, %s, lo, hi);\n", l->name, a->din, a->dout);

@@ -3,6 +3,8 @@
  * MaxPooling2D and AveragePooling2D: 2x2 by default, stride = window).
  * Two kinds that share their schema, shape rule and loops.
  */
+#include <string.h>
+
 #include "kind.h"
 
 enum { WINDOW, STRIDE };
@@ -62,10 +64,71 @@ static const char *window_at(char *buf, size_t len, const layer *l)
     return buf;
 }
 
+/* The loops over the batch's output pixels, opened down to `o`, the offset of output (b, oy, ox). */
+static void open_output_loops(cgen *g, const layer *l)
+{
+    cg(g, "    for (int b = lo; b < hi; b++)\n");
+    cg(g, "        for (int oy = 0; oy < %d; oy++)\n", l->out.h);
+    cg(g, "            for (int ox = 0; ox < %d; ox++) {\n", l->out.w);
+    cg(g, "                size_t o = (((size_t)b * %d + oy) * %d + ox) * %d;\n", l->out.h, l->out.w, l->in.c);
+}
+
+/* Inside them, the loops over the window's positions, opened down to `at`, the input's offset there. */
+static void open_window_loops(cgen *g, const layer *l)
+{
+    char at[160];
+    cg(g, "                for (int ky = 0; ky < %d; ky++)\n", l->u.pool.kh);
+    cg(g, "                    for (int kx = 0; kx < %d; kx++) {\n", l->u.pool.kw);
+    cg(g, "                        int32_t at = (int32_t)%s;\n", window_at(at, sizeof at, l));
+}
+
+/* Whether the windows cover the input exactly once: stride = window, no row or column left over. */
+static int windows_tile(const layer *l)
+{
+    const pool_params *p = &l->u.pool;
+    return p->sh == p->kh && p->sw == p->kw && l->out.h * p->kh == l->in.h && l->out.w * p->kw == l->in.w;
+}
+
+/*
+ * Each output's gradient goes to the input its maximum came from (argmax). Where the windows tile
+ * the input, every input element is written once, its gradient or 0, without clearing din first;
+ * otherwise din is cleared and the gradients added, as overlapping windows can share an input.
+ * Where a relu is below (layer_role), an output whose maximum is not positive passes nothing on.
+ */
+static void emit_max_backward(cgen *g, const layer *l, const layer_role *r)
+{
+    int C = l->in.c, IN = shape_size(l->in), OUT = shape_size(l->out);
+    const char *relu = r->relu_grad_below ? " && out[o + c] > 0.0f" : "";
+    int indent = (int)strlen("static void _backward(") + (int)strlen(l->name);
+    cg(g, "static void %s_backward(float *restrict din, const float *restrict dout,\n", l->name);
+    cg(g, "%*sconst float *restrict out, const int32_t *restrict argmax,\n", indent, "");
+    cg(g, "%*sint lo, int hi)\n{\n", indent, "");
+    if (r->relu_grad_below)
+        cg(g, "    /* with the derivative of the relu below: a maximum that is not positive passes nothing on */\n");
+    else
+        cg(g, "    (void)out;\n");
+    if (!windows_tile(l)) {
+        cg(g, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IN, IN);
+        cg(g, "    for (size_t o = (size_t)lo * %d; o < (size_t)hi * %d; o++)\n", OUT, OUT);
+        if (r->relu_grad_below)
+            cg(g, "        if (out[o] > 0.0f)\n            din[argmax[o]] += dout[o];\n}\n");
+        else
+            cg(g, "        din[argmax[o]] += dout[o];\n}\n");
+        return;
+    }
+    open_output_loops(g, l);
+    open_window_loops(g, l);
+    cg(g, "                        for (int c = 0; c < %d; c++) {\n", C);
+    cg(g, "                            int routed = argmax[o + c] == at + c%s;\n", relu);
+    cg(g, "                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */\n");
+    cg(g, "                            din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;\n");
+    cg(g, "                        }\n                    }\n            }\n}\n");
+}
+
 static void emit(cgen *g, const layer *l, const layer_role *r)
 {
     const pool_params *p = &l->u.pool;
-    int C = l->in.c, OH = l->out.h, OW = l->out.w, IN = shape_size(l->in), OUT = shape_size(l->out);
+    int C = l->in.c, OH = l->out.h, OW = l->out.w, IN = shape_size(l->in);
     int max = is_max(l);
     char at[160];
     window_at(at, sizeof at, l);
@@ -77,15 +140,10 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
         cg(g, "static void %s_forward(float *restrict out, const float *restrict in, int lo, int hi)\n{\n", l->name);
     }
     /* Channels innermost, so that each window position is one vector compare (or add) per pixel. */
-    cg(g, "    for (int b = lo; b < hi; b++)\n");
-    cg(g, "        for (int oy = 0; oy < %d; oy++)\n", OH);
-    cg(g, "            for (int ox = 0; ox < %d; ox++) {\n", OW);
-    cg(g, "                size_t o = (((size_t)b * %d + oy) * %d + ox) * %d;\n", OH, OW, C);
+    open_output_loops(g, l);
     cg(g, "                for (int c = 0; c < %d; c++)\n", C);
     cg(g, "                    out[o + c] = %s;\n", max ? "-INFINITY" : "0.0f");
-    cg(g, "                for (int ky = 0; ky < %d; ky++)\n", p->kh);
-    cg(g, "                    for (int kx = 0; kx < %d; kx++) {\n", p->kw);
-    cg(g, "                        int32_t at = (int32_t)%s;\n", at);
+    open_window_loops(g, l);
     cg(g, "                        for (int c = 0; c < %d; c++) {\n", C);
     if (max) {
         cg(g, "                            if (in[at + c] > out[o + c]) {\n");
@@ -102,11 +160,7 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
     if (!r->needs_din)
         return;
     if (max) {
-        cg(g, "static void %s_backward(float *restrict din, const float *restrict dout,\n", l->name);
-        cg(g, "                                    const int32_t *restrict argmax, int lo, int hi)\n{\n");
-        cg(g, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IN, IN);
-        cg(g, "    for (size_t o = (size_t)lo * %d; o < (size_t)hi * %d; o++)\n", OUT, OUT);
-        cg(g, "        din[argmax[o]] += dout[o];\n}\n");
+        emit_max_backward(g, l, r);
         return;
     }
     cg(g, "static void %s_backward(float *restrict din, const float *restrict dout, int lo, int hi)\n{\n", l->name);
@@ -134,7 +188,7 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
 static void print_backward(cgen *g, const layer *l, const step_args *a)
 {
     if (is_max(l))
-        cgi(g, "%s_backward(%s, %s, ws->%s_argmax, lo, hi);\n", l->name, a->din, a->dout, l->name);
+        cgi(g, "%s_backward(%s, %s, %s, ws->%s_argmax, lo, hi);\n", l->name, a->din, a->dout, a->out, l->name);
     else
         cgi(g, "%s_backward(%s, %s, lo, hi);\n", l->name, a->din, a->dout);
 }
@@ -172,14 +226,14 @@ static void graph_node(const layer *l, nnc_graph_node *n)
 }
 
 /* The two kinds differ in their words and names only; is_max() tells their code apart. */
-#define POOL_KIND(word_, keras_, prefix_, id_)                                                                         \
+#define POOL_KIND(word_, keras_, prefix_, id_, flags_)                                                                 \
     {                                                                                                                  \
         .words = (const char *const[]){word_, NULL}, .keras = keras_, .prefix = prefix_, .signature_id = id_,          \
-        .flags = KIND_IMAGE_INPUT, .usage = USAGE, .n_options = sizeof options / sizeof options[0],                   \
+        .flags = KIND_IMAGE_INPUT | (flags_), .usage = USAGE, .n_options = sizeof options / sizeof options[0],                   \
         .options = options, .check = check, .kernel = kernel, .workspace = workspace, .emit = emit,                    \
         .print_forward = print_forward, .print_backward = print_backward, .emit_single = emit_single,                  \
         .graph_node = graph_node,                                                                                      \
     }
 
-const layer_kind maxpool_kind = POOL_KIND("maxpool", "MaxPooling2D", "max_pooling2d", 2);
-const layer_kind avgpool_kind = POOL_KIND("avgpool", "AveragePooling2D", "average_pooling2d", 3);
+const layer_kind maxpool_kind = POOL_KIND("maxpool", "MaxPooling2D", "max_pooling2d", 2, KIND_RELU_GRAD_BELOW);
+const layer_kind avgpool_kind = POOL_KIND("avgpool", "AveragePooling2D", "average_pooling2d", 3, 0);
