@@ -97,34 +97,34 @@ static const nnc_tensor_info state_tensors[] = {
 /* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
    first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
 static const nnc_graph_node graph_nodes[] = {
-    /* conv2d_1: `conv 32 5x5 relu` (line 13) */
+    /* conv2d_1: `conv 32 5x5 relu` (line 16) */
     {NNC_NODE_CONV, "conv2d_1", {28, 28, 1}, {24, 24, 32}, {5, 5}, {1, 1}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_RELU, 0, -1, 0},
-    /* batch_normalization_1: `batchnorm` (line 14) */
-    {NNC_NODE_BATCHNORM, "batch_normalization_1", {24, 24, 32}, {24, 24, 32}, {0, 0}, {0, 0}, {0, 0,
-            0, 0}, 0.001f, NNC_ACT_LINEAR, 2, 0, 0},
-    /* max_pooling2d_1: `maxpool 2x2` (line 15) */
+    /* max_pooling2d_1: `maxpool 2x2` (line 17) */
     {NNC_NODE_MAXPOOL, "max_pooling2d_1", {24, 24, 32}, {12, 12, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
      0.0f, NNC_ACT_LINEAR, -1, -1, 0},
-    /* conv2d_2: `conv 32 5x5 relu` (line 16) */
+    /* batch_normalization_1: `batchnorm` (line 18) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_1", {12, 12, 32}, {12, 12, 32}, {0, 0}, {0, 0}, {0, 0,
+            0, 0}, 0.001f, NNC_ACT_LINEAR, 2, 0, 0},
+    /* conv2d_2: `conv 32 5x5 relu` (line 19) */
     {NNC_NODE_CONV, "conv2d_2", {12, 12, 32}, {8, 8, 32}, {5, 5}, {1, 1}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_RELU, 4, -1, 0},
-    /* batch_normalization_2: `batchnorm` (line 17) */
-    {NNC_NODE_BATCHNORM, "batch_normalization_2", {8, 8, 32}, {8, 8, 32}, {0, 0}, {0, 0}, {0, 0, 0,
-            0}, 0.001f, NNC_ACT_LINEAR, 6, 2, 0},
-    /* max_pooling2d_2: `maxpool 2x2` (line 18) */
+    /* max_pooling2d_2: `maxpool 2x2` (line 20) */
     {NNC_NODE_MAXPOOL, "max_pooling2d_2", {8, 8, 32}, {4, 4, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
      0.0f, NNC_ACT_LINEAR, -1, -1, 0},
-    /* flatten_1: `flatten` (line 19) */
+    /* batch_normalization_2: `batchnorm` (line 21) */
+    {NNC_NODE_BATCHNORM, "batch_normalization_2", {4, 4, 32}, {4, 4, 32}, {0, 0}, {0, 0}, {0, 0, 0,
+            0}, 0.001f, NNC_ACT_LINEAR, 6, 2, 0},
+    /* flatten_1: `flatten` (line 22) */
     {NNC_NODE_FLATTEN, "flatten_1", {4, 4, 32}, {1, 1, 512}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_LINEAR, -1, -1, 0},
-    /* dense_1: `dense 256 relu` (line 20) */
+    /* dense_1: `dense 256 relu` (line 23) */
     {NNC_NODE_DENSE, "dense_1", {1, 1, 512}, {1, 1, 256}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_RELU, 8, -1, 0},
-    /* batch_normalization_3: `batchnorm` (line 21) */
+    /* batch_normalization_3: `batchnorm` (line 24) */
     {NNC_NODE_BATCHNORM, "batch_normalization_3", {1, 1, 256}, {1, 1, 256}, {0, 0}, {0, 0}, {0, 0,
             0, 0}, 0.001f, NNC_ACT_LINEAR, 10, 4, 0},
-    /* dense_2: `dense 10 softmax` (line 23) */
+    /* dense_2: `dense 10 softmax` (line 26) */
     {NNC_NODE_DENSE, "dense_2", {1, 1, 256}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_SOFTMAX, 12, -1, 0},
 };
@@ -137,11 +137,11 @@ typedef struct {
     /* activations, kept for backward (+ VEC: vector kernels may read one vector past a row's
        last channel, never using those lanes) */
     float conv2d_1_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
-    float batch_normalization_1_out[B * 18432 + VEC] ALIGNED; /* [n][24][24][32] */
     float max_pooling2d_1_out[B * 4608 + VEC] ALIGNED; /* [n][12][12][32] */
+    float batch_normalization_1_out[B * 4608 + VEC] ALIGNED; /* [n][12][12][32] */
     float conv2d_2_out[B * 2048 + VEC] ALIGNED; /* [n][8][8][32] */
-    float batch_normalization_2_out[B * 2048 + VEC] ALIGNED; /* [n][8][8][32] */
     float max_pooling2d_2_out[B * 512 + VEC] ALIGNED; /* [n][4][4][32] */
+    float batch_normalization_2_out[B * 512 + VEC] ALIGNED; /* [n][4][4][32] */
     float dense_1_out[B * 256 + VEC] ALIGNED; /* [n][256] */
     float batch_normalization_3_out[B * 256 + VEC] ALIGNED; /* [n][256] */
     float dropout_1_out[B * 256 + VEC] ALIGNED; /* [n][256] */
@@ -153,25 +153,25 @@ typedef struct {
     float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
     double slice_loss[CHUNKS]; /* each slice's summed loss */
     int slice_correct[CHUNKS]; /* and its right answers */
+    /* max_pooling2d_1 */
+    int32_t max_pooling2d_1_argmax[B * 4608]; /* index into the input of each output's maximum */
     /* batch_normalization_1 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_1_partial[CHUNKS][2][32];
     float batch_normalization_1_mean[32]; /* this batch's mean */
     float batch_normalization_1_inv_std[32]; /* and 1 / sqrt(variance + eps) */
     float batch_normalization_1_totals[64]; /* dgamma, dbeta summed over the slices */
-    /* max_pooling2d_1 */
-    int32_t max_pooling2d_1_argmax[B * 4608]; /* index into the input of each output's maximum */
     /* conv2d_2 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_2_wt[5 * 5 * 32 * 32] ALIGNED;
+    /* max_pooling2d_2 */
+    int32_t max_pooling2d_2_argmax[B * 512]; /* index into the input of each output's maximum */
     /* batch_normalization_2 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_2_partial[CHUNKS][2][32];
     float batch_normalization_2_mean[32]; /* this batch's mean */
     float batch_normalization_2_inv_std[32]; /* and 1 / sqrt(variance + eps) */
     float batch_normalization_2_totals[64]; /* dgamma, dbeta summed over the slices */
-    /* max_pooling2d_2 */
-    int32_t max_pooling2d_2_argmax[B * 512]; /* index into the input of each output's maximum */
     /* batch_normalization_3 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_3_partial[CHUNKS][2][256];
@@ -198,7 +198,7 @@ static inline float *grad_region(float *buf, int lo, int size)
     return buf + (size_t)lo * (LARGEST - size);
 }
 
-/* ---- conv2d_1: `conv 32 5x5 relu` (models/mnist_fast.nn:13) ----
+/* ---- conv2d_1: `conv 32 5x5 relu` (models/mnist_fast.nn:16) ----
  * in [n][28][28][1] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float
  * vectors */
 #if LANES == 16
@@ -384,11 +384,8 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
                                 const float *restrict wt,
                         int lo, int hi)
 {
-    /* relu: the derivative from the stored output y */
-    for (size_t i = (size_t)lo * 18432; i < (size_t)hi * 18432; i++) {
-        if (out[i] <= 0.0f)
-            dout[i] = 0.0f;
-    }
+    /* relu: its derivative is applied by the max pooling above, to the maxima it routes back */
+    (void)out;
     memset(db, 0, sizeof(float) * 32);
     for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
         for (int co = 0; co < 32; co++)
@@ -398,121 +395,7 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
     (void)wt;
 }
 
-/* ---- batch_normalization_1: `batchnorm` (models/mnist_fast.nn:14) ----
- * in [n][24][24][32] -> out [n][24][24][32]; kernel: elementwise loops */
-static void batch_normalization_1_sums(double *restrict sum, double *restrict sum_sq,
-                                       const float *restrict in, int lo, int hi)
-{
-    for (int c = 0; c < 32; c++)
-        sum[c] = sum_sq[c] = 0.0;
-    for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
-        for (int c = 0; c < 32; c++) {
-            double v = in[p * 32 + c];
-            sum[c] += v;
-            sum_sq[c] += v * v;
-        }
-}
-
-/*
- * One thread: the batch's mean and variance from the slices' sums, added in slice order
- * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
- */
-static void batch_normalization_1_combine(float *restrict mean, float *restrict inv_std,
-                                          float *restrict running, const double (*partial)[2][32],
-                                          int n)
-{
-    double count = (double)n * 576;
-    for (int c = 0; c < 32; c++) {
-        double sum = 0.0, sum_sq = 0.0;
-        for (int k = 0; k < CHUNKS; k++) {
-            sum += partial[k][0][c];
-            sum_sq += partial[k][1][c];
-        }
-        double batch_mean = sum / count;
-        double var = sum_sq / count - batch_mean * batch_mean;
-        var = var > 0.0 ? var : 0.0;
-        mean[c] = (float)batch_mean;
-        inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
-        /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
-        double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)batch_mean;
-        running[32 + c] = 0.99f * running[32 + c] + (1.0f - 0.99f) * (float)unbiased;
-    }
-}
-
-/* out = gamma * xhat + beta, xhat = (in - mean) * inv_std: the batch's statistics. */
-static void batch_normalization_1_normalize(float *restrict out, const float *restrict in,
-                                            const float *restrict gamma, const float *restrict beta,
-                                            const float *restrict mean,
-                                            const float *restrict inv_std, int lo, int hi)
-{
-    for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
-        for (int c = 0; c < 32; c++) {
-            size_t at = p * 32 + c;
-            out[at] = gamma[c] * ((in[at] - mean[c]) * inv_std[c]) + beta[c];
-        }
-}
-
-/* Inference: the running statistics instead of the batch's. */
-static void batch_normalization_1_forward_infer(float *restrict out, const float *restrict in,
-                                                const float *restrict gamma,
-                                                const float *restrict beta,
-                                                const float *restrict running, int lo, int hi)
-{
-    float scale[32], shift[32];
-    for (int c = 0; c < 32; c++) {
-        scale[c] = gamma[c] / sqrtf(running[32 + c] + 0.001f);
-        shift[c] = beta[c] - running[c] * scale[c];
-    }
-    for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
-        for (int c = 0; c < 32; c++)
-            out[p * 32 + c] = in[p * 32 + c] * scale[c] + shift[c];
-}
-
-/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy); xhat is recomputed from the input, which
-   is kept anyway, rather than stored. */
-static void batch_normalization_1_backward_params(float *restrict dgamma, float *restrict dbeta,
-                                                  const float *restrict dout,
-                                                  const float *restrict in,
-                                                  const float *restrict mean,
-                                                  const float *restrict inv_std, int lo, int hi)
-{
-    double sg[32] = {0}, sb[32] = {0};
-    for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
-        for (int c = 0; c < 32; c++) {
-            size_t at = p * 32 + c;
-            sg[c] += (double)dout[at] * ((in[at] - mean[c]) * inv_std[c]);
-            sb[c] += dout[at];
-        }
-    for (int c = 0; c < 32; c++) {
-        dgamma[c] = (float)sg[c];
-        dbeta[c] = (float)sb[c];
-    }
-}
-
-/*
- * din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch.
- */
-static void batch_normalization_1_backward_input(float *restrict din, const float *restrict dout,
-                                                 const float *restrict in,
-                                                 const float *restrict gamma,
-                                                 const float *restrict mean,
-                                                 const float *restrict inv_std,
-                                                 const float *restrict dgamma_total,
-                                                 const float *restrict dbeta_total, int n, int lo,
-                                                 int hi)
-{
-    float inv_count = 1.0f / ((float)n * 576);
-    for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
-        for (int c = 0; c < 32; c++) {
-            size_t at = p * 32 + c;
-            float xhat = (in[at] - mean[c]) * inv_std[c];
-            din[at] = gamma[c] * inv_std[c] * (dout[at] - dbeta_total[c] * inv_count - xhat
-                                               * dgamma_total[c] * inv_count);
-        }
-}
-
-/* ---- max_pooling2d_1: `maxpool 2x2` (models/mnist_fast.nn:15) ----
+/* ---- max_pooling2d_1: `maxpool 2x2` (models/mnist_fast.nn:17) ----
  * in [n][24][24][32] -> out [n][12][12][32]; kernel: elementwise loops */
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argmax,
@@ -543,7 +426,7 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
                                      const float *restrict out, const int32_t *restrict argmax,
                                      int lo, int hi)
 {
-    (void)out;
+    /* with the derivative of the relu below: a maximum that is not positive passes nothing on */
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 12; oy++)
             for (int ox = 0; ox < 12; ox++) {
@@ -553,7 +436,7 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
                         int32_t at = (int32_t)(((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx)
                                 * 32;
                         for (int c = 0; c < 32; c++) {
-                            int routed = argmax[o + c] == at + c;
+                            int routed = argmax[o + c] == at + c && out[o + c] > 0.0f;
                             /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
                             din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
                         }
@@ -561,7 +444,121 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
             }
 }
 
-/* ---- conv2d_2: `conv 32 5x5 relu` (models/mnist_fast.nn:16) ----
+/* ---- batch_normalization_1: `batchnorm` (models/mnist_fast.nn:18) ----
+ * in [n][12][12][32] -> out [n][12][12][32]; kernel: elementwise loops */
+static void batch_normalization_1_sums(double *restrict sum, double *restrict sum_sq,
+                                       const float *restrict in, int lo, int hi)
+{
+    for (int c = 0; c < 32; c++)
+        sum[c] = sum_sq[c] = 0.0;
+    for (size_t p = (size_t)lo * 144; p < (size_t)hi * 144; p++)
+        for (int c = 0; c < 32; c++) {
+            double v = in[p * 32 + c];
+            sum[c] += v;
+            sum_sq[c] += v * v;
+        }
+}
+
+/*
+ * One thread: the batch's mean and variance from the slices' sums, added in slice order
+ * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
+ */
+static void batch_normalization_1_combine(float *restrict mean, float *restrict inv_std,
+                                          float *restrict running, const double (*partial)[2][32],
+                                          int n)
+{
+    double count = (double)n * 144;
+    for (int c = 0; c < 32; c++) {
+        double sum = 0.0, sum_sq = 0.0;
+        for (int k = 0; k < CHUNKS; k++) {
+            sum += partial[k][0][c];
+            sum_sq += partial[k][1][c];
+        }
+        double batch_mean = sum / count;
+        double var = sum_sq / count - batch_mean * batch_mean;
+        var = var > 0.0 ? var : 0.0;
+        mean[c] = (float)batch_mean;
+        inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
+        /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
+        double unbiased = count > 1 ? var * count / (count - 1) : var;
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)batch_mean;
+        running[32 + c] = 0.99f * running[32 + c] + (1.0f - 0.99f) * (float)unbiased;
+    }
+}
+
+/* out = gamma * xhat + beta, xhat = (in - mean) * inv_std: the batch's statistics. */
+static void batch_normalization_1_normalize(float *restrict out, const float *restrict in,
+                                            const float *restrict gamma, const float *restrict beta,
+                                            const float *restrict mean,
+                                            const float *restrict inv_std, int lo, int hi)
+{
+    for (size_t p = (size_t)lo * 144; p < (size_t)hi * 144; p++)
+        for (int c = 0; c < 32; c++) {
+            size_t at = p * 32 + c;
+            out[at] = gamma[c] * ((in[at] - mean[c]) * inv_std[c]) + beta[c];
+        }
+}
+
+/* Inference: the running statistics instead of the batch's. */
+static void batch_normalization_1_forward_infer(float *restrict out, const float *restrict in,
+                                                const float *restrict gamma,
+                                                const float *restrict beta,
+                                                const float *restrict running, int lo, int hi)
+{
+    float scale[32], shift[32];
+    for (int c = 0; c < 32; c++) {
+        scale[c] = gamma[c] / sqrtf(running[32 + c] + 0.001f);
+        shift[c] = beta[c] - running[c] * scale[c];
+    }
+    for (size_t p = (size_t)lo * 144; p < (size_t)hi * 144; p++)
+        for (int c = 0; c < 32; c++)
+            out[p * 32 + c] = in[p * 32 + c] * scale[c] + shift[c];
+}
+
+/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy); xhat is recomputed from the input, which
+   is kept anyway, rather than stored. */
+static void batch_normalization_1_backward_params(float *restrict dgamma, float *restrict dbeta,
+                                                  const float *restrict dout,
+                                                  const float *restrict in,
+                                                  const float *restrict mean,
+                                                  const float *restrict inv_std, int lo, int hi)
+{
+    double sg[32] = {0}, sb[32] = {0};
+    for (size_t p = (size_t)lo * 144; p < (size_t)hi * 144; p++)
+        for (int c = 0; c < 32; c++) {
+            size_t at = p * 32 + c;
+            sg[c] += (double)dout[at] * ((in[at] - mean[c]) * inv_std[c]);
+            sb[c] += dout[at];
+        }
+    for (int c = 0; c < 32; c++) {
+        dgamma[c] = (float)sg[c];
+        dbeta[c] = (float)sb[c];
+    }
+}
+
+/*
+ * din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch.
+ */
+static void batch_normalization_1_backward_input(float *restrict din, const float *restrict dout,
+                                                 const float *restrict in,
+                                                 const float *restrict gamma,
+                                                 const float *restrict mean,
+                                                 const float *restrict inv_std,
+                                                 const float *restrict dgamma_total,
+                                                 const float *restrict dbeta_total, int n, int lo,
+                                                 int hi)
+{
+    float inv_count = 1.0f / ((float)n * 144);
+    for (size_t p = (size_t)lo * 144; p < (size_t)hi * 144; p++)
+        for (int c = 0; c < 32; c++) {
+            size_t at = p * 32 + c;
+            float xhat = (in[at] - mean[c]) * inv_std[c];
+            din[at] = gamma[c] * inv_std[c] * (dout[at] - dbeta_total[c] * inv_count - xhat
+                                               * dgamma_total[c] * inv_count);
+        }
+}
+
+/* ---- conv2d_2: `conv 32 5x5 relu` (models/mnist_fast.nn:19) ----
  * in [n][12][12][32] -> out [n][8][8][32]; kernel: register-blocked direct convolution, 16-float
  * vectors */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
@@ -855,11 +852,8 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
                                 const float *restrict wt,
                         int lo, int hi)
 {
-    /* relu: the derivative from the stored output y */
-    for (size_t i = (size_t)lo * 2048; i < (size_t)hi * 2048; i++) {
-        if (out[i] <= 0.0f)
-            dout[i] = 0.0f;
-    }
+    /* relu: its derivative is applied by the max pooling above, to the maxima it routes back */
+    (void)out;
     memset(db, 0, sizeof(float) * 32);
     for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
         for (int co = 0; co < 32; co++)
@@ -868,121 +862,7 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
     conv2d_2_input_grad(din, dout, wt, lo, hi);
 }
 
-/* ---- batch_normalization_2: `batchnorm` (models/mnist_fast.nn:17) ----
- * in [n][8][8][32] -> out [n][8][8][32]; kernel: elementwise loops */
-static void batch_normalization_2_sums(double *restrict sum, double *restrict sum_sq,
-                                       const float *restrict in, int lo, int hi)
-{
-    for (int c = 0; c < 32; c++)
-        sum[c] = sum_sq[c] = 0.0;
-    for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
-        for (int c = 0; c < 32; c++) {
-            double v = in[p * 32 + c];
-            sum[c] += v;
-            sum_sq[c] += v * v;
-        }
-}
-
-/*
- * One thread: the batch's mean and variance from the slices' sums, added in slice order
- * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
- */
-static void batch_normalization_2_combine(float *restrict mean, float *restrict inv_std,
-                                          float *restrict running, const double (*partial)[2][32],
-                                          int n)
-{
-    double count = (double)n * 64;
-    for (int c = 0; c < 32; c++) {
-        double sum = 0.0, sum_sq = 0.0;
-        for (int k = 0; k < CHUNKS; k++) {
-            sum += partial[k][0][c];
-            sum_sq += partial[k][1][c];
-        }
-        double batch_mean = sum / count;
-        double var = sum_sq / count - batch_mean * batch_mean;
-        var = var > 0.0 ? var : 0.0;
-        mean[c] = (float)batch_mean;
-        inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
-        /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
-        double unbiased = count > 1 ? var * count / (count - 1) : var;
-        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)batch_mean;
-        running[32 + c] = 0.99f * running[32 + c] + (1.0f - 0.99f) * (float)unbiased;
-    }
-}
-
-/* out = gamma * xhat + beta, xhat = (in - mean) * inv_std: the batch's statistics. */
-static void batch_normalization_2_normalize(float *restrict out, const float *restrict in,
-                                            const float *restrict gamma, const float *restrict beta,
-                                            const float *restrict mean,
-                                            const float *restrict inv_std, int lo, int hi)
-{
-    for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
-        for (int c = 0; c < 32; c++) {
-            size_t at = p * 32 + c;
-            out[at] = gamma[c] * ((in[at] - mean[c]) * inv_std[c]) + beta[c];
-        }
-}
-
-/* Inference: the running statistics instead of the batch's. */
-static void batch_normalization_2_forward_infer(float *restrict out, const float *restrict in,
-                                                const float *restrict gamma,
-                                                const float *restrict beta,
-                                                const float *restrict running, int lo, int hi)
-{
-    float scale[32], shift[32];
-    for (int c = 0; c < 32; c++) {
-        scale[c] = gamma[c] / sqrtf(running[32 + c] + 0.001f);
-        shift[c] = beta[c] - running[c] * scale[c];
-    }
-    for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
-        for (int c = 0; c < 32; c++)
-            out[p * 32 + c] = in[p * 32 + c] * scale[c] + shift[c];
-}
-
-/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy); xhat is recomputed from the input, which
-   is kept anyway, rather than stored. */
-static void batch_normalization_2_backward_params(float *restrict dgamma, float *restrict dbeta,
-                                                  const float *restrict dout,
-                                                  const float *restrict in,
-                                                  const float *restrict mean,
-                                                  const float *restrict inv_std, int lo, int hi)
-{
-    double sg[32] = {0}, sb[32] = {0};
-    for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
-        for (int c = 0; c < 32; c++) {
-            size_t at = p * 32 + c;
-            sg[c] += (double)dout[at] * ((in[at] - mean[c]) * inv_std[c]);
-            sb[c] += dout[at];
-        }
-    for (int c = 0; c < 32; c++) {
-        dgamma[c] = (float)sg[c];
-        dbeta[c] = (float)sb[c];
-    }
-}
-
-/*
- * din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch.
- */
-static void batch_normalization_2_backward_input(float *restrict din, const float *restrict dout,
-                                                 const float *restrict in,
-                                                 const float *restrict gamma,
-                                                 const float *restrict mean,
-                                                 const float *restrict inv_std,
-                                                 const float *restrict dgamma_total,
-                                                 const float *restrict dbeta_total, int n, int lo,
-                                                 int hi)
-{
-    float inv_count = 1.0f / ((float)n * 64);
-    for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
-        for (int c = 0; c < 32; c++) {
-            size_t at = p * 32 + c;
-            float xhat = (in[at] - mean[c]) * inv_std[c];
-            din[at] = gamma[c] * inv_std[c] * (dout[at] - dbeta_total[c] * inv_count - xhat
-                                               * dgamma_total[c] * inv_count);
-        }
-}
-
-/* ---- max_pooling2d_2: `maxpool 2x2` (models/mnist_fast.nn:18) ----
+/* ---- max_pooling2d_2: `maxpool 2x2` (models/mnist_fast.nn:20) ----
  * in [n][8][8][32] -> out [n][4][4][32]; kernel: elementwise loops */
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argmax,
@@ -1013,7 +893,7 @@ static void max_pooling2d_2_backward(float *restrict din, const float *restrict 
                                      const float *restrict out, const int32_t *restrict argmax,
                                      int lo, int hi)
 {
-    (void)out;
+    /* with the derivative of the relu below: a maximum that is not positive passes nothing on */
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 4; oy++)
             for (int ox = 0; ox < 4; ox++) {
@@ -1023,7 +903,7 @@ static void max_pooling2d_2_backward(float *restrict din, const float *restrict 
                         int32_t at = (int32_t)(((size_t)b * 8 + oy * 2 + ky) * 8 + ox * 2 + kx)
                                 * 32;
                         for (int c = 0; c < 32; c++) {
-                            int routed = argmax[o + c] == at + c;
+                            int routed = argmax[o + c] == at + c && out[o + c] > 0.0f;
                             /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
                             din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
                         }
@@ -1031,7 +911,121 @@ static void max_pooling2d_2_backward(float *restrict din, const float *restrict 
             }
 }
 
-/* ---- dense_1: `dense 256 relu` (models/mnist_fast.nn:20) ----
+/* ---- batch_normalization_2: `batchnorm` (models/mnist_fast.nn:21) ----
+ * in [n][4][4][32] -> out [n][4][4][32]; kernel: elementwise loops */
+static void batch_normalization_2_sums(double *restrict sum, double *restrict sum_sq,
+                                       const float *restrict in, int lo, int hi)
+{
+    for (int c = 0; c < 32; c++)
+        sum[c] = sum_sq[c] = 0.0;
+    for (size_t p = (size_t)lo * 16; p < (size_t)hi * 16; p++)
+        for (int c = 0; c < 32; c++) {
+            double v = in[p * 32 + c];
+            sum[c] += v;
+            sum_sq[c] += v * v;
+        }
+}
+
+/*
+ * One thread: the batch's mean and variance from the slices' sums, added in slice order
+ * (double precision makes E[x^2] - E[x]^2 safe here); then the running statistics.
+ */
+static void batch_normalization_2_combine(float *restrict mean, float *restrict inv_std,
+                                          float *restrict running, const double (*partial)[2][32],
+                                          int n)
+{
+    double count = (double)n * 16;
+    for (int c = 0; c < 32; c++) {
+        double sum = 0.0, sum_sq = 0.0;
+        for (int k = 0; k < CHUNKS; k++) {
+            sum += partial[k][0][c];
+            sum_sq += partial[k][1][c];
+        }
+        double batch_mean = sum / count;
+        double var = sum_sq / count - batch_mean * batch_mean;
+        var = var > 0.0 ? var : 0.0;
+        mean[c] = (float)batch_mean;
+        inv_std[c] = (float)(1.0 / sqrt(var + 0.001f));
+        /* running mean and (unbiased) variance, with momentum 0.99f as Keras */
+        double unbiased = count > 1 ? var * count / (count - 1) : var;
+        running[c] = 0.99f * running[c] + (1.0f - 0.99f) * (float)batch_mean;
+        running[32 + c] = 0.99f * running[32 + c] + (1.0f - 0.99f) * (float)unbiased;
+    }
+}
+
+/* out = gamma * xhat + beta, xhat = (in - mean) * inv_std: the batch's statistics. */
+static void batch_normalization_2_normalize(float *restrict out, const float *restrict in,
+                                            const float *restrict gamma, const float *restrict beta,
+                                            const float *restrict mean,
+                                            const float *restrict inv_std, int lo, int hi)
+{
+    for (size_t p = (size_t)lo * 16; p < (size_t)hi * 16; p++)
+        for (int c = 0; c < 32; c++) {
+            size_t at = p * 32 + c;
+            out[at] = gamma[c] * ((in[at] - mean[c]) * inv_std[c]) + beta[c];
+        }
+}
+
+/* Inference: the running statistics instead of the batch's. */
+static void batch_normalization_2_forward_infer(float *restrict out, const float *restrict in,
+                                                const float *restrict gamma,
+                                                const float *restrict beta,
+                                                const float *restrict running, int lo, int hi)
+{
+    float scale[32], shift[32];
+    for (int c = 0; c < 32; c++) {
+        scale[c] = gamma[c] / sqrtf(running[32 + c] + 0.001f);
+        shift[c] = beta[c] - running[c] * scale[c];
+    }
+    for (size_t p = (size_t)lo * 16; p < (size_t)hi * 16; p++)
+        for (int c = 0; c < 32; c++)
+            out[p * 32 + c] = in[p * 32 + c] * scale[c] + shift[c];
+}
+
+/* This slice's dgamma = sum(dy * xhat), dbeta = sum(dy); xhat is recomputed from the input, which
+   is kept anyway, rather than stored. */
+static void batch_normalization_2_backward_params(float *restrict dgamma, float *restrict dbeta,
+                                                  const float *restrict dout,
+                                                  const float *restrict in,
+                                                  const float *restrict mean,
+                                                  const float *restrict inv_std, int lo, int hi)
+{
+    double sg[32] = {0}, sb[32] = {0};
+    for (size_t p = (size_t)lo * 16; p < (size_t)hi * 16; p++)
+        for (int c = 0; c < 32; c++) {
+            size_t at = p * 32 + c;
+            sg[c] += (double)dout[at] * ((in[at] - mean[c]) * inv_std[c]);
+            sb[c] += dout[at];
+        }
+    for (int c = 0; c < 32; c++) {
+        dgamma[c] = (float)sg[c];
+        dbeta[c] = (float)sb[c];
+    }
+}
+
+/*
+ * din = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the whole batch.
+ */
+static void batch_normalization_2_backward_input(float *restrict din, const float *restrict dout,
+                                                 const float *restrict in,
+                                                 const float *restrict gamma,
+                                                 const float *restrict mean,
+                                                 const float *restrict inv_std,
+                                                 const float *restrict dgamma_total,
+                                                 const float *restrict dbeta_total, int n, int lo,
+                                                 int hi)
+{
+    float inv_count = 1.0f / ((float)n * 16);
+    for (size_t p = (size_t)lo * 16; p < (size_t)hi * 16; p++)
+        for (int c = 0; c < 32; c++) {
+            size_t at = p * 32 + c;
+            float xhat = (in[at] - mean[c]) * inv_std[c];
+            din[at] = gamma[c] * inv_std[c] * (dout[at] - dbeta_total[c] * inv_count - xhat
+                                               * dgamma_total[c] * inv_count);
+        }
+}
+
+/* ---- dense_1: `dense 256 relu` (models/mnist_fast.nn:23) ----
  * in [n][512] -> out [n][256]; kernel: OpenBLAS sgemm on the slice's rows */
 static void dense_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
                            const float *restrict bias, int lo, int hi)
@@ -1080,7 +1074,7 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
               w, 256, din + (size_t)lo * 512, 512);
 }
 
-/* ---- batch_normalization_3: `batchnorm` (models/mnist_fast.nn:21) ----
+/* ---- batch_normalization_3: `batchnorm` (models/mnist_fast.nn:24) ----
  * in [n][256] -> out [n][256]; kernel: elementwise loops */
 static void batch_normalization_3_sums(double *restrict sum, double *restrict sum_sq,
                                        const float *restrict in, int lo, int hi)
@@ -1194,7 +1188,7 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- dropout_1: `dropout 0.25` (models/mnist_fast.nn:22) ----
+/* ---- dropout_1: `dropout 0.25` (models/mnist_fast.nn:25) ----
  * in [n][256] -> out [n][256]; kernel: elementwise loops */
 #define DROPOUT_1_STREAM 10 /* its position in the model: each dropout layer draws its own masks */
 static void dropout_1_forward(float *restrict out, float *restrict mask, const float *restrict in,
@@ -1214,7 +1208,7 @@ static void dropout_1_backward(float *restrict din, const float *restrict dout,
         din[i] = dout[i] * mask[i];
 }
 
-/* ---- dense_2: `dense 10 softmax` (models/mnist_fast.nn:23) ----
+/* ---- dense_2: `dense 10 softmax` (models/mnist_fast.nn:26) ----
  * in [n][256] -> out [n][10]; kernel: OpenBLAS sgemm on the slice's rows */
 static void dense_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
                            const float *restrict bias, int lo, int hi)
@@ -1399,10 +1393,13 @@ static void train_forward(const step *s)
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* conv2d_1: `conv 32 5x5 relu` */
         conv2d_1_forward(ws->conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+        /* max_pooling2d_1: `maxpool 2x2` */
+        max_pooling2d_1_forward(ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax,
+                                ws->conv2d_1_out, lo, hi);
         /* batch_normalization_1: `batchnorm` */
         batch_normalization_1_sums(ws->batch_normalization_1_partial[c][0],
-                                   ws->batch_normalization_1_partial[c][1], ws->conv2d_1_out, lo,
-                                   hi);
+                                   ws->batch_normalization_1_partial[c][1], ws->max_pooling2d_1_out,
+                                   lo, hi);
     }
     ONE_THREAD {
         nnc_dist_share(dist, ws->batch_normalization_1_partial,
@@ -1416,21 +1413,21 @@ static void train_forward(const step *s)
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_1: `batchnorm` */
-        batch_normalization_1_normalize(ws->batch_normalization_1_out, ws->conv2d_1_out,
+        batch_normalization_1_normalize(ws->batch_normalization_1_out, ws->max_pooling2d_1_out,
                                         params + BATCH_NORMALIZATION_1_GAMMA,
                                         params + BATCH_NORMALIZATION_1_BETA,
                                         ws->batch_normalization_1_mean,
                                         ws->batch_normalization_1_inv_std, lo, hi);
-        /* max_pooling2d_1: `maxpool 2x2` */
-        max_pooling2d_1_forward(ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax,
-                                ws->batch_normalization_1_out, lo, hi);
         /* conv2d_2: `conv 32 5x5 relu` */
-        conv2d_2_forward(ws->conv2d_2_out, ws->max_pooling2d_1_out, params + CONV2D_2_W,
+        conv2d_2_forward(ws->conv2d_2_out, ws->batch_normalization_1_out, params + CONV2D_2_W,
                          params + CONV2D_2_B, lo, hi);
+        /* max_pooling2d_2: `maxpool 2x2` */
+        max_pooling2d_2_forward(ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax,
+                                ws->conv2d_2_out, lo, hi);
         /* batch_normalization_2: `batchnorm` */
         batch_normalization_2_sums(ws->batch_normalization_2_partial[c][0],
-                                   ws->batch_normalization_2_partial[c][1], ws->conv2d_2_out, lo,
-                                   hi);
+                                   ws->batch_normalization_2_partial[c][1], ws->max_pooling2d_2_out,
+                                   lo, hi);
     }
     ONE_THREAD {
         nnc_dist_share(dist, ws->batch_normalization_2_partial,
@@ -1444,16 +1441,13 @@ static void train_forward(const step *s)
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_2: `batchnorm` */
-        batch_normalization_2_normalize(ws->batch_normalization_2_out, ws->conv2d_2_out,
+        batch_normalization_2_normalize(ws->batch_normalization_2_out, ws->max_pooling2d_2_out,
                                         params + BATCH_NORMALIZATION_2_GAMMA,
                                         params + BATCH_NORMALIZATION_2_BETA,
                                         ws->batch_normalization_2_mean,
                                         ws->batch_normalization_2_inv_std, lo, hi);
-        /* max_pooling2d_2: `maxpool 2x2` */
-        max_pooling2d_2_forward(ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax,
-                                ws->batch_normalization_2_out, lo, hi);
         /* dense_1: `dense 256 relu` */
-        dense_1_forward(ws->dense_1_out, ws->max_pooling2d_2_out, params + DENSE_1_W,
+        dense_1_forward(ws->dense_1_out, ws->batch_normalization_2_out, params + DENSE_1_W,
                         params + DENSE_1_B, lo, hi);
         /* batch_normalization_3: `batchnorm` */
         batch_normalization_3_sums(ws->batch_normalization_3_partial[c][0],
@@ -1542,14 +1536,13 @@ static void train_backward(const step *s)
         /* dense_1: `dense 256 relu` */
         dense_1_backward(grad_region(ws->grad_b, lo, 512), ws->slice_grads[c] + DENSE_1_W,
                          ws->slice_grads[c] + DENSE_1_B, grad_region(ws->grad_a, lo, 256),
-                         ws->dense_1_out, ws->max_pooling2d_2_out, params + DENSE_1_W, lo, hi);
-        /* max_pooling2d_2: `maxpool 2x2` */
-        max_pooling2d_2_backward(grad_region(ws->grad_a, lo, 2048), grad_region(ws->grad_b, lo,
-                512), ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax, lo, hi);
+                         ws->dense_1_out, ws->batch_normalization_2_out, params + DENSE_1_W, lo,
+                         hi);
         /* batch_normalization_2: `batchnorm` */
         batch_normalization_2_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_2_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_2_BETA,
-                                              grad_region(ws->grad_a, lo, 2048), ws->conv2d_2_out,
+                                              grad_region(ws->grad_b, lo, 512),
+                                              ws->max_pooling2d_2_out,
                                               ws->batch_normalization_2_mean,
                                               ws->batch_normalization_2_inv_std, lo, hi);
     }
@@ -1562,24 +1555,26 @@ static void train_backward(const step *s)
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_2: `batchnorm` */
-        batch_normalization_2_backward_input(grad_region(ws->grad_b, lo, 2048),
-                                             grad_region(ws->grad_a, lo, 2048), ws->conv2d_2_out,
+        batch_normalization_2_backward_input(grad_region(ws->grad_a, lo, 512),
+                                             grad_region(ws->grad_b, lo, 512),
+                                             ws->max_pooling2d_2_out,
                                              params + BATCH_NORMALIZATION_2_GAMMA,
                                              ws->batch_normalization_2_mean,
                                              ws->batch_normalization_2_inv_std,
                                              ws->batch_normalization_2_totals,
                                              ws->batch_normalization_2_totals + 32, n, lo, hi);
+        /* max_pooling2d_2: `maxpool 2x2` */
+        max_pooling2d_2_backward(grad_region(ws->grad_b, lo, 2048), grad_region(ws->grad_a, lo,
+                512), ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax, lo, hi);
         /* conv2d_2: `conv 32 5x5 relu` */
         conv2d_2_backward(grad_region(ws->grad_a, lo, 4608), ws->slice_grads[c] + CONV2D_2_W,
                           ws->slice_grads[c] + CONV2D_2_B, grad_region(ws->grad_b, lo, 2048),
-                          ws->conv2d_2_out, ws->max_pooling2d_1_out, ws->conv2d_2_wt, lo, hi);
-        /* max_pooling2d_1: `maxpool 2x2` */
-        max_pooling2d_1_backward(grad_region(ws->grad_b, lo, 18432), grad_region(ws->grad_a, lo,
-                4608), ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax, lo, hi);
+                          ws->conv2d_2_out, ws->batch_normalization_1_out, ws->conv2d_2_wt, lo, hi);
         /* batch_normalization_1: `batchnorm` */
         batch_normalization_1_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_1_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_1_BETA,
-                                              grad_region(ws->grad_b, lo, 18432), ws->conv2d_1_out,
+                                              grad_region(ws->grad_a, lo, 4608),
+                                              ws->max_pooling2d_1_out,
                                               ws->batch_normalization_1_mean,
                                               ws->batch_normalization_1_inv_std, lo, hi);
     }
@@ -1592,13 +1587,17 @@ static void train_backward(const step *s)
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* batch_normalization_1: `batchnorm` */
-        batch_normalization_1_backward_input(grad_region(ws->grad_a, lo, 18432),
-                                             grad_region(ws->grad_b, lo, 18432), ws->conv2d_1_out,
+        batch_normalization_1_backward_input(grad_region(ws->grad_b, lo, 4608),
+                                             grad_region(ws->grad_a, lo, 4608),
+                                             ws->max_pooling2d_1_out,
                                              params + BATCH_NORMALIZATION_1_GAMMA,
                                              ws->batch_normalization_1_mean,
                                              ws->batch_normalization_1_inv_std,
                                              ws->batch_normalization_1_totals,
                                              ws->batch_normalization_1_totals + 32, n, lo, hi);
+        /* max_pooling2d_1: `maxpool 2x2` */
+        max_pooling2d_1_backward(grad_region(ws->grad_a, lo, 18432), grad_region(ws->grad_b, lo,
+                4608), ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax, lo, hi);
         /* conv2d_1: `conv 32 5x5 relu` */
         conv2d_1_backward(NULL, ws->slice_grads[c] + CONV2D_1_W, ws->slice_grads[c] + CONV2D_1_B,
                           grad_region(ws->grad_a, lo, 18432), ws->conv2d_1_out, x, NULL, lo, hi);
@@ -1666,27 +1665,27 @@ static void infer_forward(const step *s)
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* conv2d_1: `conv 32 5x5 relu` */
         conv2d_1_forward(ws->conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+        /* max_pooling2d_1: `maxpool 2x2` */
+        max_pooling2d_1_forward(ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax,
+                                ws->conv2d_1_out, lo, hi);
         /* batch_normalization_1: `batchnorm` */
-        batch_normalization_1_forward_infer(ws->batch_normalization_1_out, ws->conv2d_1_out,
+        batch_normalization_1_forward_infer(ws->batch_normalization_1_out, ws->max_pooling2d_1_out,
                                             params + BATCH_NORMALIZATION_1_GAMMA,
                                             params + BATCH_NORMALIZATION_1_BETA,
                                             state + BATCH_NORMALIZATION_1_RUNNING, lo, hi);
-        /* max_pooling2d_1: `maxpool 2x2` */
-        max_pooling2d_1_forward(ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax,
-                                ws->batch_normalization_1_out, lo, hi);
         /* conv2d_2: `conv 32 5x5 relu` */
-        conv2d_2_forward(ws->conv2d_2_out, ws->max_pooling2d_1_out, params + CONV2D_2_W,
+        conv2d_2_forward(ws->conv2d_2_out, ws->batch_normalization_1_out, params + CONV2D_2_W,
                          params + CONV2D_2_B, lo, hi);
+        /* max_pooling2d_2: `maxpool 2x2` */
+        max_pooling2d_2_forward(ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax,
+                                ws->conv2d_2_out, lo, hi);
         /* batch_normalization_2: `batchnorm` */
-        batch_normalization_2_forward_infer(ws->batch_normalization_2_out, ws->conv2d_2_out,
+        batch_normalization_2_forward_infer(ws->batch_normalization_2_out, ws->max_pooling2d_2_out,
                                             params + BATCH_NORMALIZATION_2_GAMMA,
                                             params + BATCH_NORMALIZATION_2_BETA,
                                             state + BATCH_NORMALIZATION_2_RUNNING, lo, hi);
-        /* max_pooling2d_2: `maxpool 2x2` */
-        max_pooling2d_2_forward(ws->max_pooling2d_2_out, ws->max_pooling2d_2_argmax,
-                                ws->batch_normalization_2_out, lo, hi);
         /* dense_1: `dense 256 relu` */
-        dense_1_forward(ws->dense_1_out, ws->max_pooling2d_2_out, params + DENSE_1_W,
+        dense_1_forward(ws->dense_1_out, ws->batch_normalization_2_out, params + DENSE_1_W,
                         params + DENSE_1_B, lo, hi);
         /* batch_normalization_3: `batchnorm` */
         batch_normalization_3_forward_infer(ws->batch_normalization_3_out, ws->dense_1_out,
@@ -1723,25 +1722,25 @@ static const char *first_nonfinite(const void *workspace_, int n)
 {
     const workspace *ws = workspace_;
     if (!nnc_all_finite(ws->conv2d_1_out, (size_t)n * 18432))
-        return "conv2d_1 (line 13, `conv 32 5x5 relu`)";
-    if (!nnc_all_finite(ws->batch_normalization_1_out, (size_t)n * 18432))
-        return "batch_normalization_1 (line 14, `batchnorm`)";
+        return "conv2d_1 (line 16, `conv 32 5x5 relu`)";
     if (!nnc_all_finite(ws->max_pooling2d_1_out, (size_t)n * 4608))
-        return "max_pooling2d_1 (line 15, `maxpool 2x2`)";
+        return "max_pooling2d_1 (line 17, `maxpool 2x2`)";
+    if (!nnc_all_finite(ws->batch_normalization_1_out, (size_t)n * 4608))
+        return "batch_normalization_1 (line 18, `batchnorm`)";
     if (!nnc_all_finite(ws->conv2d_2_out, (size_t)n * 2048))
-        return "conv2d_2 (line 16, `conv 32 5x5 relu`)";
-    if (!nnc_all_finite(ws->batch_normalization_2_out, (size_t)n * 2048))
-        return "batch_normalization_2 (line 17, `batchnorm`)";
+        return "conv2d_2 (line 19, `conv 32 5x5 relu`)";
     if (!nnc_all_finite(ws->max_pooling2d_2_out, (size_t)n * 512))
-        return "max_pooling2d_2 (line 18, `maxpool 2x2`)";
+        return "max_pooling2d_2 (line 20, `maxpool 2x2`)";
+    if (!nnc_all_finite(ws->batch_normalization_2_out, (size_t)n * 512))
+        return "batch_normalization_2 (line 21, `batchnorm`)";
     if (!nnc_all_finite(ws->dense_1_out, (size_t)n * 256))
-        return "dense_1 (line 20, `dense 256 relu`)";
+        return "dense_1 (line 23, `dense 256 relu`)";
     if (!nnc_all_finite(ws->batch_normalization_3_out, (size_t)n * 256))
-        return "batch_normalization_3 (line 21, `batchnorm`)";
+        return "batch_normalization_3 (line 24, `batchnorm`)";
     if (!nnc_all_finite(ws->dropout_1_out, (size_t)n * 256))
-        return "dropout_1 (line 22, `dropout 0.25`)";
+        return "dropout_1 (line 25, `dropout 0.25`)";
     if (!nnc_all_finite(ws->dense_2_out, (size_t)n * 10))
-        return "dense_2 (line 23, `dense 10 softmax`)";
+        return "dense_2 (line 26, `dense 10 softmax`)";
     return NULL;
 }
 
@@ -1751,11 +1750,11 @@ static const char summary[] =
     " Layer (type)                    Output Shape          Param #\n"
     "=================================================================\n"
     " conv2d_1 (Conv2D)               (None, 24, 24, 32)    832        relu\n"
-    " batch_normalization_1 (BatchNormalization) (None, 24, 24, 32)    128\n"
     " max_pooling2d_1 (MaxPooling2D)  (None, 12, 12, 32)    0\n"
+    " batch_normalization_1 (BatchNormalization) (None, 12, 12, 32)    128\n"
     " conv2d_2 (Conv2D)               (None, 8, 8, 32)      25,632     relu\n"
-    " batch_normalization_2 (BatchNormalization) (None, 8, 8, 32)      128\n"
     " max_pooling2d_2 (MaxPooling2D)  (None, 4, 4, 32)      0\n"
+    " batch_normalization_2 (BatchNormalization) (None, 4, 4, 32)      128\n"
     " flatten_1 (Flatten)             (None, 512)           0\n"
     " dense_1 (Dense)                 (None, 256)           131,328    relu\n"
     " batch_normalization_3 (BatchNormalization) (None, 256)           1,024\n"
@@ -1771,14 +1770,14 @@ static const char summary[] =
     "Schedule: one cycle, every step: from 0.0004 up to 0.01 (30% of the steps), down to 4e-08\n"
     "Forward pass: 2.23 M multiply-adds per image\n"
     "Defaults applied:\n"
-    "  line 13: conv2d_1: stride=1 pad=valid\n"
-    "  line 14: batch_normalization_1: momentum=0.99 eps=0.001\n"
-    "  line 15: max_pooling2d_1: window 2x2 stride 2\n"
-    "  line 16: conv2d_2: stride=1 pad=valid\n"
-    "  line 17: batch_normalization_2: momentum=0.99 eps=0.001\n"
-    "  line 18: max_pooling2d_2: window 2x2 stride 2\n"
-    "  line 21: batch_normalization_3: momentum=0.99 eps=0.001\n"
-    "  line 27: optimizer adam lr=0.0004 beta1=0.7 beta2=0.9 eps=1e-07 (given: lr beta1 beta2 )\n"
+    "  line 16: conv2d_1: stride=1 pad=valid\n"
+    "  line 17: max_pooling2d_1: window 2x2 stride 2\n"
+    "  line 18: batch_normalization_1: momentum=0.99 eps=0.001\n"
+    "  line 19: conv2d_2: stride=1 pad=valid\n"
+    "  line 20: max_pooling2d_2: window 2x2 stride 2\n"
+    "  line 21: batch_normalization_2: momentum=0.99 eps=0.001\n"
+    "  line 24: batch_normalization_3: momentum=0.99 eps=0.001\n"
+    "  line 30: optimizer adam lr=0.0004 beta1=0.7 beta2=0.9 eps=1e-07 (given: lr beta1 beta2 )\n"
 ;
 
 const nnc_model nnc_model_mnist_fast = {
@@ -1790,7 +1789,7 @@ const nnc_model nnc_model_mnist_fast = {
     .n_classes = N_CLASSES,
     .n_params = N_PARAMS,
     .n_state = N_STATE,
-    .signature = 0x5aaf9406e7303078ULL,
+    .signature = 0x7345c10936d2e6f8ULL,
     .max_batch = B,
     .slices = CHUNKS,
     .workspace_bytes = sizeof(workspace),
