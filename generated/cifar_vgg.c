@@ -687,25 +687,28 @@ static void batch_normalization_2_backward_input(float *restrict din, const floa
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argmax,
                                     const float *restrict in,
-                                   int lo, int hi)
+                                    int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 16; oy++)
             for (int ox = 0; ox < 16; ox++) {
                 size_t o = (((size_t)b * 16 + oy) * 16 + ox) * 32;
-                for (int c = 0; c < 32; c++)
-                    out[o + c] = -INFINITY;
-                for (int ky = 0; ky < 2; ky++)
-                    for (int kx = 0; kx < 2; kx++) {
-                        int32_t at = (int32_t)(((size_t)b * 32 + oy * 2 + ky) * 32 + ox * 2 + kx)
-                                * 32;
-                        for (int c = 0; c < 32; c++) {
-                            if (in[at + c] > out[o + c]) {
-                                out[o + c] = in[at + c];
-                                argmax[o + c] = at + c;
+                for (int c = 0; c < 32; c++) {
+                    float m = -INFINITY;
+                    /* the window's first input, should none exceed -INFINITY (all -inf or NaN) */
+                    int32_t from = (int32_t)(((size_t)b * 32 + oy * 2) * 32 + ox * 2) * 32 + c;
+                    for (int ky = 0; ky < 2; ky++)
+                        for (int kx = 0; kx < 2; kx++) {
+                            int32_t at = (int32_t)(((size_t)b * 32 + oy * 2 + ky) * 32 + ox * 2
+                                    + kx) * 32;
+                            if (in[at + c] > m) {
+                                m = in[at + c];
+                                from = at + c;
                             }
                         }
-                    }
+                    out[o + c] = m;
+                    argmax[o + c] = from;
+                }
             }
 }
 
@@ -724,7 +727,10 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
                                 * 32;
                         for (int c = 0; c < 32; c++) {
                             int routed = argmax[o + c] == at + c;
-                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            /*
+                             * + 0.0f: a -0 gradient becomes +0, the sum a cleared buffer adding it
+                             * would hold
+                             */
                             din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
                         }
                     }
@@ -1168,25 +1174,28 @@ static void batch_normalization_4_backward_input(float *restrict din, const floa
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argmax,
                                     const float *restrict in,
-                                   int lo, int hi)
+                                    int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 8; oy++)
             for (int ox = 0; ox < 8; ox++) {
                 size_t o = (((size_t)b * 8 + oy) * 8 + ox) * 64;
-                for (int c = 0; c < 64; c++)
-                    out[o + c] = -INFINITY;
-                for (int ky = 0; ky < 2; ky++)
-                    for (int kx = 0; kx < 2; kx++) {
-                        int32_t at = (int32_t)(((size_t)b * 16 + oy * 2 + ky) * 16 + ox * 2 + kx)
-                                * 64;
-                        for (int c = 0; c < 64; c++) {
-                            if (in[at + c] > out[o + c]) {
-                                out[o + c] = in[at + c];
-                                argmax[o + c] = at + c;
+                for (int c = 0; c < 64; c++) {
+                    float m = -INFINITY;
+                    /* the window's first input, should none exceed -INFINITY (all -inf or NaN) */
+                    int32_t from = (int32_t)(((size_t)b * 16 + oy * 2) * 16 + ox * 2) * 64 + c;
+                    for (int ky = 0; ky < 2; ky++)
+                        for (int kx = 0; kx < 2; kx++) {
+                            int32_t at = (int32_t)(((size_t)b * 16 + oy * 2 + ky) * 16 + ox * 2
+                                    + kx) * 64;
+                            if (in[at + c] > m) {
+                                m = in[at + c];
+                                from = at + c;
                             }
                         }
-                    }
+                    out[o + c] = m;
+                    argmax[o + c] = from;
+                }
             }
 }
 
@@ -1205,7 +1214,10 @@ static void max_pooling2d_2_backward(float *restrict din, const float *restrict 
                                 * 64;
                         for (int c = 0; c < 64; c++) {
                             int routed = argmax[o + c] == at + c;
-                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            /*
+                             * + 0.0f: a -0 gradient becomes +0, the sum a cleared buffer adding it
+                             * would hold
+                             */
                             din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
                         }
                     }
@@ -1649,25 +1661,28 @@ static void batch_normalization_6_backward_input(float *restrict din, const floa
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_3_forward(float *restrict out, int32_t *restrict argmax,
                                     const float *restrict in,
-                                   int lo, int hi)
+                                    int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 4; oy++)
             for (int ox = 0; ox < 4; ox++) {
                 size_t o = (((size_t)b * 4 + oy) * 4 + ox) * 128;
-                for (int c = 0; c < 128; c++)
-                    out[o + c] = -INFINITY;
-                for (int ky = 0; ky < 2; ky++)
-                    for (int kx = 0; kx < 2; kx++) {
-                        int32_t at = (int32_t)(((size_t)b * 8 + oy * 2 + ky) * 8 + ox * 2 + kx)
-                                * 128;
-                        for (int c = 0; c < 128; c++) {
-                            if (in[at + c] > out[o + c]) {
-                                out[o + c] = in[at + c];
-                                argmax[o + c] = at + c;
+                for (int c = 0; c < 128; c++) {
+                    float m = -INFINITY;
+                    /* the window's first input, should none exceed -INFINITY (all -inf or NaN) */
+                    int32_t from = (int32_t)(((size_t)b * 8 + oy * 2) * 8 + ox * 2) * 128 + c;
+                    for (int ky = 0; ky < 2; ky++)
+                        for (int kx = 0; kx < 2; kx++) {
+                            int32_t at = (int32_t)(((size_t)b * 8 + oy * 2 + ky) * 8 + ox * 2 + kx)
+                                    * 128;
+                            if (in[at + c] > m) {
+                                m = in[at + c];
+                                from = at + c;
                             }
                         }
-                    }
+                    out[o + c] = m;
+                    argmax[o + c] = from;
+                }
             }
 }
 
@@ -1686,7 +1701,10 @@ static void max_pooling2d_3_backward(float *restrict din, const float *restrict 
                                 * 128;
                         for (int c = 0; c < 128; c++) {
                             int routed = argmax[o + c] == at + c;
-                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            /*
+                             * + 0.0f: a -0 gradient becomes +0, the sum a cleared buffer adding it
+                             * would hold
+                             */
                             din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
                         }
                     }

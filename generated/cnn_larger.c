@@ -391,7 +391,7 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
                                 const float *restrict wt,
                         int lo, int hi)
 {
-    /* relu: its derivative is applied by the max pooling above, to the maxima it routes back */
+    /* relu: its derivative is applied by the layer above (a max pooling), to what it routes back */
     (void)out;
     memset(db, 0, sizeof(float) * 30);
     for (size_t p = (size_t)lo * 576; p < (size_t)hi * 576; p++)
@@ -407,25 +407,28 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argmax,
                                     const float *restrict in,
-                                   int lo, int hi)
+                                    int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 12; oy++)
             for (int ox = 0; ox < 12; ox++) {
                 size_t o = (((size_t)b * 12 + oy) * 12 + ox) * 30;
-                for (int c = 0; c < 30; c++)
-                    out[o + c] = -INFINITY;
-                for (int ky = 0; ky < 2; ky++)
-                    for (int kx = 0; kx < 2; kx++) {
-                        int32_t at = (int32_t)(((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2 + kx)
-                                * 30;
-                        for (int c = 0; c < 30; c++) {
-                            if (in[at + c] > out[o + c]) {
-                                out[o + c] = in[at + c];
-                                argmax[o + c] = at + c;
+                for (int c = 0; c < 30; c++) {
+                    float m = -INFINITY;
+                    /* the window's first input, should none exceed -INFINITY (all -inf or NaN) */
+                    int32_t from = (int32_t)(((size_t)b * 24 + oy * 2) * 24 + ox * 2) * 30 + c;
+                    for (int ky = 0; ky < 2; ky++)
+                        for (int kx = 0; kx < 2; kx++) {
+                            int32_t at = (int32_t)(((size_t)b * 24 + oy * 2 + ky) * 24 + ox * 2
+                                    + kx) * 30;
+                            if (in[at + c] > m) {
+                                m = in[at + c];
+                                from = at + c;
                             }
                         }
-                    }
+                    out[o + c] = m;
+                    argmax[o + c] = from;
+                }
             }
 }
 
@@ -444,7 +447,10 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
                                 * 30;
                         for (int c = 0; c < 30; c++) {
                             int routed = argmax[o + c] == at + c && out[o + c] > 0.0f;
-                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            /*
+                             * + 0.0f: a -0 gradient becomes +0, the sum a cleared buffer adding it
+                             * would hold
+                             */
                             din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
                         }
                     }
@@ -781,7 +787,7 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
                                 const float *restrict wt,
                         int lo, int hi)
 {
-    /* relu: its derivative is applied by the max pooling above, to the maxima it routes back */
+    /* relu: its derivative is applied by the layer above (a max pooling), to what it routes back */
     (void)out;
     memset(db, 0, sizeof(float) * 15);
     for (size_t p = (size_t)lo * 100; p < (size_t)hi * 100; p++)
@@ -796,25 +802,28 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argmax,
                                     const float *restrict in,
-                                   int lo, int hi)
+                                    int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 5; oy++)
             for (int ox = 0; ox < 5; ox++) {
                 size_t o = (((size_t)b * 5 + oy) * 5 + ox) * 15;
-                for (int c = 0; c < 15; c++)
-                    out[o + c] = -INFINITY;
-                for (int ky = 0; ky < 2; ky++)
-                    for (int kx = 0; kx < 2; kx++) {
-                        int32_t at = (int32_t)(((size_t)b * 10 + oy * 2 + ky) * 10 + ox * 2 + kx)
-                                * 15;
-                        for (int c = 0; c < 15; c++) {
-                            if (in[at + c] > out[o + c]) {
-                                out[o + c] = in[at + c];
-                                argmax[o + c] = at + c;
+                for (int c = 0; c < 15; c++) {
+                    float m = -INFINITY;
+                    /* the window's first input, should none exceed -INFINITY (all -inf or NaN) */
+                    int32_t from = (int32_t)(((size_t)b * 10 + oy * 2) * 10 + ox * 2) * 15 + c;
+                    for (int ky = 0; ky < 2; ky++)
+                        for (int kx = 0; kx < 2; kx++) {
+                            int32_t at = (int32_t)(((size_t)b * 10 + oy * 2 + ky) * 10 + ox * 2
+                                    + kx) * 15;
+                            if (in[at + c] > m) {
+                                m = in[at + c];
+                                from = at + c;
                             }
                         }
-                    }
+                    out[o + c] = m;
+                    argmax[o + c] = from;
+                }
             }
 }
 
@@ -833,7 +842,10 @@ static void max_pooling2d_2_backward(float *restrict din, const float *restrict 
                                 * 15;
                         for (int c = 0; c < 15; c++) {
                             int routed = argmax[o + c] == at + c && out[o + c] > 0.0f;
-                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */
+                            /*
+                             * + 0.0f: a -0 gradient becomes +0, the sum a cleared buffer adding it
+                             * would hold
+                             */
                             din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;
                         }
                     }

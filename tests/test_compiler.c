@@ -379,6 +379,35 @@ Test(emitter, same_input_same_bytes)
     release(&b);
 }
 
+/*
+ * An operator right after an opening bracket in the generated C is the mark of an expression a
+ * kind printed empty: `din[ + c]` is valid C and a wrong gradient (the average pooling's backward
+ * printed it once, from an uninitialized buffer). Every kind, in the forms its windows, padding and
+ * activations choose between, must print none.
+ */
+Test(emitter, no_empty_expressions)
+{
+    compiled c = compile_text("model x\ninput 12x12x2\n"
+                              "conv 2 1x1\n"               /* 12x12x2 */
+                              "avgpool 2x2 stride 1\n"     /* 11x11x2 */
+                              "conv 4 3x3 relu\n"          /* 9x9x4 */
+                              "maxpool\n"                  /* 4x4x4, a row and a column left over */
+                              "conv 4 3x3 pad=same relu\n" /* 4x4x4, the direct kernel */
+                              "maxpool 2x2 stride 1\n"     /* 3x3x4, overlapping windows */
+                              "relu\nglobalavgpool\nbatchnorm\ndropout 0.5\n"
+                              "dense 8 tanh\nsigmoid\ndense 3 softmax\n");
+    cr_assert_not_null(c.m, "%s", c.diagnostics);
+    char *text = emit_text(c.m);
+    static const char *const marks[] = {"[ +", "[ -", "[ *", "( +", "( *", "= ;", "[]\n"};
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+        const char *at = strstr(text, marks[i]);
+        const char *from = at && at - text >= 20 ? at - 20 : at ? at : "";
+        cr_expect_null(at, "generated C has \"%s\": ...%.60s", marks[i], from);
+    }
+    free(text);
+    release(&c);
+}
+
 /* Fold `line` to `width` columns; a fold that cannot shorten a line must stop, not loop. */
 static char *fold_text(const char *line, int width)
 {

@@ -76,14 +76,12 @@ Test(plan, vgg_bn_training_step)
 
 /*
  * A max pooling right after a relu applies the relu's derivative, and only then: after a conv's
- * inline relu or a relu layer, not after another pooling, a batchnorm (vgg_bn's order) or the input.
- * Each string lists the layers' roles in order: R for relu_grad_below, A for act_grad_above, - for
- * neither.
+ * inline relu or a relu layer, not after another pooling, a batchnorm (vgg_bn's order), a tanh,
+ * a dropout or the input, and an average pooling never does. The string lists the layers' roles in
+ * order: R for relu_grad_below, A for act_grad_above, - for neither.
  */
-static void expect_relu_roles(const char *file, const char *expected)
+static void expect_relu_roles_of(model *m, const char *what, const char *expected)
 {
-    nnc_source src;
-    model *m = load_model(file, &src);
     plan *p = plan_build(m, PASS_TRAIN);
     char got[64] = "";
     cr_assert_lt(m->n_layers, (int)sizeof got);
@@ -91,20 +89,57 @@ static void expect_relu_roles(const char *file, const char *expected)
         cr_expect(!(p->roles[i].relu_grad_below && p->roles[i].act_grad_above));
         got[i] = p->roles[i].relu_grad_below ? 'R' : p->roles[i].act_grad_above ? 'A' : '-';
     }
-    cr_expect_str_eq(got, expected, "%s: roles %s, expected %s", file, got, expected);
+    cr_expect_str_eq(got, expected, "%s: roles %s, expected %s", what, got, expected);
     plan_free(p);
+}
+
+static void expect_relu_roles(const char *file, const char *expected)
+{
+    nnc_source src;
+    model *m = load_model(file, &src);
+    expect_relu_roles_of(m, file, expected);
+    nnc_model_free(m);
+    nnc_source_free(&src);
+}
+
+/* The same for a model given as text (written to a temporary file). */
+static void expect_relu_roles_in(const char *text, const char *expected)
+{
+    char path[] = "/tmp/nnc-plan-XXXXXX", err[512];
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    nnc_source src;
+    cr_assert_eq(nnc_source_read(&src, path, err, sizeof err), 0, "%s", err);
+    src.out = stderr;
+    nnc_stmt *stmts = nnc_parse(&src);
+    model *m = nnc_check(&src, stmts);
+    nnc_stmt_free(stmts);
+    remove(path);
+    cr_assert_not_null(m, "does not compile:\n%s", text);
+    expect_relu_roles_of(m, text, expected);
     nnc_model_free(m);
     nnc_source_free(&src);
 }
 
 Test(plan, max_pooling_applies_the_relu_below_it)
 {
-    /* conv relu, maxpool, conv, relu, maxpool, dense */
-    expect_relu_roles("tests/layers/relu_maxpool/relu_maxpool.nn", "AR-AR-");
+    /* conv relu, maxpool, conv relu (same padding), maxpool, relu, maxpool, dense */
+    expect_relu_roles("tests/layers/relu_maxpool/relu_maxpool.nn", "ARARAR-");
     /* maxpool (input), conv relu, maxpool, maxpool, batchnorm, maxpool, dense */
     expect_relu_roles("tests/layers/maxpool/maxpool.nn", "-AR----");
     /* conv relu, batchnorm, conv relu, batchnorm, maxpool, ...: a batchnorm between, no pair */
     expect_relu_roles("models/vgg_bn.nn", "---------------");
+    /* a relu first, on the input: its pooling pairs (the relu layer needs no input gradient itself);
+       then the flatten inserted before the dense layer */
+    expect_relu_roles_in("input 8x8x1\nrelu\nmaxpool\ndense 2 softmax\ntrain\n  loss crossentropy\n", "AR--");
+    /* tanh, then an average pooling after a relu, then a dropout between a relu and a pooling */
+    expect_relu_roles_in("input 8x8x1\nconv 2 1x1 tanh\nmaxpool\nconv 2 1x1 relu\navgpool\nconv 2 1x1 relu\n"
+                         "dropout 0.5\nmaxpool\ndense 2 softmax\ntrain\n  loss crossentropy\n",
+                         "--------");
 }
 
 /*

@@ -88,7 +88,7 @@ void print_forward_in_out(cgen *g, const layer *l, const step_args *a)
 void print_act_backward(cgen *g, const layer *l, const layer_role *r, int width)
 {
     if (r->act_grad_above)
-        cg(g, "    /* %s: its derivative is applied by the max pooling above, to the maxima it routes back */\n",
+        cg(g, "    /* %s: its derivative is applied by the layer above (a max pooling), to what it routes back */\n",
            act_name(l->act));
     else
         cg_act_backward(g, l->act, "dout", "out", width);

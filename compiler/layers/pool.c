@@ -64,6 +64,16 @@ static const char *window_at(char *buf, size_t len, const layer *l)
     return buf;
 }
 
+/* The offset of the window's first pixel (ky = kx = 0), channel 0. */
+static const char *window_origin(char *buf, size_t len, const layer *l)
+{
+    const pool_params *p = &l->u.pool;
+    char oy[32], ox[32];
+    snprintf(buf, len, "(((size_t)b * %d + %s) * %d + %s) * %d", l->in.h, times(oy, sizeof oy, "oy", p->sh), l->in.w,
+             times(ox, sizeof ox, "ox", p->sw), l->in.c);
+    return buf;
+}
+
 /* The loops over the batch's output pixels, opened down to `o`, the offset of output (b, oy, ox). */
 static void open_output_loops(cgen *g, const layer *l)
 {
@@ -120,49 +130,61 @@ static void emit_max_backward(cgen *g, const layer *l, const layer_role *r)
     open_window_loops(g, l);
     cg(g, "                        for (int c = 0; c < %d; c++) {\n", C);
     cg(g, "                            int routed = argmax[o + c] == at + c%s;\n", relu);
-    cg(g, "                            /* + 0.0f: -0 becomes +0, as it did added to a cleared buffer */\n");
+    cg(g, "                            /* + 0.0f: a -0 gradient becomes +0, the sum a cleared buffer adding it would hold */\n");
     cg(g, "                            din[at + c] = routed ? dout[o + c] + 0.0f : 0.0f;\n");
     cg(g, "                        }\n                    }\n            }\n}\n");
 }
 
-static void emit(cgen *g, const layer *l, const layer_role *r)
+/*
+ * Each output channel's maximum (or sum) is kept in a local over its window and stored once. `at`
+ * is the input's offset at a window position, channel 0, as in the backward passes.
+ */
+static void emit_forward(cgen *g, const layer *l)
 {
     const pool_params *p = &l->u.pool;
-    int C = l->in.c, OH = l->out.h, OW = l->out.w, IN = shape_size(l->in);
     int max = is_max(l);
-    char at[160];
-    window_at(at, sizeof at, l);
+    int indent = (int)strlen("static void _forward(") + (int)strlen(l->name);
+    char at[160], origin[160];
     if (max) {
         cg(g, "/* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */\n");
         cg(g, "static void %s_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in,\n", l->name);
-        cg(g, "                                   int lo, int hi)\n{\n");
+        cg(g, "%*sint lo, int hi)\n{\n", indent, "");
     } else {
         cg(g, "static void %s_forward(float *restrict out, const float *restrict in, int lo, int hi)\n{\n", l->name);
     }
-    /* Channels innermost, so that each window position is one vector compare (or add) per pixel. */
     open_output_loops(g, l);
-    cg(g, "                for (int c = 0; c < %d; c++)\n", C);
-    cg(g, "                    out[o + c] = %s;\n", max ? "-INFINITY" : "0.0f");
-    open_window_loops(g, l);
-    cg(g, "                        for (int c = 0; c < %d; c++) {\n", C);
+    cg(g, "                for (int c = 0; c < %d; c++) {\n", l->in.c);
     if (max) {
-        cg(g, "                            if (in[at + c] > out[o + c]) {\n");
-        cg(g, "                                out[o + c] = in[at + c];\n");
-        cg(g, "                                argmax[o + c] = at + c;\n                            }\n");
+        cg(g, "                    float m = -INFINITY;\n");
+        cg(g, "                    /* the window's first input, should none exceed -INFINITY (all -inf or NaN) */\n");
+        cg(g, "                    int32_t from = (int32_t)%s + c;\n", window_origin(origin, sizeof origin, l));
     } else {
-        cg(g, "                            out[o + c] += in[at + c];\n");
+        cg(g, "                    float sum = 0.0f;\n");
     }
-    cg(g, "                        }\n                    }\n");
-    if (!max)
-        cg(g, "                for (int c = 0; c < %d; c++)\n                    out[o + c] *= 1.0f / %d;\n", C, p->kh * p->kw);
-    cg(g, "            }\n}\n\n");
-
-    if (!r->needs_din)
-        return;
+    cg(g, "                    for (int ky = 0; ky < %d; ky++)\n", p->kh);
+    cg(g, "                        for (int kx = 0; kx < %d; kx++) {\n", p->kw);
+    cg(g, "                            int32_t at = (int32_t)%s;\n", window_at(at, sizeof at, l));
     if (max) {
-        emit_max_backward(g, l, r);
-        return;
+        cg(g, "                            if (in[at + c] > m) {\n");
+        cg(g, "                                m = in[at + c];\n");
+        cg(g, "                                from = at + c;\n                            }\n");
+    } else {
+        cg(g, "                            sum += in[at + c];\n");
     }
+    cg(g, "                        }\n");
+    if (max)
+        cg(g, "                    out[o + c] = m;\n                    argmax[o + c] = from;\n");
+    else
+        cg(g, "                    out[o + c] = sum * (1.0f / %d);\n", p->kh * p->kw);
+    cg(g, "                }\n            }\n}\n\n");
+}
+
+/* Each output's gradient, divided by the window's size, added to every input of its window. */
+static void emit_avg_backward(cgen *g, const layer *l)
+{
+    const pool_params *p = &l->u.pool;
+    int C = l->in.c, OH = l->out.h, OW = l->out.w, IN = shape_size(l->in);
+    char at[160];
     cg(g, "static void %s_backward(float *restrict din, const float *restrict dout, int lo, int hi)\n{\n", l->name);
     cg(g, "    memset(din + (size_t)lo * %d, 0, sizeof(float) * (size_t)(hi - lo) * %d);\n", IN, IN);
     cg(g, "    for (int b = lo; b < hi; b++)\n");
@@ -173,8 +195,19 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
        p->kh * p->kw);
     cg(g, "                    for (int ky = 0; ky < %d; ky++)\n", p->kh);
     cg(g, "                        for (int kx = 0; kx < %d; kx++)\n", p->kw);
-    cg(g, "                            din[%s + c] += g;\n", at);
+    cg(g, "                            din[%s + c] += g;\n", window_at(at, sizeof at, l));
     cg(g, "                }\n}\n");
+}
+
+static void emit(cgen *g, const layer *l, const layer_role *r)
+{
+    emit_forward(g, l);
+    if (!r->needs_din)
+        return;
+    if (is_max(l))
+        emit_max_backward(g, l, r);
+    else
+        emit_avg_backward(g, l);
 }
 
 static void print_forward(cgen *g, const layer *l, const step_args *a)
