@@ -15,17 +15,30 @@
 #define NNC_ROOT "."
 #endif
 
+/* Parse and check a source already read; `what` names it if it does not compile. */
+static model *check_source(nnc_source *src, const char *what)
+{
+    src->out = stderr;
+    nnc_stmt *stmts = nnc_parse(src);
+    model *m = nnc_check(src, stmts);
+    nnc_stmt_free(stmts);
+    cr_assert_not_null(m, "%s does not compile", what);
+    return m;
+}
+
 static model *load_model(const char *file, nnc_source *src)
 {
     char path[4096], err[512];
     snprintf(path, sizeof path, "%s/%s", NNC_ROOT, file);
     cr_assert_eq(nnc_source_read(src, path, err, sizeof err), 0, "%s", err);
-    src->out = stderr;
-    nnc_stmt *stmts = nnc_parse(src);
-    model *m = nnc_check(src, stmts);
-    nnc_stmt_free(stmts);
-    cr_assert_not_null(m, "%s does not compile", file);
-    return m;
+    return check_source(src, file);
+}
+
+/* The same for a model given as text, as if it were the file x.nn. */
+static model *model_from_text(const char *text, nnc_source *src)
+{
+    nnc_source_from_string(src, "x.nn", text, strlen(text));
+    return check_source(src, text);
 }
 
 static int count_ops(const plan *p, op_kind kind, op_phase phase)
@@ -80,7 +93,7 @@ Test(plan, vgg_bn_training_step)
  * a dropout or the input, and an average pooling never does. The string lists the layers' roles in
  * order: R for relu_grad_below, A for act_grad_above, - for neither.
  */
-static void expect_relu_roles_of(model *m, const char *what, const char *expected)
+static void expect_relu_roles_of(const model *m, const char *what, const char *expected)
 {
     plan *p = plan_build(m, PASS_TRAIN);
     char got[64] = "";
@@ -102,24 +115,10 @@ static void expect_relu_roles(const char *file, const char *expected)
     nnc_source_free(&src);
 }
 
-/* The same for a model given as text (written to a temporary file). */
 static void expect_relu_roles_in(const char *text, const char *expected)
 {
-    char path[] = "/tmp/nnc-plan-XXXXXX", err[512];
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    FILE *f = fdopen(fd, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
     nnc_source src;
-    cr_assert_eq(nnc_source_read(&src, path, err, sizeof err), 0, "%s", err);
-    src.out = stderr;
-    nnc_stmt *stmts = nnc_parse(&src);
-    model *m = nnc_check(&src, stmts);
-    nnc_stmt_free(stmts);
-    remove(path);
-    cr_assert_not_null(m, "does not compile:\n%s", text);
+    model *m = model_from_text(text, &src);
     expect_relu_roles_of(m, text, expected);
     nnc_model_free(m);
     nnc_source_free(&src);

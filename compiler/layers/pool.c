@@ -54,24 +54,23 @@ static void workspace(const layer *l, const layer_role *r, ws_list *ws)
                shape_size(l->out));
 }
 
-/* The offset of input pixel (b, oy * sh + ky, ox * sw + kx), channel 0. */
-static const char *window_at(char *buf, size_t len, const layer *l)
+/*
+ * The offset of input pixel (b, oy * sh + ky, ox * sw + kx), channel 0; with at_origin, of the
+ * window's first pixel (ky = kx = 0).
+ */
+static const char *window_offset(char *buf, size_t len, const layer *l, int at_origin)
 {
     const pool_params *p = &l->u.pool;
     char oy[32], ox[32];
-    snprintf(buf, len, "(((size_t)b * %d + %s + ky) * %d + %s + kx) * %d", l->in.h, times(oy, sizeof oy, "oy", p->sh),
-             l->in.w, times(ox, sizeof ox, "ox", p->sw), l->in.c);
+    snprintf(buf, len, "(((size_t)b * %d + %s%s) * %d + %s%s) * %d", l->in.h, times(oy, sizeof oy, "oy", p->sh),
+             at_origin ? "" : " + ky", l->in.w, times(ox, sizeof ox, "ox", p->sw), at_origin ? "" : " + kx", l->in.c);
     return buf;
 }
 
-/* The offset of the window's first pixel (ky = kx = 0), channel 0. */
-static const char *window_origin(char *buf, size_t len, const layer *l)
+/* The offset at window position (ky, kx). */
+static const char *window_at(char *buf, size_t len, const layer *l)
 {
-    const pool_params *p = &l->u.pool;
-    char oy[32], ox[32];
-    snprintf(buf, len, "(((size_t)b * %d + %s) * %d + %s) * %d", l->in.h, times(oy, sizeof oy, "oy", p->sh), l->in.w,
-             times(ox, sizeof ox, "ox", p->sw), l->in.c);
-    return buf;
+    return window_offset(buf, len, l, 0);
 }
 
 /* The loops over the batch's output pixels, opened down to `o`, the offset of output (b, oy, ox). */
@@ -157,7 +156,7 @@ static void emit_forward(cgen *g, const layer *l)
     if (max) {
         cg(g, "                    float m = -INFINITY;\n");
         cg(g, "                    /* the window's first input, should none exceed -INFINITY (all -inf or NaN) */\n");
-        cg(g, "                    int32_t from = (int32_t)%s + c;\n", window_origin(origin, sizeof origin, l));
+        cg(g, "                    int32_t from = (int32_t)%s + c;\n", window_offset(origin, sizeof origin, l, 1));
     } else {
         cg(g, "                    float sum = 0.0f;\n");
     }
