@@ -325,6 +325,19 @@ static void print_graph_table(printer *pr)
 
 /* ---- the workspace -------------------------------------------------------- */
 
+/* scratch_region(): the scratch arena split by slice, as grad_region() splits a gradient buffer. */
+static void print_scratch_region(cgen *g, int bytes)
+{
+    cg(g, "\n#define SCRATCH %d /* bytes a sample of the scratch arena: the most one layer's call uses */\n", bytes);
+    cg(g, "/*\n * The scratch arena is split by slice too: slice [lo, hi) keeps to bytes [lo * SCRATCH,\n");
+    cg(g, " * hi * SCRATCH). In it, a buffer of `size` bytes a sample after `before` bytes a sample of\n");
+    cg(g, " * buffers alive at the same time holds sample b at scratch_region(...) + b * size. Marked\n");
+    cg(g, " * unused: its only callers may sit in #if blocks the target leaves out.\n */\n");
+    cg(g, "static inline __attribute__((unused)) void *\n");
+    cg(g, "scratch_region(unsigned char *arena, int lo, int hi, int before, int size)\n{\n");
+    cg(g, "    return arena + (size_t)lo * (SCRATCH - size) + (size_t)(hi - lo) * before;\n}\n");
+}
+
 static void print_workspace(printer *pr)
 {
     const model *m = pr->m;
@@ -355,8 +368,15 @@ static void print_workspace(printer *pr)
             if (ws.n > before)
                 cg(g, "    /* %s */\n", m->layers[i].name);
             for (int k = before; k < ws.n; k++)
-                cg(g, "    %s; /* %s */\n", ws.members[k].decl, ws.members[k].comment);
+                if (ws.members[k].decl[0])
+                    cg(g, "    %s; /* %s */\n", ws.members[k].decl, ws.members[k].comment);
+                else
+                    cg(g, "    /* %s */\n", ws.members[k].comment);
         }
+    if (ws.scratch > 0) {
+        cg(g, "    /* buffers a layer's kernels use within one call, shared by every layer (scratch_region) */\n");
+        cg(g, "    unsigned char scratch[B * %d] ALIGNED;\n", ws.scratch);
+    }
     free(ws.members);
     cg(g, "} workspace;\n\n");
     cg(g, "/*\n * Slice c of a batch of n is samples [slice_lo(n, c), slice_lo(n, c + 1)). The slices run several\n");
@@ -366,6 +386,8 @@ static void print_workspace(printer *pr)
     cg(g, "static inline int slice_lo(int n, int c)\n{\n    return n * c / CHUNKS;\n}\n\n");
     cg(g, "static inline float *grad_region(float *buf, int lo, int size)\n{\n");
     cg(g, "    return buf + (size_t)lo * (LARGEST - size);\n}\n");
+    if (ws.scratch > 0)
+        print_scratch_region(g, ws.scratch);
 }
 
 /* ---- the layers' functions ------------------------------------------------ */

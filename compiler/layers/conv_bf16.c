@@ -50,25 +50,35 @@ static int row_width(const layer *l)
     return pair_width(l) + l->u.conv.kw - 1;
 }
 
+/*
+ * The bfloat16 copies of activations the kernels make within one call, in the
+ * scratch arena (kind.h): the forward pass's input; then the weight gradient's
+ * dz pairs and input rows; then the input gradient's dz, over the bytes of the
+ * pairs, which the weight gradient has finished reading. Returns how many.
+ */
+enum { SCRATCH_INH, SCRATCH_DZP, SCRATCH_INROWS, SCRATCH_DZH, N_SCRATCH };
+static int scratch_bufs(const layer *l, const layer_role *r, scratch_buf bufs[N_SCRATCH])
+{
+    int CO = l->out.c, u16 = (int)sizeof(uint16_t);
+    bufs[SCRATCH_INH] = (scratch_buf){"inh", 0, u16 * shape_size(l->in)};
+    bufs[SCRATCH_DZP] = (scratch_buf){"dzp", 1, u16 * l->out.h * pair_width(l) * CO};
+    bufs[SCRATCH_INROWS] = (scratch_buf){"inrows", 1, u16 * l->in.h * l->in.c * row_width(l)};
+    bufs[SCRATCH_DZH] = (scratch_buf){"dzh", 2, u16 * shape_size(l->out)};
+    return r->needs_din ? N_SCRATCH : SCRATCH_DZH;
+}
+
 static void workspace(const layer *l, const layer_role *r, ws_list *ws)
 {
     const conv_params *c = &l->u.conv;
     int K = c->kh * c->kw, CI = l->in.c, CO = l->out.c;
+    scratch_buf bufs[N_SCRATCH];
     conv_blocked.workspace(l, r, ws);
     ws_add(ws, "w as bfloat16 pairs of input channels, [kh][kw][cin/2][cout][2]", "uint16_t %s_wp[%d] ALIGNED",
            l->name, K * CI * CO);
-    ws_add(ws, "the input as bfloat16, the forward pass's", "uint16_t %s_inh[B * %d] ALIGNED", l->name,
-           shape_size(l->in));
-    ws_add(ws, "dz as bfloat16 pairs of neighbouring output pixels, [b][oy][ox/2][cout][2]",
-           "uint16_t %s_dzp[B * %d] ALIGNED", l->name, l->out.h * pair_width(l) * CO);
-    ws_add(ws, "the input as bfloat16 rows per channel, [b][y][cin][x]", "uint16_t %s_inrows[B * %d] ALIGNED",
-           l->name, l->in.h * CI * row_width(l));
-    if (r->needs_din) {
+    if (r->needs_din)
         ws_add(ws, "w as bfloat16 pairs of output channels, [kh][kw][cout/2][cin][2]", "uint16_t %s_wtp[%d] ALIGNED",
                l->name, K * CI * CO);
-        ws_add(ws, "dz as bfloat16, the input gradient's", "uint16_t %s_dzh[B * %d] ALIGNED", l->name,
-               shape_size(l->out));
-    }
+    ws_scratch(ws, bufs, scratch_bufs(l, r, bufs));
 }
 
 /* w [k][ci][co] as the pairs each kernel reads; 16 values (8 pairs) a conversion. */
@@ -274,7 +284,7 @@ static void emit_backward(cgen *g, const layer *l, const layer_role *r)
     cg(g, "/* NAME_backward's (conv_blocked's) bfloat16 twin: dout becomes dL/d(pre-activation); dw, db are the slice's. */\n");
     cg(g, "static void %s_backward_bf16(float *restrict din, float *restrict dw, float *restrict db,\n", id);
     cg(g, "                             float *restrict dout, const float *restrict out, const float *restrict in,\n");
-    cg(g, "                             uint16_t *restrict dzp, uint16_t *restrict in_rows, uint16_t *restrict dzh,\n");
+    cg(g, "                             uint16_t *dzp, uint16_t *restrict in_rows, uint16_t *dzh, /* dzh reuses dzp's bytes */\n");
     cg(g, "                             const uint16_t *restrict wtp, int lo, int hi)\n{\n");
     conv_print_backward_head(g, l, r);
     cg(g, "    %s_pair_pixels_bf16(dzp, in_rows, dout, in, lo, hi);\n", id);
@@ -318,9 +328,13 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
 {
     char up[64];
     upper(up, sizeof up, l->name);
+    scratch_buf bufs[N_SCRATCH];
+    char inh[96];
+    scratch_bufs(l, &(layer_role){0}, bufs);
+    scratch_arg(inh, sizeof inh, "uint16_t", bufs, SCRATCH_INH);
     cg(g, "#if NNC_BF16\n");
-    cgi(g, "%s_forward_bf16(%s, %s, ws->%s_inh, ws->%s_wp, params + %s_B, lo, hi);\n", l->name, a->out, a->in,
-        l->name, l->name, up);
+    cgi(g, "%s_forward_bf16(%s, %s, %s, ws->%s_wp, params + %s_B, lo, hi);\n", l->name, a->out, a->in, inh,
+        l->name, up);
     cg(g, "#else\n");
     conv_blocked.print_forward(g, l, a);
     cg(g, "#endif\n");
@@ -328,16 +342,20 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
 
 static void print_backward(cgen *g, const layer *l, const step_args *a)
 {
-    char up[64], wtp[80] = "NULL", dzh[80] = "NULL"; /* NULL: the network's input needs no gradient */
+    char up[64], wtp[80] = "NULL", dzh[96] = "NULL"; /* NULL: the network's input needs no gradient */
+    char dzp[96], inrows[96];
+    scratch_buf bufs[N_SCRATCH];
     upper(up, sizeof up, l->name);
+    scratch_bufs(l, &(layer_role){.needs_din = a->din != NULL}, bufs);
+    scratch_arg(dzp, sizeof dzp, "uint16_t", bufs, SCRATCH_DZP);
+    scratch_arg(inrows, sizeof inrows, "uint16_t", bufs, SCRATCH_INROWS);
     if (a->din) {
         snprintf(wtp, sizeof wtp, "ws->%s_wtp", l->name);
-        snprintf(dzh, sizeof dzh, "ws->%s_dzh", l->name);
+        scratch_arg(dzh, sizeof dzh, "uint16_t", bufs, SCRATCH_DZH);
     }
     cg(g, "#if NNC_BF16\n");
-    cgi(g, "%s_backward_bf16(%s, %s + %s_W, %s + %s_B, %s, %s, %s, ws->%s_dzp, ws->%s_inrows, %s, %s, lo, hi);\n",
-        l->name, a->din ? a->din : "NULL", a->grads, up, a->grads, up, a->dout, a->out, a->in, l->name, l->name, dzh,
-        wtp);
+    cgi(g, "%s_backward_bf16(%s, %s + %s_W, %s + %s_B, %s, %s, %s, %s, %s, %s, %s, lo, hi);\n", l->name,
+        a->din ? a->din : "NULL", a->grads, up, a->grads, up, a->dout, a->out, a->in, dzp, inrows, dzh, wtp);
     cg(g, "#else\n");
     conv_print_backward_call(g, l, a);
     cg(g, "#endif\n");

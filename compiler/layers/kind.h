@@ -65,16 +65,35 @@ typedef struct {
     layer_step step[MAX_LAYER_STEPS];
 } step_list;
 
-/* Scratch a layer keeps in the step's workspace struct, besides its output. */
+/* What a layer keeps in the step's workspace struct, besides its output. */
 typedef struct {
-    char decl[96];     /* "float conv2d_2_wt[3 * 3 * 32 * 32]" */
+    char decl[96];     /* "float conv2d_2_wt[3 * 3 * 32 * 32]"; empty: a comment line only */
     char comment[112];
 } ws_member;
 typedef struct {
     int n, cap;
     ws_member *members;
+    int scratch; /* bytes a sample of the shared scratch arena: the most any layer's call needs */
 } ws_list;
 void ws_add(ws_list *ws, const char *comment, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * Scratch: buffers a layer's kernels fill and read within one call, never
+ * after it (conv_bf16's bfloat16 copies of an activation). Every layer's
+ * scratch lives in one arena, ws->scratch: on a slice the calls run one at a
+ * time, so the arena needs only the largest layer's bytes, not the sum. A
+ * kind lists its buffers in a table. Buffers of one phase are alive together
+ * and lie one after another; the phases of a layer reuse the same bytes.
+ */
+typedef struct {
+    const char *name; /* "inh", as the workspace comment lists it */
+    int phase;        /* 0, 1, ...: buffers of the same phase are alive at once */
+    int bytes;        /* a sample */
+} scratch_buf;
+/* Reserve the arena for a layer's buffers and list them in the workspace's comments. */
+void ws_scratch(ws_list *ws, const scratch_buf *bufs, int n);
+/* The C expression for buffer k in a call on the slice [lo, hi): "(uint16_t *)scratch_region(...)". */
+const char *scratch_arg(char *buf, size_t len, const char *ctype, const scratch_buf *bufs, int k);
 
 /* The helpers a kind's generated code calls, which the file then defines once. */
 enum {

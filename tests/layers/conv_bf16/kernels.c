@@ -72,23 +72,22 @@ typedef struct {
     void (*forward)(float *out, const float *in, uint16_t *inh, const uint16_t *wp, const float *bias, int lo, int hi);
     void (*backward)(float *din, float *dw, float *db, float *dout, const float *out, const float *in, uint16_t *dzp,
                      uint16_t *in_rows, uint16_t *dzh, const uint16_t *wtp, int lo, int hi);
-    uint16_t *wp, *inh, *dzp, *in_rows;
-    uint16_t *wtp, *dzh; /* NULL without an input gradient */
+    uint16_t *wp;
+    uint16_t *wtp; /* NULL without an input gradient */
     activation act;
     conv_shape s;
 } bf16_layer;
 
 #define KERNELS(id)                                                                                                    \
-    #id, id##_pack_bf16, id##_forward_bf16, id##_backward_bf16, kernels_ws.id##_wp, kernels_ws.id##_inh,            \
-        kernels_ws.id##_dzp, kernels_ws.id##_inrows
+    #id, id##_pack_bf16, id##_forward_bf16, id##_backward_bf16, kernels_ws.id##_wp
 
 static const bf16_layer layers[] = {
     /* 6x11x16 -> 4x9x32: two vectors of channels, odd rows, the forward block's remainder; no input gradient */
-    {KERNELS(conv2d_1), NULL, NULL, RELU, {6, 11, 16, 3, 3, 32}},
+    {KERNELS(conv2d_1), NULL, RELU, {6, 11, 16, 3, 3, 32}},
     /* 4x9x32 -> 2x7x16: an input gradient over 32 channels */
-    {KERNELS(conv2d_2), kernels_ws.conv2d_2_wtp, kernels_ws.conv2d_2_dzh, LINEAR, {4, 9, 32, 3, 3, 16}},
+    {KERNELS(conv2d_2), kernels_ws.conv2d_2_wtp, LINEAR, {4, 9, 32, 3, 3, 16}},
     /* 2x7x16 -> 1x6x16 with a 2x2 kernel */
-    {KERNELS(conv2d_3), kernels_ws.conv2d_3_wtp, kernels_ws.conv2d_3_dzh, TANH, {2, 7, 16, 2, 2, 16}},
+    {KERNELS(conv2d_3), kernels_ws.conv2d_3_wtp, TANH, {2, 7, 16, 2, 2, 16}},
 };
 #define N_LAYERS (sizeof layers / sizeof layers[0])
 
@@ -205,6 +204,39 @@ static void case_free(kernel_case *k)
         free(arrays[i]);
 }
 
+/*
+ * The bfloat16 copies the kernels make, where the generated code puts them in
+ * the scratch arena (compiler/layers/conv_bf16.c): the forward pass's input;
+ * the weight gradient's dz pairs, then its input rows a row of whole pairs
+ * plus the kernel's overhang wide, a whole number of cache lines in; the
+ * input gradient's dz over the pairs' bytes.
+ */
+typedef enum { INH, DZP, INROWS, DZH } scratch_use;
+
+static uint16_t *scratch(const kernel_case *k, scratch_use use)
+{
+    const conv_shape *s = k->s;
+    int pair_width = (out_w(s) + 1) / 2 * 2, u16 = (int)sizeof(uint16_t);
+    int dzp = u16 * out_h(s) * pair_width * s->co;
+    int before = use == INROWS ? (dzp + 63) / 64 * 64 : 0;
+    int size = use == INH      ? u16 * (int)in_size(s)
+               : use == DZP    ? dzp
+               : use == INROWS ? u16 * s->ih * s->ci * (pair_width + s->kw - 1)
+                               : u16 * (int)out_size(s);
+    cr_assert_leq(before + size, SCRATCH, "%s: the scratch arena is too small", k->l->name);
+    return scratch_region(kernels_ws.scratch, k->lo, k->hi, before, size);
+}
+
+/* Bytes of the scratch arena outside the case's slice that a kernel wrote (case_new fills it with 0xff). */
+static int scratch_written_outside(const kernel_case *k)
+{
+    int written = 0;
+    for (size_t i = 0; i < sizeof kernels_ws.scratch; i++)
+        if (i < (size_t)k->lo * SCRATCH || i >= (size_t)k->hi * SCRATCH)
+            written += kernels_ws.scratch[i] != 0xff;
+    return written;
+}
+
 /* Worst differences of one tensor: from the rounded reference and from the unrounded one, in magnitudes. */
 typedef struct {
     double rounded, unrounded;
@@ -260,7 +292,9 @@ Test(conv_bf16, forward_matches_the_rounded_reference)
         for (size_t sl = 0; sl < N_SLICES; sl++) {
             kernel_case k = case_new(l, sl);
             k.l->pack(k.l->wp, NULL, k.w); /* as inference packs: no transposed copy */
-            k.l->forward(k.out, k.in, k.l->inh, k.l->wp, k.bias, k.lo, k.hi);
+            k.l->forward(k.out, k.in, scratch(&k, INH), k.l->wp, k.bias, k.lo, k.hi);
+            cr_expect_eq(scratch_written_outside(&k), 0, "%s forward, images %d..%d: scratch written outside the slice",
+                         k.l->name, k.lo, k.hi);
             discrepancy d = {0};
             compare(&d, &k, REF_OUT, k.out, out_size(k.s), 0);
             expect_close("forward", &k, &d);
@@ -276,8 +310,10 @@ Test(conv_bf16, backward_matches_the_rounded_reference)
             kernel_case k = case_new(l, sl);
             const bf16_layer *L = k.l;
             L->pack(L->wp, L->wtp, k.w);
-            L->backward(L->wtp ? k.din : NULL, k.dw, k.db, k.dout, k.stored_out, k.in, L->dzp, L->in_rows, L->dzh,
-                        L->wtp, k.lo, k.hi);
+            L->backward(L->wtp ? k.din : NULL, k.dw, k.db, k.dout, k.stored_out, k.in, scratch(&k, DZP),
+                        scratch(&k, INROWS), L->wtp ? scratch(&k, DZH) : NULL, L->wtp, k.lo, k.hi);
+            cr_expect_eq(scratch_written_outside(&k), 0, "%s backward, images %d..%d: scratch written outside the slice",
+                         L->name, k.lo, k.hi);
             discrepancy dw = {0}, din = {0};
             compare(&dw, &k, REF_DW, k.dw, 0, w_size(k.s));
             expect_close("dw", &k, &dw);
