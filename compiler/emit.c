@@ -326,15 +326,15 @@ static void print_graph_table(printer *pr)
 /* ---- the workspace -------------------------------------------------------- */
 
 /* scratch_region(): the scratch arena split by slice, as grad_region() splits a gradient buffer. */
-static void print_scratch_region(cgen *g, int bytes)
+static void print_scratch_region(cgen *g, int floats)
 {
-    cg(g, "\n#define SCRATCH %d /* bytes a sample of the scratch arena: the most one layer's call uses */\n", bytes);
-    cg(g, "/*\n * The scratch arena is split by slice too: slice [lo, hi) keeps to bytes [lo * SCRATCH,\n");
-    cg(g, " * hi * SCRATCH). In it, a buffer of `size` bytes a sample after `before` bytes a sample of\n");
+    cg(g, "\n#define SCRATCH %d /* floats a sample of the scratch arena: the most one layer's call uses */\n", floats);
+    cg(g, "/*\n * The scratch arena is split by slice too: slice [lo, hi) keeps to floats [lo * SCRATCH,\n");
+    cg(g, " * hi * SCRATCH). In it, a buffer of `size` floats a sample after `before` floats a sample of\n");
     cg(g, " * buffers alive at the same time holds sample b at scratch_region(...) + b * size. Marked\n");
     cg(g, " * unused: its only callers may sit in #if blocks the target leaves out.\n */\n");
-    cg(g, "static inline __attribute__((unused)) void *\n");
-    cg(g, "scratch_region(unsigned char *arena, int lo, int hi, int before, int size)\n{\n");
+    cg(g, "static inline __attribute__((unused)) float *\n");
+    cg(g, "scratch_region(float *arena, int lo, int hi, int before, int size)\n{\n");
     cg(g, "    return arena + (size_t)lo * (SCRATCH - size) + (size_t)(hi - lo) * before;\n}\n");
 }
 
@@ -375,7 +375,7 @@ static void print_workspace(printer *pr)
         }
     if (ws.scratch > 0) {
         cg(g, "    /* buffers a layer's kernels use within one call, shared by every layer (scratch_region) */\n");
-        cg(g, "    unsigned char scratch[B * %d] ALIGNED;\n", ws.scratch);
+        cg(g, "    float scratch[B * %d] ALIGNED;\n", ws.scratch);
     }
     free(ws.members);
     cg(g, "} workspace;\n\n");

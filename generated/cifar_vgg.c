@@ -23,6 +23,23 @@
 #define ALIGNED __attribute__((aligned(64)))
 #define VEC 16 /* slack after a buffer: vector kernels may read a vector past a row's end */
 
+/* The vectors of the convolution kernels: 16 floats where AVX-512 has registers that wide, else
+   8 (AVX2; two NEON registers). Each kernel below comes in both widths. */
+#if defined(__AVX512F__)
+#define LANES 16
+#else
+#define LANES 8
+#endif
+typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
+static inline void load_vec(vf *v, const float *p)
+{
+    memcpy(v, p, sizeof *v);
+}
+static inline void store_vec(float *p, const vf *v)
+{
+    memcpy(p, v, sizeof *v);
+}
+
 /* ---- parameters: offsets into the flat buffer ---- */
 /* (gradients and optimizer state share the layout) */
 #define CONV2D_1_W 0 /* [3][3][3][32] */
@@ -205,6 +222,8 @@ typedef struct {
     float slice_grads[CHUNKS][N_PARAMS] ALIGNED;
     double slice_loss[CHUNKS]; /* each slice's summed loss */
     int slice_correct[CHUNKS]; /* and its right answers */
+    /* conv2d_1 */
+    /* in the scratch arena, a phase at a time: the padded input */
     /* batch_normalization_1 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_1_partial[CHUNKS][2][32];
@@ -212,8 +231,9 @@ typedef struct {
     float batch_normalization_1_inv_std[32]; /* and 1 / sqrt(variance + eps) */
     float batch_normalization_1_totals[64]; /* dgamma, dbeta summed over the slices */
     /* conv2d_2 */
-    /* w with its last two axes swapped, [kh][kw][cout][cin], for the input gradient */
-    float conv2d_2_wt[3 * 3 * 32 * 32];
+    /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
+    float conv2d_2_wt[3 * 3 * 32 * 32] ALIGNED;
+    /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_2 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_2_partial[CHUNKS][2][32];
@@ -225,8 +245,9 @@ typedef struct {
     /* dropout_1 */
     float dropout_1_mask[B * 8192]; /* 0 or 1 / (1 - rate) */
     /* conv2d_3 */
-    /* w with its last two axes swapped, [kh][kw][cout][cin], for the input gradient */
-    float conv2d_3_wt[3 * 3 * 64 * 32];
+    /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
+    float conv2d_3_wt[3 * 3 * 64 * 32] ALIGNED;
+    /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_3 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_3_partial[CHUNKS][2][64];
@@ -234,8 +255,9 @@ typedef struct {
     float batch_normalization_3_inv_std[64]; /* and 1 / sqrt(variance + eps) */
     float batch_normalization_3_totals[128]; /* dgamma, dbeta summed over the slices */
     /* conv2d_4 */
-    /* w with its last two axes swapped, [kh][kw][cout][cin], for the input gradient */
-    float conv2d_4_wt[3 * 3 * 64 * 64];
+    /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
+    float conv2d_4_wt[3 * 3 * 64 * 64] ALIGNED;
+    /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_4 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_4_partial[CHUNKS][2][64];
@@ -247,8 +269,9 @@ typedef struct {
     /* dropout_2 */
     float dropout_2_mask[B * 4096]; /* 0 or 1 / (1 - rate) */
     /* conv2d_5 */
-    /* w with its last two axes swapped, [kh][kw][cout][cin], for the input gradient */
-    float conv2d_5_wt[3 * 3 * 128 * 64];
+    /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
+    float conv2d_5_wt[3 * 3 * 128 * 64] ALIGNED;
+    /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_5 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_5_partial[CHUNKS][2][128];
@@ -256,8 +279,9 @@ typedef struct {
     float batch_normalization_5_inv_std[128]; /* and 1 / sqrt(variance + eps) */
     float batch_normalization_5_totals[256]; /* dgamma, dbeta summed over the slices */
     /* conv2d_6 */
-    /* w with its last two axes swapped, [kh][kw][cout][cin], for the input gradient */
-    float conv2d_6_wt[3 * 3 * 128 * 128];
+    /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
+    float conv2d_6_wt[3 * 3 * 128 * 128] ALIGNED;
+    /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_6 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_6_partial[CHUNKS][2][128];
@@ -268,6 +292,8 @@ typedef struct {
     int32_t max_pooling2d_3_argmax[B * 2048]; /* index into the input of each output's maximum */
     /* dropout_3 */
     float dropout_3_mask[B * 2048]; /* 0 or 1 / (1 - rate) */
+    /* buffers a layer's kernels use within one call, shared by every layer (scratch_region) */
+    float scratch[B * 73984] ALIGNED;
 } workspace;
 
 /*
@@ -286,80 +312,239 @@ static inline float *grad_region(float *buf, int lo, int size)
     return buf + (size_t)lo * (LARGEST - size);
 }
 
+#define SCRATCH 73984 /* floats a sample of the scratch arena: the most one layer's call uses */
+/*
+ * The scratch arena is split by slice too: slice [lo, hi) keeps to floats [lo * SCRATCH,
+ * hi * SCRATCH). In it, a buffer of `size` floats a sample after `before` floats a sample of
+ * buffers alive at the same time holds sample b at scratch_region(...) + b * size. Marked
+ * unused: its only callers may sit in #if blocks the target leaves out.
+ */
+static inline __attribute__((unused)) float *
+scratch_region(float *arena, int lo, int hi, int before, int size)
+{
+    return arena + (size_t)lo * (SCRATCH - size) + (size_t)(hi - lo) * before;
+}
+
 /* ---- conv2d_1: `conv 32 3x3 pad=same relu` (models/cifar_vgg.nn:13) ----
- * in [n][32][32][3] -> out [n][32][32][32]; kernel: direct loops, constant bounds, vectorized over
- * output channels */
+ * in [n][32][32][3] -> out [n][32][32][32]; kernel: register-blocked direct convolution over a
+ * zero-padded copy of the input, 16-float vectors */
+/* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][34][34][3]. */
+static void conv2d_1_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++) {
+        float *p = padded + (size_t)b * 3468;
+        memset(p, 0, sizeof(float) * 102);
+        for (int y = 0; y < 32; y++) {
+            float *row = p + (size_t)(y + 1) * 102;
+            memset(row, 0, sizeof(float) * 3);
+            memcpy(row + 3, in + ((size_t)b * 32 + y) * 96, sizeof(float) * 96);
+            memset(row + 99, 0, sizeof(float) * 3);
+        }
+        memset(p + 3366, 0, sizeof(float) * 102);
+    }
+}
+
+#if LANES == 16
+/*
+ * 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_1_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[8][2];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++)
+            load_vec(&acc[p][v], bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 34 + oy + ky) * 34 + ox0 + kx) * 3;
+            const float *wk = w + (ky * 3 + kx) * 96;
+            for (int ci = 0; ci < 3; ci++) {
+                vf wv[2];
+                for (int v = 0; v < 2; v++)
+                    load_vec(&wv[v], wk + ci * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 3 + ci];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 32 + oy) * 32 + ox0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++) {
+            store_vec(o + p * 32 + 16 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 32; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
 static void conv2d_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+                       const float *restrict bias, int lo, int hi)
 {
     for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 32; oy++)
-            for (int ox = 0; ox < 32; ox++) {
-                float acc[32];
-                for (int co = 0; co < 32; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 32)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 32)
-                            continue;
-                        const float *px = in + (((size_t)b * 32 + iy) * 32 + ix) * 3;
-                        const float *wk = w + (ky * 3 + kx) * 96;
-                        for (int ci = 0; ci < 3; ci++)
-                            for (int co = 0; co < 32; co++)
-                                acc[co] += px[ci] * wk[ci * 32 + co];
-                    }
-                }
-                float *o = out + (((size_t)b * 32 + oy) * 32 + ox) * 32;
-                for (int co = 0; co < 32; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+        for (int oy = 0; oy < 32; oy++) {
+            for (int ox = 0; ox + 8 <= 32; ox += 8)
+                conv2d_1_forward_block(out, in, w, bias, b, oy, ox, 8);
+        }
 }
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 2 vectors in
+ * registers.
+ */
+static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 864);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 32; oy++) {
+            const float *dzrow = dz + ((size_t)b * 32 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 3 + j] */
+                const float *inrow = in + ((size_t)b * 34 + oy + ky) * 102;
+                float *dwrow = dw + ky * 288; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 9; j0 += 3) {
+                    vf acc[3][2];
+                    for (int k = 0; k < 3; k++)
+                        for (int v = 0; v < 2; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 16 * v);
+                    for (int ox = 0; ox < 32; ox++) {
+                        vf g[2];
+                        for (int v = 0; v < 2; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 32 + 16 * v);
+                        for (int k = 0; k < 3; k++) {
+                            float x = inrow[ox * 3 + j0 + k];
+                            for (int v = 0; v < 2; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 3; k++)
+                        for (int v = 0; v < 2; v++) {
+                            store_vec(dwrow + (j0 + k) * 32 + 16 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 2 output pixels along x at (b, oy, ox0), each 32 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_1_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[2][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 34 + oy + ky) * 34 + ox0 + kx) * 3;
+            const float *wk = w + (ky * 3 + kx) * 96;
+            for (int ci = 0; ci < 3; ci++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wk + ci * 32 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 3 + ci];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 32 + oy) * 32 + ox0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++) {
+            store_vec(o + p * 32 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 32; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 32; oy++) {
+            for (int ox = 0; ox + 2 <= 32; ox += 2)
+                conv2d_1_forward_block(out, in, w, bias, b, oy, ox, 2);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 4 vectors in
+ * registers.
+ */
+static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 864);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 32; oy++) {
+            const float *dzrow = dz + ((size_t)b * 32 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 3 + j] */
+                const float *inrow = in + ((size_t)b * 34 + oy + ky) * 102;
+                float *dwrow = dw + ky * 288; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 9; j0 += 1) {
+                    vf acc[1][4];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 4; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 8 * v);
+                    for (int ox = 0; ox < 32; ox++) {
+                        vf g[4];
+                        for (int v = 0; v < 4; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 32 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox * 3 + j0 + k];
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 4; v++) {
+                            store_vec(dwrow + (j0 + k) * 32 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_1_backward(float *restrict din, float *restrict dw, float *restrict db,
                               float *restrict dout,
-                             const float *restrict out, const float *restrict in,
-                                     const float *restrict wt,
-                             int lo, int hi)
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
-    (void)din; /* the network input needs no gradient */
-    (void)wt;
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 32768; i < (size_t)hi * 32768; i++) {
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 864);
     memset(db, 0, sizeof(float) * 32);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 32; oy++)
-            for (int ox = 0; ox < 32; ox++) {
-                const float *dz = dout + (((size_t)b * 32 + oy) * 32 + ox) * 32;
-                for (int co = 0; co < 32; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 32)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 32)
-                            continue;
-                        size_t at = (((size_t)b * 32 + iy) * 32 + ix) * 3;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 96;
-                        for (int ci = 0; ci < 3; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 32; co++)
-                                dwk[ci * 32 + co] += x * dz[co];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 1024; p < (size_t)hi * 1024; p++)
+        for (int co = 0; co < 32; co++)
+            db[co] += dout[p * 32 + co];
+    conv2d_1_weight_grad(dw, dout, in, lo, hi);
+    (void)din; /* the network input needs no gradient */
+    (void)wt;
 }
 
 /* ---- batch_normalization_1: `batchnorm` (models/cifar_vgg.nn:14) ----
@@ -477,95 +662,338 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
 }
 
 /* ---- conv2d_2: `conv 32 3x3 pad=same relu` (models/cifar_vgg.nn:15) ----
- * in [n][32][32][32] -> out [n][32][32][32]; kernel: direct loops, constant bounds, vectorized over
- * output channels */
-static void conv2d_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+ * in [n][32][32][32] -> out [n][32][32][32]; kernel: register-blocked direct convolution over a
+ * zero-padded copy of the input, 16-float vectors */
+/* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][34][34][32]. */
+static void conv2d_2_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 32; oy++)
-            for (int ox = 0; ox < 32; ox++) {
-                float acc[32];
-                for (int co = 0; co < 32; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 32)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 32)
-                            continue;
-                        const float *px = in + (((size_t)b * 32 + iy) * 32 + ix) * 32;
-                        const float *wk = w + (ky * 3 + kx) * 1024;
-                        for (int ci = 0; ci < 32; ci++)
-                            for (int co = 0; co < 32; co++)
-                                acc[co] += px[ci] * wk[ci * 32 + co];
-                    }
-                }
-                float *o = out + (((size_t)b * 32 + oy) * 32 + ox) * 32;
-                for (int co = 0; co < 32; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+    for (int b = lo; b < hi; b++) {
+        float *p = padded + (size_t)b * 36992;
+        memset(p, 0, sizeof(float) * 1088);
+        for (int y = 0; y < 32; y++) {
+            float *row = p + (size_t)(y + 1) * 1088;
+            memset(row, 0, sizeof(float) * 32);
+            memcpy(row + 32, in + ((size_t)b * 32 + y) * 1024, sizeof(float) * 1024);
+            memset(row + 1056, 0, sizeof(float) * 32);
+        }
+        memset(p + 35904, 0, sizeof(float) * 1088);
+    }
 }
 
-/*
- * w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add.
- */
+/* din: the interior of the padded input's gradient (the border's is the padding's, dropped). */
+static void conv2d_2_crop_grad(float *restrict din, const float *restrict dpadded, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int y = 0; y < 32; y++)
+            memcpy(din + ((size_t)b * 32 + y) * 1024,
+                   dpadded + (((size_t)b * 34 + y + 1) * 34 + 1) * 32,
+                   sizeof(float) * 1024);
+}
+
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
+   multiply-add. */
 static void conv2d_2_transpose_weights(float *restrict wt, const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
-        for (int ci = 0; ci < 32; ci++)
-            for (int co = 0; co < 32; co++)
+        for (int co = 0; co < 32; co++)
+            for (int ci = 0; ci < 32; ci++)
                 wt[(k * 32 + co) * 32 + ci] = w[(k * 32 + ci) * 32 + co];
 }
+
+#if LANES == 16
+/*
+ * 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[8][2];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++)
+            load_vec(&acc[p][v], bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 34 + oy + ky) * 34 + ox0 + kx) * 32;
+            const float *wk = w + (ky * 3 + kx) * 1024;
+            for (int ci = 0; ci < 32; ci++) {
+                vf wv[2];
+                for (int v = 0; v < 2; v++)
+                    load_vec(&wv[v], wk + ci * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 32 + ci];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 32 + oy) * 32 + ox0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 2; v++) {
+            store_vec(o + p * 32 + 16 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 32; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 32; oy++) {
+            for (int ox = 0; ox + 8 <= 32; ox += 8)
+                conv2d_2_forward_block(out, in, w, bias, b, oy, ox, 8);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 8 (kx, cin) pairs x 2 vectors in
+ * registers.
+ */
+static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 9216);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 32; oy++) {
+            const float *dzrow = dz + ((size_t)b * 32 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 32 + j] */
+                const float *inrow = in + ((size_t)b * 34 + oy + ky) * 1088;
+                float *dwrow = dw + ky * 3072; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 96; j0 += 8) {
+                    vf acc[8][2];
+                    for (int k = 0; k < 8; k++)
+                        for (int v = 0; v < 2; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 16 * v);
+                    for (int ox = 0; ox < 32; ox++) {
+                        vf g[2];
+                        for (int v = 0; v < 2; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 32 + 16 * v);
+                        for (int k = 0; k < 8; k++) {
+                            float x = inrow[ox * 32 + j0 + k];
+                            for (int v = 0; v < 2; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 8; k++)
+                        for (int v = 0; v < 2; v++) {
+                            store_vec(dwrow + (j0 + k) * 32 + 16 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 32 + oy) * 32 + ox0) * 32;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 34 + oy + ky) * 34 + ox0 + kx) * 32;
+            const float *wtk = wt + (ky * 3 + kx) * 1024;
+            vf acc[8][2];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 32 + 16 * v);
+            for (int co = 0; co < 32; co++) {
+                vf wv[2];
+                for (int v = 0; v < 2; v++)
+                    load_vec(&wv[v], wtk + co * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 32 + co];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++) {
+                    store_vec(dp + p * 32 + 16 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_2_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 36992, 0, sizeof(float) * (size_t)(hi - lo) * 36992);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 32; oy++) {
+            for (int ox = 0; ox + 8 <= 32; ox += 8)
+                conv2d_2_input_grad_block(din, dz, wt, b, oy, ox, 8);
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 2 output pixels along x at (b, oy, ox0), each 32 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[2][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 34 + oy + ky) * 34 + ox0 + kx) * 32;
+            const float *wk = w + (ky * 3 + kx) * 1024;
+            for (int ci = 0; ci < 32; ci++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wk + ci * 32 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 32 + ci];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 32 + oy) * 32 + ox0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++) {
+            store_vec(o + p * 32 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 32; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 32; oy++) {
+            for (int ox = 0; ox + 2 <= 32; ox += 2)
+                conv2d_2_forward_block(out, in, w, bias, b, oy, ox, 2);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 2 (kx, cin) pairs x 4 vectors in
+ * registers.
+ */
+static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 9216);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 32; oy++) {
+            const float *dzrow = dz + ((size_t)b * 32 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 32 + j] */
+                const float *inrow = in + ((size_t)b * 34 + oy + ky) * 1088;
+                float *dwrow = dw + ky * 3072; /* pair j: dwrow[j * 32 + co] */
+                for (int j0 = 0; j0 < 96; j0 += 2) {
+                    vf acc[2][4];
+                    for (int k = 0; k < 2; k++)
+                        for (int v = 0; v < 4; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 8 * v);
+                    for (int ox = 0; ox < 32; ox++) {
+                        vf g[4];
+                        for (int v = 0; v < 4; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 32 + 8 * v);
+                        for (int k = 0; k < 2; k++) {
+                            float x = inrow[ox * 32 + j0 + k];
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 2; k++)
+                        for (int v = 0; v < 4; v++) {
+                            store_vec(dwrow + (j0 + k) * 32 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 2 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_2_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 32 + oy) * 32 + ox0) * 32;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 34 + oy + ky) * 34 + ox0 + kx) * 32;
+            const float *wtk = wt + (ky * 3 + kx) * 1024;
+            vf acc[2][4];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 32 + 8 * v);
+            for (int co = 0; co < 32; co++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wtk + co * 32 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 32 + co];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++) {
+                    store_vec(dp + p * 32 + 8 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_2_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 36992, 0, sizeof(float) * (size_t)(hi - lo) * 36992);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 32; oy++) {
+            for (int ox = 0; ox + 2 <= 32; ox += 2)
+                conv2d_2_input_grad_block(din, dz, wt, b, oy, ox, 2);
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_2_backward(float *restrict din, float *restrict dw, float *restrict db,
                               float *restrict dout,
-                             const float *restrict out, const float *restrict in,
-                                     const float *restrict wt,
-                             int lo, int hi)
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 32768; i < (size_t)hi * 32768; i++) {
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 9216);
     memset(db, 0, sizeof(float) * 32);
-    memset(din + (size_t)lo * 32768, 0, sizeof(float) * (size_t)(hi - lo) * 32768);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 32; oy++)
-            for (int ox = 0; ox < 32; ox++) {
-                const float *dz = dout + (((size_t)b * 32 + oy) * 32 + ox) * 32;
-                for (int co = 0; co < 32; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 32)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 32)
-                            continue;
-                        size_t at = (((size_t)b * 32 + iy) * 32 + ix) * 32;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 1024;
-                        for (int ci = 0; ci < 32; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 32; co++)
-                                dwk[ci * 32 + co] += x * dz[co];
-                        }
-                        const float *wtk = wt + k * 1024;
-                        for (int co = 0; co < 32; co++) {
-                            float g = dz[co];
-                            for (int ci = 0; ci < 32; ci++)
-                                din[at + ci] += g * wtk[co * 32 + ci];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 1024; p < (size_t)hi * 1024; p++)
+        for (int co = 0; co < 32; co++)
+            db[co] += dout[p * 32 + co];
+    conv2d_2_weight_grad(dw, dout, in, lo, hi);
+    conv2d_2_input_grad(din, dout, wt, lo, hi);
 }
 
 /* ---- batch_normalization_2: `batchnorm` (models/cifar_vgg.nn:16) ----
@@ -758,95 +1186,338 @@ static void dropout_1_backward(float *restrict din, const float *restrict dout,
 }
 
 /* ---- conv2d_3: `conv 64 3x3 pad=same relu` (models/cifar_vgg.nn:19) ----
- * in [n][16][16][32] -> out [n][16][16][64]; kernel: direct loops, constant bounds, vectorized over
- * output channels */
-static void conv2d_3_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+ * in [n][16][16][32] -> out [n][16][16][64]; kernel: register-blocked direct convolution over a
+ * zero-padded copy of the input, 16-float vectors */
+/* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][18][18][32]. */
+static void conv2d_3_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 16; oy++)
-            for (int ox = 0; ox < 16; ox++) {
-                float acc[64];
-                for (int co = 0; co < 64; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 16)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 16)
-                            continue;
-                        const float *px = in + (((size_t)b * 16 + iy) * 16 + ix) * 32;
-                        const float *wk = w + (ky * 3 + kx) * 2048;
-                        for (int ci = 0; ci < 32; ci++)
-                            for (int co = 0; co < 64; co++)
-                                acc[co] += px[ci] * wk[ci * 64 + co];
-                    }
-                }
-                float *o = out + (((size_t)b * 16 + oy) * 16 + ox) * 64;
-                for (int co = 0; co < 64; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+    for (int b = lo; b < hi; b++) {
+        float *p = padded + (size_t)b * 10368;
+        memset(p, 0, sizeof(float) * 576);
+        for (int y = 0; y < 16; y++) {
+            float *row = p + (size_t)(y + 1) * 576;
+            memset(row, 0, sizeof(float) * 32);
+            memcpy(row + 32, in + ((size_t)b * 16 + y) * 512, sizeof(float) * 512);
+            memset(row + 544, 0, sizeof(float) * 32);
+        }
+        memset(p + 9792, 0, sizeof(float) * 576);
+    }
 }
 
-/*
- * w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add.
- */
+/* din: the interior of the padded input's gradient (the border's is the padding's, dropped). */
+static void conv2d_3_crop_grad(float *restrict din, const float *restrict dpadded, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int y = 0; y < 16; y++)
+            memcpy(din + ((size_t)b * 16 + y) * 512,
+                   dpadded + (((size_t)b * 18 + y + 1) * 18 + 1) * 32,
+                   sizeof(float) * 512);
+}
+
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
+   multiply-add. */
 static void conv2d_3_transpose_weights(float *restrict wt, const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
-        for (int ci = 0; ci < 32; ci++)
-            for (int co = 0; co < 64; co++)
+        for (int co = 0; co < 64; co++)
+            for (int ci = 0; ci < 32; ci++)
                 wt[(k * 64 + co) * 32 + ci] = w[(k * 32 + ci) * 64 + co];
 }
+
+#if LANES == 16
+/*
+ * 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_3_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[4][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            load_vec(&acc[p][v], bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 18 + oy + ky) * 18 + ox0 + kx) * 32;
+            const float *wk = w + (ky * 3 + kx) * 2048;
+            for (int ci = 0; ci < 32; ci++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wk + ci * 64 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 32 + ci];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 16 + oy) * 16 + ox0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++) {
+            store_vec(o + p * 64 + 16 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 64; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_3_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            for (int ox = 0; ox + 4 <= 16; ox += 4)
+                conv2d_3_forward_block(out, in, w, bias, b, oy, ox, 4);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 4 (kx, cin) pairs x 4 vectors in
+ * registers.
+ */
+static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 18432);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            const float *dzrow = dz + ((size_t)b * 16 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 32 + j] */
+                const float *inrow = in + ((size_t)b * 18 + oy + ky) * 576;
+                float *dwrow = dw + ky * 6144; /* pair j: dwrow[j * 64 + co] */
+                for (int j0 = 0; j0 < 96; j0 += 4) {
+                    vf acc[4][4];
+                    for (int k = 0; k < 4; k++)
+                        for (int v = 0; v < 4; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
+                    for (int ox = 0; ox < 16; ox++) {
+                        vf g[4];
+                        for (int v = 0; v < 4; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 64 + 16 * v);
+                        for (int k = 0; k < 4; k++) {
+                            float x = inrow[ox * 32 + j0 + k];
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 4; k++)
+                        for (int v = 0; v < 4; v++) {
+                            store_vec(dwrow + (j0 + k) * 64 + 16 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 8 input pixels that tap (ky, kx) of output pixels ox0.., 2 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_3_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 16 + oy) * 16 + ox0) * 64;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 18 + oy + ky) * 18 + ox0 + kx) * 32;
+            const float *wtk = wt + (ky * 3 + kx) * 2048;
+            vf acc[8][2];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 32 + 16 * v);
+            for (int co = 0; co < 64; co++) {
+                vf wv[2];
+                for (int v = 0; v < 2; v++)
+                    load_vec(&wv[v], wtk + co * 32 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 64 + co];
+                    for (int v = 0; v < 2; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 2; v++) {
+                    store_vec(dp + p * 32 + 16 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_3_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 10368, 0, sizeof(float) * (size_t)(hi - lo) * 10368);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            for (int ox = 0; ox + 8 <= 16; ox += 8)
+                conv2d_3_input_grad_block(din, dz, wt, b, oy, ox, 8);
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 1 output pixels along x at (b, oy, ox0), each 64 channels as 8 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_3_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[1][8];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 18 + oy + ky) * 18 + ox0 + kx) * 32;
+            const float *wk = w + (ky * 3 + kx) * 2048;
+            for (int ci = 0; ci < 32; ci++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wk + ci * 64 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 32 + ci];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 16 + oy) * 16 + ox0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++) {
+            store_vec(o + p * 64 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 64; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_3_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            for (int ox = 0; ox + 1 <= 16; ox += 1)
+                conv2d_3_forward_block(out, in, w, bias, b, oy, ox, 1);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 8 vectors in
+ * registers.
+ */
+static void conv2d_3_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 18432);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            const float *dzrow = dz + ((size_t)b * 16 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 32 + j] */
+                const float *inrow = in + ((size_t)b * 18 + oy + ky) * 576;
+                float *dwrow = dw + ky * 6144; /* pair j: dwrow[j * 64 + co] */
+                for (int j0 = 0; j0 < 96; j0 += 1) {
+                    vf acc[1][8];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 8; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 64 + 8 * v);
+                    for (int ox = 0; ox < 16; ox++) {
+                        vf g[8];
+                        for (int v = 0; v < 8; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 64 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox * 32 + j0 + k];
+                            for (int v = 0; v < 8; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 8; v++) {
+                            store_vec(dwrow + (j0 + k) * 64 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 2 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_3_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 16 + oy) * 16 + ox0) * 64;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 18 + oy + ky) * 18 + ox0 + kx) * 32;
+            const float *wtk = wt + (ky * 3 + kx) * 2048;
+            vf acc[2][4];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 32 + 8 * v);
+            for (int co = 0; co < 64; co++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wtk + co * 32 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 64 + co];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++) {
+                    store_vec(dp + p * 32 + 8 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_3_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 10368, 0, sizeof(float) * (size_t)(hi - lo) * 10368);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            for (int ox = 0; ox + 2 <= 16; ox += 2)
+                conv2d_3_input_grad_block(din, dz, wt, b, oy, ox, 2);
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_3_backward(float *restrict din, float *restrict dw, float *restrict db,
                               float *restrict dout,
-                             const float *restrict out, const float *restrict in,
-                                     const float *restrict wt,
-                             int lo, int hi)
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 16384; i < (size_t)hi * 16384; i++) {
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 18432);
     memset(db, 0, sizeof(float) * 64);
-    memset(din + (size_t)lo * 8192, 0, sizeof(float) * (size_t)(hi - lo) * 8192);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 16; oy++)
-            for (int ox = 0; ox < 16; ox++) {
-                const float *dz = dout + (((size_t)b * 16 + oy) * 16 + ox) * 64;
-                for (int co = 0; co < 64; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 16)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 16)
-                            continue;
-                        size_t at = (((size_t)b * 16 + iy) * 16 + ix) * 32;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 2048;
-                        for (int ci = 0; ci < 32; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 64; co++)
-                                dwk[ci * 64 + co] += x * dz[co];
-                        }
-                        const float *wtk = wt + k * 2048;
-                        for (int co = 0; co < 64; co++) {
-                            float g = dz[co];
-                            for (int ci = 0; ci < 32; ci++)
-                                din[at + ci] += g * wtk[co * 32 + ci];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 256; p < (size_t)hi * 256; p++)
+        for (int co = 0; co < 64; co++)
+            db[co] += dout[p * 64 + co];
+    conv2d_3_weight_grad(dw, dout, in, lo, hi);
+    conv2d_3_input_grad(din, dout, wt, lo, hi);
 }
 
 /* ---- batch_normalization_3: `batchnorm` (models/cifar_vgg.nn:20) ----
@@ -964,95 +1635,338 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
 }
 
 /* ---- conv2d_4: `conv 64 3x3 pad=same relu` (models/cifar_vgg.nn:21) ----
- * in [n][16][16][64] -> out [n][16][16][64]; kernel: direct loops, constant bounds, vectorized over
- * output channels */
-static void conv2d_4_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+ * in [n][16][16][64] -> out [n][16][16][64]; kernel: register-blocked direct convolution over a
+ * zero-padded copy of the input, 16-float vectors */
+/* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][18][18][64]. */
+static void conv2d_4_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 16; oy++)
-            for (int ox = 0; ox < 16; ox++) {
-                float acc[64];
-                for (int co = 0; co < 64; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 16)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 16)
-                            continue;
-                        const float *px = in + (((size_t)b * 16 + iy) * 16 + ix) * 64;
-                        const float *wk = w + (ky * 3 + kx) * 4096;
-                        for (int ci = 0; ci < 64; ci++)
-                            for (int co = 0; co < 64; co++)
-                                acc[co] += px[ci] * wk[ci * 64 + co];
-                    }
-                }
-                float *o = out + (((size_t)b * 16 + oy) * 16 + ox) * 64;
-                for (int co = 0; co < 64; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+    for (int b = lo; b < hi; b++) {
+        float *p = padded + (size_t)b * 20736;
+        memset(p, 0, sizeof(float) * 1152);
+        for (int y = 0; y < 16; y++) {
+            float *row = p + (size_t)(y + 1) * 1152;
+            memset(row, 0, sizeof(float) * 64);
+            memcpy(row + 64, in + ((size_t)b * 16 + y) * 1024, sizeof(float) * 1024);
+            memset(row + 1088, 0, sizeof(float) * 64);
+        }
+        memset(p + 19584, 0, sizeof(float) * 1152);
+    }
 }
 
-/*
- * w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add.
- */
+/* din: the interior of the padded input's gradient (the border's is the padding's, dropped). */
+static void conv2d_4_crop_grad(float *restrict din, const float *restrict dpadded, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int y = 0; y < 16; y++)
+            memcpy(din + ((size_t)b * 16 + y) * 1024,
+                   dpadded + (((size_t)b * 18 + y + 1) * 18 + 1) * 64,
+                   sizeof(float) * 1024);
+}
+
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 64: din is a contiguous
+   multiply-add. */
 static void conv2d_4_transpose_weights(float *restrict wt, const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
-        for (int ci = 0; ci < 64; ci++)
-            for (int co = 0; co < 64; co++)
+        for (int co = 0; co < 64; co++)
+            for (int ci = 0; ci < 64; ci++)
                 wt[(k * 64 + co) * 64 + ci] = w[(k * 64 + ci) * 64 + co];
 }
+
+#if LANES == 16
+/*
+ * 4 output pixels along x at (b, oy, ox0), each 64 channels as 4 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_4_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[4][4];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++)
+            load_vec(&acc[p][v], bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 18 + oy + ky) * 18 + ox0 + kx) * 64;
+            const float *wk = w + (ky * 3 + kx) * 4096;
+            for (int ci = 0; ci < 64; ci++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wk + ci * 64 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 64 + ci];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 16 + oy) * 16 + ox0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 4; v++) {
+            store_vec(o + p * 64 + 16 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 64; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_4_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            for (int ox = 0; ox + 4 <= 16; ox += 4)
+                conv2d_4_forward_block(out, in, w, bias, b, oy, ox, 4);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 4 (kx, cin) pairs x 4 vectors in
+ * registers.
+ */
+static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 36864);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            const float *dzrow = dz + ((size_t)b * 16 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 64 + j] */
+                const float *inrow = in + ((size_t)b * 18 + oy + ky) * 1152;
+                float *dwrow = dw + ky * 12288; /* pair j: dwrow[j * 64 + co] */
+                for (int j0 = 0; j0 < 192; j0 += 4) {
+                    vf acc[4][4];
+                    for (int k = 0; k < 4; k++)
+                        for (int v = 0; v < 4; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 64 + 16 * v);
+                    for (int ox = 0; ox < 16; ox++) {
+                        vf g[4];
+                        for (int v = 0; v < 4; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 64 + 16 * v);
+                        for (int k = 0; k < 4; k++) {
+                            float x = inrow[ox * 64 + j0 + k];
+                            for (int v = 0; v < 4; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 4; k++)
+                        for (int v = 0; v < 4; v++) {
+                            store_vec(dwrow + (j0 + k) * 64 + 16 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 4 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_4_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 16 + oy) * 16 + ox0) * 64;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 18 + oy + ky) * 18 + ox0 + kx) * 64;
+            const float *wtk = wt + (ky * 3 + kx) * 4096;
+            vf acc[4][4];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 64 + 16 * v);
+            for (int co = 0; co < 64; co++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wtk + co * 64 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 64 + co];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++) {
+                    store_vec(dp + p * 64 + 16 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_4_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 20736, 0, sizeof(float) * (size_t)(hi - lo) * 20736);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            for (int ox = 0; ox + 4 <= 16; ox += 4)
+                conv2d_4_input_grad_block(din, dz, wt, b, oy, ox, 4);
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 1 output pixels along x at (b, oy, ox0), each 64 channels as 8 vectors, accumulated in registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_4_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[1][8];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 18 + oy + ky) * 18 + ox0 + kx) * 64;
+            const float *wk = w + (ky * 3 + kx) * 4096;
+            for (int ci = 0; ci < 64; ci++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wk + ci * 64 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 64 + ci];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 16 + oy) * 16 + ox0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++) {
+            store_vec(o + p * 64 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 64; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_4_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            for (int ox = 0; ox + 1 <= 16; ox += 1)
+                conv2d_4_forward_block(out, in, w, bias, b, oy, ox, 1);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 8 vectors in
+ * registers.
+ */
+static void conv2d_4_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 36864);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            const float *dzrow = dz + ((size_t)b * 16 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 64 + j] */
+                const float *inrow = in + ((size_t)b * 18 + oy + ky) * 1152;
+                float *dwrow = dw + ky * 12288; /* pair j: dwrow[j * 64 + co] */
+                for (int j0 = 0; j0 < 192; j0 += 1) {
+                    vf acc[1][8];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 8; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 64 + 8 * v);
+                    for (int ox = 0; ox < 16; ox++) {
+                        vf g[8];
+                        for (int v = 0; v < 8; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 64 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox * 64 + j0 + k];
+                            for (int v = 0; v < 8; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 8; v++) {
+                            store_vec(dwrow + (j0 + k) * 64 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 1 input pixels that tap (ky, kx) of output pixels ox0.., 8 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_4_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 16 + oy) * 16 + ox0) * 64;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 18 + oy + ky) * 18 + ox0 + kx) * 64;
+            const float *wtk = wt + (ky * 3 + kx) * 4096;
+            vf acc[1][8];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 8; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 64 + 8 * v);
+            for (int co = 0; co < 64; co++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wtk + co * 64 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 64 + co];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 8; v++) {
+                    store_vec(dp + p * 64 + 8 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_4_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 20736, 0, sizeof(float) * (size_t)(hi - lo) * 20736);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 16; oy++) {
+            for (int ox = 0; ox + 1 <= 16; ox += 1)
+                conv2d_4_input_grad_block(din, dz, wt, b, oy, ox, 1);
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_4_backward(float *restrict din, float *restrict dw, float *restrict db,
                               float *restrict dout,
-                             const float *restrict out, const float *restrict in,
-                                     const float *restrict wt,
-                             int lo, int hi)
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 16384; i < (size_t)hi * 16384; i++) {
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 36864);
     memset(db, 0, sizeof(float) * 64);
-    memset(din + (size_t)lo * 16384, 0, sizeof(float) * (size_t)(hi - lo) * 16384);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 16; oy++)
-            for (int ox = 0; ox < 16; ox++) {
-                const float *dz = dout + (((size_t)b * 16 + oy) * 16 + ox) * 64;
-                for (int co = 0; co < 64; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 16)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 16)
-                            continue;
-                        size_t at = (((size_t)b * 16 + iy) * 16 + ix) * 64;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 4096;
-                        for (int ci = 0; ci < 64; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 64; co++)
-                                dwk[ci * 64 + co] += x * dz[co];
-                        }
-                        const float *wtk = wt + k * 4096;
-                        for (int co = 0; co < 64; co++) {
-                            float g = dz[co];
-                            for (int ci = 0; ci < 64; ci++)
-                                din[at + ci] += g * wtk[co * 64 + ci];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 256; p < (size_t)hi * 256; p++)
+        for (int co = 0; co < 64; co++)
+            db[co] += dout[p * 64 + co];
+    conv2d_4_weight_grad(dw, dout, in, lo, hi);
+    conv2d_4_input_grad(din, dout, wt, lo, hi);
 }
 
 /* ---- batch_normalization_4: `batchnorm` (models/cifar_vgg.nn:22) ----
@@ -1245,95 +2159,338 @@ static void dropout_2_backward(float *restrict din, const float *restrict dout,
 }
 
 /* ---- conv2d_5: `conv 128 3x3 pad=same relu` (models/cifar_vgg.nn:25) ----
- * in [n][8][8][64] -> out [n][8][8][128]; kernel: direct loops, constant bounds, vectorized over
- * output channels */
-static void conv2d_5_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+ * in [n][8][8][64] -> out [n][8][8][128]; kernel: register-blocked direct convolution over a
+ * zero-padded copy of the input, 16-float vectors */
+/* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][10][10][64]. */
+static void conv2d_5_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 8; oy++)
-            for (int ox = 0; ox < 8; ox++) {
-                float acc[128];
-                for (int co = 0; co < 128; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 8)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 8)
-                            continue;
-                        const float *px = in + (((size_t)b * 8 + iy) * 8 + ix) * 64;
-                        const float *wk = w + (ky * 3 + kx) * 8192;
-                        for (int ci = 0; ci < 64; ci++)
-                            for (int co = 0; co < 128; co++)
-                                acc[co] += px[ci] * wk[ci * 128 + co];
-                    }
-                }
-                float *o = out + (((size_t)b * 8 + oy) * 8 + ox) * 128;
-                for (int co = 0; co < 128; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+    for (int b = lo; b < hi; b++) {
+        float *p = padded + (size_t)b * 6400;
+        memset(p, 0, sizeof(float) * 640);
+        for (int y = 0; y < 8; y++) {
+            float *row = p + (size_t)(y + 1) * 640;
+            memset(row, 0, sizeof(float) * 64);
+            memcpy(row + 64, in + ((size_t)b * 8 + y) * 512, sizeof(float) * 512);
+            memset(row + 576, 0, sizeof(float) * 64);
+        }
+        memset(p + 5760, 0, sizeof(float) * 640);
+    }
 }
 
-/*
- * w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add.
- */
+/* din: the interior of the padded input's gradient (the border's is the padding's, dropped). */
+static void conv2d_5_crop_grad(float *restrict din, const float *restrict dpadded, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int y = 0; y < 8; y++)
+            memcpy(din + ((size_t)b * 8 + y) * 512,
+                   dpadded + (((size_t)b * 10 + y + 1) * 10 + 1) * 64,
+                   sizeof(float) * 512);
+}
+
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 64: din is a contiguous
+   multiply-add. */
 static void conv2d_5_transpose_weights(float *restrict wt, const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
-        for (int ci = 0; ci < 64; ci++)
-            for (int co = 0; co < 128; co++)
+        for (int co = 0; co < 128; co++)
+            for (int ci = 0; ci < 64; ci++)
                 wt[(k * 128 + co) * 64 + ci] = w[(k * 64 + ci) * 128 + co];
 }
+
+#if LANES == 16
+/*
+ * 2 output pixels along x at (b, oy, ox0), each 128 channels as 8 vectors, accumulated in
+ * registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_5_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[2][8];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++)
+            load_vec(&acc[p][v], bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
+            const float *wk = w + (ky * 3 + kx) * 8192;
+            for (int ci = 0; ci < 64; ci++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wk + ci * 128 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 64 + ci];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 8 + oy) * 8 + ox0) * 128;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++) {
+            store_vec(o + p * 128 + 16 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 128; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_5_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 2 <= 8; ox += 2)
+                conv2d_5_forward_block(out, in, w, bias, b, oy, ox, 2);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one image at a time: 2 (kx, cin) pairs x 8 vectors in registers.
+ */
+static void conv2d_5_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 73728);
+    for (int b = lo; b < hi; b++)
+        for (int ky = 0; ky < 3; ky++) {
+            float *dwrow = dw + ky * 24576; /* pair j: dwrow[j * 128 + co] */
+            for (int j0 = 0; j0 < 192; j0 += 2) {
+                vf acc[2][8];
+                for (int k = 0; k < 2; k++)
+                    for (int v = 0; v < 8; v++)
+                        load_vec(&acc[k][v], dwrow + (j0 + k) * 128 + 16 * v);
+                for (int oy = 0; oy < 8; oy++) {
+                    const float *dzrow = dz + ((size_t)b * 8 + oy) * 1024;
+                    const float *inrow = in + ((size_t)b * 10 + oy + ky) * 640;
+                    for (int ox = 0; ox < 8; ox++) {
+                        vf g[8];
+                        for (int v = 0; v < 8; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 128 + 16 * v);
+                        for (int k = 0; k < 2; k++) {
+                            float x = inrow[ox * 64 + j0 + k];
+                            for (int v = 0; v < 8; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                }
+                for (int k = 0; k < 2; k++)
+                    for (int v = 0; v < 8; v++) {
+                        store_vec(dwrow + (j0 + k) * 128 + 16 * v, &acc[k][v]);
+                    }
+            }
+        }
+}
+
+/*
+ * din at the 4 input pixels that tap (ky, kx) of output pixels ox0.., 4 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_5_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 8 + oy) * 8 + ox0) * 128;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
+            const float *wtk = wt + (ky * 3 + kx) * 8192;
+            vf acc[4][4];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 64 + 16 * v);
+            for (int co = 0; co < 128; co++) {
+                vf wv[4];
+                for (int v = 0; v < 4; v++)
+                    load_vec(&wv[v], wtk + co * 64 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 128 + co];
+                    for (int v = 0; v < 4; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 4; v++) {
+                    store_vec(dp + p * 64 + 16 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_5_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 6400, 0, sizeof(float) * (size_t)(hi - lo) * 6400);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 4 <= 8; ox += 4)
+                conv2d_5_input_grad_block(din, dz, wt, b, oy, ox, 4);
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 1 output pixels along x at (b, oy, ox0), each 128 channels as 16 vectors, accumulated in
+ * registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_5_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[1][16];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 16; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
+            const float *wk = w + (ky * 3 + kx) * 8192;
+            for (int ci = 0; ci < 64; ci++) {
+                vf wv[16];
+                for (int v = 0; v < 16; v++)
+                    load_vec(&wv[v], wk + ci * 128 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 64 + ci];
+                    for (int v = 0; v < 16; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 8 + oy) * 8 + ox0) * 128;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 16; v++) {
+            store_vec(o + p * 128 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 128; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_5_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 1 <= 8; ox += 1)
+                conv2d_5_forward_block(out, in, w, bias, b, oy, ox, 1);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 16 vectors in
+ * registers.
+ */
+static void conv2d_5_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 73728);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            const float *dzrow = dz + ((size_t)b * 8 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 64 + j] */
+                const float *inrow = in + ((size_t)b * 10 + oy + ky) * 640;
+                float *dwrow = dw + ky * 24576; /* pair j: dwrow[j * 128 + co] */
+                for (int j0 = 0; j0 < 192; j0 += 1) {
+                    vf acc[1][16];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 16; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 128 + 8 * v);
+                    for (int ox = 0; ox < 8; ox++) {
+                        vf g[16];
+                        for (int v = 0; v < 16; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 128 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox * 64 + j0 + k];
+                            for (int v = 0; v < 16; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 16; v++) {
+                            store_vec(dwrow + (j0 + k) * 128 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 1 input pixels that tap (ky, kx) of output pixels ox0.., 8 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_5_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 8 + oy) * 8 + ox0) * 128;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 64;
+            const float *wtk = wt + (ky * 3 + kx) * 8192;
+            vf acc[1][8];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 8; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 64 + 8 * v);
+            for (int co = 0; co < 128; co++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wtk + co * 64 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 128 + co];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 8; v++) {
+                    store_vec(dp + p * 64 + 8 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_5_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 6400, 0, sizeof(float) * (size_t)(hi - lo) * 6400);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 1 <= 8; ox += 1)
+                conv2d_5_input_grad_block(din, dz, wt, b, oy, ox, 1);
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_5_backward(float *restrict din, float *restrict dw, float *restrict db,
                               float *restrict dout,
-                             const float *restrict out, const float *restrict in,
-                                     const float *restrict wt,
-                             int lo, int hi)
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 8192; i < (size_t)hi * 8192; i++) {
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 73728);
     memset(db, 0, sizeof(float) * 128);
-    memset(din + (size_t)lo * 4096, 0, sizeof(float) * (size_t)(hi - lo) * 4096);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 8; oy++)
-            for (int ox = 0; ox < 8; ox++) {
-                const float *dz = dout + (((size_t)b * 8 + oy) * 8 + ox) * 128;
-                for (int co = 0; co < 128; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 8)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 8)
-                            continue;
-                        size_t at = (((size_t)b * 8 + iy) * 8 + ix) * 64;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 8192;
-                        for (int ci = 0; ci < 64; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 128; co++)
-                                dwk[ci * 128 + co] += x * dz[co];
-                        }
-                        const float *wtk = wt + k * 8192;
-                        for (int co = 0; co < 128; co++) {
-                            float g = dz[co];
-                            for (int ci = 0; ci < 64; ci++)
-                                din[at + ci] += g * wtk[co * 64 + ci];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
+        for (int co = 0; co < 128; co++)
+            db[co] += dout[p * 128 + co];
+    conv2d_5_weight_grad(dw, dout, in, lo, hi);
+    conv2d_5_input_grad(din, dout, wt, lo, hi);
 }
 
 /* ---- batch_normalization_5: `batchnorm` (models/cifar_vgg.nn:26) ----
@@ -1451,95 +2608,338 @@ static void batch_normalization_5_backward_input(float *restrict din, const floa
 }
 
 /* ---- conv2d_6: `conv 128 3x3 pad=same relu` (models/cifar_vgg.nn:27) ----
- * in [n][8][8][128] -> out [n][8][8][128]; kernel: direct loops, constant bounds, vectorized over
- * output channels */
-static void conv2d_6_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, int lo, int hi)
+ * in [n][8][8][128] -> out [n][8][8][128]; kernel: register-blocked direct convolution over a
+ * zero-padded copy of the input, 16-float vectors */
+/* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][10][10][128]. */
+static void conv2d_6_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 8; oy++)
-            for (int ox = 0; ox < 8; ox++) {
-                float acc[128];
-                for (int co = 0; co < 128; co++)
-                    acc[co] = bias[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 8)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 8)
-                            continue;
-                        const float *px = in + (((size_t)b * 8 + iy) * 8 + ix) * 128;
-                        const float *wk = w + (ky * 3 + kx) * 16384;
-                        for (int ci = 0; ci < 128; ci++)
-                            for (int co = 0; co < 128; co++)
-                                acc[co] += px[ci] * wk[ci * 128 + co];
-                    }
-                }
-                float *o = out + (((size_t)b * 8 + oy) * 8 + ox) * 128;
-                for (int co = 0; co < 128; co++)
-                    o[co] = acc[co] > 0.0f ? acc[co] : 0.0f;
-            }
+    for (int b = lo; b < hi; b++) {
+        float *p = padded + (size_t)b * 12800;
+        memset(p, 0, sizeof(float) * 1280);
+        for (int y = 0; y < 8; y++) {
+            float *row = p + (size_t)(y + 1) * 1280;
+            memset(row, 0, sizeof(float) * 128);
+            memcpy(row + 128, in + ((size_t)b * 8 + y) * 1024, sizeof(float) * 1024);
+            memset(row + 1152, 0, sizeof(float) * 128);
+        }
+        memset(p + 11520, 0, sizeof(float) * 1280);
+    }
 }
 
-/*
- * w with its last two axes swapped, [kh][kw][cout][cin], so that din is a contiguous multiply-add.
- */
+/* din: the interior of the padded input's gradient (the border's is the padding's, dropped). */
+static void conv2d_6_crop_grad(float *restrict din, const float *restrict dpadded, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int y = 0; y < 8; y++)
+            memcpy(din + ((size_t)b * 8 + y) * 1024,
+                   dpadded + (((size_t)b * 10 + y + 1) * 10 + 1) * 128,
+                   sizeof(float) * 1024);
+}
+
+/* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 128: din is a contiguous
+   multiply-add. */
 static void conv2d_6_transpose_weights(float *restrict wt, const float *restrict w)
 {
     for (int k = 0; k < 9; k++)
-        for (int ci = 0; ci < 128; ci++)
-            for (int co = 0; co < 128; co++)
+        for (int co = 0; co < 128; co++)
+            for (int ci = 0; ci < 128; ci++)
                 wt[(k * 128 + co) * 128 + ci] = w[(k * 128 + ci) * 128 + co];
 }
+
+#if LANES == 16
+/*
+ * 2 output pixels along x at (b, oy, ox0), each 128 channels as 8 vectors, accumulated in
+ * registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_6_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[2][8];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++)
+            load_vec(&acc[p][v], bias + 16 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 128;
+            const float *wk = w + (ky * 3 + kx) * 16384;
+            for (int ci = 0; ci < 128; ci++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wk + ci * 128 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 128 + ci];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 8 + oy) * 8 + ox0) * 128;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 8; v++) {
+            store_vec(o + p * 128 + 16 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 128; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_6_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 2 <= 8; ox += 2)
+                conv2d_6_forward_block(out, in, w, bias, b, oy, ox, 2);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one image at a time: 2 (kx, cin) pairs x 8 vectors in registers.
+ */
+static void conv2d_6_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 147456);
+    for (int b = lo; b < hi; b++)
+        for (int ky = 0; ky < 3; ky++) {
+            float *dwrow = dw + ky * 49152; /* pair j: dwrow[j * 128 + co] */
+            for (int j0 = 0; j0 < 384; j0 += 2) {
+                vf acc[2][8];
+                for (int k = 0; k < 2; k++)
+                    for (int v = 0; v < 8; v++)
+                        load_vec(&acc[k][v], dwrow + (j0 + k) * 128 + 16 * v);
+                for (int oy = 0; oy < 8; oy++) {
+                    const float *dzrow = dz + ((size_t)b * 8 + oy) * 1024;
+                    const float *inrow = in + ((size_t)b * 10 + oy + ky) * 1280;
+                    for (int ox = 0; ox < 8; ox++) {
+                        vf g[8];
+                        for (int v = 0; v < 8; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 128 + 16 * v);
+                        for (int k = 0; k < 2; k++) {
+                            float x = inrow[ox * 128 + j0 + k];
+                            for (int v = 0; v < 8; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                }
+                for (int k = 0; k < 2; k++)
+                    for (int v = 0; v < 8; v++) {
+                        store_vec(dwrow + (j0 + k) * 128 + 16 * v, &acc[k][v]);
+                    }
+            }
+        }
+}
+
+/*
+ * din at the 2 input pixels that tap (ky, kx) of output pixels ox0.., 8 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_6_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 8 + oy) * 8 + ox0) * 128;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 128;
+            const float *wtk = wt + (ky * 3 + kx) * 16384;
+            vf acc[2][8];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 8; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 128 + 16 * v);
+            for (int co = 0; co < 128; co++) {
+                vf wv[8];
+                for (int v = 0; v < 8; v++)
+                    load_vec(&wv[v], wtk + co * 128 + 16 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 128 + co];
+                    for (int v = 0; v < 8; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 8; v++) {
+                    store_vec(dp + p * 128 + 16 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_6_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 12800, 0, sizeof(float) * (size_t)(hi - lo) * 12800);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 2 <= 8; ox += 2)
+                conv2d_6_input_grad_block(din, dz, wt, b, oy, ox, 2);
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/*
+ * 1 output pixels along x at (b, oy, ox0), each 128 channels as 16 vectors, accumulated in
+ * registers.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_6_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
+                 const float *restrict bias, int b, int oy, int ox0, const int np)
+{
+    vf acc[1][16];
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 16; v++)
+            load_vec(&acc[p][v], bias + 8 * v);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const float *px = in + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 128;
+            const float *wk = w + (ky * 3 + kx) * 16384;
+            for (int ci = 0; ci < 128; ci++) {
+                vf wv[16];
+                for (int v = 0; v < 16; v++)
+                    load_vec(&wv[v], wk + ci * 128 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = px[p * 128 + ci];
+                    for (int v = 0; v < 16; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+        }
+    float *o = out + (((size_t)b * 8 + oy) * 8 + ox0) * 128;
+    for (int p = 0; p < np; p++)
+        for (int v = 0; v < 16; v++) {
+            store_vec(o + p * 128 + 8 * v, &acc[p][v]);
+        }
+    for (int j = 0; j < np * 128; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+}
+
+static void conv2d_6_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                       const float *restrict bias, int lo, int hi)
+{
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 1 <= 8; ox += 1)
+                conv2d_6_forward_block(out, in, w, bias, b, oy, ox, 1);
+        }
+}
+
+/*
+ * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 16 vectors in
+ * registers.
+ */
+static void conv2d_6_weight_grad(float *restrict dw, const float *restrict dz,
+                                 const float *restrict in,
+                           int lo, int hi)
+{
+    memset(dw, 0, sizeof(float) * 147456);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            const float *dzrow = dz + ((size_t)b * 8 + oy) * 1024;
+            for (int ky = 0; ky < 3; ky++) {
+                /* pair j of pixel ox: inrow[ox * 128 + j] */
+                const float *inrow = in + ((size_t)b * 10 + oy + ky) * 1280;
+                float *dwrow = dw + ky * 49152; /* pair j: dwrow[j * 128 + co] */
+                for (int j0 = 0; j0 < 384; j0 += 1) {
+                    vf acc[1][16];
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 16; v++)
+                            load_vec(&acc[k][v], dwrow + (j0 + k) * 128 + 8 * v);
+                    for (int ox = 0; ox < 8; ox++) {
+                        vf g[16];
+                        for (int v = 0; v < 16; v++)
+                            /*
+                             * whole vectors even past the last channel: those lanes never reach a
+                             * stored lane
+                             */
+                            load_vec(&g[v], dzrow + ox * 128 + 8 * v);
+                        for (int k = 0; k < 1; k++) {
+                            float x = inrow[ox * 128 + j0 + k];
+                            for (int v = 0; v < 16; v++)
+                                acc[k][v] += x * g[v];
+                        }
+                    }
+                    for (int k = 0; k < 1; k++)
+                        for (int v = 0; v < 16; v++) {
+                            store_vec(dwrow + (j0 + k) * 128 + 8 * v, &acc[k][v]);
+                        }
+                }
+            }
+        }
+}
+
+/*
+ * din at the 1 input pixels that tap (ky, kx) of output pixels ox0.., 16 vectors of channels each.
+ */
+static inline __attribute__((always_inline)) void
+conv2d_6_input_grad_block(float *restrict din, const float *restrict dz, const float *restrict wt,
+                          int b,
+                    int oy, int ox0, const int np)
+{
+    const float *g = dz + (((size_t)b * 8 + oy) * 8 + ox0) * 128;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            float *dp = din + (((size_t)b * 10 + oy + ky) * 10 + ox0 + kx) * 128;
+            const float *wtk = wt + (ky * 3 + kx) * 16384;
+            vf acc[1][16];
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 16; v++)
+                    /* lanes past the last channel are never stored */
+                    load_vec(&acc[p][v], dp + p * 128 + 8 * v);
+            for (int co = 0; co < 128; co++) {
+                vf wv[16];
+                for (int v = 0; v < 16; v++)
+                    load_vec(&wv[v], wtk + co * 128 + 8 * v);
+                for (int p = 0; p < np; p++) {
+                    float x = g[p * 128 + co];
+                    for (int v = 0; v < 16; v++)
+                        acc[p][v] += x * wv[v];
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int v = 0; v < 16; v++) {
+                    store_vec(dp + p * 128 + 8 * v, &acc[p][v]);
+                }
+        }
+}
+
+static void conv2d_6_input_grad(float *restrict din, const float *restrict dz,
+                                const float *restrict wt,
+                          int lo, int hi)
+{
+    memset(din + (size_t)lo * 12800, 0, sizeof(float) * (size_t)(hi - lo) * 12800);
+    for (int b = lo; b < hi; b++)
+        for (int oy = 0; oy < 8; oy++) {
+            for (int ox = 0; ox + 1 <= 8; ox += 1)
+                conv2d_6_input_grad_block(din, dz, wt, b, oy, ox, 1);
+        }
+}
+
+#endif
 
 /* dout holds dL/d(out) and becomes dL/d(pre-activation); dw, db are this slice's, overwritten. */
 static void conv2d_6_backward(float *restrict din, float *restrict dw, float *restrict db,
                               float *restrict dout,
-                             const float *restrict out, const float *restrict in,
-                                     const float *restrict wt,
-                             int lo, int hi)
+                        const float *restrict out, const float *restrict in,
+                                const float *restrict wt,
+                        int lo, int hi)
 {
     /* relu: the derivative from the stored output y */
     for (size_t i = (size_t)lo * 8192; i < (size_t)hi * 8192; i++) {
         if (out[i] <= 0.0f)
             dout[i] = 0.0f;
     }
-    memset(dw, 0, sizeof(float) * 147456);
     memset(db, 0, sizeof(float) * 128);
-    memset(din + (size_t)lo * 8192, 0, sizeof(float) * (size_t)(hi - lo) * 8192);
-    for (int b = lo; b < hi; b++)
-        for (int oy = 0; oy < 8; oy++)
-            for (int ox = 0; ox < 8; ox++) {
-                const float *dz = dout + (((size_t)b * 8 + oy) * 8 + ox) * 128;
-                for (int co = 0; co < 128; co++)
-                    db[co] += dz[co];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy + ky - 1;
-                    if (iy < 0 || iy >= 8)
-                        continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox + kx - 1;
-                        if (ix < 0 || ix >= 8)
-                            continue;
-                        size_t at = (((size_t)b * 8 + iy) * 8 + ix) * 128;
-                        int k = ky * 3 + kx;
-                        float *dwk = dw + k * 16384;
-                        for (int ci = 0; ci < 128; ci++) {
-                            float x = in[at + ci];
-                            for (int co = 0; co < 128; co++)
-                                dwk[ci * 128 + co] += x * dz[co];
-                        }
-                        const float *wtk = wt + k * 16384;
-                        for (int co = 0; co < 128; co++) {
-                            float g = dz[co];
-                            for (int ci = 0; ci < 128; ci++)
-                                din[at + ci] += g * wtk[co * 128 + ci];
-                        }
-                    }
-                }
-            }
+    for (size_t p = (size_t)lo * 64; p < (size_t)hi * 64; p++)
+        for (int co = 0; co < 128; co++)
+            db[co] += dout[p * 128 + co];
+    conv2d_6_weight_grad(dw, dout, in, lo, hi);
+    conv2d_6_input_grad(din, dout, wt, lo, hi);
 }
 
 /* ---- batch_normalization_6: `batchnorm` (models/cifar_vgg.nn:28) ----
@@ -1982,7 +3382,9 @@ static void train_forward(const step *s)
     SLICES {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* conv2d_1: `conv 32 3x3 pad=same relu` */
-        conv2d_1_forward(ws->conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+        conv2d_1_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 3468), x, lo, hi);
+        conv2d_1_forward(ws->conv2d_1_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 3468),
+                         params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
         /* batch_normalization_1: `batchnorm` */
         batch_normalization_1_sums(ws->batch_normalization_1_partial[c][0],
                                    ws->batch_normalization_1_partial[c][1], ws->conv2d_1_out, lo,
@@ -2006,8 +3408,10 @@ static void train_forward(const step *s)
                                         ws->batch_normalization_1_mean,
                                         ws->batch_normalization_1_inv_std, lo, hi);
         /* conv2d_2: `conv 32 3x3 pad=same relu` */
-        conv2d_2_forward(ws->conv2d_2_out, ws->batch_normalization_1_out, params + CONV2D_2_W,
-                         params + CONV2D_2_B, lo, hi);
+        conv2d_2_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 36992),
+                           ws->batch_normalization_1_out, lo, hi);
+        conv2d_2_forward(ws->conv2d_2_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 36992),
+                         params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
         /* batch_normalization_2: `batchnorm` */
         batch_normalization_2_sums(ws->batch_normalization_2_partial[c][0],
                                    ws->batch_normalization_2_partial[c][1], ws->conv2d_2_out, lo,
@@ -2037,8 +3441,10 @@ static void train_forward(const step *s)
         dropout_1_forward(ws->dropout_1_out, ws->dropout_1_mask, ws->max_pooling2d_1_out,
                           dropout_key(key, DROPOUT_1_STREAM), lo, hi);
         /* conv2d_3: `conv 64 3x3 pad=same relu` */
-        conv2d_3_forward(ws->conv2d_3_out, ws->dropout_1_out, params + CONV2D_3_W,
-                         params + CONV2D_3_B, lo, hi);
+        conv2d_3_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 10368),
+                           ws->dropout_1_out, lo, hi);
+        conv2d_3_forward(ws->conv2d_3_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 10368),
+                         params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
         /* batch_normalization_3: `batchnorm` */
         batch_normalization_3_sums(ws->batch_normalization_3_partial[c][0],
                                    ws->batch_normalization_3_partial[c][1], ws->conv2d_3_out, lo,
@@ -2062,8 +3468,10 @@ static void train_forward(const step *s)
                                         ws->batch_normalization_3_mean,
                                         ws->batch_normalization_3_inv_std, lo, hi);
         /* conv2d_4: `conv 64 3x3 pad=same relu` */
-        conv2d_4_forward(ws->conv2d_4_out, ws->batch_normalization_3_out, params + CONV2D_4_W,
-                         params + CONV2D_4_B, lo, hi);
+        conv2d_4_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 20736),
+                           ws->batch_normalization_3_out, lo, hi);
+        conv2d_4_forward(ws->conv2d_4_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 20736),
+                         params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
         /* batch_normalization_4: `batchnorm` */
         batch_normalization_4_sums(ws->batch_normalization_4_partial[c][0],
                                    ws->batch_normalization_4_partial[c][1], ws->conv2d_4_out, lo,
@@ -2093,8 +3501,10 @@ static void train_forward(const step *s)
         dropout_2_forward(ws->dropout_2_out, ws->dropout_2_mask, ws->max_pooling2d_2_out,
                           dropout_key(key, DROPOUT_2_STREAM), lo, hi);
         /* conv2d_5: `conv 128 3x3 pad=same relu` */
-        conv2d_5_forward(ws->conv2d_5_out, ws->dropout_2_out, params + CONV2D_5_W,
-                         params + CONV2D_5_B, lo, hi);
+        conv2d_5_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 6400), ws->dropout_2_out,
+                           lo, hi);
+        conv2d_5_forward(ws->conv2d_5_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 6400),
+                         params + CONV2D_5_W, params + CONV2D_5_B, lo, hi);
         /* batch_normalization_5: `batchnorm` */
         batch_normalization_5_sums(ws->batch_normalization_5_partial[c][0],
                                    ws->batch_normalization_5_partial[c][1], ws->conv2d_5_out, lo,
@@ -2118,8 +3528,10 @@ static void train_forward(const step *s)
                                         ws->batch_normalization_5_mean,
                                         ws->batch_normalization_5_inv_std, lo, hi);
         /* conv2d_6: `conv 128 3x3 pad=same relu` */
-        conv2d_6_forward(ws->conv2d_6_out, ws->batch_normalization_5_out, params + CONV2D_6_W,
-                         params + CONV2D_6_B, lo, hi);
+        conv2d_6_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 12800),
+                           ws->batch_normalization_5_out, lo, hi);
+        conv2d_6_forward(ws->conv2d_6_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 12800),
+                         params + CONV2D_6_W, params + CONV2D_6_B, lo, hi);
         /* batch_normalization_6: `batchnorm` */
         batch_normalization_6_sums(ws->batch_normalization_6_partial[c][0],
                                    ws->batch_normalization_6_partial[c][1], ws->conv2d_6_out, lo,
@@ -2218,9 +3630,15 @@ static void train_backward(const step *s)
                                              ws->batch_normalization_6_totals,
                                              ws->batch_normalization_6_totals + 128, n, lo, hi);
         /* conv2d_6: `conv 128 3x3 pad=same relu` */
-        conv2d_6_backward(grad_region(ws->grad_b, lo, 8192), ws->slice_grads[c] + CONV2D_6_W,
-                          ws->slice_grads[c] + CONV2D_6_B, grad_region(ws->grad_a, lo, 8192),
-                          ws->conv2d_6_out, ws->batch_normalization_5_out, ws->conv2d_6_wt, lo, hi);
+        conv2d_6_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 12800),
+                           ws->batch_normalization_5_out, lo, hi);
+        conv2d_6_backward((float *)scratch_region(ws->scratch, lo, hi, 12800, 12800),
+                          ws->slice_grads[c] + CONV2D_6_W, ws->slice_grads[c] + CONV2D_6_B,
+                          grad_region(ws->grad_a, lo, 8192), ws->conv2d_6_out,
+                          (float *)scratch_region(ws->scratch, lo, hi, 0, 12800), ws->conv2d_6_wt,
+                          lo, hi);
+        conv2d_6_crop_grad(grad_region(ws->grad_b, lo, 8192), (float *)scratch_region(ws->scratch,
+                lo, hi, 12800, 12800), lo, hi);
         /* batch_normalization_5: `batchnorm` */
         batch_normalization_5_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_5_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_5_BETA,
@@ -2245,9 +3663,15 @@ static void train_backward(const step *s)
                                              ws->batch_normalization_5_totals,
                                              ws->batch_normalization_5_totals + 128, n, lo, hi);
         /* conv2d_5: `conv 128 3x3 pad=same relu` */
-        conv2d_5_backward(grad_region(ws->grad_b, lo, 4096), ws->slice_grads[c] + CONV2D_5_W,
-                          ws->slice_grads[c] + CONV2D_5_B, grad_region(ws->grad_a, lo, 8192),
-                          ws->conv2d_5_out, ws->dropout_2_out, ws->conv2d_5_wt, lo, hi);
+        conv2d_5_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 6400), ws->dropout_2_out,
+                           lo, hi);
+        conv2d_5_backward((float *)scratch_region(ws->scratch, lo, hi, 6400, 6400),
+                          ws->slice_grads[c] + CONV2D_5_W, ws->slice_grads[c] + CONV2D_5_B,
+                          grad_region(ws->grad_a, lo, 8192), ws->conv2d_5_out,
+                          (float *)scratch_region(ws->scratch, lo, hi, 0, 6400), ws->conv2d_5_wt,
+                          lo, hi);
+        conv2d_5_crop_grad(grad_region(ws->grad_b, lo, 4096), (float *)scratch_region(ws->scratch,
+                lo, hi, 6400, 6400), lo, hi);
         /* dropout_2: `dropout 0.3` */
         dropout_2_backward(grad_region(ws->grad_a, lo, 4096), grad_region(ws->grad_b, lo, 4096),
                            ws->dropout_2_mask, lo, hi);
@@ -2278,9 +3702,15 @@ static void train_backward(const step *s)
                                              ws->batch_normalization_4_totals,
                                              ws->batch_normalization_4_totals + 64, n, lo, hi);
         /* conv2d_4: `conv 64 3x3 pad=same relu` */
-        conv2d_4_backward(grad_region(ws->grad_b, lo, 16384), ws->slice_grads[c] + CONV2D_4_W,
-                          ws->slice_grads[c] + CONV2D_4_B, grad_region(ws->grad_a, lo, 16384),
-                          ws->conv2d_4_out, ws->batch_normalization_3_out, ws->conv2d_4_wt, lo, hi);
+        conv2d_4_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 20736),
+                           ws->batch_normalization_3_out, lo, hi);
+        conv2d_4_backward((float *)scratch_region(ws->scratch, lo, hi, 20736, 20736),
+                          ws->slice_grads[c] + CONV2D_4_W, ws->slice_grads[c] + CONV2D_4_B,
+                          grad_region(ws->grad_a, lo, 16384), ws->conv2d_4_out,
+                          (float *)scratch_region(ws->scratch, lo, hi, 0, 20736), ws->conv2d_4_wt,
+                          lo, hi);
+        conv2d_4_crop_grad(grad_region(ws->grad_b, lo, 16384), (float *)scratch_region(ws->scratch,
+                lo, hi, 20736, 20736), lo, hi);
         /* batch_normalization_3: `batchnorm` */
         batch_normalization_3_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_3_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_3_BETA,
@@ -2305,9 +3735,15 @@ static void train_backward(const step *s)
                                              ws->batch_normalization_3_totals,
                                              ws->batch_normalization_3_totals + 64, n, lo, hi);
         /* conv2d_3: `conv 64 3x3 pad=same relu` */
-        conv2d_3_backward(grad_region(ws->grad_b, lo, 8192), ws->slice_grads[c] + CONV2D_3_W,
-                          ws->slice_grads[c] + CONV2D_3_B, grad_region(ws->grad_a, lo, 16384),
-                          ws->conv2d_3_out, ws->dropout_1_out, ws->conv2d_3_wt, lo, hi);
+        conv2d_3_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 10368),
+                           ws->dropout_1_out, lo, hi);
+        conv2d_3_backward((float *)scratch_region(ws->scratch, lo, hi, 10368, 10368),
+                          ws->slice_grads[c] + CONV2D_3_W, ws->slice_grads[c] + CONV2D_3_B,
+                          grad_region(ws->grad_a, lo, 16384), ws->conv2d_3_out,
+                          (float *)scratch_region(ws->scratch, lo, hi, 0, 10368), ws->conv2d_3_wt,
+                          lo, hi);
+        conv2d_3_crop_grad(grad_region(ws->grad_b, lo, 8192), (float *)scratch_region(ws->scratch,
+                lo, hi, 10368, 10368), lo, hi);
         /* dropout_1: `dropout 0.2` */
         dropout_1_backward(grad_region(ws->grad_a, lo, 8192), grad_region(ws->grad_b, lo, 8192),
                            ws->dropout_1_mask, lo, hi);
@@ -2338,9 +3774,15 @@ static void train_backward(const step *s)
                                              ws->batch_normalization_2_totals,
                                              ws->batch_normalization_2_totals + 32, n, lo, hi);
         /* conv2d_2: `conv 32 3x3 pad=same relu` */
-        conv2d_2_backward(grad_region(ws->grad_b, lo, 32768), ws->slice_grads[c] + CONV2D_2_W,
-                          ws->slice_grads[c] + CONV2D_2_B, grad_region(ws->grad_a, lo, 32768),
-                          ws->conv2d_2_out, ws->batch_normalization_1_out, ws->conv2d_2_wt, lo, hi);
+        conv2d_2_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 36992),
+                           ws->batch_normalization_1_out, lo, hi);
+        conv2d_2_backward((float *)scratch_region(ws->scratch, lo, hi, 36992, 36992),
+                          ws->slice_grads[c] + CONV2D_2_W, ws->slice_grads[c] + CONV2D_2_B,
+                          grad_region(ws->grad_a, lo, 32768), ws->conv2d_2_out,
+                          (float *)scratch_region(ws->scratch, lo, hi, 0, 36992), ws->conv2d_2_wt,
+                          lo, hi);
+        conv2d_2_crop_grad(grad_region(ws->grad_b, lo, 32768), (float *)scratch_region(ws->scratch,
+                lo, hi, 36992, 36992), lo, hi);
         /* batch_normalization_1: `batchnorm` */
         batch_normalization_1_backward_params(ws->slice_grads[c] + BATCH_NORMALIZATION_1_GAMMA,
                                               ws->slice_grads[c] + BATCH_NORMALIZATION_1_BETA,
@@ -2365,8 +3807,10 @@ static void train_backward(const step *s)
                                              ws->batch_normalization_1_totals,
                                              ws->batch_normalization_1_totals + 32, n, lo, hi);
         /* conv2d_1: `conv 32 3x3 pad=same relu` */
+        conv2d_1_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 3468), x, lo, hi);
         conv2d_1_backward(NULL, ws->slice_grads[c] + CONV2D_1_W, ws->slice_grads[c] + CONV2D_1_B,
-                          grad_region(ws->grad_a, lo, 32768), ws->conv2d_1_out, x, NULL, lo, hi);
+                          grad_region(ws->grad_a, lo, 32768), ws->conv2d_1_out,
+                          (float *)scratch_region(ws->scratch, lo, hi, 0, 3468), NULL, lo, hi);
     }
 }
 
@@ -2473,15 +3917,19 @@ static void infer_forward(const step *s)
     SLICES_NOWAIT {
         int lo = slice_lo(n, c), hi = slice_lo(n, c + 1);
         /* conv2d_1: `conv 32 3x3 pad=same relu` */
-        conv2d_1_forward(ws->conv2d_1_out, x, params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
+        conv2d_1_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 3468), x, lo, hi);
+        conv2d_1_forward(ws->conv2d_1_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 3468),
+                         params + CONV2D_1_W, params + CONV2D_1_B, lo, hi);
         /* batch_normalization_1: `batchnorm` */
         batch_normalization_1_forward_infer(ws->batch_normalization_1_out, ws->conv2d_1_out,
                                             params + BATCH_NORMALIZATION_1_GAMMA,
                                             params + BATCH_NORMALIZATION_1_BETA,
                                             state + BATCH_NORMALIZATION_1_RUNNING, lo, hi);
         /* conv2d_2: `conv 32 3x3 pad=same relu` */
-        conv2d_2_forward(ws->conv2d_2_out, ws->batch_normalization_1_out, params + CONV2D_2_W,
-                         params + CONV2D_2_B, lo, hi);
+        conv2d_2_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 36992),
+                           ws->batch_normalization_1_out, lo, hi);
+        conv2d_2_forward(ws->conv2d_2_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 36992),
+                         params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
         /* batch_normalization_2: `batchnorm` */
         batch_normalization_2_forward_infer(ws->batch_normalization_2_out, ws->conv2d_2_out,
                                             params + BATCH_NORMALIZATION_2_GAMMA,
@@ -2494,16 +3942,20 @@ static void infer_forward(const step *s)
         memcpy(ws->dropout_1_out + (size_t)lo * 8192, ws->max_pooling2d_1_out + (size_t)lo * 8192,
                sizeof(float) * (size_t)(hi - lo) * 8192);
         /* conv2d_3: `conv 64 3x3 pad=same relu` */
-        conv2d_3_forward(ws->conv2d_3_out, ws->dropout_1_out, params + CONV2D_3_W,
-                         params + CONV2D_3_B, lo, hi);
+        conv2d_3_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 10368),
+                           ws->dropout_1_out, lo, hi);
+        conv2d_3_forward(ws->conv2d_3_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 10368),
+                         params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
         /* batch_normalization_3: `batchnorm` */
         batch_normalization_3_forward_infer(ws->batch_normalization_3_out, ws->conv2d_3_out,
                                             params + BATCH_NORMALIZATION_3_GAMMA,
                                             params + BATCH_NORMALIZATION_3_BETA,
                                             state + BATCH_NORMALIZATION_3_RUNNING, lo, hi);
         /* conv2d_4: `conv 64 3x3 pad=same relu` */
-        conv2d_4_forward(ws->conv2d_4_out, ws->batch_normalization_3_out, params + CONV2D_4_W,
-                         params + CONV2D_4_B, lo, hi);
+        conv2d_4_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 20736),
+                           ws->batch_normalization_3_out, lo, hi);
+        conv2d_4_forward(ws->conv2d_4_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 20736),
+                         params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
         /* batch_normalization_4: `batchnorm` */
         batch_normalization_4_forward_infer(ws->batch_normalization_4_out, ws->conv2d_4_out,
                                             params + BATCH_NORMALIZATION_4_GAMMA,
@@ -2516,16 +3968,20 @@ static void infer_forward(const step *s)
         memcpy(ws->dropout_2_out + (size_t)lo * 4096, ws->max_pooling2d_2_out + (size_t)lo * 4096,
                sizeof(float) * (size_t)(hi - lo) * 4096);
         /* conv2d_5: `conv 128 3x3 pad=same relu` */
-        conv2d_5_forward(ws->conv2d_5_out, ws->dropout_2_out, params + CONV2D_5_W,
-                         params + CONV2D_5_B, lo, hi);
+        conv2d_5_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 6400), ws->dropout_2_out,
+                           lo, hi);
+        conv2d_5_forward(ws->conv2d_5_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 6400),
+                         params + CONV2D_5_W, params + CONV2D_5_B, lo, hi);
         /* batch_normalization_5: `batchnorm` */
         batch_normalization_5_forward_infer(ws->batch_normalization_5_out, ws->conv2d_5_out,
                                             params + BATCH_NORMALIZATION_5_GAMMA,
                                             params + BATCH_NORMALIZATION_5_BETA,
                                             state + BATCH_NORMALIZATION_5_RUNNING, lo, hi);
         /* conv2d_6: `conv 128 3x3 pad=same relu` */
-        conv2d_6_forward(ws->conv2d_6_out, ws->batch_normalization_5_out, params + CONV2D_6_W,
-                         params + CONV2D_6_B, lo, hi);
+        conv2d_6_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 12800),
+                           ws->batch_normalization_5_out, lo, hi);
+        conv2d_6_forward(ws->conv2d_6_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 12800),
+                         params + CONV2D_6_W, params + CONV2D_6_B, lo, hi);
         /* batch_normalization_6: `batchnorm` */
         batch_normalization_6_forward_infer(ws->batch_normalization_6_out, ws->conv2d_6_out,
                                             params + BATCH_NORMALIZATION_6_GAMMA,

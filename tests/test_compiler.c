@@ -392,7 +392,7 @@ Test(emitter, no_empty_expressions)
                               "avgpool 2x2 stride 1\n"     /* 11x11x2 */
                               "conv 4 3x3 relu\n"          /* 9x9x4 */
                               "maxpool\n"                  /* 4x4x4, a row and a column left over */
-                              "conv 4 3x3 pad=same relu\n" /* 4x4x4, the direct kernel */
+                              "conv 4 3x3 pad=same relu\n" /* 4x4x4, the padded copy */
                               "maxpool 2x2 stride 1\n"     /* 3x3x4, overlapping windows */
                               "relu\nglobalavgpool\nbatchnorm\ndropout 0.5\n"
                               "dense 8 tanh\nsigmoid\ndense 3 softmax\n");

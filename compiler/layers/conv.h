@@ -23,9 +23,9 @@ typedef struct {
     void (*print_backward)(cgen *g, const layer *l, const step_args *a);
 } conv_strategy;
 
-extern const conv_strategy conv_direct;  /* conv_direct.c: any padding */
 extern const conv_strategy conv_blocked; /* conv_blocked.c: register-blocked, valid padding */
 extern const conv_strategy conv_bf16;    /* conv_bf16.c: bfloat16 products (`precision bf16`) */
+extern const conv_strategy conv_padded;  /* conv_padded.c: 'same' padding, conv_blocked on a padded copy */
 
 /* Whether conv_bf16 has kernels for the layer's shapes. */
 int conv_bf16_fits(const layer *l);

@@ -59,11 +59,12 @@ static int row_width(const layer *l)
 enum { SCRATCH_INH, SCRATCH_DZP, SCRATCH_INROWS, SCRATCH_DZH, N_SCRATCH };
 static int scratch_bufs(const layer *l, const layer_role *r, scratch_buf bufs[N_SCRATCH])
 {
-    int CO = l->out.c, u16 = (int)sizeof(uint16_t);
-    bufs[SCRATCH_INH] = (scratch_buf){"inh", 0, u16 * shape_size(l->in)};
-    bufs[SCRATCH_DZP] = (scratch_buf){"dzp", 1, u16 * l->out.h * pair_width(l) * CO};
-    bufs[SCRATCH_INROWS] = (scratch_buf){"inrows", 1, u16 * l->in.h * l->in.c * row_width(l)};
-    bufs[SCRATCH_DZH] = (scratch_buf){"dzh", 2, u16 * shape_size(l->out)};
+    /* A float's room holds a pair of bfloat16 values: the counts are even, every channel count being. */
+    int CO = l->out.c;
+    bufs[SCRATCH_INH] = (scratch_buf){"inh", 0, shape_size(l->in) / 2};
+    bufs[SCRATCH_DZP] = (scratch_buf){"dzp", 1, l->out.h * pair_width(l) * CO / 2};
+    bufs[SCRATCH_INROWS] = (scratch_buf){"inrows", 1, l->in.h * l->in.c * row_width(l) / 2};
+    bufs[SCRATCH_DZH] = (scratch_buf){"dzh", 2, shape_size(l->out) / 2};
     return r->needs_din ? N_SCRATCH : SCRATCH_DZH;
 }
 

@@ -73,7 +73,7 @@ typedef struct {
 typedef struct {
     int n, cap;
     ws_member *members;
-    int scratch; /* bytes a sample of the shared scratch arena: the most any layer's call needs */
+    int scratch; /* floats a sample of the shared scratch arena: the most any layer's call needs */
 } ws_list;
 void ws_add(ws_list *ws, const char *comment, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -83,12 +83,15 @@ void ws_add(ws_list *ws, const char *comment, const char *fmt, ...) __attribute_
  * scratch lives in one arena, ws->scratch: on a slice the calls run one at a
  * time, so the arena needs only the largest layer's bytes, not the sum. A
  * kind lists its buffers in a table. Buffers of one phase are alive together
- * and lie one after another; the phases of a layer reuse the same bytes.
+ * and lie one after another; the phases of a layer reuse the same memory.
+ * Sizes count floats, as the arena does, so that a test build that makes
+ * every float a double (tests/gradcheck_prelude.h) scales them all alike; a
+ * buffer of another type takes the floats its bytes fill (in an fp32 build).
  */
 typedef struct {
     const char *name; /* "inh", as the workspace comment lists it */
     int phase;        /* 0, 1, ...: buffers of the same phase are alive at once */
-    int bytes;        /* a sample */
+    int floats;       /* a sample */
 } scratch_buf;
 /* Reserve the arena for a layer's buffers and list them in the workspace's comments. */
 void ws_scratch(ws_list *ws, const scratch_buf *bufs, int n);

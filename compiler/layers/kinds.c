@@ -51,19 +51,19 @@ void ws_add(ws_list *ws, const char *comment, const char *fmt, ...)
     snprintf(m->comment, sizeof m->comment, "%s", comment);
 }
 
-/* A sample's bytes of a scratch buffer, in whole cache lines: the next buffer of its phase starts aligned. */
-static int cache_lines(int bytes)
+/* A sample's floats of a scratch buffer, in whole 64-byte lines: the next buffer of its phase starts aligned. */
+static int cache_lines(int floats)
 {
-    return (bytes + 63) / 64 * 64;
+    return (floats + 15) / 16 * 16;
 }
 
-/* Bytes a sample before buffer k: its phase's buffers listed ahead of it. */
+/* Floats a sample before buffer k: its phase's buffers listed ahead of it. */
 static int scratch_before(const scratch_buf *bufs, int k)
 {
     int before = 0;
     for (int j = 0; j < k; j++)
         if (bufs[j].phase == bufs[k].phase)
-            before += cache_lines(bufs[j].bytes);
+            before += cache_lines(bufs[j].floats);
     return before;
 }
 
@@ -72,7 +72,7 @@ void ws_scratch(ws_list *ws, const scratch_buf *bufs, int n)
     char list[96] = "in the scratch arena, a phase at a time: ";
     size_t used = strlen(list);
     for (int k = 0; k < n; k++) {
-        int end = scratch_before(bufs, k) + cache_lines(bufs[k].bytes);
+        int end = scratch_before(bufs, k) + cache_lines(bufs[k].floats);
         if (end > ws->scratch)
             ws->scratch = end;
         const char *sep = k == 0 ? "" : bufs[k].phase == bufs[k - 1].phase ? ", " : "; then ";
@@ -85,7 +85,7 @@ void ws_scratch(ws_list *ws, const scratch_buf *bufs, int n)
 const char *scratch_arg(char *buf, size_t len, const char *ctype, const scratch_buf *bufs, int k)
 {
     snprintf(buf, len, "(%s *)scratch_region(ws->scratch, lo, hi, %d, %d)", ctype, scratch_before(bufs, k),
-             bufs[k].bytes);
+             bufs[k].floats);
     return buf;
 }
 

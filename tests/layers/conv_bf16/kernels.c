@@ -216,24 +216,26 @@ typedef enum { INH, DZP, INROWS, DZH } scratch_use;
 static uint16_t *scratch(const kernel_case *k, scratch_use use)
 {
     const conv_shape *s = k->s;
-    int pair_width = (out_w(s) + 1) / 2 * 2, u16 = (int)sizeof(uint16_t);
-    int dzp = u16 * out_h(s) * pair_width * s->co;
-    int before = use == INROWS ? (dzp + 63) / 64 * 64 : 0;
-    int size = use == INH      ? u16 * (int)in_size(s)
-               : use == DZP    ? dzp
-               : use == INROWS ? u16 * s->ih * s->ci * (pair_width + s->kw - 1)
-                               : u16 * (int)out_size(s);
-    cr_assert_leq(before + size, SCRATCH, "%s: the scratch arena is too small", k->l->name);
-    return scratch_region(kernels_ws.scratch, k->lo, k->hi, before, size);
+    int pair_width = (out_w(s) + 1) / 2 * 2;
+    int dzp = out_h(s) * pair_width * s->co; /* bfloat16 values a sample; the arena counts floats, two each */
+    int before = use == INROWS ? (dzp / 2 + 15) / 16 * 16 : 0;
+    int values = use == INH      ? (int)in_size(s)
+                 : use == DZP    ? dzp
+                 : use == INROWS ? s->ih * s->ci * (pair_width + s->kw - 1)
+                                 : (int)out_size(s);
+    cr_assert_leq(before + values / 2, SCRATCH, "%s: the scratch arena is too small", k->l->name);
+    return (uint16_t *)scratch_region(kernels_ws.scratch, k->lo, k->hi, before, values / 2);
 }
 
 /* Bytes of the scratch arena outside the case's slice that a kernel wrote (case_new fills it with 0xff). */
 static int scratch_written_outside(const kernel_case *k)
 {
+    const unsigned char *bytes = (const unsigned char *)kernels_ws.scratch;
+    size_t lo = (size_t)k->lo * SCRATCH * sizeof(float), hi = (size_t)k->hi * SCRATCH * sizeof(float);
     int written = 0;
     for (size_t i = 0; i < sizeof kernels_ws.scratch; i++)
-        if (i < (size_t)k->lo * SCRATCH || i >= (size_t)k->hi * SCRATCH)
-            written += kernels_ws.scratch[i] != 0xff;
+        if (i < lo || i >= hi)
+            written += bytes[i] != 0xff;
     return written;
 }
 
