@@ -32,13 +32,16 @@
 #define LANES 8
 #endif
 typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
+/* Unaligned loads and stores of whole vectors (a cast, not memcpy: see compiler/emit.c). */
+typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)), aligned(4),
+                                          may_alias));
 static inline void load_vec(vf *v, const float *p)
 {
-    memcpy(v, p, sizeof *v);
+    *v = *(const vf_unaligned *)p;
 }
 static inline void store_vec(float *p, const vf *v)
 {
-    memcpy(p, v, sizeof *v);
+    *(vf_unaligned *)p = *v;
 }
 
 /* ---- parameters: offsets into the flat buffer ---- */
