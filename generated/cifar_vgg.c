@@ -484,7 +484,7 @@ static void conv2d_1_forward(float *restrict out, const float *restrict in, cons
 }
 
 /*
- * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 4 vectors in
+ * dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 4 vectors in
  * registers.
  */
 static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
@@ -499,9 +499,9 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
                 /* pair j of pixel ox: inrow[ox * 3 + j] */
                 const float *inrow = in + ((size_t)b * 34 + oy + ky) * 102;
                 float *dwrow = dw + ky * 288; /* pair j: dwrow[j * 32 + co] */
-                for (int j0 = 0; j0 < 9; j0 += 1) {
-                    vf acc[1][4];
-                    for (int k = 0; k < 1; k++)
+                for (int j0 = 0; j0 < 9; j0 += 3) {
+                    vf acc[3][4];
+                    for (int k = 0; k < 3; k++)
                         for (int v = 0; v < 4; v++)
                             load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 8 * v);
                     for (int ox = 0; ox < 32; ox++) {
@@ -512,13 +512,13 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
                              * stored lane
                              */
                             load_vec(&g[v], dzrow + ox * 32 + 8 * v);
-                        for (int k = 0; k < 1; k++) {
+                        for (int k = 0; k < 3; k++) {
                             float x = inrow[ox * 3 + j0 + k];
                             for (int v = 0; v < 4; v++)
                                 acc[k][v] += x * g[v];
                         }
                     }
-                    for (int k = 0; k < 1; k++)
+                    for (int k = 0; k < 3; k++)
                         for (int v = 0; v < 4; v++) {
                             store_vec(dwrow + (j0 + k) * 32 + 8 * v, &acc[k][v]);
                         }
@@ -887,7 +887,7 @@ static void conv2d_2_forward(float *restrict out, const float *restrict in, cons
 }
 
 /*
- * dw += in^T . dz over the slice, one output row at a time: 2 (kx, cin) pairs x 4 vectors in
+ * dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 4 vectors in
  * registers.
  */
 static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
@@ -902,9 +902,9 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
                 /* pair j of pixel ox: inrow[ox * 32 + j] */
                 const float *inrow = in + ((size_t)b * 34 + oy + ky) * 1088;
                 float *dwrow = dw + ky * 3072; /* pair j: dwrow[j * 32 + co] */
-                for (int j0 = 0; j0 < 96; j0 += 2) {
-                    vf acc[2][4];
-                    for (int k = 0; k < 2; k++)
+                for (int j0 = 0; j0 < 96; j0 += 3) {
+                    vf acc[3][4];
+                    for (int k = 0; k < 3; k++)
                         for (int v = 0; v < 4; v++)
                             load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 8 * v);
                     for (int ox = 0; ox < 32; ox++) {
@@ -915,13 +915,13 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
                              * stored lane
                              */
                             load_vec(&g[v], dzrow + ox * 32 + 8 * v);
-                        for (int k = 0; k < 2; k++) {
+                        for (int k = 0; k < 3; k++) {
                             float x = inrow[ox * 32 + j0 + k];
                             for (int v = 0; v < 4; v++)
                                 acc[k][v] += x * g[v];
                         }
                     }
-                    for (int k = 0; k < 2; k++)
+                    for (int k = 0; k < 3; k++)
                         for (int v = 0; v < 4; v++) {
                             store_vec(dwrow + (j0 + k) * 32 + 8 * v, &acc[k][v]);
                         }

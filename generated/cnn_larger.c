@@ -631,13 +631,13 @@ static void conv2d_2_input_grad(float *restrict din, const float *restrict dz,
 
 #else /* LANES == 8: AVX2 and others */
 /*
- * 4 output pixels along x at (b, oy, ox0), each 15 channels as 2 vectors, accumulated in registers.
+ * 6 output pixels along x at (b, oy, ox0), each 15 channels as 2 vectors, accumulated in registers.
  */
 static inline __attribute__((always_inline)) void
 conv2d_2_forward_block(float *restrict out, const float *restrict in, const float *restrict w,
                  const float *restrict bias, int b, int oy, int ox0, const int np)
 {
-    vf acc[4][2];
+    vf acc[6][2];
     for (int p = 0; p < np; p++)
         for (int v = 0; v < 2; v++)
             load_vec(&acc[p][v], bias + 8 * v);
@@ -675,14 +675,14 @@ static void conv2d_2_forward(float *restrict out, const float *restrict in,
     /* wpad, bpad: padded by conv2d_2_pad_weights() at the step's start */
     for (int b = lo; b < hi; b++)
         for (int oy = 0; oy < 10; oy++) {
-            for (int ox = 0; ox + 4 <= 10; ox += 4)
-                conv2d_2_forward_block(out, in, wpad, bpad, b, oy, ox, 4);
-            conv2d_2_forward_block(out, in, wpad, bpad, b, oy, 8, 2); /* the row's last 2 pixels */
+            for (int ox = 0; ox + 6 <= 10; ox += 6)
+                conv2d_2_forward_block(out, in, wpad, bpad, b, oy, ox, 6);
+            conv2d_2_forward_block(out, in, wpad, bpad, b, oy, 6, 4); /* the row's last 4 pixels */
         }
 }
 
 /*
- * dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 2 vectors in
+ * dw += in^T . dz over the slice, one output row at a time: 6 (kx, cin) pairs x 2 vectors in
  * registers.
  */
 static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
@@ -697,9 +697,9 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
                 /* pair j of pixel ox: inrow[ox * 30 + j] */
                 const float *inrow = in + ((size_t)b * 12 + oy + ky) * 360;
                 float *dwrow = dw + ky * 1350; /* pair j: dwrow[j * 15 + co] */
-                for (int j0 = 0; j0 < 90; j0 += 3) {
-                    vf acc[3][2];
-                    for (int k = 0; k < 3; k++)
+                for (int j0 = 0; j0 < 90; j0 += 6) {
+                    vf acc[6][2];
+                    for (int k = 0; k < 6; k++)
                         for (int v = 0; v < 2; v++)
                             if (v < 1)
                                 load_vec(&acc[k][v], dwrow + (j0 + k) * 15 + 8 * v);
@@ -713,13 +713,13 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
                              * stored lane
                              */
                             load_vec(&g[v], dzrow + ox * 15 + 8 * v);
-                        for (int k = 0; k < 3; k++) {
+                        for (int k = 0; k < 6; k++) {
                             float x = inrow[ox * 30 + j0 + k];
                             for (int v = 0; v < 2; v++)
                                 acc[k][v] += x * g[v];
                         }
                     }
-                    for (int k = 0; k < 3; k++)
+                    for (int k = 0; k < 6; k++)
                         for (int v = 0; v < 2; v++) {
                             if (v < 1)
                                 store_vec(dwrow + (j0 + k) * 15 + 8 * v, &acc[k][v]);

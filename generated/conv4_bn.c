@@ -387,7 +387,7 @@ static void conv2d_1_forward(float *restrict out, const float *restrict in, cons
 }
 
 /*
- * dw += in^T . dz over the slice, one output row at a time: 1 (kx, cin) pair x 4 vectors in
+ * dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 4 vectors in
  * registers.
  */
 static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
@@ -402,30 +402,28 @@ static void conv2d_1_weight_grad(float *restrict dw, const float *restrict dz,
                 /* pair j of pixel ox: inrow[ox + j] */
                 const float *inrow = in + ((size_t)b * 28 + oy + ky) * 28;
                 float *dwrow = dw + ky * 96; /* pair j: dwrow[j * 32 + co] */
-                for (int j0 = 0; j0 < 3; j0 += 1) {
-                    vf acc[1][4];
-                    for (int k = 0; k < 1; k++)
+                vf acc[3][4];
+                for (int k = 0; k < 3; k++)
+                    for (int v = 0; v < 4; v++)
+                        load_vec(&acc[k][v], dwrow + k * 32 + 8 * v);
+                for (int ox = 0; ox < 26; ox++) {
+                    vf g[4];
+                    for (int v = 0; v < 4; v++)
+                        /*
+                         * whole vectors even past the last channel: those lanes never reach a
+                         * stored lane
+                         */
+                        load_vec(&g[v], dzrow + ox * 32 + 8 * v);
+                    for (int k = 0; k < 3; k++) {
+                        float x = inrow[ox + k];
                         for (int v = 0; v < 4; v++)
-                            load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 8 * v);
-                    for (int ox = 0; ox < 26; ox++) {
-                        vf g[4];
-                        for (int v = 0; v < 4; v++)
-                            /*
-                             * whole vectors even past the last channel: those lanes never reach a
-                             * stored lane
-                             */
-                            load_vec(&g[v], dzrow + ox * 32 + 8 * v);
-                        for (int k = 0; k < 1; k++) {
-                            float x = inrow[ox + j0 + k];
-                            for (int v = 0; v < 4; v++)
-                                acc[k][v] += x * g[v];
-                        }
+                            acc[k][v] += x * g[v];
                     }
-                    for (int k = 0; k < 1; k++)
-                        for (int v = 0; v < 4; v++) {
-                            store_vec(dwrow + (j0 + k) * 32 + 8 * v, &acc[k][v]);
-                        }
                 }
+                for (int k = 0; k < 3; k++)
+                    for (int v = 0; v < 4; v++) {
+                        store_vec(dwrow + k * 32 + 8 * v, &acc[k][v]);
+                    }
             }
         }
 }
@@ -764,7 +762,7 @@ static void conv2d_2_forward(float *restrict out, const float *restrict in, cons
 }
 
 /*
- * dw += in^T . dz over the slice, one output row at a time: 2 (kx, cin) pairs x 4 vectors in
+ * dw += in^T . dz over the slice, one output row at a time: 3 (kx, cin) pairs x 4 vectors in
  * registers.
  */
 static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
@@ -779,9 +777,9 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
                 /* pair j of pixel ox: inrow[ox * 32 + j] */
                 const float *inrow = in + ((size_t)b * 26 + oy + ky) * 832;
                 float *dwrow = dw + ky * 3072; /* pair j: dwrow[j * 32 + co] */
-                for (int j0 = 0; j0 < 96; j0 += 2) {
-                    vf acc[2][4];
-                    for (int k = 0; k < 2; k++)
+                for (int j0 = 0; j0 < 96; j0 += 3) {
+                    vf acc[3][4];
+                    for (int k = 0; k < 3; k++)
                         for (int v = 0; v < 4; v++)
                             load_vec(&acc[k][v], dwrow + (j0 + k) * 32 + 8 * v);
                     for (int ox = 0; ox < 24; ox++) {
@@ -792,13 +790,13 @@ static void conv2d_2_weight_grad(float *restrict dw, const float *restrict dz,
                              * stored lane
                              */
                             load_vec(&g[v], dzrow + ox * 32 + 8 * v);
-                        for (int k = 0; k < 2; k++) {
+                        for (int k = 0; k < 3; k++) {
                             float x = inrow[ox * 32 + j0 + k];
                             for (int v = 0; v < 4; v++)
                                 acc[k][v] += x * g[v];
                         }
                     }
-                    for (int k = 0; k < 2; k++)
+                    for (int k = 0; k < 3; k++)
                         for (int v = 0; v < 4; v++) {
                             store_vec(dwrow + (j0 + k) * 32 + 8 * v, &acc[k][v]);
                         }
