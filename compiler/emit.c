@@ -145,7 +145,7 @@ static void print_vector_helpers(printer *pr)
      * 16-byte halves through the stack, which kept every accumulator in memory (vgg_bn's AVX2
      * build trained 4.4x slower). A load through an unaligned type stays a register load. */
     cg(g, "/* Unaligned loads and stores of whole vectors (a cast, not memcpy: see compiler/emit.c). */\n");
-    cg(g, "typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)), aligned(4), may_alias));\n");
+    cg(g, "typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)), aligned(sizeof(float)), may_alias));\n");
     cg(g, "static inline void load_vec(vf *v, const float *p)\n{\n    *v = *(const vf_unaligned *)p;\n}\n");
     cg(g, "static inline void store_vec(float *p, const vf *v)\n{\n    *(vf_unaligned *)p = *v;\n}\n");
     if (pr->helpers & (HELPER_LOAD_TAIL | HELPER_STORE_TAIL))

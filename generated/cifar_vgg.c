@@ -32,8 +32,8 @@
 #endif
 typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
 /* Unaligned loads and stores of whole vectors (a cast, not memcpy: see compiler/emit.c). */
-typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)), aligned(4),
-                                          may_alias));
+typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)),
+                                          aligned(sizeof(float)), may_alias));
 static inline void load_vec(vf *v, const float *p)
 {
     *v = *(const vf_unaligned *)p;
@@ -296,7 +296,7 @@ typedef struct {
     /* dropout_3 */
     float dropout_3_mask[B * 2048]; /* 0 or 1 / (1 - rate) */
     /* buffers a layer's kernels use within one call, shared by every layer (scratch_region) */
-    float scratch[B * 73984] ALIGNED;
+    float scratch[B * 74000] ALIGNED;
 } workspace;
 
 /*
@@ -315,7 +315,7 @@ static inline float *grad_region(float *buf, int lo, int size)
     return buf + (size_t)lo * (LARGEST - size);
 }
 
-#define SCRATCH 73984 /* floats a sample of the scratch arena: the most one layer's call uses */
+#define SCRATCH 74000 /* floats a sample of the scratch arena: the most one layer's call uses */
 /*
  * The scratch arena is split by slice too: slice [lo, hi) keeps to floats [lo * SCRATCH,
  * hi * SCRATCH). In it, a buffer of `size` floats a sample after `before` floats a sample of
@@ -330,7 +330,7 @@ scratch_region(float *arena, int lo, int hi, int before, int size)
 
 /* ---- conv2d_1: `conv 32 3x3 pad=same relu` (models/cifar_vgg.nn:13) ----
  * in [n][32][32][3] -> out [n][32][32][32]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input, 16-float vectors */
+ * zero-padded copy of the input */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][34][34][3]. */
 static void conv2d_1_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -666,7 +666,7 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_2: `conv 32 3x3 pad=same relu` (models/cifar_vgg.nn:15) ----
  * in [n][32][32][32] -> out [n][32][32][32]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input, 16-float vectors */
+ * zero-padded copy of the input */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][34][34][32]. */
 static void conv2d_2_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -1190,7 +1190,7 @@ static void dropout_1_backward(float *restrict din, const float *restrict dout,
 
 /* ---- conv2d_3: `conv 64 3x3 pad=same relu` (models/cifar_vgg.nn:19) ----
  * in [n][16][16][32] -> out [n][16][16][64]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input, 16-float vectors */
+ * zero-padded copy of the input */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][18][18][32]. */
 static void conv2d_3_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -1639,7 +1639,7 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_4: `conv 64 3x3 pad=same relu` (models/cifar_vgg.nn:21) ----
  * in [n][16][16][64] -> out [n][16][16][64]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input, 16-float vectors */
+ * zero-padded copy of the input */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][18][18][64]. */
 static void conv2d_4_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -2163,7 +2163,7 @@ static void dropout_2_backward(float *restrict din, const float *restrict dout,
 
 /* ---- conv2d_5: `conv 128 3x3 pad=same relu` (models/cifar_vgg.nn:25) ----
  * in [n][8][8][64] -> out [n][8][8][128]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input, 16-float vectors */
+ * zero-padded copy of the input */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][10][10][64]. */
 static void conv2d_5_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -2612,7 +2612,7 @@ static void batch_normalization_5_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_6: `conv 128 3x3 pad=same relu` (models/cifar_vgg.nn:27) ----
  * in [n][8][8][128] -> out [n][8][8][128]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input, 16-float vectors */
+ * zero-padded copy of the input */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][10][10][128]. */
 static void conv2d_6_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {

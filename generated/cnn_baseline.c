@@ -33,8 +33,8 @@
 #endif
 typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
 /* Unaligned loads and stores of whole vectors (a cast, not memcpy: see compiler/emit.c). */
-typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)), aligned(4),
-                                          may_alias));
+typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)),
+                                          aligned(sizeof(float)), may_alias));
 static inline void load_vec(vf *v, const float *p)
 {
     *v = *(const vf_unaligned *)p;
@@ -132,7 +132,7 @@ static inline float *grad_region(float *buf, int lo, int size)
 
 /* ---- conv2d_1: `conv 32 5x5 relu` (models/cnn_baseline.nn:8) ----
  * in [n][28][28][1] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float
- * vectors */
+ * vectors (8 without AVX-512) */
 #if LANES == 16
 /*
  * 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers.

@@ -33,8 +33,8 @@
 #endif
 typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
 /* Unaligned loads and stores of whole vectors (a cast, not memcpy: see compiler/emit.c). */
-typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)), aligned(4),
-                                          may_alias));
+typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)),
+                                          aligned(sizeof(float)), may_alias));
 static inline void load_vec(vf *v, const float *p)
 {
     *v = *(const vf_unaligned *)p;
@@ -174,7 +174,7 @@ static inline float *grad_region(float *buf, int lo, int size)
 
 /* ---- conv2d_1: `conv 30 5x5 relu` (models/cnn_larger.nn:9) ----
  * in [n][28][28][1] -> out [n][24][24][30]; kernel: register-blocked direct convolution, 16-float
- * vectors */
+ * vectors (8 without AVX-512) */
 /*
  * w and bias with the output channels padded from 30 to 32 with zeros: every vector load is whole.
  */
@@ -462,7 +462,7 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
 
 /* ---- conv2d_2: `conv 15 3x3 relu` (models/cnn_larger.nn:11) ----
  * in [n][12][12][30] -> out [n][10][10][15]; kernel: register-blocked direct convolution, 16-float
- * vectors */
+ * vectors (8 without AVX-512) */
 /*
  * w and bias with the output channels padded from 15 to 16 with zeros: every vector load is whole.
  */

@@ -33,8 +33,8 @@
 #endif
 typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
 /* Unaligned loads and stores of whole vectors (a cast, not memcpy: see compiler/emit.c). */
-typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)), aligned(4),
-                                          may_alias));
+typedef float vf_unaligned __attribute__((vector_size(LANES * sizeof(float)),
+                                          aligned(sizeof(float)), may_alias));
 static inline void load_vec(vf *v, const float *p)
 {
     *v = *(const vf_unaligned *)p;
@@ -203,7 +203,7 @@ static inline float *grad_region(float *buf, int lo, int size)
 
 /* ---- conv2d_1: `conv 32 5x5 relu` (models/mnist_fast.nn:16) ----
  * in [n][28][28][1] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float
- * vectors */
+ * vectors (8 without AVX-512) */
 #if LANES == 16
 /*
  * 8 output pixels along x at (b, oy, ox0), each 32 channels as 2 vectors, accumulated in registers.
@@ -569,7 +569,7 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_2: `conv 32 5x5 relu` (models/mnist_fast.nn:19) ----
  * in [n][12][12][32] -> out [n][8][8][32]; kernel: register-blocked direct convolution, 16-float
- * vectors */
+ * vectors (8 without AVX-512) */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
    multiply-add. */
 static void conv2d_2_transpose_weights(float *restrict wt, const float *restrict w)

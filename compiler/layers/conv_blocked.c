@@ -23,9 +23,10 @@ static int lanes = VEC;
 
 /*
  * Vector accumulators a block keeps in registers: half of AVX-512's 32 at 16
- * lanes; at 8, 12 of AVX2's 16, the rest for the weights and the broadcast
- * (12 rather than 8 trained vgg_bn's AVX2 build ~5% faster: 651, 660, 638 ->
- * 667, 700, 711 img/s at one thread, alternating).
+ * lanes; at 8, 12 of AVX2's 16. With more than 3 vectors of weights the
+ * weights then do not all fit beside them, and the FMAs take them from memory
+ * (L1): 12 rather than 8 still trained vgg_bn's AVX2 build ~5% faster (651,
+ * 660, 638 -> 667, 700, 711 img/s at one thread, alternating).
  */
 static int max_acc(void)
 {
@@ -391,7 +392,7 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
 }
 
 const conv_strategy conv_blocked = {
-    .description = "register-blocked direct convolution, 16-float vectors",
+    .description = "register-blocked direct convolution, 16-float vectors (8 without AVX-512)",
     .helpers = helpers,
     .workspace = workspace,
     .emit = emit,

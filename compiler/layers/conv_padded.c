@@ -118,10 +118,9 @@ static void prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass
 }
 
 /* The call that pads the slice's input into the scratch arena; `padded` gets the copy's expression. */
-static void print_pad_call(cgen *g, const layer *l, const step_args *a, char *padded, size_t len)
+static void print_pad_call(cgen *g, const layer *l, const step_args *a, const scratch_buf *bufs, char *padded,
+                           size_t len)
 {
-    scratch_buf bufs[N_SCRATCH];
-    scratch_bufs(l, a->din != NULL, bufs);
     scratch_arg(padded, len, "float", bufs, SCRATCH_IN);
     cgi(g, "%s_pad_input(%s, %s, lo, hi);\n", l->name, padded, a->in);
 }
@@ -130,8 +129,10 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
 {
     layer v = padded_view(l);
     step_args pa = *a;
+    scratch_buf bufs[N_SCRATCH];
     char padded[96];
-    print_pad_call(g, l, a, padded, sizeof padded);
+    scratch_bufs(l, 0, bufs);
+    print_pad_call(g, l, a, bufs, padded, sizeof padded);
     pa.in = padded;
     conv_blocked.print_forward(g, &v, &pa);
 }
@@ -140,21 +141,20 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
 {
     layer v = padded_view(l);
     step_args pa = *a;
-    char padded[96], dpadded[96];
     scratch_buf bufs[N_SCRATCH];
-    print_pad_call(g, l, a, padded, sizeof padded);
+    char padded[96], dpadded[96];
+    scratch_bufs(l, a->din != NULL, bufs);
+    print_pad_call(g, l, a, bufs, padded, sizeof padded);
     pa.in = padded;
-    if (a->din) {
-        scratch_bufs(l, 1, bufs);
+    if (a->din)
         pa.din = scratch_arg(dpadded, sizeof dpadded, "float", bufs, SCRATCH_DIN);
-    }
     conv_print_backward_call(g, &v, &pa);
     if (a->din)
         cgi(g, "%s_crop_grad(%s, %s, lo, hi);\n", l->name, a->din, dpadded);
 }
 
 const conv_strategy conv_padded = {
-    .description = "register-blocked direct convolution over a zero-padded copy of the input, 16-float vectors",
+    .description = "register-blocked direct convolution over a zero-padded copy of the input",
     .helpers = helpers,
     .workspace = workspace,
     .emit = emit,

@@ -76,17 +76,20 @@ typedef struct {
     int scratch; /* floats a sample of the shared scratch arena: the most any layer's call needs */
 } ws_list;
 void ws_add(ws_list *ws, const char *comment, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void ws_comment(ws_list *ws, const char *comment); /* a comment line among the members */
 
 /*
  * Scratch: buffers a layer's kernels fill and read within one call, never
  * after it (conv_bf16's bfloat16 copies of an activation). Every layer's
  * scratch lives in one arena, ws->scratch: on a slice the calls run one at a
- * time, so the arena needs only the largest layer's bytes, not the sum. A
+ * time, so the arena needs only the largest layer's share, not the sum. A
  * kind lists its buffers in a table. Buffers of one phase are alive together
  * and lie one after another; the phases of a layer reuse the same memory.
  * Sizes count floats, as the arena does, so that a test build that makes
  * every float a double (tests/gradcheck_prelude.h) scales them all alike; a
  * buffer of another type takes the floats its bytes fill (in an fp32 build).
+ * Each slice's share keeps VEC floats spare past its buffers, for the vector
+ * loads that read past a row's last channel.
  */
 typedef struct {
     const char *name; /* "inh", as the workspace comment lists it */

@@ -51,6 +51,11 @@ void ws_add(ws_list *ws, const char *comment, const char *fmt, ...)
     snprintf(m->comment, sizeof m->comment, "%s", comment);
 }
 
+void ws_comment(ws_list *ws, const char *comment)
+{
+    ws_add(ws, comment, "%s", "");
+}
+
 /* A sample's floats of a scratch buffer, in whole 64-byte lines: the next buffer of its phase starts aligned. */
 static int cache_lines(int floats)
 {
@@ -72,14 +77,16 @@ void ws_scratch(ws_list *ws, const scratch_buf *bufs, int n)
     char list[96] = "in the scratch arena, a phase at a time: ";
     size_t used = strlen(list);
     for (int k = 0; k < n; k++) {
-        int end = scratch_before(bufs, k) + cache_lines(bufs[k].floats);
+        /* + VEC: a vector kernel may read one vector past a buffer's last channel (as it may past an
+           activation's, which have the same slack), and those reads must stay in the slice's share. */
+        int end = scratch_before(bufs, k) + cache_lines(bufs[k].floats) + VEC;
         if (end > ws->scratch)
             ws->scratch = end;
         const char *sep = k == 0 ? "" : bufs[k].phase == bufs[k - 1].phase ? ", " : "; then ";
         used += (size_t)snprintf(list + used, used < sizeof list ? sizeof list - used : 0, "%s%s", sep, bufs[k].name);
         used = used < sizeof list ? used : sizeof list;
     }
-    ws_add(ws, list, "%s", "");
+    ws_comment(ws, list);
 }
 
 const char *scratch_arg(char *buf, size_t len, const char *ctype, const scratch_buf *bufs, int k)
