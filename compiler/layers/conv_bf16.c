@@ -57,7 +57,7 @@ static int row_width(const layer *l)
  * pairs, which the weight gradient has finished reading. Returns how many.
  */
 enum { SCRATCH_INH, SCRATCH_DZP, SCRATCH_INROWS, SCRATCH_DZH, N_SCRATCH };
-static int scratch_bufs(const layer *l, const layer_role *r, scratch_buf bufs[N_SCRATCH])
+static int scratch_bufs(const layer *l, int needs_din, scratch_buf bufs[N_SCRATCH])
 {
     /* A float's room holds a pair of bfloat16 values: the counts are even, every channel count being. */
     int CO = l->out.c;
@@ -65,7 +65,7 @@ static int scratch_bufs(const layer *l, const layer_role *r, scratch_buf bufs[N_
     bufs[SCRATCH_DZP] = (scratch_buf){"dzp", 1, l->out.h * pair_width(l) * CO / 2};
     bufs[SCRATCH_INROWS] = (scratch_buf){"inrows", 1, l->in.h * l->in.c * row_width(l) / 2};
     bufs[SCRATCH_DZH] = (scratch_buf){"dzh", 2, shape_size(l->out) / 2};
-    return r->needs_din ? N_SCRATCH : SCRATCH_DZH;
+    return needs_din ? N_SCRATCH : SCRATCH_DZH;
 }
 
 static void workspace(const layer *l, const layer_role *r, ws_list *ws)
@@ -79,7 +79,7 @@ static void workspace(const layer *l, const layer_role *r, ws_list *ws)
     if (r->needs_din)
         ws_add(ws, "w as bfloat16 pairs of output channels, [kh][kw][cout/2][cin][2]", "uint16_t %s_wtp[%d] ALIGNED",
                l->name, K * CI * CO);
-    ws_scratch(ws, bufs, scratch_bufs(l, r, bufs));
+    ws_scratch(ws, bufs, scratch_bufs(l, r->needs_din, bufs));
 }
 
 /* w [k][ci][co] as the pairs each kernel reads; 16 values (8 pairs) a conversion. */
@@ -331,7 +331,7 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
     upper(up, sizeof up, l->name);
     scratch_buf bufs[N_SCRATCH];
     char inh[96];
-    scratch_bufs(l, &(layer_role){0}, bufs);
+    scratch_bufs(l, 0, bufs);
     scratch_arg(inh, sizeof inh, "uint16_t", bufs, SCRATCH_INH);
     cg(g, "#if NNC_BF16\n");
     cgi(g, "%s_forward_bf16(%s, %s, %s, ws->%s_wp, params + %s_B, lo, hi);\n", l->name, a->out, a->in, inh,
@@ -347,7 +347,7 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
     char dzp[96], inrows[96];
     scratch_buf bufs[N_SCRATCH];
     upper(up, sizeof up, l->name);
-    scratch_bufs(l, &(layer_role){.needs_din = a->din != NULL}, bufs);
+    scratch_bufs(l, a->din != NULL, bufs);
     scratch_arg(dzp, sizeof dzp, "uint16_t", bufs, SCRATCH_DZP);
     scratch_arg(inrows, sizeof inrows, "uint16_t", bufs, SCRATCH_INROWS);
     if (a->din) {
