@@ -490,7 +490,8 @@ static void check_precision(checker *ck, const nnc_stmt *st)
     const nnc_arg *a = st->args;
     if (!a || a->next || a->kind != ARG_WORD) {
         nnc_error(ck->src, a ? (a->kind == ARG_WORD ? a->next->loc : a->loc) : st->loc,
-                  "usage: precision fp32|bf16 (bf16: bfloat16 products, fp32 sums, in the convolutions)");
+                  "usage: precision fp32|bf16 (bf16: bfloat16 products, fp32 sums, in the convolution and dense "
+                  "layers)");
         return;
     }
     if (strcmp(a->text, "fp32") == 0)

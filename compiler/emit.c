@@ -104,7 +104,7 @@ static void print_bf16_switch(printer *pr)
     if (!(pr->helpers & HELPER_BF16))
         return;
     cg(g, "\n/* precision bf16: where this file is compiled for a CPU with AVX512_BF16 (-march=native on Zen 4,\n");
-    cg(g, "   Sapphire Rapids, Cooper Lake and later), the convolutions marked bf16 multiply bfloat16 pairs and\n");
+    cg(g, "   Sapphire Rapids, Cooper Lake and later), the layers marked bf16 multiply bfloat16 pairs and\n");
     cg(g, "   sum in fp32; elsewhere they run their fp32 kernels. */\n");
     cg(g, "#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \\\n");
     cg(g, "    !defined(NNC_FP32_ONLY)\n");
@@ -127,7 +127,23 @@ static void print_bf16_helpers(printer *pr)
     cg(g, "    }\n}\n");
     cg(g, "/* Two neighbouring bfloat16 values (a product pair), in every 32-bit lane. */\n");
     cg(g, "static inline __m512bh pair_bf16(const uint16_t *p)\n{\n    int32_t pair;\n");
-    cg(g, "    memcpy(&pair, p, sizeof pair);\n    return (__m512bh)_mm512_set1_epi32(pair);\n}\n#endif\n");
+    cg(g, "    memcpy(&pair, p, sizeof pair);\n    return (__m512bh)_mm512_set1_epi32(pair);\n}\n");
+    if (pr->helpers & HELPER_BF16_ROWS) {
+        cg(g, "/* rows x width floats as bfloat16 pairs of rows, [rows/2][width][2]; an odd last row after the\n");
+        cg(g, "   pairs, unpaired. width: a multiple of 16. */\n");
+        cg(g, "static void pair_rows_bf16(uint16_t *restrict dst, const float *restrict src, int rows, int width)\n{\n");
+        cg(g, "    static const uint16_t order[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23, 8,\n");
+        cg(g, "                                       24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};\n");
+        cg(g, "    const __m512i interleave = _mm512_loadu_si512(order); /* row r's value, then row r + 1's */\n");
+        cg(g, "    for (int r = 0; r + 1 < rows; r += 2)\n        for (int c = 0; c < width; c += 16) {\n");
+        cg(g, "            const float *a = src + (size_t)r * width + c;\n");
+        cg(g, "            __m512bh both = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + width), _mm512_loadu_ps(a));\n");
+        cg(g, "            _mm512_storeu_si512(dst + (size_t)r * width + 2 * c, _mm512_permutexvar_epi16(interleave, (__m512i)both));\n");
+        cg(g, "        }\n");
+        cg(g, "    if (rows %% 2)\n");
+        cg(g, "        to_bf16(dst + (size_t)(rows - 1) * width, src + (size_t)(rows - 1) * width, (size_t)width);\n}\n");
+    }
+    cg(g, "#endif\n");
 }
 
 static void print_vector_helpers(printer *pr)

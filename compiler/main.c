@@ -35,8 +35,8 @@ static void usage(FILE *out)
           "                                   depend on N, never on the process or thread count\n"
           "       nnc --precision fp32|bf16 MODEL.nn -o OUT.c\n"
           "                                   the train block's `precision`, overridden: bf16 multiplies\n"
-          "                                   bfloat16 pairs in the convolutions that have such a kernel,\n"
-          "                                   where the C compiler's target has AVX512_BF16\n"
+          "                                   bfloat16 pairs in the convolution and dense layers that have\n"
+          "                                   such a kernel, where the C compiler's target has AVX512_BF16\n"
           "       nnc --help | --version\n",
           out);
 }

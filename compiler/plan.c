@@ -122,7 +122,7 @@ static void add_ops(plan *p)
 {
     const model *m = p->m;
     for (int i = 0; i < m->n_layers; i++)
-        if (m->layers[i].kind->prepare)
+        if (layer_prepares(&m->layers[i]))
             add_op(p, OP_PREPARE, PHASE_PREPARE, i, STEP_ONE_THREAD);
     for (int i = 0; i < m->n_layers; i++)
         if (!is_view(&m->layers[i]))

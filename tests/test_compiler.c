@@ -348,7 +348,7 @@ Test(checker, precision_needs_one_word)
 {
     expect_diagnostics(MNIST_HEAD TAIL "train\n  precision bf16 fp32\n",
                        "x.nn:6:18: error: usage: precision fp32|bf16 (bf16: bfloat16 products, fp32 sums, in the "
-                       "convolutions)\n"
+                       "convolution and dense layers)\n"
                        "    6 |   precision bf16 fp32\n"
                        "      |                  ^~~~\n");
 }

@@ -96,7 +96,7 @@ static int tensor_shape(const layer *l, int t, int dims[4])
 }
 
 /* The one place that decides how a convolution computes. */
-const conv_strategy *conv_choose(const layer *l)
+const kernel_strategy *conv_choose(const layer *l)
 {
     /* Register blocking reads whole windows: valid padding, or a padded copy of the input. */
     if (l->precision == PRECISION_BF16 && conv_bf16_fits(l))
@@ -152,42 +152,6 @@ void conv_window_loops(cgen *g, const layer *l, const char *indent)
         cg(g, "%s        if (ix < 0 || ix >= %d)\n%s            continue;\n", indent, l->in.w, indent);
 }
 
-static precision_kind precision(const layer *l)
-{
-    return conv_choose(l) == &conv_bf16 ? PRECISION_BF16 : PRECISION_FP32;
-}
-
-static const char *kernel(const layer *l)
-{
-    return conv_choose(l)->description;
-}
-
-static unsigned helpers(const layer *l, const layer_role *r)
-{
-    const conv_strategy *s = conv_choose(l);
-    return s->helpers ? s->helpers(l, r) : 0;
-}
-
-static void workspace(const layer *l, const layer_role *r, ws_list *ws)
-{
-    conv_choose(l)->workspace(l, r, ws);
-}
-
-static void emit(cgen *g, const layer *l, const layer_role *r)
-{
-    conv_choose(l)->emit(g, l, r);
-}
-
-static void prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass)
-{
-    conv_choose(l)->prepare(g, l, r, pass);
-}
-
-static void print_forward(cgen *g, const layer *l, const step_args *a)
-{
-    conv_choose(l)->print_forward(g, l, a);
-}
-
 void conv_print_backward_head(cgen *g, const layer *l, const layer_role *r)
 {
     int OH = l->out.h, OW = l->out.w, CO = l->out.c;
@@ -207,15 +171,6 @@ void conv_print_backward_call(cgen *g, const layer *l, const step_args *a)
     snprintf(wt, sizeof wt, a->din ? "ws->%s_wt" : "NULL", l->name);
     cgi(g, "%s_backward(%s, %s + %s_W, %s + %s_B, %s, %s, %s, %s, lo, hi);\n", l->name, a->din ? a->din : "NULL",
         a->grads, up, a->grads, up, a->dout, a->out, a->in, wt);
-}
-
-static void print_backward(cgen *g, const layer *l, const step_args *a)
-{
-    const conv_strategy *s = conv_choose(l);
-    if (s->print_backward)
-        s->print_backward(g, l, a);
-    else
-        conv_print_backward_call(g, l, a);
 }
 
 /* The simple loop nest for one sample: each output pixel's channels accumulated over its window (any padding). */
@@ -384,14 +339,7 @@ const layer_kind conv_kind = {
     .macro = {"W", "B"},
     .tensor_shape = tensor_shape,
     .layout = {"HWIO", "O"},
-    .kernel = kernel,
-    .helpers = helpers,
-    .workspace = workspace,
-    .emit = emit,
-    .prepare = prepare,
-    .print_forward = print_forward,
-    .print_backward = print_backward,
-    .precision = precision,
+    STRATEGY_HOOKS(conv_choose),
     .emit_single = emit_single,
     .graph_node = graph_node,
 };

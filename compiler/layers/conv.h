@@ -1,36 +1,22 @@
 /*
- * conv.h - the kernel strategies of the conv kind.
+ * conv.h - the kernel strategies of the conv kind (kind.h's kernel_strategy).
  *
- * A strategy is one way of computing a convolution: it owns its weight
- * layouts, its scratch space, its helpers and the calls its steps print.
  * conv_choose() (conv.c) is the one place that picks a strategy for a layer,
- * from the layer's shapes and the target alone. Adding a strategy is a file
- * that defines one of these, and a line in conv_choose().
+ * from the layer's shapes and precision alone.
  */
 #ifndef NNC_LAYERS_CONV_H
 #define NNC_LAYERS_CONV_H
 
 #include "kind.h"
 
-typedef struct {
-    const char *description; /* for the layer's banner */
-    unsigned (*helpers)(const layer *l, const layer_role *r);
-    void (*workspace)(const layer *l, const layer_role *r, ws_list *ws);
-    void (*emit)(cgen *g, const layer *l, const layer_role *r);
-    void (*prepare)(cgen *g, const layer *l, const layer_role *r, pass_kind pass);
-    void (*print_forward)(cgen *g, const layer *l, const step_args *a);
-    /* NULL: the call every strategy shares, NAME_backward(din, dw, db, dout, out, in, wt, lo, hi) */
-    void (*print_backward)(cgen *g, const layer *l, const step_args *a);
-} conv_strategy;
-
-extern const conv_strategy conv_blocked; /* conv_blocked.c: register-blocked, valid padding */
-extern const conv_strategy conv_bf16;    /* conv_bf16.c: bfloat16 products (`precision bf16`) */
-extern const conv_strategy conv_padded;  /* conv_padded.c: 'same' padding, conv_blocked on a padded copy */
+extern const kernel_strategy conv_blocked; /* conv_blocked.c: register-blocked, valid padding */
+extern const kernel_strategy conv_bf16;    /* conv_bf16.c: bfloat16 products (`precision bf16`) */
+extern const kernel_strategy conv_padded;  /* conv_padded.c: 'same' padding, conv_blocked on a padded copy */
 
 /* Whether conv_bf16 has kernels for the layer's shapes. */
 int conv_bf16_fits(const layer *l);
 
-const conv_strategy *conv_choose(const layer *l);
+const kernel_strategy *conv_choose(const layer *l);
 
 /* The first lines of every strategy's NAME_backward: dout through the activation's derivative, in place,
  * then db summed over the slice's pixels. */

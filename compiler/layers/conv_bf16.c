@@ -22,9 +22,9 @@
  * both kernels' buffers in either build (the bfloat16 copies are half an
  * activation's size each; fp32's transposed weights, a few kilobytes).
  */
+#include "bf16.h"
 #include "conv.h"
 
-#define LANES_BF16 16  /* fp32 lanes of an AVX-512 register: 16 output channels a vector */
 #define ACC_BF16 16    /* accumulators a block keeps, of AVX-512's 32 registers */
 
 int conv_bf16_fits(const layer *l)
@@ -56,23 +56,22 @@ static int row_width(const layer *l)
  * dz pairs and input rows; then the input gradient's dz, over the bytes of the
  * pairs, which the weight gradient has finished reading. Returns how many.
  */
-enum { SCRATCH_INH, SCRATCH_DZP, SCRATCH_INROWS, SCRATCH_DZH, N_SCRATCH };
-static int scratch_bufs(const layer *l, int needs_din, scratch_buf bufs[N_SCRATCH])
+static int scratch_bufs(const layer *l, int needs_din, scratch_buf bufs[BF16_N_SCRATCH])
 {
     /* A float's room holds a pair of bfloat16 values: the counts are even, every channel count being. */
     int CO = l->out.c;
-    bufs[SCRATCH_INH] = (scratch_buf){"inh", 0, shape_size(l->in) / 2};
-    bufs[SCRATCH_DZP] = (scratch_buf){"dzp", 1, l->out.h * pair_width(l) * CO / 2};
-    bufs[SCRATCH_INROWS] = (scratch_buf){"inrows", 1, l->in.h * l->in.c * row_width(l) / 2};
-    bufs[SCRATCH_DZH] = (scratch_buf){"dzh", 2, shape_size(l->out) / 2};
-    return needs_din ? N_SCRATCH : SCRATCH_DZH;
+    bufs[BF16_INH] = (scratch_buf){"inh", 0, shape_size(l->in) / 2};
+    bufs[BF16_DZP] = (scratch_buf){"dzp", 1, l->out.h * pair_width(l) * CO / 2};
+    bufs[BF16_GRAD_IN] = (scratch_buf){"inrows", 1, l->in.h * l->in.c * row_width(l) / 2};
+    bufs[BF16_DZH] = (scratch_buf){"dzh", 2, shape_size(l->out) / 2};
+    return needs_din ? BF16_N_SCRATCH : BF16_DZH;
 }
 
 static void workspace(const layer *l, const layer_role *r, ws_list *ws)
 {
     const conv_params *c = &l->u.conv;
     int K = c->kh * c->kw, CI = l->in.c, CO = l->out.c;
-    scratch_buf bufs[N_SCRATCH];
+    scratch_buf bufs[BF16_N_SCRATCH];
     conv_blocked.workspace(l, r, ws);
     ws_add(ws, "w as bfloat16 pairs of input channels, [kh][kw][cin/2][cout][2]", "uint16_t %s_wp[%d] ALIGNED",
            l->name, K * CI * CO);
@@ -111,33 +110,13 @@ static void emit_pack(cgen *g, const layer *l, const layer_role *r)
     cg(g, "                to_bf16(wtp + ((k * %d + i) * %d + ci) * 2, f, 16);\n            }\n}\n\n", CO / 2, CI);
 }
 
-/*
- * The inner sweep every bfloat16 block shares, pair i of the summed axis at a
- * time: V vectors of 16 pairs from `packed` (at (i * packed_stride + 16 v) pairs)
- * times, for p < count, the pair at broadcast + p * broadcast_stride + 2i in
- * every lane, into acc[p][v]. Forward: w times input pixels; input gradient:
- * w^T times dz pixels; weight gradient: dz times input channels' rows.
- */
-static void print_pair_sweep(cgen *g, const char *in, const char *what, int pairs, const char *packed,
-                             int packed_stride, int V, const char *broadcast, int broadcast_stride, const char *count)
-{
-    cg(g, "%sfor (int i = 0; i < %d; i++) { /* %s 2i and 2i + 1 */\n", in, pairs, what);
-    cg(g, "%s    __m512bh vec[%d];\n%s    for (int v = 0; v < %d; v++)\n", in, V, in, V);
-    cg(g, "%s        vec[v] = (__m512bh)_mm512_loadu_si512(%s + (i * %d + 16 * v) * 2);\n", in, packed, packed_stride);
-    cg(g, "%s    for (int p = 0; p < %s; p++) {\n", in, count);
-    cg(g, "%s        __m512bh x = pair_bf16(%s + p * %d + 2 * i);\n", in, broadcast, broadcast_stride);
-    cg(g, "%s        for (int v = 0; v < %d; v++)\n", in, V);
-    cg(g, "%s            acc[p][v] = _mm512_dpbf16_ps(acc[p][v], x, vec[v]);\n", in);
-    cg(g, "%s    }\n%s}\n", in, in);
-}
-
 static void emit_forward(cgen *g, const layer *l)
 {
     const conv_params *c = &l->u.conv;
     const char *id = l->name;
     int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
     int V = CO / LANES_BF16, NP = conv_pixel_block(V, OW, ACC_BF16);
-    char buf[128];
+    char buf[128], pairs[16];
     cg(g, "/* %d output pixels along x at (b, oy, ox0), %d vector%s of channels each; input channels in pairs. */\n",
        NP, V, V == 1 ? "" : "s");
     cg(g, "static inline __attribute__((always_inline)) void\n");
@@ -150,7 +129,8 @@ static void emit_forward(cgen *g, const layer *l)
     cg(g, "    for (int ky = 0; ky < %d; ky++)\n        for (int kx = 0; kx < %d; kx++) {\n", c->kh, c->kw);
     cg(g, "            const uint16_t *px = inh + (((size_t)b * %d + oy + ky) * %d + ox0 + kx) * %d;\n", IH, IW, CI);
     cg(g, "            const uint16_t *wk = wp + (ky * %d + kx) * %d;\n", c->kw, CI * CO);
-    print_pair_sweep(g, "            ", "input channels", CI / 2, "wk", CO, V, "px", CI, "np");
+    snprintf(pairs, sizeof pairs, "%d", CI / 2);
+    bf16_print_pair_sweep(g, "            ", "input channels", pairs, "wk", CO, V, "px", CI, 2, "np");
     cg(g, "        }\n");
     cg(g, "    float *o = out + (((size_t)b * %d + oy) * %d + ox0) * %d;\n", OH, OW, CO);
     cg(g, "    for (int p = 0; p < np; p++)\n        for (int v = 0; v < %d; v++)\n", V);
@@ -175,6 +155,7 @@ static void emit_input_grad(cgen *g, const layer *l)
     const char *id = l->name;
     int IH = l->in.h, IW = l->in.w, CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c;
     int VI = CI / LANES_BF16, NPI = conv_pixel_block(VI, OW, ACC_BF16);
+    char pairs[16];
     cg(g, "/* din at the %d input pixels that tap (ky, kx) of output pixels ox0.., %d vector%s of channels each;\n",
        NPI, VI, VI == 1 ? "" : "s");
     cg(g, "   output channels in pairs. */\n");
@@ -189,7 +170,8 @@ static void emit_input_grad(cgen *g, const layer *l)
     cg(g, "            __m512 acc[%d][%d];\n", NPI, VI);
     cg(g, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
     cg(g, "                    acc[p][v] = _mm512_loadu_ps(dp + p * %d + 16 * v);\n", CI);
-    print_pair_sweep(g, "            ", "output channels", CO / 2, "wtk", CI, VI, "g", CO, "np");
+    snprintf(pairs, sizeof pairs, "%d", CO / 2);
+    bf16_print_pair_sweep(g, "            ", "output channels", pairs, "wtk", CI, VI, "g", CO, 2, "np");
     cg(g, "            for (int p = 0; p < np; p++)\n                for (int v = 0; v < %d; v++)\n", VI);
     cg(g, "                    _mm512_storeu_ps(dp + p * %d + 16 * v, acc[p][v]);\n", CI);
     cg(g, "        }\n}\n\n");
@@ -269,9 +251,10 @@ static void emit_weight_grad(cgen *g, const layer *l)
     cg(g, "                        const uint16_t *gz = dzp + ((size_t)b * %d + oy) * %d;\n", OH, OWP * CO);
     cg(g, "                        const uint16_t *rows = in_rows + (((size_t)b * %d + oy + ky) * %d + c0) * %d + kx;\n",
        IH, CI, RW);
-    char channels[16];
+    char channels[16], pairs[16];
     snprintf(channels, sizeof channels, "%d", CB);
-    print_pair_sweep(g, "                        ", "output pixels", OWP / 2, "gz", CO, V, "rows", RW, channels);
+    snprintf(pairs, sizeof pairs, "%d", OWP / 2);
+    bf16_print_pair_sweep(g, "                        ", "output pixels", pairs, "gz", CO, V, "rows", RW, 2, channels);
     cg(g, "                    }\n");
     cg(g, "                    for (int p = 0; p < %d; p++)\n                        for (int v = 0; v < %d; v++)\n",
        CB, V);
@@ -313,58 +296,27 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
 
 static void prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass)
 {
-    char up[64];
-    upper(up, sizeof up, l->name);
-    cg(g, "#if NNC_BF16\n");
-    char wtp[80] = "NULL"; /* inference transposes nothing */
-    if (pass == PASS_TRAIN && r->needs_din)
-        snprintf(wtp, sizeof wtp, "ws->%s_wtp", l->name);
-    cgi(g, "%s_pack_bf16(ws->%s_wp, %s, params + %s_W);\n", l->name, l->name, wtp, up);
-    cg(g, "#else\n");
-    conv_blocked.prepare(g, l, r, pass);
-    cg(g, "#endif\n");
+    bf16_print_prepare(g, l, r, pass, &conv_blocked);
 }
 
 static void print_forward(cgen *g, const layer *l, const step_args *a)
 {
-    char up[64];
-    upper(up, sizeof up, l->name);
-    scratch_buf bufs[N_SCRATCH];
-    char inh[96];
+    scratch_buf bufs[BF16_N_SCRATCH];
     scratch_bufs(l, 0, bufs);
-    scratch_arg(inh, sizeof inh, "uint16_t", bufs, SCRATCH_INH);
-    cg(g, "#if NNC_BF16\n");
-    cgi(g, "%s_forward_bf16(%s, %s, %s, ws->%s_wp, params + %s_B, lo, hi);\n", l->name, a->out, a->in, inh,
-        l->name, up);
-    cg(g, "#else\n");
-    conv_blocked.print_forward(g, l, a);
-    cg(g, "#endif\n");
+    bf16_print_forward(g, l, a, bufs, &conv_blocked);
 }
 
 static void print_backward(cgen *g, const layer *l, const step_args *a)
 {
-    char up[64], wtp[80] = "NULL", dzh[96] = "NULL"; /* NULL: the network's input needs no gradient */
-    char dzp[96], inrows[96];
-    scratch_buf bufs[N_SCRATCH];
-    upper(up, sizeof up, l->name);
+    scratch_buf bufs[BF16_N_SCRATCH];
     scratch_bufs(l, a->din != NULL, bufs);
-    scratch_arg(dzp, sizeof dzp, "uint16_t", bufs, SCRATCH_DZP);
-    scratch_arg(inrows, sizeof inrows, "uint16_t", bufs, SCRATCH_INROWS);
-    if (a->din) {
-        snprintf(wtp, sizeof wtp, "ws->%s_wtp", l->name);
-        scratch_arg(dzh, sizeof dzh, "uint16_t", bufs, SCRATCH_DZH);
-    }
-    cg(g, "#if NNC_BF16\n");
-    cgi(g, "%s_backward_bf16(%s, %s + %s_W, %s + %s_B, %s, %s, %s, %s, %s, %s, %s, lo, hi);\n", l->name,
-        a->din ? a->din : "NULL", a->grads, up, a->grads, up, a->dout, a->out, a->in, dzp, inrows, dzh, wtp);
-    cg(g, "#else\n");
-    conv_print_backward_call(g, l, a);
-    cg(g, "#endif\n");
+    bf16_print_backward(g, l, a, bufs, &conv_blocked);
 }
 
-const conv_strategy conv_bf16 = {
+const kernel_strategy conv_bf16 = {
     .description = "register-blocked direct convolution, bfloat16 products and fp32 sums where the target has "
                    "AVX512_BF16 (else fp32)",
+    .precision = PRECISION_BF16,
     .helpers = helpers,
     .workspace = workspace,
     .emit = emit,

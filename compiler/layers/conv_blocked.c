@@ -391,11 +391,13 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
         cgi(g, "%s_forward(%s, %s, params + %s_W, params + %s_B, lo, hi);\n", l->name, a->out, a->in, up, up);
 }
 
-const conv_strategy conv_blocked = {
+const kernel_strategy conv_blocked = {
     .description = "register-blocked direct convolution, 16-float vectors (8 without AVX-512)",
+    .precision = PRECISION_FP32,
     .helpers = helpers,
     .workspace = workspace,
     .emit = emit,
     .prepare = prepare,
     .print_forward = print_forward,
+    .print_backward = conv_print_backward_call,
 };

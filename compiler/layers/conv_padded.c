@@ -153,8 +153,9 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
         cgi(g, "%s_crop_grad(%s, %s, lo, hi);\n", l->name, a->din, dpadded);
 }
 
-const conv_strategy conv_padded = {
+const kernel_strategy conv_padded = {
     .description = "register-blocked direct convolution over a zero-padded copy of the input",
+    .precision = PRECISION_FP32,
     .helpers = helpers,
     .workspace = workspace,
     .emit = emit,

@@ -1,9 +1,10 @@
 /*
  * dense.c - a fully connected layer: out = act(in . W + b), W [in][out]
- * (Keras's kernel layout). The products run in OpenBLAS's sgemm, through the
- * runtime's nnc_sgemm, on the slice's rows.
+ * (Keras's kernel layout). How it computes is a strategy (dense.h), chosen by
+ * dense_choose() below; this file's own, dense_sgemm, runs the products in
+ * OpenBLAS's sgemm, through the runtime's nnc_sgemm, on the slice's rows.
  */
-#include "kind.h"
+#include "dense.h"
 
 enum { UNITS, ACT, WEIGHTS };
 static const option_spec options[] = {
@@ -52,10 +53,34 @@ static int tensor_shape(const layer *l, int t, int dims[4])
     return 2;
 }
 
-static const char *kernel(const layer *l)
+/* The one place that decides how a dense layer computes. */
+const kernel_strategy *dense_choose(const layer *l)
 {
-    (void)l;
-    return "OpenBLAS sgemm on the slice's rows";
+    if (l->precision == PRECISION_BF16 && dense_bf16_fits(l))
+        return &dense_bf16;
+    return &dense_sgemm;
+}
+
+void dense_print_backward_head(cgen *g, const layer *l, const layer_role *r)
+{
+    int I = shape_size(l->in), O = l->u.units;
+    if (r->fused_softmax)
+        cg(g, "    (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */\n");
+    else if (backward_act(l, r) == ACT_LINEAR)
+        cg(g, "    (void)out;\n");
+    cg(g, "    if (hi <= lo) {\n        memset(dw, 0, sizeof(float) * %d * %d);\n", I, O);
+    cg(g, "        memset(db, 0, sizeof(float) * %d);\n        return;\n    }\n", O);
+    if (!r->fused_softmax)
+        print_act_backward(g, l, r, O);
+}
+
+void dense_print_bias_grad(cgen *g, const layer *l)
+{
+    int O = l->u.units;
+    cg(g, "    /* db = column sums of dz, in row order */\n");
+    cg(g, "    memset(db, 0, sizeof(float) * %d);\n", O);
+    cg(g, "    for (int b = lo; b < hi; b++)\n        for (int j = 0; j < %d; j++)\n", O);
+    cg(g, "            db[j] += dout[(size_t)b * %d + j];\n", O);
 }
 
 static void emit(cgen *g, const layer *l, const layer_role *r)
@@ -88,21 +113,11 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
     cg(g, "                            int lo, int hi)\n{\n");
     if (!r->needs_din)
         cg(g, "    (void)din; /* the network input needs no gradient */\n    (void)w;\n");
-    if (r->fused_softmax)
-        cg(g, "    (void)out; /* softmax is fused with the crossentropy loss: dout is already dL/dz */\n");
-    else if (backward_act(l, r) == ACT_LINEAR)
-        cg(g, "    (void)out;\n");
-    cg(g, "    if (hi <= lo) {\n        memset(dw, 0, sizeof(float) * %d * %d);\n", I, O);
-    cg(g, "        memset(db, 0, sizeof(float) * %d);\n        return;\n    }\n", O);
-    if (!r->fused_softmax)
-        print_act_backward(g, l, r, O);
+    dense_print_backward_head(g, l, r);
     cg(g, "    /* dw = in[lo:hi]^T . dz   ([%d][rows] x [rows][%d]) */\n", I, O);
     cg(g, "    nnc_sgemm(NNC_TRANS, NNC_NO_TRANS, %d, %d, hi - lo, in + (size_t)lo * %d, %d,\n", I, O, I, I);
     cg(g, "              dout + (size_t)lo * %d, %d, dw, %d);\n", O, O, O);
-    cg(g, "    /* db = column sums of dz, in row order */\n");
-    cg(g, "    memset(db, 0, sizeof(float) * %d);\n", O);
-    cg(g, "    for (int b = lo; b < hi; b++)\n        for (int j = 0; j < %d; j++)\n", O);
-    cg(g, "            db[j] += dout[(size_t)b * %d + j];\n", O);
+    dense_print_bias_grad(g, l);
     if (r->needs_din) {
         cg(g, "    /* din = dz . w^T   ([rows][%d] x [%d][%d]) */\n", O, O, I);
         cg(g, "    nnc_sgemm(NNC_NO_TRANS, NNC_TRANS, hi - lo, %d, %d, dout + (size_t)lo * %d, %d,\n", I, O, O, O);
@@ -125,6 +140,14 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
     cgi(g, "%s_backward(%s, %s + %s_W, %s + %s_B, %s, %s, %s, params + %s_W, lo, hi);\n", l->name,
        a->din ? a->din : "NULL", a->grads, up, a->grads, up, a->dout, a->out, a->in, up);
 }
+
+const kernel_strategy dense_sgemm = {
+    .description = "OpenBLAS sgemm on the slice's rows",
+    .precision = PRECISION_FP32,
+    .emit = emit,
+    .print_forward = print_forward,
+    .print_backward = print_backward,
+};
 
 /* Output units a block accumulates in registers while the whole input goes by. */
 #define SINGLE_UNITS 64
@@ -202,10 +225,7 @@ const layer_kind dense_kind = {
     .macro = {"W", "B"},
     .tensor_shape = tensor_shape,
     .layout = {"IO", "O"},
-    .kernel = kernel,
-    .emit = emit,
-    .print_forward = print_forward,
-    .print_backward = print_backward,
+    STRATEGY_HOOKS(dense_choose),
     .emit_single = emit_single,
     .graph_node = graph_node,
 };

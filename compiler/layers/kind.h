@@ -109,6 +109,7 @@ enum {
     HELPER_SUM_SLICES = 8,  /* sum_slices(): some weight gradients summed over the slices mid-step */
     HELPER_DROPOUT_KEY = 16, /* dropout_key(): each dropout layer's own mask key from the step's */
     HELPER_BF16 = 32,        /* NNC_BF16, to_bf16(), pair_bf16(): kernels for `precision bf16` */
+    HELPER_BF16_ROWS = 64,   /* pair_rows_bf16(): rows of a matrix as bfloat16 pairs (dense_bf16) */
 };
 
 /* What the printer tells a kind about a layer's place in the model. */
@@ -152,6 +153,25 @@ enum {
     KIND_RELU_GRAD_BELOW = 32, /* its backward can apply the derivative of a relu below it (layer_role) */
 };
 
+/*
+ * A kernel strategy: one way of computing a layer, for the kinds that have
+ * several (conv.h, dense.h). It owns its weight layouts, its scratch, its
+ * helpers and the calls its steps print. Such a kind's `strategy` picks one
+ * per layer, from the layer's shapes and precision alone, and its code hooks
+ * below are the strategy_* functions (kinds.c), which call the chosen one's.
+ * Adding a strategy is a file that defines one, and a line in the chooser.
+ */
+typedef struct {
+    const char *description;  /* for the layer's banner */
+    precision_kind precision; /* what its products multiply in, where the target allows */
+    unsigned (*helpers)(const layer *l, const layer_role *r); /* NULL: none */
+    void (*workspace)(const layer *l, const layer_role *r, ws_list *ws); /* NULL: nothing kept */
+    void (*emit)(cgen *g, const layer *l, const layer_role *r);
+    void (*prepare)(cgen *g, const layer *l, const layer_role *r, pass_kind pass); /* NULL: no step */
+    void (*print_forward)(cgen *g, const layer *l, const step_args *a);
+    void (*print_backward)(cgen *g, const layer *l, const step_args *a);
+} kernel_strategy;
+
 typedef struct layer_kind {
     const char *const *words; /* the statement words: {"conv", NULL}; activation has five */
     const char *keras;        /* Keras's class, for --summary: "Conv2D" */
@@ -176,7 +196,8 @@ typedef struct layer_kind {
     const char *state_tensor[2]; /* the state's two halves, by name ("moving_mean", "moving_variance") */
     void (*init_state)(cgen *g, const layer *l); /* the state at initialization */
 
-    /* Code. */
+    /* Code. A kind with several ways to compute chooses one a layer here (NULL: it has one way). */
+    const kernel_strategy *(*strategy)(const layer *l);
     const char *(*kernel)(const layer *l); /* how it computes, for its banner */
     unsigned (*helpers)(const layer *l, const layer_role *r);
     void (*workspace)(const layer *l, const layer_role *r, ws_list *ws);
@@ -206,6 +227,23 @@ typedef struct layer_kind {
      * rest (name, shapes, activation, tensors). NULL: no node, the identity at inference (dropout). */
     void (*graph_node)(const layer *l, nnc_graph_node *n);
 } layer_kind;
+
+/* The code hooks of a kind with strategies: each calls the layer's strategy's. */
+const char *strategy_kernel(const layer *l);
+unsigned strategy_helpers(const layer *l, const layer_role *r);
+void strategy_workspace(const layer *l, const layer_role *r, ws_list *ws);
+void strategy_emit(cgen *g, const layer *l, const layer_role *r);
+void strategy_prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass);
+void strategy_print_forward(cgen *g, const layer *l, const step_args *a);
+void strategy_print_backward(cgen *g, const layer *l, const step_args *a);
+precision_kind strategy_precision(const layer *l);
+#define STRATEGY_HOOKS(choose)                                                                                         \
+    .strategy = choose, .kernel = strategy_kernel, .helpers = strategy_helpers, .workspace = strategy_workspace,     \
+    .emit = strategy_emit, .prepare = strategy_prepare, .print_forward = strategy_print_forward,                     \
+    .print_backward = strategy_print_backward, .precision = strategy_precision
+
+/* Whether the layer has a prepare step (its kind's, or its strategy's). */
+int layer_prepares(const layer *l);
 
 /* The steps of a layer, from its kind (the planner's view of the fields above). */
 step_list layer_forward_steps(const layer *l, pass_kind pass);

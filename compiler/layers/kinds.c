@@ -96,6 +96,56 @@ const char *scratch_arg(char *buf, size_t len, const char *ctype, const scratch_
     return buf;
 }
 
+const char *strategy_kernel(const layer *l)
+{
+    return l->kind->strategy(l)->description;
+}
+
+unsigned strategy_helpers(const layer *l, const layer_role *r)
+{
+    const kernel_strategy *s = l->kind->strategy(l);
+    return s->helpers ? s->helpers(l, r) : 0;
+}
+
+void strategy_workspace(const layer *l, const layer_role *r, ws_list *ws)
+{
+    const kernel_strategy *s = l->kind->strategy(l);
+    if (s->workspace)
+        s->workspace(l, r, ws);
+}
+
+void strategy_emit(cgen *g, const layer *l, const layer_role *r)
+{
+    l->kind->strategy(l)->emit(g, l, r);
+}
+
+void strategy_prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass)
+{
+    l->kind->strategy(l)->prepare(g, l, r, pass);
+}
+
+void strategy_print_forward(cgen *g, const layer *l, const step_args *a)
+{
+    l->kind->strategy(l)->print_forward(g, l, a);
+}
+
+void strategy_print_backward(cgen *g, const layer *l, const step_args *a)
+{
+    l->kind->strategy(l)->print_backward(g, l, a);
+}
+
+precision_kind strategy_precision(const layer *l)
+{
+    return l->kind->strategy(l)->precision;
+}
+
+int layer_prepares(const layer *l)
+{
+    if (l->kind->strategy)
+        return l->kind->strategy(l)->prepare != NULL;
+    return l->kind->prepare != NULL;
+}
+
 step_list layer_forward_steps(const layer *l, pass_kind pass)
 {
     if (l->kind->forward)

@@ -3,12 +3,7 @@
  * against a double-precision convolution of the same operands rounded to
  * bfloat16, as the kernels round them.
  *
- * A product of two bfloat16 values (8-bit significands) is exact in fp32, so
- * the kernels' only error beyond the rounding is their fp32 sums: the outputs,
- * weight and input gradients must match the rounded reference to ~1e-6 of the
- * sums' magnitude. Each test also checks that the rounding happened (the
- * kernels are not fp32 ones): they stray from the unrounded reference by far
- * more than that.
+ * The comparisons are tests/bf16_check.h's.
  *
  * Where the target lacks AVX512_BF16 (the -march=x86-64-v3 build of the suite)
  * the model runs its fp32 kernels, which the gradient check covers; this file
@@ -23,16 +18,7 @@
 
 #if NNC_BF16
 
-/* What vcvtneps2bf16 keeps of f: the top 16 bits, rounded to nearest even (no NaN here). */
-static float round_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    u &= 0xffff0000u;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+#include "bf16_check.h"
 
 typedef struct {
     int ih, iw, ci, kh, kw, co;
@@ -45,23 +31,6 @@ static size_t out_size(const conv_shape *s) { return (size_t)out_h(s) * out_w(s)
 static size_t w_size(const conv_shape *s) { return (size_t)s->kh * s->kw * s->ci * s->co; }
 
 static workspace kernels_ws;
-
-static void fill(float *v, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1103515245u + 12345u;
-        v[i] = (float)((int)(seed >> 8) % 2001 - 1000) / 1000.0f; /* in [-1, 1], most not bfloat16 */
-    }
-}
-
-static float *rounded(const float *v, size_t n)
-{
-    float *r = malloc(n * sizeof *r);
-    cr_assert_not_null(r);
-    for (size_t i = 0; i < n; i++)
-        r[i] = round_bf16(v[i]);
-    return r;
-}
 
 typedef enum { LINEAR, RELU, TANH } activation;
 
@@ -94,8 +63,6 @@ static const bf16_layer layers[] = {
 /* The slices of a batch of B = 6 a thread may get: the whole batch, one inside, the last one. */
 static const int slices[][2] = {{0, B}, {2, 5}, {5, 6}};
 #define N_SLICES (sizeof slices / sizeof slices[0])
-
-#define CANARY 12345.0f /* in outputs outside the slice: a kernel must leave them */
 
 /* Which tensor of a convolution the reference computes. */
 typedef enum { REF_OUT, REF_DW, REF_DIN } ref_kind;
@@ -167,13 +134,6 @@ typedef struct {
     float *out, *dout, *stored_out, *din, *dw, *db;
 } kernel_case;
 
-static float *array(size_t n)
-{
-    float *a = malloc(n * sizeof *a);
-    cr_assert_not_null(a);
-    return a;
-}
-
 static kernel_case case_new(size_t layer, size_t slice)
 {
     kernel_case k = {.l = &layers[layer], .s = &layers[layer].s, .lo = slices[slice][0], .hi = slices[slice][1]};
@@ -228,22 +188,10 @@ static uint16_t *scratch(const kernel_case *k, scratch_use use)
 }
 
 /* Bytes of the scratch arena outside the case's slice that a kernel wrote (case_new fills it with 0xff). */
-static int scratch_written_outside(const kernel_case *k)
+static int scratch_outside(const kernel_case *k)
 {
-    const unsigned char *bytes = (const unsigned char *)kernels_ws.scratch;
-    size_t lo = (size_t)k->lo * SCRATCH * sizeof(float), hi = (size_t)k->hi * SCRATCH * sizeof(float);
-    int written = 0;
-    for (size_t i = 0; i < sizeof kernels_ws.scratch; i++)
-        if (i < lo || i >= hi)
-            written += bytes[i] != 0xff;
-    return written;
+    return scratch_written_outside(kernels_ws.scratch, sizeof kernels_ws.scratch, SCRATCH, k->lo, k->hi);
 }
-
-/* Worst differences of one tensor: from the rounded reference and from the unrounded one, in magnitudes. */
-typedef struct {
-    double rounded, unrounded;
-    int outside; /* elements outside the slice that are not the canary */
-} discrepancy;
 
 /*
  * Every element of `got` (per_image x B of them, or count when per_image is 0:
@@ -265,27 +213,8 @@ static void compare(discrepancy *d, const kernel_case *k, ref_kind kind, const f
         double exact = reference(kind, k->s, k->lo, k->hi, k->in, k->w, k->dz, i, &mag_exact) + base;
         if (kind == REF_OUT)
             want = activate(k->l->act, want), exact = activate(k->l->act, exact);
-        d->rounded = fmax(d->rounded, fabs(got[i] - want) / (mag + 1e-30));
-        d->unrounded = fmax(d->unrounded, fabs(got[i] - exact) / (mag_exact + 1e-30));
+        discrepancy_add(d, got[i], want, mag, exact, mag_exact);
     }
-}
-
-/*
- * The kernels must match the rounded reference to 2e-6 of the sums' magnitude
- * and stray from the unrounded one by at least 1e-4 (or they did not round),
- * and leave everything outside their slice alone.
- */
-static void expect_close(const char *what, const kernel_case *k, const discrepancy *d)
-{
-    cr_log_info("%s %s, images %d..%d: %.1e of the sums' magnitude from the rounded reference, %.1e from the "
-                "unrounded",
-                k->l->name, what, k->lo, k->hi, d->rounded, d->unrounded);
-    cr_expect_leq(d->rounded, 2e-6, "%s %s, images %d..%d: %g from the bfloat16-rounded reference", k->l->name, what,
-                  k->lo, k->hi, d->rounded);
-    cr_expect_geq(d->unrounded, 1e-4, "%s %s, images %d..%d: within %g of the unrounded reference: no rounding?",
-                  k->l->name, what, k->lo, k->hi, d->unrounded);
-    cr_expect_eq(d->outside, 0, "%s %s, images %d..%d: %d values outside the slice written", k->l->name, what, k->lo,
-                 k->hi, d->outside);
 }
 
 Test(conv_bf16, forward_matches_the_rounded_reference)
@@ -295,11 +224,11 @@ Test(conv_bf16, forward_matches_the_rounded_reference)
             kernel_case k = case_new(l, sl);
             k.l->pack(k.l->wp, NULL, k.w); /* as inference packs: no transposed copy */
             k.l->forward(k.out, k.in, scratch(&k, INH), k.l->wp, k.bias, k.lo, k.hi);
-            cr_expect_eq(scratch_written_outside(&k), 0, "%s forward, images %d..%d: scratch written outside the slice",
+            cr_expect_eq(scratch_outside(&k), 0, "%s forward, images %d..%d: scratch written outside the slice",
                          k.l->name, k.lo, k.hi);
             discrepancy d = {0};
             compare(&d, &k, REF_OUT, k.out, out_size(k.s), 0);
-            expect_close("forward", &k, &d);
+            expect_close(k.l->name, "forward", k.lo, k.hi, &d);
             case_free(&k);
         }
 }
@@ -314,14 +243,14 @@ Test(conv_bf16, backward_matches_the_rounded_reference)
             L->pack(L->wp, L->wtp, k.w);
             L->backward(L->wtp ? k.din : NULL, k.dw, k.db, k.dout, k.stored_out, k.in, scratch(&k, DZP),
                         scratch(&k, INROWS), L->wtp ? scratch(&k, DZH) : NULL, L->wtp, k.lo, k.hi);
-            cr_expect_eq(scratch_written_outside(&k), 0, "%s backward, images %d..%d: scratch written outside the slice",
+            cr_expect_eq(scratch_outside(&k), 0, "%s backward, images %d..%d: scratch written outside the slice",
                          L->name, k.lo, k.hi);
             discrepancy dw = {0}, din = {0};
             compare(&dw, &k, REF_DW, k.dw, 0, w_size(k.s));
-            expect_close("dw", &k, &dw);
+            expect_close(L->name, "dw", k.lo, k.hi, &dw);
             if (L->wtp) {
                 compare(&din, &k, REF_DIN, k.din, in_size(k.s), 0);
-                expect_close("din", &k, &din);
+                expect_close(L->name, "din", k.lo, k.hi, &din);
             }
             for (int co = 0; co < k.s->co; co++) { /* db: fp32 sums of dz as it is */
                 double sum = 0.0;
