@@ -201,7 +201,9 @@ static void emit_weight_grad(cgen *g, const layer *l)
     cg(g, "                    vec[v] = (__m512bh)_mm512_cvtepu16_epi32(\n");
     cg(g, "                        _mm256_loadu_si256((const __m256i *)(dz_last + j0 + 16 * v)));\n");
     cg(g, "                for (int p = 0; p < %d; p++) {\n", CB);
-    cg(g, "                    __m512bh x = (__m512bh)_mm512_set1_epi32(in_last[i0 + p]);\n");
+    cg(g, "                    uint16_t value; /* copied: the arena is float memory (kind.h) */\n");
+    cg(g, "                    memcpy(&value, in_last + i0 + p, sizeof value);\n");
+    cg(g, "                    __m512bh x = (__m512bh)_mm512_set1_epi32(value);\n");
     cg(g, "                    for (int v = 0; v < %d; v++)\n", V);
     cg(g, "                        acc[p][v] = _mm512_dpbf16_ps(acc[p][v], x, vec[v]);\n");
     cg(g, "                }\n            }\n");

@@ -87,7 +87,9 @@ void ws_comment(ws_list *ws, const char *comment); /* a comment line among the m
  * and lie one after another; the phases of a layer reuse the same memory.
  * Sizes count floats, as the arena does, so that a test build that makes
  * every float a double (tests/gradcheck_prelude.h) scales them all alike; a
- * buffer of another type takes the floats its bytes fill (in an fp32 build).
+ * buffer of another type takes the floats its bytes fill (in an fp32 build),
+ * and its kernels reach it only through memcpy or the intrinsics' vector
+ * types, which may alias anything: the arena is declared float.
  * Each slice's share keeps VEC floats spare past its buffers, for the vector
  * loads that read past a row's last channel.
  */
