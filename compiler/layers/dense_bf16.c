@@ -22,7 +22,12 @@
 #include "bf16.h"
 #include "dense.h"
 
-#define ACC_DENSE 20 /* accumulators a block keeps, of AVX-512's 32 registers */
+/*
+ * A block's shape: on mlp800 (50 vectors of units) blocks of 4 rows x 5
+ * vectors and 8 x 2 trained alike, within the machine's noise; 12 x 2, which
+ * spills, was slower (README, "bfloat16 dense layers").
+ */
+#define ACC_DENSE 20  /* accumulators a block keeps, of AVX-512's 32 registers */
 #define MAX_VECTORS 5 /* vectors of outputs a block spans: a weight vector serves a block's rows */
 #define MAX_ROWS 8    /* rows (samples) a block spans */
 
