@@ -70,12 +70,14 @@ static int scratch_written_outside(const float *arena, size_t bytes, size_t per_
 /* Worst differences of one tensor: from the rounded reference and from the unrounded one, in magnitudes. */
 typedef struct {
     double rounded, unrounded;
-    int outside; /* elements outside the slice that are not the canary */
+    int outside;   /* elements outside the slice that are not the canary */
+    int not_finite; /* NaN or infinite results: fmax() would pass over them (a value read unwritten shows so) */
 } discrepancy;
 
 /* One element: `got` against the rounded reference `want` (its products' magnitude `mag`) and the exact one. */
 static void discrepancy_add(discrepancy *d, double got, double want, double mag, double exact, double mag_exact)
 {
+    d->not_finite += !isfinite(got);
     d->rounded = fmax(d->rounded, fabs(got - want) / (mag + 1e-30));
     d->unrounded = fmax(d->unrounded, fabs(got - exact) / (mag_exact + 1e-30));
 }
@@ -83,7 +85,7 @@ static void discrepancy_add(discrepancy *d, double got, double want, double mag,
 /*
  * The kernels must match the rounded reference to 2e-6 of the sums' magnitude
  * and stray from the unrounded one by at least 1e-4 (or they did not round),
- * and leave everything outside their slice alone.
+ * leave everything outside their slice alone, and give no NaN.
  */
 static void expect_close(const char *layer, const char *what, int lo, int hi, const discrepancy *d)
 {
@@ -96,6 +98,8 @@ static void expect_close(const char *layer, const char *what, int lo, int hi, co
                   layer, what, lo, hi, d->unrounded);
     cr_expect_eq(d->outside, 0, "%s %s, samples %d..%d: %d values outside the slice written", layer, what, lo, hi,
                  d->outside);
+    cr_expect_eq(d->not_finite, 0, "%s %s, samples %d..%d: %d results are NaN or infinite", layer, what, lo, hi,
+                 d->not_finite);
 }
 
 #endif

@@ -56,17 +56,17 @@ void bf16_print_backward(cgen *g, const layer *l, const step_args *a, const scra
                          const kernel_strategy *fp32)
 {
     char up[64], wtp[80] = "NULL", dzh[96] = "NULL"; /* NULL: the network's input needs no gradient */
-    char dzp[96], grad_in[96];
+    char dzp[96], wgrad_in[96];
     upper(up, sizeof up, l->name);
     scratch_arg(dzp, sizeof dzp, "uint16_t", bufs, BF16_DZP);
-    scratch_arg(grad_in, sizeof grad_in, "uint16_t", bufs, BF16_GRAD_IN);
+    scratch_arg(wgrad_in, sizeof wgrad_in, "uint16_t", bufs, BF16_WGRAD_IN);
     if (a->din) {
         snprintf(wtp, sizeof wtp, "ws->%s_wtp", l->name);
         scratch_arg(dzh, sizeof dzh, "uint16_t", bufs, BF16_DZH);
     }
     cg(g, "#if NNC_BF16\n");
     cgi(g, "%s_backward_bf16(%s, %s + %s_W, %s + %s_B, %s, %s, %s, %s, %s, %s, %s, lo, hi);\n", l->name,
-        a->din ? a->din : "NULL", a->grads, up, a->grads, up, a->dout, a->out, a->in, dzp, grad_in, dzh, wtp);
+        a->din ? a->din : "NULL", a->grads, up, a->grads, up, a->dout, a->out, a->in, dzp, wgrad_in, dzh, wtp);
     cg(g, "#else\n");
     fp32->print_backward(g, l, a);
     cg(g, "#endif\n");

@@ -29,13 +29,13 @@ void bf16_print_pair_sweep(cgen *g, const char *indent, const char *what, const 
  * pass's copy of the input; the weight gradient's dz pairs and its copy of
  * the input; the input gradient's dz.
  */
-enum { BF16_INH, BF16_DZP, BF16_GRAD_IN, BF16_DZH, BF16_N_SCRATCH };
+enum { BF16_INH, BF16_DZP, BF16_WGRAD_IN, BF16_DZH, BF16_N_SCRATCH };
 
 /*
  * The steps of a bfloat16 strategy, whose kernels are called alike:
  * NAME_pack_bf16(wp, wtp, w) once a step, NAME_forward_bf16(out, in, inh, wp,
  * bias, lo, hi) and NAME_backward_bf16(din, dw, db, dout, out, in, dzp,
- * <grad_in>, dzh, wtp, lo, hi), with `bufs` the layer's scratch table; each
+ * <wgrad_in>, dzh, wtp, lo, hi), with `bufs` the layer's scratch table; each
  * under NNC_BF16, and the fp32 strategy's step otherwise.
  */
 void bf16_print_prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass, const kernel_strategy *fp32);

@@ -62,7 +62,7 @@ static int scratch_bufs(const layer *l, int needs_din, scratch_buf bufs[BF16_N_S
     int CO = l->out.c;
     bufs[BF16_INH] = (scratch_buf){"inh", 0, shape_size(l->in) / 2};
     bufs[BF16_DZP] = (scratch_buf){"dzp", 1, l->out.h * pair_width(l) * CO / 2};
-    bufs[BF16_GRAD_IN] = (scratch_buf){"inrows", 1, l->in.h * l->in.c * row_width(l) / 2};
+    bufs[BF16_WGRAD_IN] = (scratch_buf){"inrows", 1, l->in.h * l->in.c * row_width(l) / 2};
     bufs[BF16_DZH] = (scratch_buf){"dzh", 2, shape_size(l->out) / 2};
     return needs_din ? BF16_N_SCRATCH : BF16_DZH;
 }

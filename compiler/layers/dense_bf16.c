@@ -74,7 +74,7 @@ static int scratch_bufs(const layer *l, int needs_din, scratch_buf bufs[BF16_N_S
     int I = shape_size(l->in), O = l->u.units;
     bufs[BF16_INH] = (scratch_buf){"inh", 0, I / 2};
     bufs[BF16_DZP] = (scratch_buf){"dzp", 1, O / 2};
-    bufs[BF16_GRAD_IN] = (scratch_buf){"inp", 1, I / 2};
+    bufs[BF16_WGRAD_IN] = (scratch_buf){"inp", 1, I / 2};
     bufs[BF16_DZH] = (scratch_buf){"dzh", 2, O / 2};
     return needs_din ? BF16_N_SCRATCH : BF16_DZH;
 }
@@ -250,7 +250,7 @@ static void emit_backward(cgen *g, const layer *l, const layer_role *r)
 {
     const char *id = l->name;
     int I = shape_size(l->in), O = l->u.units;
-    cg(g, "/* NAME_backward's (dense_sgemm's) bfloat16 twin: dout becomes dL/d(pre-activation); dw, db are the\n");
+    cg(g, "/* %s_backward's (dense_sgemm's) bfloat16 twin: dout becomes dL/d(pre-activation); dw, db are the\n", id);
     cg(g, "   slice's. dzh reuses dzp's bytes (neither is restrict). */\n");
     cg(g, "static void %s_backward_bf16(float *restrict din, float *restrict dw, float *restrict db, "
           "float *restrict dout, const float *restrict out, const float *restrict in, uint16_t *dzp, "

@@ -121,7 +121,9 @@ void strategy_emit(cgen *g, const layer *l, const layer_role *r)
 
 void strategy_prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass)
 {
-    l->kind->strategy(l)->prepare(g, l, r, pass);
+    const kernel_strategy *s = l->kind->strategy(l);
+    if (s->prepare) /* the planner asks layer_prepares() first; nothing to print otherwise */
+        s->prepare(g, l, r, pass);
 }
 
 void strategy_print_forward(cgen *g, const layer *l, const step_args *a)

@@ -38,15 +38,15 @@ typedef struct {
 #define KERNELS(id) #id, id##_pack_bf16, id##_forward_bf16, id##_backward_bf16, kernels_ws.id##_wp
 
 static const bf16_layer layers[] = {
-    {KERNELS(dense_1), NULL, RELU, 32, 96},                     /* two blocks of units; no input gradient */
-    {KERNELS(dense_2), kernels_ws.dense_2_wtp, TANH, 96, 32},    /* an input gradient in two blocks */
+    {KERNELS(dense_1), NULL, RELU, 32, 160},                    /* two blocks of 4 rows x 5 vectors; no din */
+    {KERNELS(dense_2), kernels_ws.dense_2_wtp, TANH, 160, 32},   /* 8-row blocks; din in two blocks of 5 */
     {KERNELS(dense_3), kernels_ws.dense_3_wtp, LINEAR, 32, 16},  /* one vector */
     {KERNELS(dense_4), kernels_ws.dense_4_wtp, SOFTMAX, 16, 16}, /* the output, fused with the loss */
 };
 #define N_LAYERS (sizeof layers / sizeof layers[0])
 
-/* Slices of the batch of B = 7: all of it, odd and even ones inside, a single last row. */
-static const int slices[][2] = {{0, B}, {2, 5}, {3, 7}, {6, 7}};
+/* Slices of the batch of B = 17: all of it (whole blocks and a last row), odd ones inside, a single last row. */
+static const int slices[][2] = {{0, B}, {2, 5}, {3, 12}, {16, 17}};
 #define N_SLICES (sizeof slices / sizeof slices[0])
 
 /* Which product the reference computes. */
@@ -98,17 +98,20 @@ static kernel_case case_new(size_t layer, size_t slice)
     kernel_case k = {.l = &layers[layer], .lo = slices[slice][0], .hi = slices[slice][1]};
     size_t I = (size_t)k.l->inputs, O = (size_t)k.l->units;
     k.in = array(B * I), k.w = array(I * O), k.bias = array(O), k.dz = array(B * O);
-    fill(k.in, B * I, 1 + (unsigned)layer), fill(k.w, I * O, 11 + (unsigned)layer);
-    fill(k.bias, O, 21 + (unsigned)layer), fill(k.dz, B * O, 31 + (unsigned)layer);
-    k.in_r = rounded(k.in, B * I), k.w_r = rounded(k.w, I * O), k.dz_r = rounded(k.dz, B * O);
     k.out = array(B * O), k.dout = array(B * O), k.stored_out = array(B * O), k.din = array(B * I);
     k.dw = array(I * O), k.db = array(O);
+    fill(k.in, B * I, 1 + (unsigned)layer), fill(k.w, I * O, 11 + (unsigned)layer);
+    fill(k.bias, O, 21 + (unsigned)layer), fill(k.dout, B * O, 31 + (unsigned)layer);
+    fill(k.stored_out, B * O, 41 + (unsigned)layer); /* relu's: half of them not positive */
     for (size_t i = 0; i < B * O; i++) {
         k.out[i] = CANARY;
-        k.dout[i] = k.dz[i];
-        /* the stored output where the activation's derivative is 1: relu's y > 0, tanh's y = 0 */
-        k.stored_out[i] = k.l->act == TANH ? 0.0f : 1.0f;
+        /* the backward pass applies the activation's derivative before it rounds dz: relu's zeroes
+           where the stored output is not positive; tanh's is 1 at y = 0 */
+        if (k.l->act == TANH)
+            k.stored_out[i] = 0.0f;
+        k.dz[i] = k.l->act == RELU && k.stored_out[i] <= 0.0f ? 0.0f : k.dout[i];
     }
+    k.in_r = rounded(k.in, B * I), k.w_r = rounded(k.w, I * O), k.dz_r = rounded(k.dz, B * O);
     for (size_t i = 0; i < B * I; i++)
         k.din[i] = CANARY;
     memset(&kernels_ws, 0xff, sizeof kernels_ws); /* bfloat16 NaNs: a value a kernel reads unwritten shows */
@@ -207,7 +210,8 @@ Test(dense_bf16, forward_matches_the_rounded_reference)
         }
 }
 
-/* dw over the slice's rows (odd counts pair the last row with zeros), din within them, and db. */
+/* dw over the slice's rows (odd counts pair the last row with zeros), din within them, and db; the
+   activation's derivative applied to dz first (relu's zeroes about half of it). */
 Test(dense_bf16, backward_matches_the_rounded_reference)
 {
     for (size_t l = 0; l < N_LAYERS; l++)
@@ -234,6 +238,35 @@ Test(dense_bf16, backward_matches_the_rounded_reference)
             }
             case_free(&k);
         }
+}
+
+/* An empty slice (a thread with no rows): no output written, zero dw and db, no din written. */
+Test(dense_bf16, an_empty_slice_writes_nothing_and_zero_gradients)
+{
+    for (size_t l = 0; l < N_LAYERS; l++) {
+        kernel_case k = case_new(l, 0);
+        const bf16_layer *L = k.l;
+        size_t I = (size_t)L->inputs, O = (size_t)L->units;
+        k.lo = k.hi = 5;
+        L->pack(L->wp, L->wtp, k.w);
+        L->forward(k.out, k.in, scratch(&k, INH), L->wp, k.bias, k.lo, k.hi);
+        for (size_t j = 0; j < O; j++)
+            k.dw[j] = k.db[j] = CANARY;
+        L->backward(L->wtp ? k.din : NULL, k.dw, k.db, k.dout, k.stored_out, k.in, scratch(&k, DZP), scratch(&k, INP),
+                    L->wtp ? scratch(&k, DZH) : NULL, L->wtp, k.lo, k.hi);
+        int written = 0, nonzero = 0;
+        for (size_t i = 0; i < B * O; i++)
+            written += k.out[i] != CANARY;
+        for (size_t i = 0; i < B * I; i++)
+            written += k.din[i] != CANARY;
+        for (size_t i = 0; i < I * O; i++)
+            nonzero += k.dw[i] != 0.0f;
+        for (size_t j = 0; j < O; j++)
+            nonzero += k.db[j] != 0.0f;
+        cr_expect_eq(written, 0, "%s, an empty slice: %d outputs or input gradients written", L->name, written);
+        cr_expect_eq(nonzero, 0, "%s, an empty slice: %d weight or bias gradients not zero", L->name, nonzero);
+        case_free(&k);
+    }
 }
 
 Test(dense_bf16, the_trainer_names_its_bfloat16_layers)
