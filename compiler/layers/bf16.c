@@ -71,3 +71,28 @@ void bf16_print_backward(cgen *g, const layer *l, const step_args *a, const scra
     fp32->print_backward(g, l, a);
     cg(g, "#endif\n");
 }
+
+void bf16_print_pack(cgen *g, const layer *l, const layer_role *r, int taps, int in, int out, const char *ins,
+                     const char *outs)
+{
+    cg(g, "/* w in bfloat16: wp pairs %s (forward)", ins);
+    if (r->needs_din)
+        cg(g, ", wtp pairs %s (input gradient)", outs);
+    cg(g, ". */\n");
+    cg(g, "static void %s_pack_bf16(uint16_t *restrict wp, uint16_t *restrict wtp, const float *restrict w)\n{\n",
+       l->name);
+    cg(g, "    pair_rows_bf16(wp, w, %d, %d); /* pairs of rows [%s][%s] */\n", taps * in, out, ins, outs);
+    if (!r->needs_din) {
+        cg(g, "    (void)wtp;\n}\n\n");
+        return;
+    }
+    cg(g, "    if (!wtp)\n        return; /* inference */\n");
+    cg(g, "    float f[16];\n");
+    cg(g, "    for (int k = 0; k < %d; k++)\n", taps);
+    cg(g, "        for (int c = 0; c < %d; c += 8) /* 8 rows of w at a time: they stay in the cache */\n", in);
+    cg(g, "            for (int i = 0; i < %d; i++) {\n", out / 2);
+    cg(g, "                for (int j = 0; j < 8; j++) {\n");
+    cg(g, "                    f[2 * j] = w[((size_t)k * %d + c + j) * %d + 2 * i];\n", in, out);
+    cg(g, "                    f[2 * j + 1] = w[((size_t)k * %d + c + j) * %d + 2 * i + 1];\n                }\n", in, out);
+    cg(g, "                to_bf16(wtp + (((size_t)k * %d + i) * %d + c) * 2, f, 16);\n            }\n}\n\n", out / 2, in);
+}

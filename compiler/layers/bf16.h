@@ -25,6 +25,15 @@ void bf16_print_pair_sweep(cgen *g, const char *indent, const char *what, const 
                            const char *count);
 
 /*
+ * NAME_pack_bf16(wp, wtp, w): w, `taps` blocks of [in][out] (a kernel's taps;
+ * 1 for a dense layer), as the pairs the kernels read: wp [taps][in/2][out][2]
+ * (pair_rows_bf16, HELPER_BF16_ROWS) and, for an input gradient,
+ * wtp [taps][out/2][in][2]. `ins`, `outs` name the axes in the comments.
+ */
+void bf16_print_pack(cgen *g, const layer *l, const layer_role *r, int taps, int in, int out, const char *ins,
+                     const char *outs);
+
+/*
  * A bfloat16 strategy's scratch table (kind.h), in this order: the forward
  * pass's copy of the input; the weight gradient's dz pairs and its copy of
  * the input; the input gradient's dz.

@@ -35,7 +35,7 @@ int conv_bf16_fits(const layer *l)
 
 static unsigned helpers(const layer *l, const layer_role *r)
 {
-    return conv_blocked.helpers(l, r) | HELPER_BF16;
+    return conv_blocked.helpers(l, r) | HELPER_BF16 | HELPER_BF16_ROWS;
 }
 
 /* Output pixels, padded to whole pairs for the weight gradient. */
@@ -79,35 +79,6 @@ static void workspace(const layer *l, const layer_role *r, ws_list *ws)
         ws_add(ws, "w as bfloat16 pairs of output channels, [kh][kw][cout/2][cin][2]", "uint16_t %s_wtp[%d] ALIGNED",
                l->name, K * CI * CO);
     ws_scratch(ws, bufs, scratch_bufs(l, r->needs_din, bufs));
-}
-
-/* w [k][ci][co] as the pairs each kernel reads; 16 values (8 pairs) a conversion. */
-static void emit_pack(cgen *g, const layer *l, const layer_role *r)
-{
-    const conv_params *c = &l->u.conv;
-    int K = c->kh * c->kw, CI = l->in.c, CO = l->out.c;
-    cg(g, "/* w in bfloat16: wp pairs input channels (forward)%s. */\n",
-       r->needs_din ? ", wtp pairs output channels (input gradient)" : "");
-    cg(g, "static void %s_pack_bf16(uint16_t *restrict wp, uint16_t *restrict wtp, const float *restrict w)\n{\n",
-       l->name);
-    cg(g, "    float f[16];\n");
-    cg(g, "    for (int k = 0; k < %d; k++)\n        for (int i = 0; i < %d; i++)\n", K, CI / 2);
-    cg(g, "            for (int co = 0; co < %d; co += 8) {\n", CO);
-    cg(g, "                for (int j = 0; j < 8; j++) {\n");
-    cg(g, "                    f[2 * j] = w[(k * %d + 2 * i) * %d + co + j];\n", CI, CO);
-    cg(g, "                    f[2 * j + 1] = w[(k * %d + 2 * i + 1) * %d + co + j];\n                }\n", CI, CO);
-    cg(g, "                to_bf16(wp + ((k * %d + i) * %d + co) * 2, f, 16);\n            }\n", CI / 2, CO);
-    if (!r->needs_din) {
-        cg(g, "    (void)wtp;\n}\n\n");
-        return;
-    }
-    cg(g, "    if (!wtp)\n        return; /* inference */\n");
-    cg(g, "    for (int k = 0; k < %d; k++)\n        for (int i = 0; i < %d; i++)\n", K, CO / 2);
-    cg(g, "            for (int ci = 0; ci < %d; ci += 8) {\n", CI);
-    cg(g, "                for (int j = 0; j < 8; j++) {\n");
-    cg(g, "                    f[2 * j] = w[(k * %d + ci + j) * %d + 2 * i];\n", CI, CO);
-    cg(g, "                    f[2 * j + 1] = w[(k * %d + ci + j) * %d + 2 * i + 1];\n                }\n", CI, CO);
-    cg(g, "                to_bf16(wtp + ((k * %d + i) * %d + ci) * 2, f, 16);\n            }\n}\n\n", CO / 2, CI);
 }
 
 static void emit_forward(cgen *g, const layer *l)
@@ -283,7 +254,7 @@ static void emit_backward(cgen *g, const layer *l, const layer_role *r)
 static void emit(cgen *g, const layer *l, const layer_role *r)
 {
     cg(g, "#if NNC_BF16 /* `precision bf16`, on a target with AVX512_BF16 */\n");
-    emit_pack(g, l, r);
+    bf16_print_pack(g, l, r, l->u.conv.kh * l->u.conv.kw, l->in.c, l->out.c, "input channels", "output channels");
     emit_forward(g, l);
     emit_weight_grad(g, l);
     if (r->needs_din)

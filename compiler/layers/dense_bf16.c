@@ -89,29 +89,6 @@ static void workspace(const layer *l, const layer_role *r, ws_list *ws)
     ws_scratch(ws, bufs, scratch_bufs(l, r->needs_din, bufs));
 }
 
-/* w [in][units] as the pairs each kernel reads. */
-static void emit_pack(cgen *g, const layer *l, const layer_role *r)
-{
-    int I = shape_size(l->in), O = l->u.units;
-    cg(g, "/* w in bfloat16: wp pairs inputs (forward)%s. */\n",
-       r->needs_din ? ", wtp pairs units (input gradient)" : "");
-    cg(g, "static void %s_pack_bf16(uint16_t *restrict wp, uint16_t *restrict wtp, const float *restrict w)\n{\n",
-       l->name);
-    cg(g, "    pair_rows_bf16(wp, w, %d, %d);\n", I, O);
-    if (!r->needs_din) {
-        cg(g, "    (void)wtp;\n}\n\n");
-        return;
-    }
-    cg(g, "    if (!wtp)\n        return; /* inference */\n");
-    cg(g, "    float f[16];\n");
-    cg(g, "    for (int c = 0; c < %d; c += 8) /* 8 rows of w at a time: they stay in the cache */\n", I);
-    cg(g, "        for (int i = 0; i < %d; i++) {\n", O / 2);
-    cg(g, "            for (int j = 0; j < 8; j++) {\n");
-    cg(g, "                f[2 * j] = w[(size_t)(c + j) * %d + 2 * i];\n", O);
-    cg(g, "                f[2 * j + 1] = w[(size_t)(c + j) * %d + 2 * i + 1];\n            }\n", O);
-    cg(g, "            to_bf16(wtp + ((size_t)i * %d + c) * 2, f, 16);\n        }\n}\n\n", I);
-}
-
 /*
  * The calls over a slice's rows in blocks of `rows` and a shorter last one,
  * for each block of `V` output vectors: BLOCK(ARGS, b0, j0, rows), the row
@@ -270,7 +247,7 @@ static void emit_backward(cgen *g, const layer *l, const layer_role *r)
 static void emit(cgen *g, const layer *l, const layer_role *r)
 {
     cg(g, "#if NNC_BF16 /* `precision bf16`, on a target with AVX512_BF16 */\n");
-    emit_pack(g, l, r);
+    bf16_print_pack(g, l, r, 1, shape_size(l->in), l->u.units, "inputs", "units");
     emit_forward(g, l);
     emit_weight_grad(g, l);
     if (r->needs_din)
