@@ -240,18 +240,28 @@ def software_line(torch_info):
 # The PyTorch side: a worker process, fed one JSON request per line
 # --------------------------------------------------------------------------
 
+# A trainer built for AVX2 without AVX-512 (-march=x86-64-v3) runs as it would on a machine without
+# AVX-512, and so does its peer: oneDNN's kernels, ATen's vectorized ones and OpenBLAS's capped at AVX2
+# (oneDNN reads the variable when it starts: a worker of its own). Against PyTorch's AVX-512 kernels
+# the row would compare two instruction sets, not two frameworks.
+AVX2_PEER_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell"}
+AVX2_MARCHES = ("x86-64-v3", "haswell")
+
+
 class TorchWorker:
     """tools/bench.py --torch-worker in a child process, so that its thread pools
     are configured from the start and torch never loads into the process that
     launches the nnc trainers."""
 
-    def __init__(self, reference, threads, malloc):
+    def __init__(self, reference, threads, malloc, isa=None):
         env = dict(os.environ)
         # One OpenMP pool sized for the machine; torch.set_num_threads picks 1 or 2
         # per configuration and OpenBLAS's pool is set through its API to match.
         env["OMP_NUM_THREADS"] = str(threads)
         env["OPENBLAS_NUM_THREADS"] = str(threads)
         env.pop("MKL_NUM_THREADS", None)
+        if isa == "avx2":
+            env.update(AVX2_PEER_ENV)
         torch_library_env(env, malloc)
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--torch-worker",
                                       "--reference", reference, "--threads", str(threads)],
@@ -579,8 +589,10 @@ def render(rows, with_torch, torch_note, machine, software, seconds, threads, ro
                   "builds its primitives in the first ones), with torch.set_flush_denormal(True) and Debian's "
                   "OpenMP OpenBLAS (libopenblas0-openmp, unpacked under build/ by tools/bench.sh and first on the "
                   "PyTorch process's library path, so that it shares libgomp's pool instead of running a pthread "
-                  "pool beside it; the software line says which BLAS the process mapped)."
-                  % (rows_loss(rows), threads, TORCH_WARMUP_STEPS)]
+                  "pool beside it; the software line says which BLAS the process mapped). Beside a trainer built "
+                  "for AVX2 (-march=%s), PyTorch runs capped at AVX2 too, in a process of its own: %s."
+                  % (rows_loss(rows), threads, TORCH_WARMUP_STEPS, " or ".join(AVX2_MARCHES),
+                     ", ".join("%s=%s" % kv for kv in AVX2_PEER_ENV.items()))]
     else:
         lines += ["", "PyTorch columns skipped: %s." % torch_note]
     return "\n".join(lines) + "\n"
@@ -785,14 +797,15 @@ def main():
         a.variant, a.no_torch = [], True
     names = [] if a.decode_only else a.models or sorted(
         f[:-3] for f in os.listdir(os.path.join(ROOT, "models")) if f.endswith(".nn"))
-    # (row label, model, trainer binary): every model as built, then the variants.
-    entries = [(name, name, os.path.join(ROOT, "build", "bin", name)) for name in names]
+    # (row label, model, trainer binary, the peer's instruction set): every model as built, then the variants.
+    entries = [(name, name, os.path.join(ROOT, "build", "bin", name), None) for name in names]
     for v in a.variant:
         model, _, build = v.partition(":")
         if not build:
             ap.error("--variant needs MODEL:MARCH or MODEL:bf16, not '%s'" % v)
         how = "precision bf16" if build == "bf16" else "-march=" + build
-        entries.append(("%s (%s)" % (model, how), model, os.path.join(ROOT, "build", build, "bin", model)))
+        peer_isa = "avx2" if build in AVX2_MARCHES else None
+        entries.append(("%s (%s)" % (model, how), model, os.path.join(ROOT, "build", build, "bin", model), peer_isa))
     nnc = os.path.join(ROOT, "build", "nnc")
     machine = machine_line()
 
@@ -813,13 +826,20 @@ def main():
     if torch_note:
         log("bench: PyTorch columns skipped: " + torch_note)
 
+    avx2_worker = None  # started for the first AVX2 row
     rows = []
-    for k, (label, name, binary) in enumerate(entries, 1):
+    for k, (label, name, binary, peer_isa) in enumerate(entries, 1):
         t_model = time.monotonic()
         row = {"name": label}
         rows.append(row)
+        peer = worker
+        if worker and peer_isa == "avx2":
+            if not avx2_worker:
+                log("bench: starting PyTorch capped at AVX2 (%s)" % " ".join("%s=%s" % kv for kv in AVX2_PEER_ENV.items()))
+                avx2_worker = TorchWorker(a.reference, a.threads, a.torch_malloc, isa="avx2")
+            peer = avx2_worker
         try:
-            bench_model(row, name, binary, worker, a)
+            bench_model(row, name, binary, peer, a)
         except (RuntimeError, OSError) as e:
             row["error"] = str(e)
             log("bench: [%d/%d] %s: %s" % (k, len(entries), label, e))
@@ -834,8 +854,9 @@ def main():
             msg += "; PyTorch train %s (%s), infer %s (%s)" % (fmt_rate(t["train"]), t["train_config"],
                                                               fmt_rate(t["infer"]), t["infer_config"])
         log(msg + " [%.0f s, %d rounds]" % (time.monotonic() - t_model, a.rounds))
-    if worker:
-        worker.close()
+    for w in (worker, avx2_worker):
+        if w:
+            w.close()
 
     decode_rows, decode_note = [], ""
     if a.no_decode:
