@@ -258,7 +258,7 @@ test-asan:
 # Extra rows: vgg_bn built for AVX2 without AVX-512 (skipped on other CPUs), and on a CPU with
 # AVX512_BF16 the models with bfloat16 convolutions or dense layers compiled with `nnc --precision bf16`.
 HAS_BF16 := $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && echo 1)
-BF16_BENCH_MODELS := mnist_fast vgg vgg_dropout vgg_bn vgg_bn_aug conv4_bn mlp800 cnn_baseline
+BF16_BENCH_MODELS := mnist_fast vgg vgg_dropout vgg_bn vgg_bn_aug conv4_bn mlp800 cnn_baseline cifar_vgg
 BENCH_VARIANTS := $(if $(HAS_AVX2),vgg_bn:x86-64-v3) $(if $(HAS_BF16),$(BF16_BENCH_MODELS:%=%:bf16))
 bench: all $(MODELS:models/%.nn=$(BUILD)/bin/%) $(BUILD)/tools/decode_bench \
 		$(if $(HAS_BF16),$(BF16_BENCH_MODELS:%=$(BUILD)/bf16/bin/%))

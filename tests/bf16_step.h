@@ -60,11 +60,11 @@ static void bf16_step_run(bf16_step_result *r)
  * How far apart the two builds may be: the norm of the difference over the
  * norm of the fp32 result. Rounding moves each layer's operands by up to 2^-9,
  * and a gradient several bfloat16 layers down also sees relu masks that
- * near-zero outputs flip: measured 0.2% to 4.5% (conv_bf16's first bias, whose
- * sum over 36 pixels cancels). Wiring faults tried by editing the generated
+ * near-zero outputs flip: measured 0.2% to 7.6% (conv_padded_bf16's first
+ * bias, whose sum over 315 pixels cancels to a ninth of its kernel's norm). Wiring faults tried by editing the generated
  * step (another layer's packed weights, a pack left out, a scratch region
- * overlapping another, a forward pass over one image of each slice) put a
- * tensor 30% to 40x away.
+ * overlapping another or the padded input, a forward pass over one image of
+ * each slice) put a tensor 30% to 40x away.
  */
 #define BF16_STEP_TOLERANCE 0.1
 

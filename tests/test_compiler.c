@@ -300,16 +300,17 @@ static char *summary_text(const compiled *c)
     return text;
 }
 
-#define BF16_CONVS MNIST_HEAD "conv 16 3x3 relu\nconv 32 3x3 relu\nconv 32 3x3 pad=same\nconv 8 3x3\n" TAIL
+#define BF16_CONVS                                                                                                     \
+    MNIST_HEAD "conv 16 3x3 relu\nconv 32 3x3 relu\nconv 32 3x3 pad=same\nconv 32 3x3 stride 2 pad=same\nconv 8 3x3\n" TAIL
 
 Test(summary, precision_names_the_bfloat16_layers)
 {
     compiled c = compile_text(BF16_CONVS "train\n  precision bf16\n");
     cr_assert_not_null(c.m, "%s", c.diagnostics);
     char *text = summary_text(&c);
-    /* conv2d_1 reads 1 channel, conv2d_3 pads, conv2d_4 makes 8: only conv2d_2 has a bfloat16 kernel */
-    cr_expect(strstr(text, "Precision: bf16 products, fp32 sums in conv2d_2 where the C compiler's target has "
-                           "AVX512_BF16") != NULL,
+    /* conv2d_1 reads 1 channel, conv2d_4 strides, conv2d_5 makes 8; conv2d_3 pads, and runs conv2d_2's kernels */
+    cr_expect(strstr(text, "Precision: bf16 products, fp32 sums in conv2d_2, conv2d_3 where the C compiler's target "
+                           "has AVX512_BF16") != NULL,
               "%s", text);
     free(text);
     release(&c);
@@ -449,8 +450,10 @@ Test(emitter, precision_bf16_only_where_a_kernel_fits)
     char *tb = emit_text(bf.m), *tf = emit_text(fp.m);
     cr_expect(strstr(tb, "conv2d_2_forward_bf16(") != NULL);
     cr_expect(strstr(tb, "conv2d_1_forward_bf16(") == NULL, "one input channel has no pair");
-    cr_expect(strstr(tb, "conv2d_3_forward_bf16(") == NULL, "'same' padding has no bfloat16 kernel");
-    cr_expect(strstr(tb, "conv2d_4_forward_bf16(") == NULL, "8 output channels have no bfloat16 kernel");
+    cr_expect(strstr(tb, "conv2d_3_pad_input(") != NULL && strstr(tb, "conv2d_3_forward_bf16(") != NULL,
+              "'same' padding runs the bfloat16 kernels on its padded copy");
+    cr_expect(strstr(tb, "conv2d_4_forward_bf16(") == NULL, "a stride of 2 has no bfloat16 kernel");
+    cr_expect(strstr(tb, "conv2d_5_forward_bf16(") == NULL, "8 output channels have no bfloat16 kernel");
     cr_expect(strstr(tb, "#if NNC_BF16\n        conv2d_2_forward_bf16(") != NULL);
     cr_expect(strstr(tf, "NNC_BF16") == NULL && strstr(tf, "bf16") == NULL, "an fp32 model mentions bf16");
     free(tb);

@@ -130,28 +130,32 @@ static const struct {
 } bf16_targets[] = {{"gcc", "-march=sapphirerapids"}, {"clang", "-march=sapphirerapids"}};
 
 /*
- * `nnc --precision bf16` (vgg_bn: three bfloat16 convolutions) builds warning-free for every target above,
- * which run its fp32 kernels (this CPU: the bfloat16 ones, where it has AVX512_BF16), and for CPUs with
- * AVX512_BF16.
+ * `nnc --precision bf16` builds warning-free for every target above, which run its fp32 kernels (this CPU:
+ * the bfloat16 ones, where it has AVX512_BF16), and for CPUs with AVX512_BF16: vgg_bn (bfloat16
+ * convolutions and dense layer) and cifar_vgg (bfloat16 convolutions over padded copies).
  */
-Test(compile, bf16_code_builds_warning_free_for_every_target, .timeout = 300)
+Test(compile, bf16_code_builds_warning_free_for_every_target, .timeout = 600)
 {
+    static const char *const bf16_models[] = {"vgg_bn", "cifar_vgg"};
     char *dir = scratch_dir(), file[512], *out = NULL;
-    snprintf(file, sizeof file, "%s/vgg_bn_bf16.c", dir);
-    cr_assert_eq(run(NULL, "$B/nnc --precision bf16 models/vgg_bn.nn -o %s", file), 0);
-    cr_expect_eq(run(NULL, "grep -q '_forward_bf16(' %s", file), 0, "no bfloat16 kernel was emitted");
     int x86 = run(NULL, "test \"$(uname -m)\" = x86_64") == 0;
-    for (size_t t = 0; t < sizeof build_targets / sizeof build_targets[0]; t++) {
-        if (build_targets[t].x86_only && !x86)
-            continue;
-        cr_expect_eq(compile_clean(&out, build_targets[t].compiler, build_targets[t].flags, file), 0, "%s %s:\n%s",
-                     build_targets[t].compiler, build_targets[t].flags, out);
-        free(out);
-    }
-    for (size_t t = 0; x86 && t < sizeof bf16_targets / sizeof bf16_targets[0]; t++) {
-        cr_expect_eq(compile_clean(&out, bf16_targets[t].compiler, bf16_targets[t].flags, file), 0, "%s %s:\n%s",
-                     bf16_targets[t].compiler, bf16_targets[t].flags, out);
-        free(out);
+    for (size_t m = 0; m < sizeof bf16_models / sizeof bf16_models[0]; m++) {
+        snprintf(file, sizeof file, "%s/%s_bf16.c", dir, bf16_models[m]);
+        cr_assert_eq(run(NULL, "$B/nnc --precision bf16 models/%s.nn -o %s", bf16_models[m], file), 0);
+        cr_expect_eq(run(NULL, "grep -q '_forward_bf16(' %s", file), 0, "%s: no bfloat16 kernel was emitted",
+                     bf16_models[m]);
+        for (size_t t = 0; t < sizeof build_targets / sizeof build_targets[0]; t++) {
+            if (build_targets[t].x86_only && !x86)
+                continue;
+            cr_expect_eq(compile_clean(&out, build_targets[t].compiler, build_targets[t].flags, file), 0,
+                         "%s %s on %s:\n%s", build_targets[t].compiler, build_targets[t].flags, bf16_models[m], out);
+            free(out);
+        }
+        for (size_t t = 0; x86 && t < sizeof bf16_targets / sizeof bf16_targets[0]; t++) {
+            cr_expect_eq(compile_clean(&out, bf16_targets[t].compiler, bf16_targets[t].flags, file), 0,
+                         "%s %s on %s:\n%s", bf16_targets[t].compiler, bf16_targets[t].flags, bf16_models[m], out);
+            free(out);
+        }
     }
     run(NULL, "rm -rf %s", dir);
     free(dir);

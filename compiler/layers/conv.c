@@ -98,12 +98,13 @@ static int tensor_shape(const layer *l, int t, int dims[4])
 /* The one place that decides how a convolution computes. */
 const kernel_strategy *conv_choose(const layer *l)
 {
-    /* Register blocking reads whole windows: valid padding, or a padded copy of the input. */
+    /* Register blocking reads whole windows: valid padding, or a padded copy of the input, whose
+       kernels conv_padded chooses here again, for the padded shape. */
+    if (l->u.conv.same)
+        return conv_padded_choose(l);
     if (l->precision == PRECISION_BF16 && conv_bf16_fits(l))
         return &conv_bf16;
-    if (!l->u.conv.same)
-        return &conv_blocked;
-    return &conv_padded;
+    return &conv_blocked;
 }
 
 int conv_pixel_block(int vectors, int limit, int max_acc)

@@ -10,7 +10,16 @@
  * whole windows everywhere, so the register blocks need no bounds checks.
  * (The plain loops this replaced, which checked every tap against the
  * border, trained cifar_vgg at half the speed: 237 -> 472 images/s.)
+ *
+ * The kernels on the copy are whichever conv_choose() picks for the padded
+ * shape: conv_blocked's, or conv_bf16's under `precision bf16` where the
+ * channels fit it, which makes this file two strategies, conv_padded and
+ * conv_padded_bf16, alike but for their description and precision. The
+ * padded copies lie in the arena after the inner kernels' own scratch, which
+ * is alive during the same call.
  */
+#include <stdlib.h>
+
 #include "conv.h"
 
 /* The padded input's height or width: every window whole, and at least the input itself. */
@@ -32,11 +41,38 @@ static layer padded_view(const layer *l)
     return v;
 }
 
-/* The padded input and, where the layer has one, its gradient: alive together in backward. */
-enum { SCRATCH_IN, SCRATCH_DIN, N_SCRATCH };
+/* The kernels that run on the padded copy: the valid convolution's strategy for the padded shape. */
+static const kernel_strategy *inner(const layer *v)
+{
+    return conv_choose(v);
+}
+
+const kernel_strategy *conv_padded_choose(const layer *l)
+{
+    layer v = padded_view(l);
+    return inner(&v)->precision == PRECISION_BF16 ? &conv_padded_bf16 : &conv_padded;
+}
+
+/* The floats a sample of the arena the inner kernels use within one call (0 for conv_blocked's). */
+static int inner_scratch(const layer *v, int needs_din)
+{
+    layer_role r = {.needs_din = needs_din};
+    ws_list own = {0};
+    inner(v)->workspace(v, &r, &own);
+    free(own.members);
+    return own.scratch;
+}
+
+/*
+ * The padded input and, where the layer has one, its gradient: alive together
+ * in backward, and with whatever the inner kernels keep in the arena, which
+ * comes first (an empty entry for conv_blocked's kernels, which keep nothing).
+ */
+enum { SCRATCH_INNER, SCRATCH_IN, SCRATCH_DIN, N_SCRATCH };
 static int scratch_bufs(const layer *l, int needs_din, scratch_buf bufs[N_SCRATCH])
 {
     layer v = padded_view(l);
+    bufs[SCRATCH_INNER] = (scratch_buf){"after those", 0, inner_scratch(&v, needs_din)};
     bufs[SCRATCH_IN] = (scratch_buf){"the padded input", 0, shape_size(v.in)};
     bufs[SCRATCH_DIN] = (scratch_buf){"its gradient", 0, shape_size(v.in)};
     return needs_din ? N_SCRATCH : SCRATCH_DIN;
@@ -45,14 +81,14 @@ static int scratch_bufs(const layer *l, int needs_din, scratch_buf bufs[N_SCRATC
 static unsigned helpers(const layer *l, const layer_role *r)
 {
     layer v = padded_view(l);
-    return conv_blocked.helpers(&v, r);
+    return inner(&v)->helpers(&v, r);
 }
 
 static void workspace(const layer *l, const layer_role *r, ws_list *ws)
 {
     layer v = padded_view(l);
     scratch_buf bufs[N_SCRATCH];
-    conv_blocked.workspace(&v, r, ws);
+    inner(&v)->workspace(&v, r, ws);
     ws_scratch(ws, bufs, scratch_bufs(l, r->needs_din, bufs));
 }
 
@@ -108,13 +144,14 @@ static void emit(cgen *g, const layer *l, const layer_role *r)
     emit_pad(g, l, &v);
     if (r->needs_din)
         emit_crop(g, l, &v);
-    conv_blocked.emit(g, &v, r);
+    inner(&v)->emit(g, &v, r);
 }
 
 static void prepare(cgen *g, const layer *l, const layer_role *r, pass_kind pass)
 {
     layer v = padded_view(l);
-    conv_blocked.prepare(g, &v, r, pass);
+    if (inner(&v)->prepare)
+        inner(&v)->prepare(g, &v, r, pass);
 }
 
 /* The call that pads the slice's input into the scratch arena; `padded` gets the copy's expression. */
@@ -134,7 +171,7 @@ static void print_forward(cgen *g, const layer *l, const step_args *a)
     scratch_bufs(l, 0, bufs);
     print_pad_call(g, l, a, bufs, padded, sizeof padded);
     pa.in = padded;
-    conv_blocked.print_forward(g, &v, &pa);
+    inner(&v)->print_forward(g, &v, &pa);
 }
 
 static void print_backward(cgen *g, const layer *l, const step_args *a)
@@ -148,18 +185,23 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
     pa.in = padded;
     if (a->din)
         pa.din = scratch_arg(dpadded, sizeof dpadded, "float", bufs, SCRATCH_DIN);
-    conv_print_backward_call(g, &v, &pa);
+    inner(&v)->print_backward(g, &v, &pa);
     if (a->din)
         cgi(g, "%s_crop_grad(%s, %s, lo, hi);\n", l->name, a->din, dpadded);
 }
 
+#define PADDED_HOOKS                                                                                                   \
+    .helpers = helpers, .workspace = workspace, .emit = emit, .prepare = prepare, .print_forward = print_forward,    \
+    .print_backward = print_backward
+
 const kernel_strategy conv_padded = {
     .description = "register-blocked direct convolution over a zero-padded copy of the input",
     .precision = PRECISION_FP32,
-    .helpers = helpers,
-    .workspace = workspace,
-    .emit = emit,
-    .prepare = prepare,
-    .print_forward = print_forward,
-    .print_backward = print_backward,
+    PADDED_HOOKS,
+};
+
+const kernel_strategy conv_padded_bf16 = {
+    .description = "bfloat16 register-blocked convolution over a zero-padded copy of the input",
+    .precision = PRECISION_BF16,
+    PADDED_HOOKS,
 };

@@ -76,15 +76,19 @@ void ws_scratch(ws_list *ws, const scratch_buf *bufs, int n)
 {
     char list[96] = "in the scratch arena, a phase at a time: ";
     size_t used = strlen(list);
+    int prev = -1; /* the last buffer listed */
     for (int k = 0; k < n; k++) {
+        if (bufs[k].floats == 0)
+            continue; /* an empty entry of a table (conv_padded's inner kernels' share, over fp32 kernels) */
         /* + VEC: a vector kernel may read one vector past a buffer's last channel (as it may past an
            activation's, which have the same slack), and those reads must stay in the slice's share. */
         int end = scratch_before(bufs, k) + cache_lines(bufs[k].floats) + VEC;
         if (end > ws->scratch)
             ws->scratch = end;
-        const char *sep = k == 0 ? "" : bufs[k].phase == bufs[k - 1].phase ? ", " : "; then ";
+        const char *sep = prev < 0 ? "" : bufs[k].phase == bufs[prev].phase ? ", " : "; then ";
         used += (size_t)snprintf(list + used, used < sizeof list ? sizeof list - used : 0, "%s%s", sep, bufs[k].name);
         used = used < sizeof list ? used : sizeof list;
+        prev = k;
     }
     ws_comment(ws, list);
 }
