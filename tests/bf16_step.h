@@ -9,11 +9,13 @@
  * weights, the bfloat16 copies, the slice). Here the same generated file is
  * built twice, step_fp32.c with NNC_FP32_ONLY (the fp32 kernels) and step.c as
  * its target allows (bfloat16 where it has AVX512_BF16), and both run
- * train_batch and infer_batch from the same parameters on the same batch, on
- * two threads. Every gradient tensor, the loss and the probabilities must agree
- * to bfloat16's precision: a swapped buffer, a pack that did not run or a slice
- * left out is off by about the tensor's own size. Where the target has no
- * AVX512_BF16, both builds are the fp32 kernels and must agree to the bit.
+ * train_batch, then infer_batch in a workspace of its own (so that it finds
+ * none of training's packed weights or outputs), from the same parameters on
+ * the same batch, on two threads. Every gradient tensor, the loss and the
+ * probabilities must agree to bfloat16's precision: a swapped buffer, a pack
+ * that did not run or a slice left out is off by about the tensor's own size.
+ * Where the target has no AVX512_BF16, both builds are the fp32 kernels and
+ * must agree to the bit.
  *
  * Include after the generated model, compiled with NNC_BARE and NNC_NO_MAIN.
  */
@@ -34,7 +36,7 @@ typedef struct {
 static void bf16_step_run(bf16_step_result *r)
 {
     static float params[N_PARAMS], state[N_STATE + 1], x[(size_t)B * IN_H * IN_W * IN_C];
-    static workspace ws;
+    static workspace ws, infer_ws; /* inference in a workspace of its own: none of training's packs or outputs */
     uint8_t labels[B];
     nnc_rng rng;
     nnc_rng_seed(&rng, 42, 7);
@@ -45,8 +47,8 @@ static void bf16_step_run(bf16_step_result *r)
         labels[b] = (uint8_t)((b * 7 + 1) % N_CLASSES);
     nnc_step_ctx ctx = {.threads = 2, .dropout_key = 0xC0FFEEULL, .workspace = &ws};
     r->loss = train_batch(&ctx, x, labels, B, params, r->grads, state).loss_sum / B;
-    ctx.dropout_key = 0;
-    infer_batch(&ctx, x, B, params, state, r->probs);
+    nnc_step_ctx infer_ctx = {.threads = 2, .dropout_key = 0, .workspace = &infer_ws};
+    infer_batch(&infer_ctx, x, B, params, state, r->probs);
 }
 
 /* An exported function running bf16_step_run in this build of the model. */
@@ -61,8 +63,9 @@ static void bf16_step_run(bf16_step_result *r)
  * norm of the fp32 result. Rounding moves each layer's operands by up to 2^-9,
  * and a gradient several bfloat16 layers down also sees relu masks that
  * near-zero outputs flip: measured 0.2% to 7.6% (conv_padded_bf16's first
- * bias, whose sum over 315 pixels cancels to a ninth of its kernel's norm). Wiring faults tried by editing the generated
- * step (another layer's packed weights, a pack left out, a scratch region
+ * bias, whose sum over 315 pixels cancels to a ninth of its kernel's norm).
+ * Wiring faults tried by editing the generated step (another layer's packed
+ * weights, a training or an inference pack left out, a scratch region
  * overlapping another or the padded input, a forward pass over one image of
  * each slice) put a tensor 30% to 40x away.
  */
@@ -99,7 +102,13 @@ static void bf16_step_compare(const char *name, const bf16_step_result *got, con
         cr_expect(d < BF16_STEP_TOLERANCE, "%s %s: the bf16 step's gradient is %.3e of its norm from the fp32 one's",
                   name, info->name, d);
     }
-    double norm, d = bf16_step_distance(got->probs, fp32->probs, (size_t)B * N_CLASSES, &norm);
+    /* The probabilities as their distance from a uniform guess, which is all an untrained model's differ by. */
+    float got_p[B * N_CLASSES], fp32_p[B * N_CLASSES];
+    for (int i = 0; i < B * N_CLASSES; i++) {
+        got_p[i] = got->probs[i] - 1.0f / N_CLASSES;
+        fp32_p[i] = fp32->probs[i] - 1.0f / N_CLASSES;
+    }
+    double norm, d = bf16_step_distance(got_p, fp32_p, (size_t)B * N_CLASSES, &norm);
     cr_log_info("%s: probabilities %.2e apart, loss %.6f against %.6f", name, d, got->loss, fp32->loss);
     cr_expect(d < BF16_STEP_TOLERANCE, "%s: inference outputs %.3e of their norm apart", name, d);
     cr_expect(fabs(got->loss - fp32->loss) < BF16_STEP_TOLERANCE * fabs(fp32->loss), "%s: loss %.6f against %.6f",

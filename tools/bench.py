@@ -132,9 +132,9 @@ def parse_bench_lines(text):
     return out
 
 
-def run_nnc(binary, seconds, threads):
+def run_nnc(binary, seconds, threads, env=None):
     cmd = [binary, "--bench", "--bench-seconds", "%g" % seconds, "--threads", str(threads)]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         raise RuntimeError("%s failed (exit %d): %s" % (" ".join(cmd), p.returncode, p.stderr.strip()))
     b = parse_bench_lines(p.stdout)
@@ -590,7 +590,8 @@ def render(rows, with_torch, torch_note, machine, software, seconds, threads, ro
                   "OpenMP OpenBLAS (libopenblas0-openmp, unpacked under build/ by tools/bench.sh and first on the "
                   "PyTorch process's library path, so that it shares libgomp's pool instead of running a pthread "
                   "pool beside it; the software line says which BLAS the process mapped). Beside a trainer built "
-                  "for AVX2 (-march=%s), PyTorch runs capped at AVX2 too, in a process of its own: %s."
+                  "for AVX2 (-march=%s), PyTorch runs capped at AVX2 too, in a process of its own: %s "
+                  "(and the trainer with the same OPENBLAS_CORETYPE)."
                   % (rows_loss(rows), threads, TORCH_WARMUP_STEPS, " or ".join(AVX2_MARCHES),
                      ", ".join("%s=%s" % kv for kv in AVX2_PEER_ENV.items()))]
     else:
@@ -641,23 +642,23 @@ def spread(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def nnc_round(binary, seconds, threads):
+def nnc_round(binary, seconds, threads, env=None):
     """nnc at every thread count from 1 to threads; per workload the best count's figure.
     Training and inference each take their best thread count (on a loaded machine
     1 thread can beat 2); the epoch rate comes from training's run (its short epochs
     are too noisy to pick by)."""
-    runs = {t: run_nnc(binary, seconds, t) for t in range(1, threads + 1)}
+    runs = {t: run_nnc(binary, seconds, t, env) for t in range(1, threads + 1)}
     best = {w: max(runs, key=lambda t: float(runs[t][w + "_img_s"])) for w in ("train", "infer")}
     best["epoch"] = best["train"]
     figures = {w: float(runs[t][w + "_img_s"]) for w, t in best.items() if w + "_img_s" in runs[t]}
     return runs, best, figures
 
 
-def bench_model(row, name, binary, worker, a):
+def bench_model(row, name, binary, worker, a, nnc_env=None):
     """Fill row with each side's median and spread over a.rounds alternating rounds."""
     nnc_figures, torch_rounds, configs = [], [], None
     for _ in range(a.rounds):
-        runs, best, figures = nnc_round(binary, a.seconds, a.threads)
+        runs, best, figures = nnc_round(binary, a.seconds, a.threads, nnc_env)
         nnc_figures.append(figures)
         if worker and not (torch_rounds and "error" in torch_rounds[-1]):
             b = runs[a.threads]
@@ -832,14 +833,18 @@ def main():
         t_model = time.monotonic()
         row = {"name": label}
         rows.append(row)
-        peer = worker
-        if worker and peer_isa == "avx2":
-            if not avx2_worker:
+        peer, nnc_env = worker, None
+        if peer_isa == "avx2":
+            # The trainer's own OpenBLAS calls (dense layers) take AVX2 kernels too.
+            nnc_env = dict(os.environ, OPENBLAS_CORETYPE=AVX2_PEER_ENV["OPENBLAS_CORETYPE"])
+            if worker and not avx2_worker:
                 log("bench: starting PyTorch capped at AVX2 (%s)" % " ".join("%s=%s" % kv for kv in AVX2_PEER_ENV.items()))
                 avx2_worker = TorchWorker(a.reference, a.threads, a.torch_malloc, isa="avx2")
-            peer = avx2_worker
+                if "error" in avx2_worker.hello:
+                    log("bench: PyTorch capped at AVX2 did not start: " + avx2_worker.hello["error"])
+            peer = avx2_worker if worker else None
         try:
-            bench_model(row, name, binary, peer, a)
+            bench_model(row, name, binary, peer, a, nnc_env)
         except (RuntimeError, OSError) as e:
             row["error"] = str(e)
             log("bench: [%d/%d] %s: %s" % (k, len(entries), label, e))

@@ -2,10 +2,10 @@
  * conv_padded.c - 'same' padding through the register-blocked kernels.
  *
  * The slice's input is copied with its zero border into the scratch arena
- * (kind.h), and conv_blocked's kernels run on the copy as the valid
+ * (kind.h), and the valid convolution's kernels run on the copy as the valid
  * convolution of the padded shape, whose output is the 'same' convolution's.
  * Backward copies the input again (scratch lives only within a call), runs
- * the blocked backward into a zero-bordered input gradient, and keeps its
+ * the valid backward into a zero-bordered input gradient, and keeps its
  * interior. The copies are memory passes over the input; what they buy is
  * whole windows everywhere, so the register blocks need no bounds checks.
  * (The plain loops this replaced, which checked every tap against the
@@ -29,7 +29,7 @@ static int padded_axis(int in, int out, int k, int stride)
     return span > in ? span : in;
 }
 
-/* The layer as conv_blocked sees it: the padded input, valid padding. */
+/* The layer as the kernels on the copy see it: the padded input, valid padding. */
 static layer padded_view(const layer *l)
 {
     const conv_params *c = &l->u.conv;
@@ -53,12 +53,19 @@ const kernel_strategy *conv_padded_choose(const layer *l)
     return inner(&v)->precision == PRECISION_BF16 ? &conv_padded_bf16 : &conv_padded;
 }
 
-/* The floats a sample of the arena the inner kernels use within one call (0 for conv_blocked's). */
+/*
+ * The floats a sample of the arena the inner kernels use within one call (0 for
+ * conv_blocked's), from their own workspace on a list of its own. Only
+ * needs_din is known where the calls are printed (step_args), so the inner
+ * strategy's scratch must depend on no other part of the role: conv_bf16's
+ * depends on needs_din alone.
+ */
 static int inner_scratch(const layer *v, int needs_din)
 {
     layer_role r = {.needs_din = needs_din};
     ws_list own = {0};
-    inner(v)->workspace(v, &r, &own);
+    if (inner(v)->workspace)
+        inner(v)->workspace(v, &r, &own);
     free(own.members);
     return own.scratch;
 }
@@ -81,14 +88,15 @@ static int scratch_bufs(const layer *l, int needs_din, scratch_buf bufs[N_SCRATC
 static unsigned helpers(const layer *l, const layer_role *r)
 {
     layer v = padded_view(l);
-    return inner(&v)->helpers(&v, r);
+    return inner(&v)->helpers ? inner(&v)->helpers(&v, r) : 0;
 }
 
 static void workspace(const layer *l, const layer_role *r, ws_list *ws)
 {
     layer v = padded_view(l);
     scratch_buf bufs[N_SCRATCH];
-    inner(&v)->workspace(&v, r, ws);
+    if (inner(&v)->workspace)
+        inner(&v)->workspace(&v, r, ws);
     ws_scratch(ws, bufs, scratch_bufs(l, r->needs_din, bufs));
 }
 
@@ -201,7 +209,8 @@ const kernel_strategy conv_padded = {
 };
 
 const kernel_strategy conv_padded_bf16 = {
-    .description = "bfloat16 register-blocked convolution over a zero-padded copy of the input",
+    .description = "register-blocked direct convolution over a zero-padded copy of the input, bfloat16 products "
+                   "and fp32 sums where the target has AVX512_BF16 (else fp32)",
     .precision = PRECISION_BF16,
     PADDED_HOOKS,
 };
