@@ -245,6 +245,7 @@ def software_line(torch_info):
 # (oneDNN reads the variable when it starts: a worker of its own). Against PyTorch's AVX-512 kernels
 # the row would compare two instruction sets, not two frameworks.
 AVX2_PEER_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell"}
+AVX2_PEER_TEXT = " ".join("%s=%s" % kv for kv in AVX2_PEER_ENV.items())  # for the log and the table's notes
 AVX2_MARCHES = ("x86-64-v3", "haswell")
 
 
@@ -593,7 +594,7 @@ def render(rows, with_torch, torch_note, machine, software, seconds, threads, ro
                   "for AVX2 (-march=%s), PyTorch runs capped at AVX2 too, in a process of its own: %s "
                   "(and the trainer with the same OPENBLAS_CORETYPE)."
                   % (rows_loss(rows), threads, TORCH_WARMUP_STEPS, " or ".join(AVX2_MARCHES),
-                     ", ".join("%s=%s" % kv for kv in AVX2_PEER_ENV.items()))]
+                     AVX2_PEER_TEXT)]
     else:
         lines += ["", "PyTorch columns skipped: %s." % torch_note]
     return "\n".join(lines) + "\n"
@@ -838,7 +839,7 @@ def main():
             # The trainer's own OpenBLAS calls (dense layers) take AVX2 kernels too.
             nnc_env = dict(os.environ, OPENBLAS_CORETYPE=AVX2_PEER_ENV["OPENBLAS_CORETYPE"])
             if worker and not avx2_worker:
-                log("bench: starting PyTorch capped at AVX2 (%s)" % " ".join("%s=%s" % kv for kv in AVX2_PEER_ENV.items()))
+                log("bench: starting PyTorch capped at AVX2 (%s)" % AVX2_PEER_TEXT)
                 avx2_worker = TorchWorker(a.reference, a.threads, a.torch_malloc, isa="avx2")
                 if "error" in avx2_worker.hello:
                     log("bench: PyTorch capped at AVX2 did not start: " + avx2_worker.hello["error"])
