@@ -550,6 +550,7 @@ static void print_op(printer *pr, const plan *p, const plan_op *op)
             .dout = grad_expr(dout, sizeof dout, p, op->dout),
             .grads = "ws->slice_grads[c]",
             .fused_softmax = p->roles[op->layer].fused_softmax,
+            .pass = p->pass,
         };
         op->step.print(g, l, &a);
         break;

@@ -236,6 +236,8 @@ typedef struct {
     /* conv2d_2 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_2_wt[3 * 3 * 32 * 32] ALIGNED;
+    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    float conv2d_2_u[16 * 32 * 32] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_2 */
     /* per-slice channel sums of x and of x^2 */
@@ -250,6 +252,8 @@ typedef struct {
     /* conv2d_3 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_3_wt[3 * 3 * 64 * 32] ALIGNED;
+    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    float conv2d_3_u[16 * 32 * 64] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_3 */
     /* per-slice channel sums of x and of x^2 */
@@ -260,6 +264,8 @@ typedef struct {
     /* conv2d_4 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_4_wt[3 * 3 * 64 * 64] ALIGNED;
+    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    float conv2d_4_u[16 * 64 * 64] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_4 */
     /* per-slice channel sums of x and of x^2 */
@@ -274,6 +280,8 @@ typedef struct {
     /* conv2d_5 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_5_wt[3 * 3 * 128 * 64] ALIGNED;
+    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    float conv2d_5_u[16 * 64 * 128] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_5 */
     /* per-slice channel sums of x and of x^2 */
@@ -284,6 +292,8 @@ typedef struct {
     /* conv2d_6 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_6_wt[3 * 3 * 128 * 128] ALIGNED;
+    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    float conv2d_6_u[16 * 128 * 128] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_6 */
     /* per-slice channel sums of x and of x^2 */
@@ -666,7 +676,7 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_2: `conv 32 3x3 pad=same relu` (models/cifar_vgg.nn:15) ----
  * in [n][32][32][32] -> out [n][32][32][32]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input */
+ * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][34][34][32]. */
 static void conv2d_2_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -998,6 +1008,228 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
     conv2d_2_weight_grad(dw, dout, in, lo, hi);
     conv2d_2_input_grad(din, dout, wt, lo, hi);
 }
+/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][32][32]. */
+static void conv2d_2_winograd_weights(float *restrict u, const float *restrict w)
+{
+    for (int ci = 0; ci < 32; ci++)
+        for (int co = 0; co < 32; co++) {
+            float k[3][3], gk[4][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    k[ky][kx] = w[((ky * 3 + kx) * 32 + ci) * 32 + co];
+            for (int kx = 0; kx < 3; kx++) {
+                gk[0][kx] = k[0][kx];
+                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
+                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[3][kx] = k[2][kx];
+            }
+            for (int i = 0; i < 4; i++) {
+                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
+                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                for (int j = 0; j < 4; j++)
+                    u[((i * 4 + j) * 32 + ci) * 32 + co] = row[j];
+            }
+        }
+}
+
+#if LANES == 16
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 6 tiles x 2 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 16 + t0) * 32, *uk = u + xi * 1024;
+    vf acc[6][2];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 2; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 32; ci++) {
+        vf wv[2];
+        for (int c = 0; c < 2; c++)
+            load_vec(&wv[c], uk + ci * 32 + 16 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 32 + ci];
+            for (int c = 0; c < 2; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 16 + t0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 2; c++)
+            store_vec(mt + p * 32 + 16 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 16 tiles, 16 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_2_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 16 * 32] ALIGNED, m[16 * 16 * 32] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 16; ty++) {
+            for (int tx0 = 0; tx0 < 16; tx0 += 16) {
+                const int nt = 16; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 2; c++) {
+                        const float *px = in + (((size_t)b * 34 + 2 * ty) * 34 + 2 * (tx0 + t))
+                                * 32 + 16 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 34 + k) * 32);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 16 + t) * 32 + 16 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 6 <= nt; t0 += 6)
+                        conv2d_2_winograd_products(m, v, u, xi, t0, 6);
+                    if (t0 < nt)
+                        conv2d_2_winograd_products(m, v, u, xi, t0, nt - t0);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 2; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 16 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 16 + t) * 32 + 16 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 32 + 2 * ty + i) * 32 + 2 * (tx0 + t))
+                                    * 32 + 16 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 32, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 32 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 3 tiles x 4 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 16 + t0) * 32, *uk = u + xi * 1024;
+    vf acc[3][4];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 32; ci++) {
+        vf wv[4];
+        for (int c = 0; c < 4; c++)
+            load_vec(&wv[c], uk + ci * 32 + 8 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 32 + ci];
+            for (int c = 0; c < 4; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 16 + t0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            store_vec(mt + p * 32 + 8 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 16 tiles, 16 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_2_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 16 * 32] ALIGNED, m[16 * 16 * 32] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 16; ty++) {
+            for (int tx0 = 0; tx0 < 16; tx0 += 16) {
+                const int nt = 16; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        const float *px = in + (((size_t)b * 34 + 2 * ty) * 34 + 2 * (tx0 + t))
+                                * 32 + 8 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 34 + k) * 32);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 16 + t) * 32 + 8 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 3 <= nt; t0 += 3)
+                        conv2d_2_winograd_products(m, v, u, xi, t0, 3);
+                    if (t0 < nt)
+                        conv2d_2_winograd_products(m, v, u, xi, t0, nt - t0);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 8 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 16 + t) * 32 + 8 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 32 + 2 * ty + i) * 32 + 2 * (tx0 + t))
+                                    * 32 + 8 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 32, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 32 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#endif
+
 
 /* ---- batch_normalization_2: `batchnorm` (models/cifar_vgg.nn:16) ----
  * in [n][32][32][32] -> out [n][32][32][32]; kernel: elementwise loops */
@@ -1190,7 +1422,7 @@ static void dropout_1_backward(float *restrict din, const float *restrict dout,
 
 /* ---- conv2d_3: `conv 64 3x3 pad=same relu` (models/cifar_vgg.nn:19) ----
  * in [n][16][16][32] -> out [n][16][16][64]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input */
+ * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][18][18][32]. */
 static void conv2d_3_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -1522,6 +1754,226 @@ static void conv2d_3_backward(float *restrict din, float *restrict dw, float *re
     conv2d_3_weight_grad(dw, dout, in, lo, hi);
     conv2d_3_input_grad(din, dout, wt, lo, hi);
 }
+/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][32][64]. */
+static void conv2d_3_winograd_weights(float *restrict u, const float *restrict w)
+{
+    for (int ci = 0; ci < 32; ci++)
+        for (int co = 0; co < 64; co++) {
+            float k[3][3], gk[4][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    k[ky][kx] = w[((ky * 3 + kx) * 32 + ci) * 64 + co];
+            for (int kx = 0; kx < 3; kx++) {
+                gk[0][kx] = k[0][kx];
+                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
+                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[3][kx] = k[2][kx];
+            }
+            for (int i = 0; i < 4; i++) {
+                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
+                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                for (int j = 0; j < 4; j++)
+                    u[((i * 4 + j) * 32 + ci) * 64 + co] = row[j];
+            }
+        }
+}
+
+#if LANES == 16
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 6 tiles x 4 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_3_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 8 + t0) * 32, *uk = u + xi * 2048;
+    vf acc[6][4];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 32; ci++) {
+        vf wv[4];
+        for (int c = 0; c < 4; c++)
+            load_vec(&wv[c], uk + ci * 64 + 16 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 32 + ci];
+            for (int c = 0; c < 4; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 8 + t0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            store_vec(mt + p * 64 + 16 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 8 tiles, 8 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_3_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 8 * 32] ALIGNED, m[16 * 8 * 64] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 8; ty++) {
+            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
+                const int nt = 8; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 2; c++) {
+                        const float *px = in + (((size_t)b * 18 + 2 * ty) * 18 + 2 * (tx0 + t))
+                                * 32 + 16 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 18 + k) * 32);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 8 + t) * 32 + 16 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 6 <= nt; t0 += 6)
+                        conv2d_3_winograd_products(m, v, u, xi, t0, 6);
+                    if (t0 < nt)
+                        conv2d_3_winograd_products(m, v, u, xi, t0, nt - t0);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 16 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 8 + t) * 64 + 16 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 16 + 2 * ty + i) * 16 + 2 * (tx0 + t))
+                                    * 64 + 16 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 64, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 16 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 1 tile x 8 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_3_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 8 + t0) * 32, *uk = u + xi * 2048;
+    vf acc[1][8];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 32; ci++) {
+        vf wv[8];
+        for (int c = 0; c < 8; c++)
+            load_vec(&wv[c], uk + ci * 64 + 8 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 32 + ci];
+            for (int c = 0; c < 8; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 8 + t0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            store_vec(mt + p * 64 + 8 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 8 tiles, 8 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_3_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 8 * 32] ALIGNED, m[16 * 8 * 64] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 8; ty++) {
+            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
+                const int nt = 8; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        const float *px = in + (((size_t)b * 18 + 2 * ty) * 18 + 2 * (tx0 + t))
+                                * 32 + 8 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 18 + k) * 32);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 8 + t) * 32 + 8 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 1 <= nt; t0 += 1)
+                        conv2d_3_winograd_products(m, v, u, xi, t0, 1);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 8 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 8 + t) * 64 + 8 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 16 + 2 * ty + i) * 16 + 2 * (tx0 + t))
+                                    * 64 + 8 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 64, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 16 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#endif
+
 
 /* ---- batch_normalization_3: `batchnorm` (models/cifar_vgg.nn:20) ----
  * in [n][16][16][64] -> out [n][16][16][64]; kernel: elementwise loops */
@@ -1639,7 +2091,7 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_4: `conv 64 3x3 pad=same relu` (models/cifar_vgg.nn:21) ----
  * in [n][16][16][64] -> out [n][16][16][64]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input */
+ * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][18][18][64]. */
 static void conv2d_4_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -1971,6 +2423,226 @@ static void conv2d_4_backward(float *restrict din, float *restrict dw, float *re
     conv2d_4_weight_grad(dw, dout, in, lo, hi);
     conv2d_4_input_grad(din, dout, wt, lo, hi);
 }
+/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][64][64]. */
+static void conv2d_4_winograd_weights(float *restrict u, const float *restrict w)
+{
+    for (int ci = 0; ci < 64; ci++)
+        for (int co = 0; co < 64; co++) {
+            float k[3][3], gk[4][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    k[ky][kx] = w[((ky * 3 + kx) * 64 + ci) * 64 + co];
+            for (int kx = 0; kx < 3; kx++) {
+                gk[0][kx] = k[0][kx];
+                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
+                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[3][kx] = k[2][kx];
+            }
+            for (int i = 0; i < 4; i++) {
+                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
+                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                for (int j = 0; j < 4; j++)
+                    u[((i * 4 + j) * 64 + ci) * 64 + co] = row[j];
+            }
+        }
+}
+
+#if LANES == 16
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 6 tiles x 4 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 8 + t0) * 64, *uk = u + xi * 4096;
+    vf acc[6][4];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 64; ci++) {
+        vf wv[4];
+        for (int c = 0; c < 4; c++)
+            load_vec(&wv[c], uk + ci * 64 + 16 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 64 + ci];
+            for (int c = 0; c < 4; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 8 + t0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            store_vec(mt + p * 64 + 16 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 8 tiles, 8 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_4_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 8 * 64] ALIGNED, m[16 * 8 * 64] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 8; ty++) {
+            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
+                const int nt = 8; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        const float *px = in + (((size_t)b * 18 + 2 * ty) * 18 + 2 * (tx0 + t))
+                                * 64 + 16 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 18 + k) * 64);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 8 + t) * 64 + 16 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 6 <= nt; t0 += 6)
+                        conv2d_4_winograd_products(m, v, u, xi, t0, 6);
+                    if (t0 < nt)
+                        conv2d_4_winograd_products(m, v, u, xi, t0, nt - t0);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 16 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 8 + t) * 64 + 16 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 16 + 2 * ty + i) * 16 + 2 * (tx0 + t))
+                                    * 64 + 16 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 64, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 16 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 1 tile x 8 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 8 + t0) * 64, *uk = u + xi * 4096;
+    vf acc[1][8];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 64; ci++) {
+        vf wv[8];
+        for (int c = 0; c < 8; c++)
+            load_vec(&wv[c], uk + ci * 64 + 8 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 64 + ci];
+            for (int c = 0; c < 8; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 8 + t0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            store_vec(mt + p * 64 + 8 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 8 tiles, 8 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_4_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 8 * 64] ALIGNED, m[16 * 8 * 64] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 8; ty++) {
+            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
+                const int nt = 8; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        const float *px = in + (((size_t)b * 18 + 2 * ty) * 18 + 2 * (tx0 + t))
+                                * 64 + 8 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 18 + k) * 64);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 8 + t) * 64 + 8 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 1 <= nt; t0 += 1)
+                        conv2d_4_winograd_products(m, v, u, xi, t0, 1);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 8 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 8 + t) * 64 + 8 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 16 + 2 * ty + i) * 16 + 2 * (tx0 + t))
+                                    * 64 + 8 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 64, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 16 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#endif
+
 
 /* ---- batch_normalization_4: `batchnorm` (models/cifar_vgg.nn:22) ----
  * in [n][16][16][64] -> out [n][16][16][64]; kernel: elementwise loops */
@@ -2163,7 +2835,7 @@ static void dropout_2_backward(float *restrict din, const float *restrict dout,
 
 /* ---- conv2d_5: `conv 128 3x3 pad=same relu` (models/cifar_vgg.nn:25) ----
  * in [n][8][8][64] -> out [n][8][8][128]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input */
+ * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][10][10][64]. */
 static void conv2d_5_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -2495,6 +3167,226 @@ static void conv2d_5_backward(float *restrict din, float *restrict dw, float *re
     conv2d_5_weight_grad(dw, dout, in, lo, hi);
     conv2d_5_input_grad(din, dout, wt, lo, hi);
 }
+/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][64][128]. */
+static void conv2d_5_winograd_weights(float *restrict u, const float *restrict w)
+{
+    for (int ci = 0; ci < 64; ci++)
+        for (int co = 0; co < 128; co++) {
+            float k[3][3], gk[4][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    k[ky][kx] = w[((ky * 3 + kx) * 64 + ci) * 128 + co];
+            for (int kx = 0; kx < 3; kx++) {
+                gk[0][kx] = k[0][kx];
+                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
+                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[3][kx] = k[2][kx];
+            }
+            for (int i = 0; i < 4; i++) {
+                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
+                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                for (int j = 0; j < 4; j++)
+                    u[((i * 4 + j) * 64 + ci) * 128 + co] = row[j];
+            }
+        }
+}
+
+#if LANES == 16
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 3 tiles x 8 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_5_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 4 + t0) * 64, *uk = u + xi * 8192;
+    vf acc[3][8];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 64; ci++) {
+        vf wv[8];
+        for (int c = 0; c < 8; c++)
+            load_vec(&wv[c], uk + ci * 128 + 16 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 64 + ci];
+            for (int c = 0; c < 8; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 4 + t0) * 128;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            store_vec(mt + p * 128 + 16 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_5_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 4 * 64] ALIGNED, m[16 * 4 * 128] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        const float *px = in + (((size_t)b * 10 + 2 * ty) * 10 + 2 * (tx0 + t))
+                                * 64 + 16 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 10 + k) * 64);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 4 + t) * 64 + 16 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 3 <= nt; t0 += 3)
+                        conv2d_5_winograd_products(m, v, u, xi, t0, 3);
+                    if (t0 < nt)
+                        conv2d_5_winograd_products(m, v, u, xi, t0, nt - t0);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 16 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 16 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
+                                    * 128 + 16 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 128, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 8 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 1 tile x 16 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_5_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 4 + t0) * 64, *uk = u + xi * 8192;
+    vf acc[1][16];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 16; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 64; ci++) {
+        vf wv[16];
+        for (int c = 0; c < 16; c++)
+            load_vec(&wv[c], uk + ci * 128 + 8 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 64 + ci];
+            for (int c = 0; c < 16; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 4 + t0) * 128;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 16; c++)
+            store_vec(mt + p * 128 + 8 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_5_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 4 * 64] ALIGNED, m[16 * 4 * 128] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        const float *px = in + (((size_t)b * 10 + 2 * ty) * 10 + 2 * (tx0 + t))
+                                * 64 + 8 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 10 + k) * 64);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 4 + t) * 64 + 8 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 1 <= nt; t0 += 1)
+                        conv2d_5_winograd_products(m, v, u, xi, t0, 1);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 16; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 8 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 8 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
+                                    * 128 + 8 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 128, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 8 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#endif
+
 
 /* ---- batch_normalization_5: `batchnorm` (models/cifar_vgg.nn:26) ----
  * in [n][8][8][128] -> out [n][8][8][128]; kernel: elementwise loops */
@@ -2612,7 +3504,7 @@ static void batch_normalization_5_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_6: `conv 128 3x3 pad=same relu` (models/cifar_vgg.nn:27) ----
  * in [n][8][8][128] -> out [n][8][8][128]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input */
+ * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][10][10][128]. */
 static void conv2d_6_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -2944,6 +3836,226 @@ static void conv2d_6_backward(float *restrict din, float *restrict dw, float *re
     conv2d_6_weight_grad(dw, dout, in, lo, hi);
     conv2d_6_input_grad(din, dout, wt, lo, hi);
 }
+/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][128][128]. */
+static void conv2d_6_winograd_weights(float *restrict u, const float *restrict w)
+{
+    for (int ci = 0; ci < 128; ci++)
+        for (int co = 0; co < 128; co++) {
+            float k[3][3], gk[4][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    k[ky][kx] = w[((ky * 3 + kx) * 128 + ci) * 128 + co];
+            for (int kx = 0; kx < 3; kx++) {
+                gk[0][kx] = k[0][kx];
+                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
+                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[3][kx] = k[2][kx];
+            }
+            for (int i = 0; i < 4; i++) {
+                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
+                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                for (int j = 0; j < 4; j++)
+                    u[((i * 4 + j) * 128 + ci) * 128 + co] = row[j];
+            }
+        }
+}
+
+#if LANES == 16
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 3 tiles x 8 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_6_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 4 + t0) * 128, *uk = u + xi * 16384;
+    vf acc[3][8];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 128; ci++) {
+        vf wv[8];
+        for (int c = 0; c < 8; c++)
+            load_vec(&wv[c], uk + ci * 128 + 16 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 128 + ci];
+            for (int c = 0; c < 8; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 4 + t0) * 128;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            store_vec(mt + p * 128 + 16 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_6_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 4 * 128] ALIGNED, m[16 * 4 * 128] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        const float *px = in + (((size_t)b * 10 + 2 * ty) * 10 + 2 * (tx0 + t))
+                                * 128 + 16 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 10 + k) * 128);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 4 + t) * 128 + 16 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 3 <= nt; t0 += 3)
+                        conv2d_6_winograd_products(m, v, u, xi, t0, 3);
+                    if (t0 < nt)
+                        conv2d_6_winograd_products(m, v, u, xi, t0, nt - t0);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 16 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 16 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
+                                    * 128 + 16 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 128, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 8 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 1 tile x 16 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_6_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 4 + t0) * 128, *uk = u + xi * 16384;
+    vf acc[1][16];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 16; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 128; ci++) {
+        vf wv[16];
+        for (int c = 0; c < 16; c++)
+            load_vec(&wv[c], uk + ci * 128 + 8 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 128 + ci];
+            for (int c = 0; c < 16; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 4 + t0) * 128;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 16; c++)
+            store_vec(mt + p * 128 + 8 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_6_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 4 * 128] ALIGNED, m[16 * 4 * 128] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 16; c++) {
+                        const float *px = in + (((size_t)b * 10 + 2 * ty) * 10 + 2 * (tx0 + t))
+                                * 128 + 8 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 10 + k) * 128);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 4 + t) * 128 + 8 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 1 <= nt; t0 += 1)
+                        conv2d_6_winograd_products(m, v, u, xi, t0, 1);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 16; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 8 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 8 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
+                                    * 128 + 8 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 128, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 8 + 2 * ty) * 1024;
+            for (int j = 0; j < 2048; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#endif
+
 
 /* ---- batch_normalization_6: `batchnorm` (models/cifar_vgg.nn:28) ----
  * in [n][8][8][128] -> out [n][8][8][128]; kernel: elementwise loops */
@@ -3909,6 +5021,20 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
     return stats;
 }
 
+/* Inference: the weights in the layouts the kernels read, once a step */
+static void infer_prepare(const step *s)
+{
+    workspace *ws = s->ws;
+    const float *params = s->params;
+    ONE_THREAD {
+        conv2d_2_winograd_weights(ws->conv2d_2_u, params + CONV2D_2_W);
+        conv2d_3_winograd_weights(ws->conv2d_3_u, params + CONV2D_3_W);
+        conv2d_4_winograd_weights(ws->conv2d_4_u, params + CONV2D_4_W);
+        conv2d_5_winograd_weights(ws->conv2d_5_u, params + CONV2D_5_W);
+        conv2d_6_winograd_weights(ws->conv2d_6_u, params + CONV2D_6_W);
+    }
+}
+
 /* Inference: every layer's forward pass */
 static void infer_forward(const step *s)
 {
@@ -3931,8 +5057,8 @@ static void infer_forward(const step *s)
         /* conv2d_2: `conv 32 3x3 pad=same relu` */
         conv2d_2_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 36992),
                            ws->batch_normalization_1_out, lo, hi);
-        conv2d_2_forward(ws->conv2d_2_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 36992),
-                         params + CONV2D_2_W, params + CONV2D_2_B, lo, hi);
+        conv2d_2_winograd_forward(ws->conv2d_2_out, (float *)scratch_region(ws->scratch, lo, hi, 0,
+                36992), ws->conv2d_2_u, params + CONV2D_2_B, lo, hi);
         /* batch_normalization_2: `batchnorm` */
         batch_normalization_2_forward_infer(ws->batch_normalization_2_out, ws->conv2d_2_out,
                                             params + BATCH_NORMALIZATION_2_GAMMA,
@@ -3947,8 +5073,8 @@ static void infer_forward(const step *s)
         /* conv2d_3: `conv 64 3x3 pad=same relu` */
         conv2d_3_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 10368),
                            ws->dropout_1_out, lo, hi);
-        conv2d_3_forward(ws->conv2d_3_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 10368),
-                         params + CONV2D_3_W, params + CONV2D_3_B, lo, hi);
+        conv2d_3_winograd_forward(ws->conv2d_3_out, (float *)scratch_region(ws->scratch, lo, hi, 0,
+                10368), ws->conv2d_3_u, params + CONV2D_3_B, lo, hi);
         /* batch_normalization_3: `batchnorm` */
         batch_normalization_3_forward_infer(ws->batch_normalization_3_out, ws->conv2d_3_out,
                                             params + BATCH_NORMALIZATION_3_GAMMA,
@@ -3957,8 +5083,8 @@ static void infer_forward(const step *s)
         /* conv2d_4: `conv 64 3x3 pad=same relu` */
         conv2d_4_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 20736),
                            ws->batch_normalization_3_out, lo, hi);
-        conv2d_4_forward(ws->conv2d_4_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 20736),
-                         params + CONV2D_4_W, params + CONV2D_4_B, lo, hi);
+        conv2d_4_winograd_forward(ws->conv2d_4_out, (float *)scratch_region(ws->scratch, lo, hi, 0,
+                20736), ws->conv2d_4_u, params + CONV2D_4_B, lo, hi);
         /* batch_normalization_4: `batchnorm` */
         batch_normalization_4_forward_infer(ws->batch_normalization_4_out, ws->conv2d_4_out,
                                             params + BATCH_NORMALIZATION_4_GAMMA,
@@ -3973,8 +5099,8 @@ static void infer_forward(const step *s)
         /* conv2d_5: `conv 128 3x3 pad=same relu` */
         conv2d_5_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 6400), ws->dropout_2_out,
                            lo, hi);
-        conv2d_5_forward(ws->conv2d_5_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 6400),
-                         params + CONV2D_5_W, params + CONV2D_5_B, lo, hi);
+        conv2d_5_winograd_forward(ws->conv2d_5_out, (float *)scratch_region(ws->scratch, lo, hi, 0,
+                6400), ws->conv2d_5_u, params + CONV2D_5_B, lo, hi);
         /* batch_normalization_5: `batchnorm` */
         batch_normalization_5_forward_infer(ws->batch_normalization_5_out, ws->conv2d_5_out,
                                             params + BATCH_NORMALIZATION_5_GAMMA,
@@ -3983,8 +5109,8 @@ static void infer_forward(const step *s)
         /* conv2d_6: `conv 128 3x3 pad=same relu` */
         conv2d_6_pad_input((float *)scratch_region(ws->scratch, lo, hi, 0, 12800),
                            ws->batch_normalization_5_out, lo, hi);
-        conv2d_6_forward(ws->conv2d_6_out, (float *)scratch_region(ws->scratch, lo, hi, 0, 12800),
-                         params + CONV2D_6_W, params + CONV2D_6_B, lo, hi);
+        conv2d_6_winograd_forward(ws->conv2d_6_out, (float *)scratch_region(ws->scratch, lo, hi, 0,
+                12800), ws->conv2d_6_u, params + CONV2D_6_B, lo, hi);
         /* batch_normalization_6: `batchnorm` */
         batch_normalization_6_forward_infer(ws->batch_normalization_6_out, ws->conv2d_6_out,
                                             params + BATCH_NORMALIZATION_6_GAMMA,
@@ -4014,6 +5140,7 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     step s = {ws, x, NULL, n, params, NULL, (float *)state, 0, NULL, 0, CHUNKS};
 #pragma omp parallel num_threads(ctx->threads)
     {
+        infer_prepare(&s);
         infer_forward(&s);
     }
     memcpy(probs, ws->dense_1_out, sizeof(float) * (size_t)n * 10);

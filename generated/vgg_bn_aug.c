@@ -207,6 +207,8 @@ typedef struct {
     /* conv2d_2 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_2_wt[3 * 3 * 32 * 32] ALIGNED;
+    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    float conv2d_2_u[16 * 32 * 32] ALIGNED;
     /* batch_normalization_2 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_2_partial[CHUNKS][2][32];
@@ -218,6 +220,8 @@ typedef struct {
     /* conv2d_3 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_3_wt[3 * 3 * 64 * 32] ALIGNED;
+    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    float conv2d_3_u[16 * 32 * 64] ALIGNED;
     /* batch_normalization_3 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_3_partial[CHUNKS][2][64];
@@ -227,6 +231,8 @@ typedef struct {
     /* conv2d_4 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_4_wt[3 * 3 * 64 * 64] ALIGNED;
+    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    float conv2d_4_u[16 * 64 * 64] ALIGNED;
     /* batch_normalization_4 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_4_partial[CHUNKS][2][64];
@@ -576,7 +582,7 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_2: `conv 32 3x3 relu` (models/vgg_bn_aug.nn:16) ----
  * in [n][26][26][32] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float
- * vectors (8 without AVX-512) */
+ * vectors (8 without AVX-512); at inference Winograd F(2x2, 3x3) */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
    multiply-add. */
 static void conv2d_2_transpose_weights(float *restrict wt, const float *restrict w)
@@ -882,6 +888,224 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
     conv2d_2_weight_grad(dw, dout, in, lo, hi);
     conv2d_2_input_grad(din, dout, wt, lo, hi);
 }
+/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][32][32]. */
+static void conv2d_2_winograd_weights(float *restrict u, const float *restrict w)
+{
+    for (int ci = 0; ci < 32; ci++)
+        for (int co = 0; co < 32; co++) {
+            float k[3][3], gk[4][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    k[ky][kx] = w[((ky * 3 + kx) * 32 + ci) * 32 + co];
+            for (int kx = 0; kx < 3; kx++) {
+                gk[0][kx] = k[0][kx];
+                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
+                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[3][kx] = k[2][kx];
+            }
+            for (int i = 0; i < 4; i++) {
+                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
+                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                for (int j = 0; j < 4; j++)
+                    u[((i * 4 + j) * 32 + ci) * 32 + co] = row[j];
+            }
+        }
+}
+
+#if LANES == 16
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 6 tiles x 2 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 12 + t0) * 32, *uk = u + xi * 1024;
+    vf acc[6][2];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 2; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 32; ci++) {
+        vf wv[2];
+        for (int c = 0; c < 2; c++)
+            load_vec(&wv[c], uk + ci * 32 + 16 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 32 + ci];
+            for (int c = 0; c < 2; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 12 + t0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 2; c++)
+            store_vec(mt + p * 32 + 16 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 12 tiles, 12 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_2_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 12 * 32] ALIGNED, m[16 * 12 * 32] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 12; ty++) {
+            for (int tx0 = 0; tx0 < 12; tx0 += 12) {
+                const int nt = 12; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 2; c++) {
+                        const float *px = in + (((size_t)b * 26 + 2 * ty) * 26 + 2 * (tx0 + t))
+                                * 32 + 16 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 26 + k) * 32);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 12 + t) * 32 + 16 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 6 <= nt; t0 += 6)
+                        conv2d_2_winograd_products(m, v, u, xi, t0, 6);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 2; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 16 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 12 + t) * 32 + 16 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 24 + 2 * ty + i) * 24 + 2 * (tx0 + t))
+                                    * 32 + 16 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 32, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 24 + 2 * ty) * 768;
+            for (int j = 0; j < 1536; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 3 tiles x 4 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 12 + t0) * 32, *uk = u + xi * 1024;
+    vf acc[3][4];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 32; ci++) {
+        vf wv[4];
+        for (int c = 0; c < 4; c++)
+            load_vec(&wv[c], uk + ci * 32 + 8 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 32 + ci];
+            for (int c = 0; c < 4; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 12 + t0) * 32;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            store_vec(mt + p * 32 + 8 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 12 tiles, 12 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_2_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 12 * 32] ALIGNED, m[16 * 12 * 32] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 12; ty++) {
+            for (int tx0 = 0; tx0 < 12; tx0 += 12) {
+                const int nt = 12; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        const float *px = in + (((size_t)b * 26 + 2 * ty) * 26 + 2 * (tx0 + t))
+                                * 32 + 8 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 26 + k) * 32);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 12 + t) * 32 + 8 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 3 <= nt; t0 += 3)
+                        conv2d_2_winograd_products(m, v, u, xi, t0, 3);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 8 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 12 + t) * 32 + 8 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 24 + 2 * ty + i) * 24 + 2 * (tx0 + t))
+                                    * 32 + 8 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 32, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 24 + 2 * ty) * 768;
+            for (int j = 0; j < 1536; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#endif
+
 
 /* ---- batch_normalization_2: `batchnorm` (models/vgg_bn_aug.nn:17) ----
  * in [n][24][24][32] -> out [n][24][24][32]; kernel: elementwise loops */
@@ -1054,7 +1278,7 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
 
 /* ---- conv2d_3: `conv 64 3x3 relu` (models/vgg_bn_aug.nn:19) ----
  * in [n][12][12][32] -> out [n][10][10][64]; kernel: register-blocked direct convolution, 16-float
- * vectors (8 without AVX-512) */
+ * vectors (8 without AVX-512); at inference Winograd F(2x2, 3x3) */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
    multiply-add. */
 static void conv2d_3_transpose_weights(float *restrict wt, const float *restrict w)
@@ -1360,6 +1584,224 @@ static void conv2d_3_backward(float *restrict din, float *restrict dw, float *re
     conv2d_3_weight_grad(dw, dout, in, lo, hi);
     conv2d_3_input_grad(din, dout, wt, lo, hi);
 }
+/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][32][64]. */
+static void conv2d_3_winograd_weights(float *restrict u, const float *restrict w)
+{
+    for (int ci = 0; ci < 32; ci++)
+        for (int co = 0; co < 64; co++) {
+            float k[3][3], gk[4][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    k[ky][kx] = w[((ky * 3 + kx) * 32 + ci) * 64 + co];
+            for (int kx = 0; kx < 3; kx++) {
+                gk[0][kx] = k[0][kx];
+                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
+                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[3][kx] = k[2][kx];
+            }
+            for (int i = 0; i < 4; i++) {
+                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
+                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                for (int j = 0; j < 4; j++)
+                    u[((i * 4 + j) * 32 + ci) * 64 + co] = row[j];
+            }
+        }
+}
+
+#if LANES == 16
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 5 tiles x 4 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_3_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 5 + t0) * 32, *uk = u + xi * 2048;
+    vf acc[5][4];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 32; ci++) {
+        vf wv[4];
+        for (int c = 0; c < 4; c++)
+            load_vec(&wv[c], uk + ci * 64 + 16 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 32 + ci];
+            for (int c = 0; c < 4; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 5 + t0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            store_vec(mt + p * 64 + 16 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 5 tiles, 5 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_3_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 5 * 32] ALIGNED, m[16 * 5 * 64] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 5; ty++) {
+            for (int tx0 = 0; tx0 < 5; tx0 += 5) {
+                const int nt = 5; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 2; c++) {
+                        const float *px = in + (((size_t)b * 12 + 2 * ty) * 12 + 2 * (tx0 + t))
+                                * 32 + 16 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 12 + k) * 32);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 5 + t) * 32 + 16 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 5 <= nt; t0 += 5)
+                        conv2d_3_winograd_products(m, v, u, xi, t0, 5);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 16 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 5 + t) * 64 + 16 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 10 + 2 * ty + i) * 10 + 2 * (tx0 + t))
+                                    * 64 + 16 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 64, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 10 + 2 * ty) * 640;
+            for (int j = 0; j < 1280; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 1 tile x 8 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_3_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 5 + t0) * 32, *uk = u + xi * 2048;
+    vf acc[1][8];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 32; ci++) {
+        vf wv[8];
+        for (int c = 0; c < 8; c++)
+            load_vec(&wv[c], uk + ci * 64 + 8 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 32 + ci];
+            for (int c = 0; c < 8; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 5 + t0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            store_vec(mt + p * 64 + 8 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 5 tiles, 5 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_3_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 5 * 32] ALIGNED, m[16 * 5 * 64] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 5; ty++) {
+            for (int tx0 = 0; tx0 < 5; tx0 += 5) {
+                const int nt = 5; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        const float *px = in + (((size_t)b * 12 + 2 * ty) * 12 + 2 * (tx0 + t))
+                                * 32 + 8 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 12 + k) * 32);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 5 + t) * 32 + 8 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 1 <= nt; t0 += 1)
+                        conv2d_3_winograd_products(m, v, u, xi, t0, 1);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 8 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 5 + t) * 64 + 8 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 10 + 2 * ty + i) * 10 + 2 * (tx0 + t))
+                                    * 64 + 8 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 64, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 10 + 2 * ty) * 640;
+            for (int j = 0; j < 1280; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#endif
+
 
 /* ---- batch_normalization_3: `batchnorm` (models/vgg_bn_aug.nn:20) ----
  * in [n][10][10][64] -> out [n][10][10][64]; kernel: elementwise loops */
@@ -1477,7 +1919,7 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_4: `conv 64 3x3 relu` (models/vgg_bn_aug.nn:21) ----
  * in [n][10][10][64] -> out [n][8][8][64]; kernel: register-blocked direct convolution, 16-float
- * vectors (8 without AVX-512) */
+ * vectors (8 without AVX-512); at inference Winograd F(2x2, 3x3) */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 64: din is a contiguous
    multiply-add. */
 static void conv2d_4_transpose_weights(float *restrict wt, const float *restrict w)
@@ -1781,6 +2223,224 @@ static void conv2d_4_backward(float *restrict din, float *restrict dw, float *re
     conv2d_4_weight_grad(dw, dout, in, lo, hi);
     conv2d_4_input_grad(din, dout, wt, lo, hi);
 }
+/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][64][64]. */
+static void conv2d_4_winograd_weights(float *restrict u, const float *restrict w)
+{
+    for (int ci = 0; ci < 64; ci++)
+        for (int co = 0; co < 64; co++) {
+            float k[3][3], gk[4][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    k[ky][kx] = w[((ky * 3 + kx) * 64 + ci) * 64 + co];
+            for (int kx = 0; kx < 3; kx++) {
+                gk[0][kx] = k[0][kx];
+                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
+                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[3][kx] = k[2][kx];
+            }
+            for (int i = 0; i < 4; i++) {
+                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
+                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                for (int j = 0; j < 4; j++)
+                    u[((i * 4 + j) * 64 + ci) * 64 + co] = row[j];
+            }
+        }
+}
+
+#if LANES == 16
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 4 tiles x 4 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 4 + t0) * 64, *uk = u + xi * 4096;
+    vf acc[4][4];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 64; ci++) {
+        vf wv[4];
+        for (int c = 0; c < 4; c++)
+            load_vec(&wv[c], uk + ci * 64 + 16 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 64 + ci];
+            for (int c = 0; c < 4; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 4 + t0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 4; c++)
+            store_vec(mt + p * 64 + 16 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_4_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 4 * 64] ALIGNED, m[16 * 4 * 64] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        const float *px = in + (((size_t)b * 10 + 2 * ty) * 10 + 2 * (tx0 + t))
+                                * 64 + 16 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 10 + k) * 64);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 4 + t) * 64 + 16 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 4 <= nt; t0 += 4)
+                        conv2d_4_winograd_products(m, v, u, xi, t0, 4);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 4; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 16 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 64 + 16 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
+                                    * 64 + 16 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 64, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 8 + 2 * ty) * 512;
+            for (int j = 0; j < 1024; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#else /* LANES == 8: AVX2 and others */
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 1 tile x 8 vectors in
+   registers. */
+static inline __attribute__((always_inline)) void
+conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
+                     int xi, int t0, const int np)
+{
+    const float *vt = v + (xi * 4 + t0) * 64, *uk = u + xi * 4096;
+    vf acc[1][8];
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            acc[p][c] = (vf){0};
+    for (int ci = 0; ci < 64; ci++) {
+        vf wv[8];
+        for (int c = 0; c < 8; c++)
+            load_vec(&wv[c], uk + ci * 64 + 8 * c);
+        for (int p = 0; p < np; p++) {
+            float x = vt[p * 64 + ci];
+            for (int c = 0; c < 8; c++)
+                acc[p][c] += x * wv[c];
+        }
+    }
+    float *mt = m + (xi * 4 + t0) * 64;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < 8; c++)
+            store_vec(mt + p * 64 + 8 * c, &acc[p][c]);
+}
+
+/*
+ * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ */
+static void conv2d_4_winograd_forward(float *restrict out, const float *restrict in,
+                       const float *restrict u, const float *restrict bias, int lo, int hi)
+{
+    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
+    float v[16 * 4 * 64] ALIGNED, m[16 * 4 * 64] ALIGNED;
+    for (int b = lo; b < hi; b++)
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
+                /* V = B^T d B for each tile's 4x4 input d */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        const float *px = in + (((size_t)b * 10 + 2 * ty) * 10 + 2 * (tx0 + t))
+                                * 64 + 8 * c;
+                        vf d[4][4], e[4][4];
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&d[r][k], px + (r * 10 + k) * 64);
+                        for (int k = 0; k < 4; k++) {
+                            e[0][k] = d[0][k] - d[2][k];
+                            e[1][k] = d[1][k] + d[2][k];
+                            e[2][k] = d[2][k] - d[1][k];
+                            e[3][k] = d[1][k] - d[3][k];
+                        }
+                        for (int r = 0; r < 4; r++) {
+                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
+                                         e[r][1] - e[r][3]};
+                            for (int k = 0; k < 4; k++)
+                                store_vec(v + ((r * 4 + k) * 4 + t) * 64 + 8 * c, &row[k]);
+                        }
+                    }
+                for (int xi = 0; xi < 16; xi++) {
+                    int t0 = 0;
+                    for (; t0 + 1 <= nt; t0 += 1)
+                        conv2d_4_winograd_products(m, v, u, xi, t0, 1);
+                }
+                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                for (int t = 0; t < nt; t++)
+                    for (int c = 0; c < 8; c++) {
+                        vf s[4][4], a[2][4], bv;
+                        load_vec(&bv, bias + 8 * c);
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++)
+                                load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 64 + 8 * c);
+                        for (int k = 0; k < 4; k++) {
+                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        }
+                        for (int i = 0; i < 2; i++) {
+                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
+                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
+                                    * 64 + 8 * c;
+                            store_vec(o, &y0);
+                            store_vec(o + 64, &y1);
+                        }
+                    }
+            }
+            float *o = out + ((size_t)b * 8 + 2 * ty) * 512;
+            for (int j = 0; j < 1024; j++)
+                o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        }
+}
+
+#endif
+
 
 /* ---- batch_normalization_4: `batchnorm` (models/vgg_bn_aug.nn:22) ----
  * in [n][8][8][64] -> out [n][8][8][64]; kernel: elementwise loops */
@@ -2738,6 +3398,18 @@ static nnc_batch_stats train_batch(const nnc_step_ctx *ctx, const float *x, cons
     return stats;
 }
 
+/* Inference: the weights in the layouts the kernels read, once a step */
+static void infer_prepare(const step *s)
+{
+    workspace *ws = s->ws;
+    const float *params = s->params;
+    ONE_THREAD {
+        conv2d_2_winograd_weights(ws->conv2d_2_u, params + CONV2D_2_W);
+        conv2d_3_winograd_weights(ws->conv2d_3_u, params + CONV2D_3_W);
+        conv2d_4_winograd_weights(ws->conv2d_4_u, params + CONV2D_4_W);
+    }
+}
+
 /* Inference: every layer's forward pass */
 static void infer_forward(const step *s)
 {
@@ -2756,8 +3428,8 @@ static void infer_forward(const step *s)
                                             params + BATCH_NORMALIZATION_1_BETA,
                                             state + BATCH_NORMALIZATION_1_RUNNING, lo, hi);
         /* conv2d_2: `conv 32 3x3 relu` */
-        conv2d_2_forward(ws->conv2d_2_out, ws->batch_normalization_1_out, params + CONV2D_2_W,
-                         params + CONV2D_2_B, lo, hi);
+        conv2d_2_winograd_forward(ws->conv2d_2_out, ws->batch_normalization_1_out, ws->conv2d_2_u,
+                                  params + CONV2D_2_B, lo, hi);
         /* batch_normalization_2: `batchnorm` */
         batch_normalization_2_forward_infer(ws->batch_normalization_2_out, ws->conv2d_2_out,
                                             params + BATCH_NORMALIZATION_2_GAMMA,
@@ -2767,16 +3439,16 @@ static void infer_forward(const step *s)
         max_pooling2d_1_forward(ws->max_pooling2d_1_out, ws->max_pooling2d_1_argmax,
                                 ws->batch_normalization_2_out, lo, hi);
         /* conv2d_3: `conv 64 3x3 relu` */
-        conv2d_3_forward(ws->conv2d_3_out, ws->max_pooling2d_1_out, params + CONV2D_3_W,
-                         params + CONV2D_3_B, lo, hi);
+        conv2d_3_winograd_forward(ws->conv2d_3_out, ws->max_pooling2d_1_out, ws->conv2d_3_u,
+                                  params + CONV2D_3_B, lo, hi);
         /* batch_normalization_3: `batchnorm` */
         batch_normalization_3_forward_infer(ws->batch_normalization_3_out, ws->conv2d_3_out,
                                             params + BATCH_NORMALIZATION_3_GAMMA,
                                             params + BATCH_NORMALIZATION_3_BETA,
                                             state + BATCH_NORMALIZATION_3_RUNNING, lo, hi);
         /* conv2d_4: `conv 64 3x3 relu` */
-        conv2d_4_forward(ws->conv2d_4_out, ws->batch_normalization_3_out, params + CONV2D_4_W,
-                         params + CONV2D_4_B, lo, hi);
+        conv2d_4_winograd_forward(ws->conv2d_4_out, ws->batch_normalization_3_out, ws->conv2d_4_u,
+                                  params + CONV2D_4_B, lo, hi);
         /* batch_normalization_4: `batchnorm` */
         batch_normalization_4_forward_infer(ws->batch_normalization_4_out, ws->conv2d_4_out,
                                             params + BATCH_NORMALIZATION_4_GAMMA,
@@ -2812,6 +3484,7 @@ static void infer_batch(const nnc_step_ctx *ctx, const float *x, int n, const fl
     step s = {ws, x, NULL, n, params, NULL, (float *)state, 0, NULL, 0, CHUNKS};
 #pragma omp parallel num_threads(ctx->threads)
     {
+        infer_prepare(&s);
         infer_forward(&s);
     }
     memcpy(probs, ws->dense_2_out, sizeof(float) * (size_t)n * 10);

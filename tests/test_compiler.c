@@ -462,6 +462,40 @@ Test(emitter, precision_bf16_only_where_a_kernel_fits)
     release(&fp);
 }
 
+/* Occurrences of `needle` in `text`. */
+static int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* Winograd's forward pass runs at inference only, for 3x3 stride-1 fp32 convolutions with channels in multiples
+ * of 16 and an even output; training calls the direct kernels. */
+Test(emitter, winograd_at_inference_where_it_fits)
+{
+    compiled fp = compile_text(BF16_CONVS), bf = compile_text(BF16_CONVS "train\n  precision bf16\n");
+    compiled odd = compile_text("model m\ninput 27x27x1\nconv 16 3x3 relu\nconv 32 3x3 relu\n" TAIL);
+    cr_assert(fp.m && bf.m && odd.m);
+    char *tf = emit_text(fp.m), *tb = emit_text(bf.m), *to = emit_text(odd.m);
+    cr_expect_eq(count_of(tf, "conv2d_2_winograd_forward(ws->"), 1, "one call, in the inference pass");
+    cr_expect_eq(count_of(tf, "conv2d_2_forward(ws->"), 1, "one call, in the training pass");
+    cr_expect_eq(count_of(tf, "conv2d_2_winograd_weights(ws->"), 1, "U made once, in the inference pass");
+    cr_expect(strstr(tf, "conv2d_3_winograd_forward(") != NULL, "'same' padding runs Winograd on its padded copy");
+    cr_expect(strstr(tf, "conv2d_1_winograd") == NULL, "one input channel is not a multiple of 16");
+    cr_expect(strstr(tf, "conv2d_4_winograd") == NULL, "a stride of 2 has no Winograd kernel");
+    cr_expect(strstr(tf, "conv2d_5_winograd") == NULL, "8 output channels have no Winograd kernel");
+    cr_expect(strstr(tb, "conv2d_2_winograd") == NULL, "under precision bf16 the bfloat16 kernels run instead");
+    cr_expect(strstr(to, "winograd") == NULL, "an odd output (23x23) has no whole tiles");
+    free(tf);
+    free(tb);
+    free(to);
+    release(&fp);
+    release(&bf);
+    release(&odd);
+}
+
 Test(checker, schedule_rules)
 {
     compiled c = compile_text(MNIST_HEAD TAIL "train\n  epochs 12\n  schedule step every=4 factor=0.1\n");

@@ -104,6 +104,8 @@ const kernel_strategy *conv_choose(const layer *l)
         return conv_padded_choose(l);
     if (l->precision == PRECISION_BF16 && conv_bf16_fits(l))
         return &conv_bf16;
+    if (conv_winograd_fits(l))
+        return &conv_winograd;
     return &conv_blocked;
 }
 

@@ -11,13 +11,17 @@
 
 extern const kernel_strategy conv_blocked; /* conv_blocked.c: register-blocked, valid padding */
 extern const kernel_strategy conv_bf16;    /* conv_bf16.c: bfloat16 products (`precision bf16`) */
+extern const kernel_strategy conv_winograd; /* conv_winograd.c: conv_blocked, with Winograd at inference */
 extern const kernel_strategy conv_padded;  /* conv_padded.c: 'same' padding, conv_blocked on a padded copy */
 extern const kernel_strategy conv_padded_bf16; /* conv_padded.c: 'same' padding, conv_bf16 on a padded copy */
-/* conv_padded.c: which of the two a 'same' layer takes, by what runs on its padded copy. */
+extern const kernel_strategy conv_padded_winograd; /* conv_padded.c: 'same' padding, conv_winograd on a padded copy */
+/* conv_padded.c: which of the three a 'same' layer takes, by what runs on its padded copy. */
 const kernel_strategy *conv_padded_choose(const layer *l);
 
 /* Whether conv_bf16 has kernels for the layer's shapes. */
 int conv_bf16_fits(const layer *l);
+/* Whether conv_winograd has: 3x3, stride 1, valid, channels in multiples of 16, an even output. */
+int conv_winograd_fits(const layer *l);
 
 const kernel_strategy *conv_choose(const layer *l);
 

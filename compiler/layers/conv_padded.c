@@ -12,9 +12,11 @@
  * border, trained cifar_vgg at half the speed: 237 -> 472 images/s.)
  *
  * The kernels on the copy are whichever conv_choose() picks for the padded
- * shape: conv_blocked's, or conv_bf16's under `precision bf16` where the
- * channels fit it, which makes this file two strategies, conv_padded and
- * conv_padded_bf16, alike but for their description and precision. The
+ * shape: conv_blocked's, conv_winograd's (conv_blocked's, with Winograd's
+ * forward pass at inference) where a 3x3 window fits it, or conv_bf16's under
+ * `precision bf16` where the channels fit it, which makes this file three
+ * strategies, conv_padded, conv_padded_winograd and conv_padded_bf16, alike
+ * but for their description and precision. The
  * padded copies lie in the arena after the inner kernels' own scratch, which
  * is alive during the same call.
  */
@@ -50,7 +52,8 @@ static const kernel_strategy *inner(const layer *v)
 const kernel_strategy *conv_padded_choose(const layer *l)
 {
     layer v = padded_view(l);
-    return inner(&v)->precision == PRECISION_BF16 ? &conv_padded_bf16 : &conv_padded;
+    const kernel_strategy *s = inner(&v);
+    return s->precision == PRECISION_BF16 ? &conv_padded_bf16 : s == &conv_winograd ? &conv_padded_winograd : &conv_padded;
 }
 
 /*
@@ -204,6 +207,13 @@ static void print_backward(cgen *g, const layer *l, const step_args *a)
 
 const kernel_strategy conv_padded = {
     .description = "register-blocked direct convolution over a zero-padded copy of the input",
+    .precision = PRECISION_FP32,
+    PADDED_HOOKS,
+};
+
+const kernel_strategy conv_padded_winograd = {
+    .description = "register-blocked direct convolution over a zero-padded copy of the input; at inference "
+                   "Winograd F(2x2, 3x3) over it",
     .precision = PRECISION_FP32,
     PADDED_HOOKS,
 };

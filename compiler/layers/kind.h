@@ -35,6 +35,7 @@ typedef struct {
     const char *din, *dout;  /* their gradients (din: NULL when the input needs none) */
     const char *grads;       /* this slice's weight gradients: "ws->slice_grads[c]" */
     int fused_softmax;       /* the last layer's softmax is fused with crossentropy: dout is dL/dz */
+    pass_kind pass;          /* training's forward pass or inference's (conv_winograd differs) */
 } step_args;
 
 /*
