@@ -113,40 +113,40 @@ static const nnc_tensor_info state_tensors[] = {
 /* op, layer, in and out h w c, window, stride, pads (top left bottom right), eps, activation,
    first parameter and state tensor (-1: none), whether a flatten keeps NHWC order */
 static const nnc_graph_node graph_nodes[] = {
-    /* conv2d_1: `conv 32 5x5 relu` (line 20) */
+    /* conv2d_1: `conv 32 5x5 relu` (line 19) */
     {NNC_NODE_CONV, "conv2d_1", {28, 28, 1}, {24, 24, 32}, {5, 5}, {1, 1}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_RELU, 0, -1, 0},
-    /* max_pooling2d_1: `maxpool 2x2` (line 21) */
+    /* max_pooling2d_1: `maxpool 2x2` (line 20) */
     {NNC_NODE_MAXPOOL, "max_pooling2d_1", {24, 24, 32}, {12, 12, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
      0.0f, NNC_ACT_LINEAR, -1, -1, 0},
-    /* batch_normalization_1: `batchnorm` (line 22) */
+    /* batch_normalization_1: `batchnorm` (line 21) */
     {NNC_NODE_BATCHNORM, "batch_normalization_1", {12, 12, 32}, {12, 12, 32}, {0, 0}, {0, 0}, {0, 0,
             0, 0}, 0.001f, NNC_ACT_LINEAR, 2, 0, 0},
-    /* conv2d_2: `conv 32 3x3 relu` (line 23) */
+    /* conv2d_2: `conv 32 3x3 relu` (line 22) */
     {NNC_NODE_CONV, "conv2d_2", {12, 12, 32}, {10, 10, 32}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_RELU, 4, -1, 0},
-    /* batch_normalization_2: `batchnorm` (line 24) */
+    /* batch_normalization_2: `batchnorm` (line 23) */
     {NNC_NODE_BATCHNORM, "batch_normalization_2", {10, 10, 32}, {10, 10, 32}, {0, 0}, {0, 0}, {0, 0,
             0, 0}, 0.001f, NNC_ACT_LINEAR, 6, 2, 0},
-    /* conv2d_3: `conv 32 3x3 relu` (line 25) */
+    /* conv2d_3: `conv 32 3x3 relu` (line 24) */
     {NNC_NODE_CONV, "conv2d_3", {10, 10, 32}, {8, 8, 32}, {3, 3}, {1, 1}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_RELU, 8, -1, 0},
-    /* max_pooling2d_2: `maxpool 2x2` (line 26) */
+    /* max_pooling2d_2: `maxpool 2x2` (line 25) */
     {NNC_NODE_MAXPOOL, "max_pooling2d_2", {8, 8, 32}, {4, 4, 32}, {2, 2}, {2, 2}, {0, 0, 0, 0},
      0.0f, NNC_ACT_LINEAR, -1, -1, 0},
-    /* batch_normalization_3: `batchnorm` (line 27) */
+    /* batch_normalization_3: `batchnorm` (line 26) */
     {NNC_NODE_BATCHNORM, "batch_normalization_3", {4, 4, 32}, {4, 4, 32}, {0, 0}, {0, 0}, {0, 0, 0,
             0}, 0.001f, NNC_ACT_LINEAR, 10, 4, 0},
-    /* flatten_1: `flatten` (line 28) */
+    /* flatten_1: `flatten` (line 27) */
     {NNC_NODE_FLATTEN, "flatten_1", {4, 4, 32}, {1, 1, 512}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_LINEAR, -1, -1, 0},
-    /* dense_1: `dense 256 relu` (line 29) */
+    /* dense_1: `dense 256 relu` (line 28) */
     {NNC_NODE_DENSE, "dense_1", {1, 1, 512}, {1, 1, 256}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_RELU, 12, -1, 0},
-    /* batch_normalization_4: `batchnorm` (line 30) */
+    /* batch_normalization_4: `batchnorm` (line 29) */
     {NNC_NODE_BATCHNORM, "batch_normalization_4", {1, 1, 256}, {1, 1, 256}, {0, 0}, {0, 0}, {0, 0,
             0, 0}, 0.001f, NNC_ACT_LINEAR, 14, 6, 0},
-    /* dense_2: `dense 10 softmax` (line 32) */
+    /* dense_2: `dense 10 softmax` (line 31) */
     {NNC_NODE_DENSE, "dense_2", {1, 1, 256}, {1, 1, 10}, {0, 0}, {0, 0}, {0, 0, 0, 0}, 0.0f,
      NNC_ACT_SOFTMAX, 16, -1, 0},
 };
@@ -235,7 +235,7 @@ static inline float *grad_region(float *buf, int lo, int size)
     return buf + (size_t)lo * (LARGEST - size);
 }
 
-/* ---- conv2d_1: `conv 32 5x5 relu` (models/mnist_fast.nn:20) ----
+/* ---- conv2d_1: `conv 32 5x5 relu` (models/mnist_fast.nn:19) ----
  * in [n][28][28][1] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float
  * vectors (8 without AVX-512) */
 #if LANES == 16
@@ -432,7 +432,7 @@ static void conv2d_1_backward(float *restrict din, float *restrict dw, float *re
     (void)wt;
 }
 
-/* ---- max_pooling2d_1: `maxpool 2x2` (models/mnist_fast.nn:21) ----
+/* ---- max_pooling2d_1: `maxpool 2x2` (models/mnist_fast.nn:20) ----
  * in [n][24][24][32] -> out [n][12][12][32]; kernel: elementwise loops */
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_1_forward(float *restrict out, int32_t *restrict argmax,
@@ -487,7 +487,7 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
             }
 }
 
-/* ---- batch_normalization_1: `batchnorm` (models/mnist_fast.nn:22) ----
+/* ---- batch_normalization_1: `batchnorm` (models/mnist_fast.nn:21) ----
  * in [n][12][12][32] -> out [n][12][12][32]; kernel: elementwise loops */
 static void batch_normalization_1_sums(double *restrict sum, double *restrict sum_sq,
                                        const float *restrict in, int lo, int hi)
@@ -601,7 +601,7 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- conv2d_2: `conv 32 3x3 relu` (models/mnist_fast.nn:23) ----
+/* ---- conv2d_2: `conv 32 3x3 relu` (models/mnist_fast.nn:22) ----
  * in [n][12][12][32] -> out [n][10][10][32]; kernel: register-blocked direct convolution, 16-float
  * vectors (8 without AVX-512); at inference Winograd F(2x2, 3x3) */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
@@ -1130,7 +1130,7 @@ static void conv2d_2_winograd_forward(float *restrict out, const float *restrict
 #endif
 
 
-/* ---- batch_normalization_2: `batchnorm` (models/mnist_fast.nn:24) ----
+/* ---- batch_normalization_2: `batchnorm` (models/mnist_fast.nn:23) ----
  * in [n][10][10][32] -> out [n][10][10][32]; kernel: elementwise loops */
 static void batch_normalization_2_sums(double *restrict sum, double *restrict sum_sq,
                                        const float *restrict in, int lo, int hi)
@@ -1244,7 +1244,7 @@ static void batch_normalization_2_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- conv2d_3: `conv 32 3x3 relu` (models/mnist_fast.nn:25) ----
+/* ---- conv2d_3: `conv 32 3x3 relu` (models/mnist_fast.nn:24) ----
  * in [n][10][10][32] -> out [n][8][8][32]; kernel: register-blocked direct convolution, 16-float
  * vectors (8 without AVX-512); at inference Winograd F(2x2, 3x3) */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
@@ -1768,7 +1768,7 @@ static void conv2d_3_winograd_forward(float *restrict out, const float *restrict
 #endif
 
 
-/* ---- max_pooling2d_2: `maxpool 2x2` (models/mnist_fast.nn:26) ----
+/* ---- max_pooling2d_2: `maxpool 2x2` (models/mnist_fast.nn:25) ----
  * in [n][8][8][32] -> out [n][4][4][32]; kernel: elementwise loops */
 /* argmax: where in `in` each output came from; ties go to the first, as in Keras and PyTorch. */
 static void max_pooling2d_2_forward(float *restrict out, int32_t *restrict argmax,
@@ -1823,7 +1823,7 @@ static void max_pooling2d_2_backward(float *restrict din, const float *restrict 
             }
 }
 
-/* ---- batch_normalization_3: `batchnorm` (models/mnist_fast.nn:27) ----
+/* ---- batch_normalization_3: `batchnorm` (models/mnist_fast.nn:26) ----
  * in [n][4][4][32] -> out [n][4][4][32]; kernel: elementwise loops */
 static void batch_normalization_3_sums(double *restrict sum, double *restrict sum_sq,
                                        const float *restrict in, int lo, int hi)
@@ -1937,7 +1937,7 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- dense_1: `dense 256 relu` (models/mnist_fast.nn:29) ----
+/* ---- dense_1: `dense 256 relu` (models/mnist_fast.nn:28) ----
  * in [n][512] -> out [n][256]; kernel: OpenBLAS sgemm on the slice's rows */
 static void dense_1_forward(float *restrict out, const float *restrict in, const float *restrict w,
                            const float *restrict bias, int lo, int hi)
@@ -1986,7 +1986,7 @@ static void dense_1_backward(float *restrict din, float *restrict dw, float *res
               w, 256, din + (size_t)lo * 512, 512);
 }
 
-/* ---- batch_normalization_4: `batchnorm` (models/mnist_fast.nn:30) ----
+/* ---- batch_normalization_4: `batchnorm` (models/mnist_fast.nn:29) ----
  * in [n][256] -> out [n][256]; kernel: elementwise loops */
 static void batch_normalization_4_sums(double *restrict sum, double *restrict sum_sq,
                                        const float *restrict in, int lo, int hi)
@@ -2100,7 +2100,7 @@ static void batch_normalization_4_backward_input(float *restrict din, const floa
         }
 }
 
-/* ---- dropout_1: `dropout 0.25` (models/mnist_fast.nn:31) ----
+/* ---- dropout_1: `dropout 0.25` (models/mnist_fast.nn:30) ----
  * in [n][256] -> out [n][256]; kernel: elementwise loops */
 #define DROPOUT_1_STREAM 12 /* its position in the model: each dropout layer draws its own masks */
 static void dropout_1_forward(float *restrict out, float *restrict mask, const float *restrict in,
@@ -2120,7 +2120,7 @@ static void dropout_1_backward(float *restrict din, const float *restrict dout,
         din[i] = dout[i] * mask[i];
 }
 
-/* ---- dense_2: `dense 10 softmax` (models/mnist_fast.nn:32) ----
+/* ---- dense_2: `dense 10 softmax` (models/mnist_fast.nn:31) ----
  * in [n][256] -> out [n][10]; kernel: OpenBLAS sgemm on the slice's rows */
 static void dense_2_forward(float *restrict out, const float *restrict in, const float *restrict w,
                            const float *restrict bias, int lo, int hi)
@@ -2718,29 +2718,29 @@ static const char *first_nonfinite(const void *workspace_, int n)
 {
     const workspace *ws = workspace_;
     if (!nnc_all_finite(ws->conv2d_1_out, (size_t)n * 18432))
-        return "conv2d_1 (line 20, `conv 32 5x5 relu`)";
+        return "conv2d_1 (line 19, `conv 32 5x5 relu`)";
     if (!nnc_all_finite(ws->max_pooling2d_1_out, (size_t)n * 4608))
-        return "max_pooling2d_1 (line 21, `maxpool 2x2`)";
+        return "max_pooling2d_1 (line 20, `maxpool 2x2`)";
     if (!nnc_all_finite(ws->batch_normalization_1_out, (size_t)n * 4608))
-        return "batch_normalization_1 (line 22, `batchnorm`)";
+        return "batch_normalization_1 (line 21, `batchnorm`)";
     if (!nnc_all_finite(ws->conv2d_2_out, (size_t)n * 3200))
-        return "conv2d_2 (line 23, `conv 32 3x3 relu`)";
+        return "conv2d_2 (line 22, `conv 32 3x3 relu`)";
     if (!nnc_all_finite(ws->batch_normalization_2_out, (size_t)n * 3200))
-        return "batch_normalization_2 (line 24, `batchnorm`)";
+        return "batch_normalization_2 (line 23, `batchnorm`)";
     if (!nnc_all_finite(ws->conv2d_3_out, (size_t)n * 2048))
-        return "conv2d_3 (line 25, `conv 32 3x3 relu`)";
+        return "conv2d_3 (line 24, `conv 32 3x3 relu`)";
     if (!nnc_all_finite(ws->max_pooling2d_2_out, (size_t)n * 512))
-        return "max_pooling2d_2 (line 26, `maxpool 2x2`)";
+        return "max_pooling2d_2 (line 25, `maxpool 2x2`)";
     if (!nnc_all_finite(ws->batch_normalization_3_out, (size_t)n * 512))
-        return "batch_normalization_3 (line 27, `batchnorm`)";
+        return "batch_normalization_3 (line 26, `batchnorm`)";
     if (!nnc_all_finite(ws->dense_1_out, (size_t)n * 256))
-        return "dense_1 (line 29, `dense 256 relu`)";
+        return "dense_1 (line 28, `dense 256 relu`)";
     if (!nnc_all_finite(ws->batch_normalization_4_out, (size_t)n * 256))
-        return "batch_normalization_4 (line 30, `batchnorm`)";
+        return "batch_normalization_4 (line 29, `batchnorm`)";
     if (!nnc_all_finite(ws->dropout_1_out, (size_t)n * 256))
-        return "dropout_1 (line 31, `dropout 0.25`)";
+        return "dropout_1 (line 30, `dropout 0.25`)";
     if (!nnc_all_finite(ws->dense_2_out, (size_t)n * 10))
-        return "dense_2 (line 32, `dense 10 softmax`)";
+        return "dense_2 (line 31, `dense 10 softmax`)";
     return NULL;
 }
 
@@ -2773,16 +2773,16 @@ static const char summary[] =
     "Schedule: one cycle, every step: from 0.0004 up to 0.01 (30% of the steps), down to 4e-08\n"
     "Forward pass: 2.11 M multiply-adds per image\n"
     "Defaults applied:\n"
-    "  line 20: conv2d_1: stride=1 pad=valid\n"
-    "  line 21: max_pooling2d_1: window 2x2 stride 2\n"
-    "  line 22: batch_normalization_1: momentum=0.99 eps=0.001\n"
-    "  line 23: conv2d_2: stride=1 pad=valid\n"
-    "  line 24: batch_normalization_2: momentum=0.99 eps=0.001\n"
-    "  line 25: conv2d_3: stride=1 pad=valid\n"
-    "  line 26: max_pooling2d_2: window 2x2 stride 2\n"
-    "  line 27: batch_normalization_3: momentum=0.99 eps=0.001\n"
-    "  line 30: batch_normalization_4: momentum=0.99 eps=0.001\n"
-    "  line 36: optimizer adam lr=0.0004 beta1=0.7 beta2=0.9 eps=1e-07 (given: lr beta1 beta2 )\n"
+    "  line 19: conv2d_1: stride=1 pad=valid\n"
+    "  line 20: max_pooling2d_1: window 2x2 stride 2\n"
+    "  line 21: batch_normalization_1: momentum=0.99 eps=0.001\n"
+    "  line 22: conv2d_2: stride=1 pad=valid\n"
+    "  line 23: batch_normalization_2: momentum=0.99 eps=0.001\n"
+    "  line 24: conv2d_3: stride=1 pad=valid\n"
+    "  line 25: max_pooling2d_2: window 2x2 stride 2\n"
+    "  line 26: batch_normalization_3: momentum=0.99 eps=0.001\n"
+    "  line 29: batch_normalization_4: momentum=0.99 eps=0.001\n"
+    "  line 35: optimizer adam lr=0.0004 beta1=0.7 beta2=0.9 eps=1e-07 (given: lr beta1 beta2 )\n"
 ;
 
 const nnc_model nnc_model_mnist_fast = {
