@@ -236,8 +236,8 @@ typedef struct {
     /* conv2d_2 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_2_wt[3 * 3 * 32 * 32] ALIGNED;
-    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
-    float conv2d_2_u[16 * 32 * 32] ALIGNED;
+    /* w as Winograd's U = G g G^T, [a*a][cin][cout], for inference */
+    float conv2d_2_u[36 * 32 * 32] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_2 */
     /* per-slice channel sums of x and of x^2 */
@@ -252,8 +252,8 @@ typedef struct {
     /* conv2d_3 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_3_wt[3 * 3 * 64 * 32] ALIGNED;
-    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
-    float conv2d_3_u[16 * 32 * 64] ALIGNED;
+    /* w as Winograd's U = G g G^T, [a*a][cin][cout], for inference */
+    float conv2d_3_u[36 * 32 * 64] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_3 */
     /* per-slice channel sums of x and of x^2 */
@@ -264,8 +264,8 @@ typedef struct {
     /* conv2d_4 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_4_wt[3 * 3 * 64 * 64] ALIGNED;
-    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
-    float conv2d_4_u[16 * 64 * 64] ALIGNED;
+    /* w as Winograd's U = G g G^T, [a*a][cin][cout], for inference */
+    float conv2d_4_u[36 * 64 * 64] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_4 */
     /* per-slice channel sums of x and of x^2 */
@@ -280,7 +280,7 @@ typedef struct {
     /* conv2d_5 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_5_wt[3 * 3 * 128 * 64] ALIGNED;
-    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    /* w as Winograd's U = G g G^T, [a*a][cin][cout], for inference */
     float conv2d_5_u[16 * 64 * 128] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_5 */
@@ -292,7 +292,7 @@ typedef struct {
     /* conv2d_6 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_6_wt[3 * 3 * 128 * 128] ALIGNED;
-    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    /* w as Winograd's U = G g G^T, [a*a][cin][cout], for inference */
     float conv2d_6_u[16 * 128 * 128] ALIGNED;
     /* in the scratch arena, a phase at a time: the padded input, its gradient */
     /* batch_normalization_6 */
@@ -676,7 +676,8 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_2: `conv 32 3x3 pad=same relu` (models/cifar_vgg.nn:15) ----
  * in [n][32][32][32] -> out [n][32][32][32]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
+ * zero-padded copy of the input; at inference Winograd F(4x4, 3x3) or F(2x2, 3x3) over it by shape
+ * */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][34][34][32]. */
 static void conv2d_2_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -1008,26 +1009,34 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
     conv2d_2_weight_grad(dw, dout, in, lo, hi);
     conv2d_2_input_grad(din, dout, wt, lo, hi);
 }
-/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][32][32]. */
+/* w into Winograd's U = G g G^T for F(4x4, 3x3), [36][32][32], G's rows as the sums below. */
 static void conv2d_2_winograd_weights(float *restrict u, const float *restrict w)
 {
     for (int ci = 0; ci < 32; ci++)
-        for (int co = 0; co < 32; co++) {
-            float k[3][3], gk[4][3];
+        for (int co = 0; co < 32; co += LANES) {
+            vf k[3][3], gk[6][3];
             for (int ky = 0; ky < 3; ky++)
                 for (int kx = 0; kx < 3; kx++)
-                    k[ky][kx] = w[((ky * 3 + kx) * 32 + ci) * 32 + co];
+                    load_vec(&k[ky][kx], w + ((ky * 3 + kx) * 32 + ci) * 32 + co);
             for (int kx = 0; kx < 3; kx++) {
-                gk[0][kx] = k[0][kx];
-                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
-                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
-                gk[3][kx] = k[2][kx];
+                gk[0][kx] = (k[0][kx]) * (1.0f / 4);
+                gk[1][kx] = (-k[0][kx] - k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[2][kx] = (-k[0][kx] + k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[3][kx] = (k[0][kx] + 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[4][kx] = (k[0][kx] - 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[5][kx] = k[2][kx];
             }
-            for (int i = 0; i < 4; i++) {
-                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
-                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
-                for (int j = 0; j < 4; j++)
-                    u[((i * 4 + j) * 32 + ci) * 32 + co] = row[j];
+            for (int i = 0; i < 6; i++) {
+                vf row[6] = {
+                    (gk[i][0]) * (1.0f / 4),
+                    (-gk[i][0] - gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (-gk[i][0] + gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (gk[i][0] + 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    (gk[i][0] - 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    gk[i][2]
+                };
+                for (int j = 0; j < 6; j++)
+                    store_vec(u + ((i * 6 + j) * 32 + ci) * 32 + co, &row[j]);
             }
         }
 }
@@ -1039,7 +1048,7 @@ static inline __attribute__((always_inline)) void
 conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 16 + t0) * 32, *uk = u + xi * 1024;
+    const float *vt = v + (xi * 7 + t0) * 32, *uk = u + xi * 1024;
     vf acc[6][2];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 2; c++)
@@ -1054,78 +1063,95 @@ conv2d_2_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 16 + t0) * 32;
+    float *mt = m + (xi * 7 + t0) * 32;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 2; c++)
             store_vec(mt + p * 32 + 16 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 16 tiles, 16 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 8 tiles, 7 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_2_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 16 * 32] ALIGNED, m[16 * 16 * 32] ALIGNED;
+    float v[36 * 7 * 32] ALIGNED, m[36 * 7 * 32] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 16; ty++) {
-            for (int tx0 = 0; tx0 < 16; tx0 += 16) {
-                const int nt = 16; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 8; ty++) {
+            for (int tx0 = 0; tx0 < 8; tx0 += 7) {
+                const int nt = tx0 + 7 <= 8 ? 7 : 8 - tx0; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 2; c++) {
-                        const float *px = in + (((size_t)b * 34 + 2 * ty) * 34 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 34 + 4 * ty) * 34 + 4 * (tx0 + t))
                                 * 32 + 16 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 34 + k) * 32);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 16 + t) * 32 + 16 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 7 + t) * 32 + 16 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
                     for (; t0 + 6 <= nt; t0 += 6)
                         conv2d_2_winograd_products(m, v, u, xi, t0, 6);
                     if (t0 < nt)
                         conv2d_2_winograd_products(m, v, u, xi, t0, nt - t0);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 2; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 16 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 16 + t) * 32 + 16 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 7 + t) * 32 + 16 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 32 + 2 * ty + i) * 32 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 32 + 4 * ty + i) * 32 + 4 * (tx0 + t))
                                     * 32 + 16 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 32, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 32, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 32 + 2 * ty) * 1024;
-            for (int j = 0; j < 2048; j++)
+            float *o = out + ((size_t)b * 32 + 4 * ty) * 1024;
+            for (int j = 0; j < 4096; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }
@@ -1137,7 +1163,7 @@ static inline __attribute__((always_inline)) void
 conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 16 + t0) * 32, *uk = u + xi * 1024;
+    const float *vt = v + (xi * 7 + t0) * 32, *uk = u + xi * 1024;
     vf acc[3][4];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
@@ -1152,78 +1178,95 @@ conv2d_2_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 16 + t0) * 32;
+    float *mt = m + (xi * 7 + t0) * 32;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             store_vec(mt + p * 32 + 8 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 16 tiles, 16 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 8 tiles, 7 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_2_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 16 * 32] ALIGNED, m[16 * 16 * 32] ALIGNED;
+    float v[36 * 7 * 32] ALIGNED, m[36 * 7 * 32] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 16; ty++) {
-            for (int tx0 = 0; tx0 < 16; tx0 += 16) {
-                const int nt = 16; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 8; ty++) {
+            for (int tx0 = 0; tx0 < 8; tx0 += 7) {
+                const int nt = tx0 + 7 <= 8 ? 7 : 8 - tx0; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        const float *px = in + (((size_t)b * 34 + 2 * ty) * 34 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 34 + 4 * ty) * 34 + 4 * (tx0 + t))
                                 * 32 + 8 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 34 + k) * 32);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 16 + t) * 32 + 8 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 7 + t) * 32 + 8 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
                     for (; t0 + 3 <= nt; t0 += 3)
                         conv2d_2_winograd_products(m, v, u, xi, t0, 3);
                     if (t0 < nt)
                         conv2d_2_winograd_products(m, v, u, xi, t0, nt - t0);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 8 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 16 + t) * 32 + 8 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 7 + t) * 32 + 8 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 32 + 2 * ty + i) * 32 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 32 + 4 * ty + i) * 32 + 4 * (tx0 + t))
                                     * 32 + 8 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 32, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 32, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 32 + 2 * ty) * 1024;
-            for (int j = 0; j < 2048; j++)
+            float *o = out + ((size_t)b * 32 + 4 * ty) * 1024;
+            for (int j = 0; j < 4096; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }
@@ -1422,7 +1465,8 @@ static void dropout_1_backward(float *restrict din, const float *restrict dout,
 
 /* ---- conv2d_3: `conv 64 3x3 pad=same relu` (models/cifar_vgg.nn:19) ----
  * in [n][16][16][32] -> out [n][16][16][64]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
+ * zero-padded copy of the input; at inference Winograd F(4x4, 3x3) or F(2x2, 3x3) over it by shape
+ * */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][18][18][32]. */
 static void conv2d_3_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -1754,39 +1798,47 @@ static void conv2d_3_backward(float *restrict din, float *restrict dw, float *re
     conv2d_3_weight_grad(dw, dout, in, lo, hi);
     conv2d_3_input_grad(din, dout, wt, lo, hi);
 }
-/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][32][64]. */
+/* w into Winograd's U = G g G^T for F(4x4, 3x3), [36][32][64], G's rows as the sums below. */
 static void conv2d_3_winograd_weights(float *restrict u, const float *restrict w)
 {
     for (int ci = 0; ci < 32; ci++)
-        for (int co = 0; co < 64; co++) {
-            float k[3][3], gk[4][3];
+        for (int co = 0; co < 64; co += LANES) {
+            vf k[3][3], gk[6][3];
             for (int ky = 0; ky < 3; ky++)
                 for (int kx = 0; kx < 3; kx++)
-                    k[ky][kx] = w[((ky * 3 + kx) * 32 + ci) * 64 + co];
+                    load_vec(&k[ky][kx], w + ((ky * 3 + kx) * 32 + ci) * 64 + co);
             for (int kx = 0; kx < 3; kx++) {
-                gk[0][kx] = k[0][kx];
-                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
-                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
-                gk[3][kx] = k[2][kx];
+                gk[0][kx] = (k[0][kx]) * (1.0f / 4);
+                gk[1][kx] = (-k[0][kx] - k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[2][kx] = (-k[0][kx] + k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[3][kx] = (k[0][kx] + 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[4][kx] = (k[0][kx] - 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[5][kx] = k[2][kx];
             }
-            for (int i = 0; i < 4; i++) {
-                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
-                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
-                for (int j = 0; j < 4; j++)
-                    u[((i * 4 + j) * 32 + ci) * 64 + co] = row[j];
+            for (int i = 0; i < 6; i++) {
+                vf row[6] = {
+                    (gk[i][0]) * (1.0f / 4),
+                    (-gk[i][0] - gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (-gk[i][0] + gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (gk[i][0] + 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    (gk[i][0] - 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    gk[i][2]
+                };
+                for (int j = 0; j < 6; j++)
+                    store_vec(u + ((i * 6 + j) * 32 + ci) * 64 + co, &row[j]);
             }
         }
 }
 
 #if LANES == 16
-/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 6 tiles x 4 vectors in
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 4 tiles x 4 vectors in
    registers. */
 static inline __attribute__((always_inline)) void
 conv2d_3_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 8 + t0) * 32, *uk = u + xi * 2048;
-    vf acc[6][4];
+    const float *vt = v + (xi * 4 + t0) * 32, *uk = u + xi * 2048;
+    vf acc[4][4];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             acc[p][c] = (vf){0};
@@ -1800,78 +1852,93 @@ conv2d_3_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 8 + t0) * 64;
+    float *mt = m + (xi * 4 + t0) * 64;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             store_vec(mt + p * 64 + 16 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 8 tiles, 8 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 4 tiles, 4 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_3_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 8 * 32] ALIGNED, m[16 * 8 * 64] ALIGNED;
+    float v[36 * 4 * 32] ALIGNED, m[36 * 4 * 64] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 8; ty++) {
-            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
-                const int nt = 8; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 2; c++) {
-                        const float *px = in + (((size_t)b * 18 + 2 * ty) * 18 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 18 + 4 * ty) * 18 + 4 * (tx0 + t))
                                 * 32 + 16 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 18 + k) * 32);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 8 + t) * 32 + 16 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 4 + t) * 32 + 16 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
-                    for (; t0 + 6 <= nt; t0 += 6)
-                        conv2d_3_winograd_products(m, v, u, xi, t0, 6);
-                    if (t0 < nt)
-                        conv2d_3_winograd_products(m, v, u, xi, t0, nt - t0);
+                    for (; t0 + 4 <= nt; t0 += 4)
+                        conv2d_3_winograd_products(m, v, u, xi, t0, 4);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 16 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 8 + t) * 64 + 16 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 4 + t) * 64 + 16 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 16 + 2 * ty + i) * 16 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 16 + 4 * ty + i) * 16 + 4 * (tx0 + t))
                                     * 64 + 16 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 64, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 64, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 16 + 2 * ty) * 1024;
-            for (int j = 0; j < 2048; j++)
+            float *o = out + ((size_t)b * 16 + 4 * ty) * 1024;
+            for (int j = 0; j < 4096; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }
@@ -1883,7 +1950,7 @@ static inline __attribute__((always_inline)) void
 conv2d_3_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 8 + t0) * 32, *uk = u + xi * 2048;
+    const float *vt = v + (xi * 4 + t0) * 32, *uk = u + xi * 2048;
     vf acc[1][8];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 8; c++)
@@ -1898,76 +1965,93 @@ conv2d_3_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 8 + t0) * 64;
+    float *mt = m + (xi * 4 + t0) * 64;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 8; c++)
             store_vec(mt + p * 64 + 8 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 8 tiles, 8 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 4 tiles, 4 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_3_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 8 * 32] ALIGNED, m[16 * 8 * 64] ALIGNED;
+    float v[36 * 4 * 32] ALIGNED, m[36 * 4 * 64] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 8; ty++) {
-            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
-                const int nt = 8; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        const float *px = in + (((size_t)b * 18 + 2 * ty) * 18 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 18 + 4 * ty) * 18 + 4 * (tx0 + t))
                                 * 32 + 8 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 18 + k) * 32);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 8 + t) * 32 + 8 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 4 + t) * 32 + 8 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
                     for (; t0 + 1 <= nt; t0 += 1)
                         conv2d_3_winograd_products(m, v, u, xi, t0, 1);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 8 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 8 + t) * 64 + 8 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 4 + t) * 64 + 8 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 16 + 2 * ty + i) * 16 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 16 + 4 * ty + i) * 16 + 4 * (tx0 + t))
                                     * 64 + 8 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 64, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 64, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 16 + 2 * ty) * 1024;
-            for (int j = 0; j < 2048; j++)
+            float *o = out + ((size_t)b * 16 + 4 * ty) * 1024;
+            for (int j = 0; j < 4096; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }
@@ -2091,7 +2175,8 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_4: `conv 64 3x3 pad=same relu` (models/cifar_vgg.nn:21) ----
  * in [n][16][16][64] -> out [n][16][16][64]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
+ * zero-padded copy of the input; at inference Winograd F(4x4, 3x3) or F(2x2, 3x3) over it by shape
+ * */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][18][18][64]. */
 static void conv2d_4_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -2423,39 +2508,47 @@ static void conv2d_4_backward(float *restrict din, float *restrict dw, float *re
     conv2d_4_weight_grad(dw, dout, in, lo, hi);
     conv2d_4_input_grad(din, dout, wt, lo, hi);
 }
-/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][64][64]. */
+/* w into Winograd's U = G g G^T for F(4x4, 3x3), [36][64][64], G's rows as the sums below. */
 static void conv2d_4_winograd_weights(float *restrict u, const float *restrict w)
 {
     for (int ci = 0; ci < 64; ci++)
-        for (int co = 0; co < 64; co++) {
-            float k[3][3], gk[4][3];
+        for (int co = 0; co < 64; co += LANES) {
+            vf k[3][3], gk[6][3];
             for (int ky = 0; ky < 3; ky++)
                 for (int kx = 0; kx < 3; kx++)
-                    k[ky][kx] = w[((ky * 3 + kx) * 64 + ci) * 64 + co];
+                    load_vec(&k[ky][kx], w + ((ky * 3 + kx) * 64 + ci) * 64 + co);
             for (int kx = 0; kx < 3; kx++) {
-                gk[0][kx] = k[0][kx];
-                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
-                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
-                gk[3][kx] = k[2][kx];
+                gk[0][kx] = (k[0][kx]) * (1.0f / 4);
+                gk[1][kx] = (-k[0][kx] - k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[2][kx] = (-k[0][kx] + k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[3][kx] = (k[0][kx] + 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[4][kx] = (k[0][kx] - 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[5][kx] = k[2][kx];
             }
-            for (int i = 0; i < 4; i++) {
-                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
-                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
-                for (int j = 0; j < 4; j++)
-                    u[((i * 4 + j) * 64 + ci) * 64 + co] = row[j];
+            for (int i = 0; i < 6; i++) {
+                vf row[6] = {
+                    (gk[i][0]) * (1.0f / 4),
+                    (-gk[i][0] - gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (-gk[i][0] + gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (gk[i][0] + 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    (gk[i][0] - 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    gk[i][2]
+                };
+                for (int j = 0; j < 6; j++)
+                    store_vec(u + ((i * 6 + j) * 64 + ci) * 64 + co, &row[j]);
             }
         }
 }
 
 #if LANES == 16
-/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 6 tiles x 4 vectors in
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 3 tiles x 4 vectors in
    registers. */
 static inline __attribute__((always_inline)) void
 conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 8 + t0) * 64, *uk = u + xi * 4096;
-    vf acc[6][4];
+    const float *vt = v + (xi * 3 + t0) * 64, *uk = u + xi * 4096;
+    vf acc[3][4];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             acc[p][c] = (vf){0};
@@ -2469,78 +2562,95 @@ conv2d_4_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 8 + t0) * 64;
+    float *mt = m + (xi * 3 + t0) * 64;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             store_vec(mt + p * 64 + 16 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 8 tiles, 8 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 4 tiles, 3 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_4_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 8 * 64] ALIGNED, m[16 * 8 * 64] ALIGNED;
+    float v[36 * 3 * 64] ALIGNED, m[36 * 3 * 64] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 8; ty++) {
-            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
-                const int nt = 8; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 3) {
+                const int nt = tx0 + 3 <= 4 ? 3 : 4 - tx0; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        const float *px = in + (((size_t)b * 18 + 2 * ty) * 18 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 18 + 4 * ty) * 18 + 4 * (tx0 + t))
                                 * 64 + 16 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 18 + k) * 64);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 8 + t) * 64 + 16 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 3 + t) * 64 + 16 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
-                    for (; t0 + 6 <= nt; t0 += 6)
-                        conv2d_4_winograd_products(m, v, u, xi, t0, 6);
+                    for (; t0 + 3 <= nt; t0 += 3)
+                        conv2d_4_winograd_products(m, v, u, xi, t0, 3);
                     if (t0 < nt)
                         conv2d_4_winograd_products(m, v, u, xi, t0, nt - t0);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 16 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 8 + t) * 64 + 16 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 3 + t) * 64 + 16 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 16 + 2 * ty + i) * 16 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 16 + 4 * ty + i) * 16 + 4 * (tx0 + t))
                                     * 64 + 16 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 64, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 64, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 16 + 2 * ty) * 1024;
-            for (int j = 0; j < 2048; j++)
+            float *o = out + ((size_t)b * 16 + 4 * ty) * 1024;
+            for (int j = 0; j < 4096; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }
@@ -2552,7 +2662,7 @@ static inline __attribute__((always_inline)) void
 conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 8 + t0) * 64, *uk = u + xi * 4096;
+    const float *vt = v + (xi * 3 + t0) * 64, *uk = u + xi * 4096;
     vf acc[1][8];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 8; c++)
@@ -2567,76 +2677,95 @@ conv2d_4_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 8 + t0) * 64;
+    float *mt = m + (xi * 3 + t0) * 64;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 8; c++)
             store_vec(mt + p * 64 + 8 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 8 tiles, 8 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 4 tiles, 3 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_4_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 8 * 64] ALIGNED, m[16 * 8 * 64] ALIGNED;
+    float v[36 * 3 * 64] ALIGNED, m[36 * 3 * 64] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 8; ty++) {
-            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
-                const int nt = 8; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 4; ty++) {
+            for (int tx0 = 0; tx0 < 4; tx0 += 3) {
+                const int nt = tx0 + 3 <= 4 ? 3 : 4 - tx0; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        const float *px = in + (((size_t)b * 18 + 2 * ty) * 18 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 18 + 4 * ty) * 18 + 4 * (tx0 + t))
                                 * 64 + 8 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 18 + k) * 64);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 8 + t) * 64 + 8 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 3 + t) * 64 + 8 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
                     for (; t0 + 1 <= nt; t0 += 1)
                         conv2d_4_winograd_products(m, v, u, xi, t0, 1);
+                    if (t0 < nt)
+                        conv2d_4_winograd_products(m, v, u, xi, t0, nt - t0);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 8 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 8 + t) * 64 + 8 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 3 + t) * 64 + 8 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 16 + 2 * ty + i) * 16 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 16 + 4 * ty + i) * 16 + 4 * (tx0 + t))
                                     * 64 + 8 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 64, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 64, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 16 + 2 * ty) * 1024;
-            for (int j = 0; j < 2048; j++)
+            float *o = out + ((size_t)b * 16 + 4 * ty) * 1024;
+            for (int j = 0; j < 4096; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }
@@ -2835,7 +2964,8 @@ static void dropout_2_backward(float *restrict din, const float *restrict dout,
 
 /* ---- conv2d_5: `conv 128 3x3 pad=same relu` (models/cifar_vgg.nn:25) ----
  * in [n][8][8][64] -> out [n][8][8][128]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
+ * zero-padded copy of the input; at inference Winograd F(4x4, 3x3) or F(2x2, 3x3) over it by shape
+ * */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][10][10][64]. */
 static void conv2d_5_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -3167,26 +3297,30 @@ static void conv2d_5_backward(float *restrict din, float *restrict dw, float *re
     conv2d_5_weight_grad(dw, dout, in, lo, hi);
     conv2d_5_input_grad(din, dout, wt, lo, hi);
 }
-/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][64][128]. */
+/* w into Winograd's U = G g G^T for F(2x2, 3x3), [16][64][128], G's rows as the sums below. */
 static void conv2d_5_winograd_weights(float *restrict u, const float *restrict w)
 {
     for (int ci = 0; ci < 64; ci++)
-        for (int co = 0; co < 128; co++) {
-            float k[3][3], gk[4][3];
+        for (int co = 0; co < 128; co += LANES) {
+            vf k[3][3], gk[4][3];
             for (int ky = 0; ky < 3; ky++)
                 for (int kx = 0; kx < 3; kx++)
-                    k[ky][kx] = w[((ky * 3 + kx) * 64 + ci) * 128 + co];
+                    load_vec(&k[ky][kx], w + ((ky * 3 + kx) * 64 + ci) * 128 + co);
             for (int kx = 0; kx < 3; kx++) {
                 gk[0][kx] = k[0][kx];
-                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
-                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[1][kx] = (k[0][kx] + k[1][kx] + k[2][kx]) * (1.0f / 2);
+                gk[2][kx] = (k[0][kx] - k[1][kx] + k[2][kx]) * (1.0f / 2);
                 gk[3][kx] = k[2][kx];
             }
             for (int i = 0; i < 4; i++) {
-                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
-                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                vf row[4] = {
+                    gk[i][0],
+                    (gk[i][0] + gk[i][1] + gk[i][2]) * (1.0f / 2),
+                    (gk[i][0] - gk[i][1] + gk[i][2]) * (1.0f / 2),
+                    gk[i][2]
+                };
                 for (int j = 0; j < 4; j++)
-                    u[((i * 4 + j) * 64 + ci) * 128 + co] = row[j];
+                    store_vec(u + ((i * 4 + j) * 64 + ci) * 128 + co, &row[j]);
             }
         }
 }
@@ -3221,7 +3355,8 @@ conv2d_5_winograd_products(float *restrict m, const float *restrict v, const flo
 
 /*
  * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ * A^T = [1 1 1 0; 0 1 -1 -1].
  */
 static void conv2d_5_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
@@ -3244,12 +3379,16 @@ static void conv2d_5_winograd_forward(float *restrict out, const float *restrict
                         for (int k = 0; k < 4; k++) {
                             e[0][k] = d[0][k] - d[2][k];
                             e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
+                            e[2][k] = -d[1][k] + d[2][k];
                             e[3][k] = d[1][k] - d[3][k];
                         }
                         for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
+                            vf row[4] = {
+                                e[r][0] - e[r][2],
+                                e[r][1] + e[r][2],
+                                -e[r][1] + e[r][2],
+                                e[r][1] - e[r][3]
+                            };
                             for (int k = 0; k < 4; k++)
                                 store_vec(v + ((r * 4 + k) * 4 + t) * 64 + 16 * c, &row[k]);
                         }
@@ -3264,22 +3403,24 @@ static void conv2d_5_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[4][4], at[2][4], bv;
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 16 * c);
                         for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            vf y[2] = {
+                                at[i][0] + at[i][1] + at[i][2] + bv,
+                                at[i][1] - at[i][2] - at[i][3] + bv
+                            };
                             float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
                                     * 128 + 16 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 128, &y1);
+                            for (int j = 0; j < 2; j++)
+                                store_vec(o + j * 128, &y[j]);
                         }
                     }
             }
@@ -3319,7 +3460,8 @@ conv2d_5_winograd_products(float *restrict m, const float *restrict v, const flo
 
 /*
  * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ * A^T = [1 1 1 0; 0 1 -1 -1].
  */
 static void conv2d_5_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
@@ -3342,12 +3484,16 @@ static void conv2d_5_winograd_forward(float *restrict out, const float *restrict
                         for (int k = 0; k < 4; k++) {
                             e[0][k] = d[0][k] - d[2][k];
                             e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
+                            e[2][k] = -d[1][k] + d[2][k];
                             e[3][k] = d[1][k] - d[3][k];
                         }
                         for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
+                            vf row[4] = {
+                                e[r][0] - e[r][2],
+                                e[r][1] + e[r][2],
+                                -e[r][1] + e[r][2],
+                                e[r][1] - e[r][3]
+                            };
                             for (int k = 0; k < 4; k++)
                                 store_vec(v + ((r * 4 + k) * 4 + t) * 64 + 8 * c, &row[k]);
                         }
@@ -3360,22 +3506,24 @@ static void conv2d_5_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 16; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[4][4], at[2][4], bv;
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 8 * c);
                         for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            vf y[2] = {
+                                at[i][0] + at[i][1] + at[i][2] + bv,
+                                at[i][1] - at[i][2] - at[i][3] + bv
+                            };
                             float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
                                     * 128 + 8 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 128, &y1);
+                            for (int j = 0; j < 2; j++)
+                                store_vec(o + j * 128, &y[j]);
                         }
                     }
             }
@@ -3504,7 +3652,8 @@ static void batch_normalization_5_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_6: `conv 128 3x3 pad=same relu` (models/cifar_vgg.nn:27) ----
  * in [n][8][8][128] -> out [n][8][8][128]; kernel: register-blocked direct convolution over a
- * zero-padded copy of the input; at inference Winograd F(2x2, 3x3) over it */
+ * zero-padded copy of the input; at inference Winograd F(4x4, 3x3) or F(2x2, 3x3) over it by shape
+ * */
 /* The slice's input with its zero border (1 above, 1 below, 1 left, 1 right), [b][10][10][128]. */
 static void conv2d_6_pad_input(float *restrict padded, const float *restrict in, int lo, int hi)
 {
@@ -3836,26 +3985,30 @@ static void conv2d_6_backward(float *restrict din, float *restrict dw, float *re
     conv2d_6_weight_grad(dw, dout, in, lo, hi);
     conv2d_6_input_grad(din, dout, wt, lo, hi);
 }
-/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][128][128]. */
+/* w into Winograd's U = G g G^T for F(2x2, 3x3), [16][128][128], G's rows as the sums below. */
 static void conv2d_6_winograd_weights(float *restrict u, const float *restrict w)
 {
     for (int ci = 0; ci < 128; ci++)
-        for (int co = 0; co < 128; co++) {
-            float k[3][3], gk[4][3];
+        for (int co = 0; co < 128; co += LANES) {
+            vf k[3][3], gk[4][3];
             for (int ky = 0; ky < 3; ky++)
                 for (int kx = 0; kx < 3; kx++)
-                    k[ky][kx] = w[((ky * 3 + kx) * 128 + ci) * 128 + co];
+                    load_vec(&k[ky][kx], w + ((ky * 3 + kx) * 128 + ci) * 128 + co);
             for (int kx = 0; kx < 3; kx++) {
                 gk[0][kx] = k[0][kx];
-                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
-                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[1][kx] = (k[0][kx] + k[1][kx] + k[2][kx]) * (1.0f / 2);
+                gk[2][kx] = (k[0][kx] - k[1][kx] + k[2][kx]) * (1.0f / 2);
                 gk[3][kx] = k[2][kx];
             }
             for (int i = 0; i < 4; i++) {
-                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
-                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                vf row[4] = {
+                    gk[i][0],
+                    (gk[i][0] + gk[i][1] + gk[i][2]) * (1.0f / 2),
+                    (gk[i][0] - gk[i][1] + gk[i][2]) * (1.0f / 2),
+                    gk[i][2]
+                };
                 for (int j = 0; j < 4; j++)
-                    u[((i * 4 + j) * 128 + ci) * 128 + co] = row[j];
+                    store_vec(u + ((i * 4 + j) * 128 + ci) * 128 + co, &row[j]);
             }
         }
 }
@@ -3890,7 +4043,8 @@ conv2d_6_winograd_products(float *restrict m, const float *restrict v, const flo
 
 /*
  * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ * A^T = [1 1 1 0; 0 1 -1 -1].
  */
 static void conv2d_6_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
@@ -3913,12 +4067,16 @@ static void conv2d_6_winograd_forward(float *restrict out, const float *restrict
                         for (int k = 0; k < 4; k++) {
                             e[0][k] = d[0][k] - d[2][k];
                             e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
+                            e[2][k] = -d[1][k] + d[2][k];
                             e[3][k] = d[1][k] - d[3][k];
                         }
                         for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
+                            vf row[4] = {
+                                e[r][0] - e[r][2],
+                                e[r][1] + e[r][2],
+                                -e[r][1] + e[r][2],
+                                e[r][1] - e[r][3]
+                            };
                             for (int k = 0; k < 4; k++)
                                 store_vec(v + ((r * 4 + k) * 4 + t) * 128 + 16 * c, &row[k]);
                         }
@@ -3933,22 +4091,24 @@ static void conv2d_6_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[4][4], at[2][4], bv;
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 16 * c);
                         for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            vf y[2] = {
+                                at[i][0] + at[i][1] + at[i][2] + bv,
+                                at[i][1] - at[i][2] - at[i][3] + bv
+                            };
                             float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
                                     * 128 + 16 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 128, &y1);
+                            for (int j = 0; j < 2; j++)
+                                store_vec(o + j * 128, &y[j]);
                         }
                     }
             }
@@ -3988,7 +4148,8 @@ conv2d_6_winograd_products(float *restrict m, const float *restrict v, const flo
 
 /*
  * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ * A^T = [1 1 1 0; 0 1 -1 -1].
  */
 static void conv2d_6_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
@@ -4011,12 +4172,16 @@ static void conv2d_6_winograd_forward(float *restrict out, const float *restrict
                         for (int k = 0; k < 4; k++) {
                             e[0][k] = d[0][k] - d[2][k];
                             e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
+                            e[2][k] = -d[1][k] + d[2][k];
                             e[3][k] = d[1][k] - d[3][k];
                         }
                         for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
+                            vf row[4] = {
+                                e[r][0] - e[r][2],
+                                e[r][1] + e[r][2],
+                                -e[r][1] + e[r][2],
+                                e[r][1] - e[r][3]
+                            };
                             for (int k = 0; k < 4; k++)
                                 store_vec(v + ((r * 4 + k) * 4 + t) * 128 + 8 * c, &row[k]);
                         }
@@ -4029,22 +4194,24 @@ static void conv2d_6_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 16; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[4][4], at[2][4], bv;
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 8 * c);
                         for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            vf y[2] = {
+                                at[i][0] + at[i][1] + at[i][2] + bv,
+                                at[i][1] - at[i][2] - at[i][3] + bv
+                            };
                             float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
                                     * 128 + 8 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 128, &y1);
+                            for (int j = 0; j < 2; j++)
+                                store_vec(o + j * 128, &y[j]);
                         }
                     }
             }

@@ -202,8 +202,8 @@ typedef struct {
     /* conv2d_2 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_2_wt[3 * 3 * 32 * 32] ALIGNED;
-    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
-    float conv2d_2_u[16 * 32 * 32] ALIGNED;
+    /* w as Winograd's U = G g G^T, [a*a][cin][cout], for inference */
+    float conv2d_2_u[36 * 32 * 32] ALIGNED;
     /* batch_normalization_2 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_2_partial[CHUNKS][2][32];
@@ -215,7 +215,7 @@ typedef struct {
     /* conv2d_3 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_3_wt[3 * 3 * 64 * 32] ALIGNED;
-    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
+    /* w as Winograd's U = G g G^T, [a*a][cin][cout], for inference */
     float conv2d_3_u[16 * 32 * 64] ALIGNED;
     /* batch_normalization_3 */
     /* per-slice channel sums of x and of x^2 */
@@ -226,8 +226,8 @@ typedef struct {
     /* conv2d_4 */
     /* w as [kh][kw][cout][cin], cin padded to whole vectors, for the input gradient */
     float conv2d_4_wt[3 * 3 * 64 * 64] ALIGNED;
-    /* w as Winograd's U = G g G^T, [16][cin][cout], for inference */
-    float conv2d_4_u[16 * 64 * 64] ALIGNED;
+    /* w as Winograd's U = G g G^T, [a*a][cin][cout], for inference */
+    float conv2d_4_u[36 * 64 * 64] ALIGNED;
     /* batch_normalization_4 */
     /* per-slice channel sums of x and of x^2 */
     double batch_normalization_4_partial[CHUNKS][2][64];
@@ -573,7 +573,7 @@ static void batch_normalization_1_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_2: `conv 32 3x3 relu` (models/conv4_bn.nn:14) ----
  * in [n][26][26][32] -> out [n][24][24][32]; kernel: register-blocked direct convolution, 16-float
- * vectors (8 without AVX-512); at inference Winograd F(2x2, 3x3) */
+ * vectors (8 without AVX-512); at inference Winograd F(4x4, 3x3) or F(2x2, 3x3) by shape */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
    multiply-add. */
 static void conv2d_2_transpose_weights(float *restrict wt, const float *restrict w)
@@ -879,26 +879,34 @@ static void conv2d_2_backward(float *restrict din, float *restrict dw, float *re
     conv2d_2_weight_grad(dw, dout, in, lo, hi);
     conv2d_2_input_grad(din, dout, wt, lo, hi);
 }
-/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][32][32]. */
+/* w into Winograd's U = G g G^T for F(4x4, 3x3), [36][32][32], G's rows as the sums below. */
 static void conv2d_2_winograd_weights(float *restrict u, const float *restrict w)
 {
     for (int ci = 0; ci < 32; ci++)
-        for (int co = 0; co < 32; co++) {
-            float k[3][3], gk[4][3];
+        for (int co = 0; co < 32; co += LANES) {
+            vf k[3][3], gk[6][3];
             for (int ky = 0; ky < 3; ky++)
                 for (int kx = 0; kx < 3; kx++)
-                    k[ky][kx] = w[((ky * 3 + kx) * 32 + ci) * 32 + co];
+                    load_vec(&k[ky][kx], w + ((ky * 3 + kx) * 32 + ci) * 32 + co);
             for (int kx = 0; kx < 3; kx++) {
-                gk[0][kx] = k[0][kx];
-                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
-                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
-                gk[3][kx] = k[2][kx];
+                gk[0][kx] = (k[0][kx]) * (1.0f / 4);
+                gk[1][kx] = (-k[0][kx] - k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[2][kx] = (-k[0][kx] + k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[3][kx] = (k[0][kx] + 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[4][kx] = (k[0][kx] - 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[5][kx] = k[2][kx];
             }
-            for (int i = 0; i < 4; i++) {
-                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
-                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
-                for (int j = 0; j < 4; j++)
-                    u[((i * 4 + j) * 32 + ci) * 32 + co] = row[j];
+            for (int i = 0; i < 6; i++) {
+                vf row[6] = {
+                    (gk[i][0]) * (1.0f / 4),
+                    (-gk[i][0] - gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (-gk[i][0] + gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (gk[i][0] + 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    (gk[i][0] - 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    gk[i][2]
+                };
+                for (int j = 0; j < 6; j++)
+                    store_vec(u + ((i * 6 + j) * 32 + ci) * 32 + co, &row[j]);
             }
         }
 }
@@ -910,7 +918,7 @@ static inline __attribute__((always_inline)) void
 conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 12 + t0) * 32, *uk = u + xi * 1024;
+    const float *vt = v + (xi * 6 + t0) * 32, *uk = u + xi * 1024;
     vf acc[6][2];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 2; c++)
@@ -925,76 +933,93 @@ conv2d_2_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 12 + t0) * 32;
+    float *mt = m + (xi * 6 + t0) * 32;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 2; c++)
             store_vec(mt + p * 32 + 16 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 12 tiles, 12 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 6 tiles, 6 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_2_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 12 * 32] ALIGNED, m[16 * 12 * 32] ALIGNED;
+    float v[36 * 6 * 32] ALIGNED, m[36 * 6 * 32] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 12; ty++) {
-            for (int tx0 = 0; tx0 < 12; tx0 += 12) {
-                const int nt = 12; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 6; ty++) {
+            for (int tx0 = 0; tx0 < 6; tx0 += 6) {
+                const int nt = 6; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 2; c++) {
-                        const float *px = in + (((size_t)b * 26 + 2 * ty) * 26 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 26 + 4 * ty) * 26 + 4 * (tx0 + t))
                                 * 32 + 16 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 26 + k) * 32);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 12 + t) * 32 + 16 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 6 + t) * 32 + 16 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
                     for (; t0 + 6 <= nt; t0 += 6)
                         conv2d_2_winograd_products(m, v, u, xi, t0, 6);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 2; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 16 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 12 + t) * 32 + 16 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 6 + t) * 32 + 16 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 24 + 2 * ty + i) * 24 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 24 + 4 * ty + i) * 24 + 4 * (tx0 + t))
                                     * 32 + 16 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 32, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 32, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 24 + 2 * ty) * 768;
-            for (int j = 0; j < 1536; j++)
+            float *o = out + ((size_t)b * 24 + 4 * ty) * 768;
+            for (int j = 0; j < 3072; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }
@@ -1006,7 +1031,7 @@ static inline __attribute__((always_inline)) void
 conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 12 + t0) * 32, *uk = u + xi * 1024;
+    const float *vt = v + (xi * 6 + t0) * 32, *uk = u + xi * 1024;
     vf acc[3][4];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
@@ -1021,76 +1046,93 @@ conv2d_2_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 12 + t0) * 32;
+    float *mt = m + (xi * 6 + t0) * 32;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             store_vec(mt + p * 32 + 8 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 12 tiles, 12 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 6 tiles, 6 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_2_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 12 * 32] ALIGNED, m[16 * 12 * 32] ALIGNED;
+    float v[36 * 6 * 32] ALIGNED, m[36 * 6 * 32] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 12; ty++) {
-            for (int tx0 = 0; tx0 < 12; tx0 += 12) {
-                const int nt = 12; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 6; ty++) {
+            for (int tx0 = 0; tx0 < 6; tx0 += 6) {
+                const int nt = 6; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        const float *px = in + (((size_t)b * 26 + 2 * ty) * 26 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 26 + 4 * ty) * 26 + 4 * (tx0 + t))
                                 * 32 + 8 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 26 + k) * 32);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 12 + t) * 32 + 8 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 6 + t) * 32 + 8 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
                     for (; t0 + 3 <= nt; t0 += 3)
                         conv2d_2_winograd_products(m, v, u, xi, t0, 3);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 8 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 12 + t) * 32 + 8 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 6 + t) * 32 + 8 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 24 + 2 * ty + i) * 24 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 24 + 4 * ty + i) * 24 + 4 * (tx0 + t))
                                     * 32 + 8 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 32, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 32, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 24 + 2 * ty) * 768;
-            for (int j = 0; j < 1536; j++)
+            float *o = out + ((size_t)b * 24 + 4 * ty) * 768;
+            for (int j = 0; j < 3072; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }
@@ -1269,7 +1311,7 @@ static void max_pooling2d_1_backward(float *restrict din, const float *restrict 
 
 /* ---- conv2d_3: `conv 64 3x3 relu` (models/conv4_bn.nn:17) ----
  * in [n][12][12][32] -> out [n][10][10][64]; kernel: register-blocked direct convolution, 16-float
- * vectors (8 without AVX-512); at inference Winograd F(2x2, 3x3) */
+ * vectors (8 without AVX-512); at inference Winograd F(4x4, 3x3) or F(2x2, 3x3) by shape */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 32: din is a contiguous
    multiply-add. */
 static void conv2d_3_transpose_weights(float *restrict wt, const float *restrict w)
@@ -1575,26 +1617,30 @@ static void conv2d_3_backward(float *restrict din, float *restrict dw, float *re
     conv2d_3_weight_grad(dw, dout, in, lo, hi);
     conv2d_3_input_grad(din, dout, wt, lo, hi);
 }
-/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][32][64]. */
+/* w into Winograd's U = G g G^T for F(2x2, 3x3), [16][32][64], G's rows as the sums below. */
 static void conv2d_3_winograd_weights(float *restrict u, const float *restrict w)
 {
     for (int ci = 0; ci < 32; ci++)
-        for (int co = 0; co < 64; co++) {
-            float k[3][3], gk[4][3];
+        for (int co = 0; co < 64; co += LANES) {
+            vf k[3][3], gk[4][3];
             for (int ky = 0; ky < 3; ky++)
                 for (int kx = 0; kx < 3; kx++)
-                    k[ky][kx] = w[((ky * 3 + kx) * 32 + ci) * 64 + co];
+                    load_vec(&k[ky][kx], w + ((ky * 3 + kx) * 32 + ci) * 64 + co);
             for (int kx = 0; kx < 3; kx++) {
                 gk[0][kx] = k[0][kx];
-                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
-                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
+                gk[1][kx] = (k[0][kx] + k[1][kx] + k[2][kx]) * (1.0f / 2);
+                gk[2][kx] = (k[0][kx] - k[1][kx] + k[2][kx]) * (1.0f / 2);
                 gk[3][kx] = k[2][kx];
             }
             for (int i = 0; i < 4; i++) {
-                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
-                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
+                vf row[4] = {
+                    gk[i][0],
+                    (gk[i][0] + gk[i][1] + gk[i][2]) * (1.0f / 2),
+                    (gk[i][0] - gk[i][1] + gk[i][2]) * (1.0f / 2),
+                    gk[i][2]
+                };
                 for (int j = 0; j < 4; j++)
-                    u[((i * 4 + j) * 32 + ci) * 64 + co] = row[j];
+                    store_vec(u + ((i * 4 + j) * 32 + ci) * 64 + co, &row[j]);
             }
         }
 }
@@ -1629,7 +1675,8 @@ conv2d_3_winograd_products(float *restrict m, const float *restrict v, const flo
 
 /*
  * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 5 tiles, 5 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ * A^T = [1 1 1 0; 0 1 -1 -1].
  */
 static void conv2d_3_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
@@ -1652,12 +1699,16 @@ static void conv2d_3_winograd_forward(float *restrict out, const float *restrict
                         for (int k = 0; k < 4; k++) {
                             e[0][k] = d[0][k] - d[2][k];
                             e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
+                            e[2][k] = -d[1][k] + d[2][k];
                             e[3][k] = d[1][k] - d[3][k];
                         }
                         for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
+                            vf row[4] = {
+                                e[r][0] - e[r][2],
+                                e[r][1] + e[r][2],
+                                -e[r][1] + e[r][2],
+                                e[r][1] - e[r][3]
+                            };
                             for (int k = 0; k < 4; k++)
                                 store_vec(v + ((r * 4 + k) * 5 + t) * 32 + 16 * c, &row[k]);
                         }
@@ -1670,22 +1721,24 @@ static void conv2d_3_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[4][4], at[2][4], bv;
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 5 + t) * 64 + 16 * c);
                         for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            vf y[2] = {
+                                at[i][0] + at[i][1] + at[i][2] + bv,
+                                at[i][1] - at[i][2] - at[i][3] + bv
+                            };
                             float *o = out + (((size_t)b * 10 + 2 * ty + i) * 10 + 2 * (tx0 + t))
                                     * 64 + 16 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 64, &y1);
+                            for (int j = 0; j < 2; j++)
+                                store_vec(o + j * 64, &y[j]);
                         }
                     }
             }
@@ -1725,7 +1778,8 @@ conv2d_3_winograd_products(float *restrict m, const float *restrict v, const flo
 
 /*
  * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 5 tiles, 5 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ * A^T = [1 1 1 0; 0 1 -1 -1].
  */
 static void conv2d_3_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
@@ -1748,12 +1802,16 @@ static void conv2d_3_winograd_forward(float *restrict out, const float *restrict
                         for (int k = 0; k < 4; k++) {
                             e[0][k] = d[0][k] - d[2][k];
                             e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
+                            e[2][k] = -d[1][k] + d[2][k];
                             e[3][k] = d[1][k] - d[3][k];
                         }
                         for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
+                            vf row[4] = {
+                                e[r][0] - e[r][2],
+                                e[r][1] + e[r][2],
+                                -e[r][1] + e[r][2],
+                                e[r][1] - e[r][3]
+                            };
                             for (int k = 0; k < 4; k++)
                                 store_vec(v + ((r * 4 + k) * 5 + t) * 32 + 8 * c, &row[k]);
                         }
@@ -1766,22 +1824,24 @@ static void conv2d_3_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[4][4], at[2][4], bv;
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 5 + t) * 64 + 8 * c);
                         for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
+                            vf y[2] = {
+                                at[i][0] + at[i][1] + at[i][2] + bv,
+                                at[i][1] - at[i][2] - at[i][3] + bv
+                            };
                             float *o = out + (((size_t)b * 10 + 2 * ty + i) * 10 + 2 * (tx0 + t))
                                     * 64 + 8 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 64, &y1);
+                            for (int j = 0; j < 2; j++)
+                                store_vec(o + j * 64, &y[j]);
                         }
                     }
             }
@@ -1910,7 +1970,7 @@ static void batch_normalization_3_backward_input(float *restrict din, const floa
 
 /* ---- conv2d_4: `conv 64 3x3 relu` (models/conv4_bn.nn:19) ----
  * in [n][10][10][64] -> out [n][8][8][64]; kernel: register-blocked direct convolution, 16-float
- * vectors (8 without AVX-512); at inference Winograd F(2x2, 3x3) */
+ * vectors (8 without AVX-512); at inference Winograd F(4x4, 3x3) or F(2x2, 3x3) by shape */
 /* w with its last two axes swapped, [kh][kw][cout][cin], cin padded to 64: din is a contiguous
    multiply-add. */
 static void conv2d_4_transpose_weights(float *restrict wt, const float *restrict w)
@@ -2214,39 +2274,47 @@ static void conv2d_4_backward(float *restrict din, float *restrict dw, float *re
     conv2d_4_weight_grad(dw, dout, in, lo, hi);
     conv2d_4_input_grad(din, dout, wt, lo, hi);
 }
-/* w into Winograd's U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], [16][64][64]. */
+/* w into Winograd's U = G g G^T for F(4x4, 3x3), [36][64][64], G's rows as the sums below. */
 static void conv2d_4_winograd_weights(float *restrict u, const float *restrict w)
 {
     for (int ci = 0; ci < 64; ci++)
-        for (int co = 0; co < 64; co++) {
-            float k[3][3], gk[4][3];
+        for (int co = 0; co < 64; co += LANES) {
+            vf k[3][3], gk[6][3];
             for (int ky = 0; ky < 3; ky++)
                 for (int kx = 0; kx < 3; kx++)
-                    k[ky][kx] = w[((ky * 3 + kx) * 64 + ci) * 64 + co];
+                    load_vec(&k[ky][kx], w + ((ky * 3 + kx) * 64 + ci) * 64 + co);
             for (int kx = 0; kx < 3; kx++) {
-                gk[0][kx] = k[0][kx];
-                gk[1][kx] = 0.5f * (k[0][kx] + k[1][kx] + k[2][kx]);
-                gk[2][kx] = 0.5f * (k[0][kx] - k[1][kx] + k[2][kx]);
-                gk[3][kx] = k[2][kx];
+                gk[0][kx] = (k[0][kx]) * (1.0f / 4);
+                gk[1][kx] = (-k[0][kx] - k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[2][kx] = (-k[0][kx] + k[1][kx] - k[2][kx]) * (1.0f / 6);
+                gk[3][kx] = (k[0][kx] + 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[4][kx] = (k[0][kx] - 2.0f * k[1][kx] + 4.0f * k[2][kx]) * (1.0f / 24);
+                gk[5][kx] = k[2][kx];
             }
-            for (int i = 0; i < 4; i++) {
-                float row[4] = {gk[i][0], 0.5f * (gk[i][0] + gk[i][1] + gk[i][2]),
-                                0.5f * (gk[i][0] - gk[i][1] + gk[i][2]), gk[i][2]};
-                for (int j = 0; j < 4; j++)
-                    u[((i * 4 + j) * 64 + ci) * 64 + co] = row[j];
+            for (int i = 0; i < 6; i++) {
+                vf row[6] = {
+                    (gk[i][0]) * (1.0f / 4),
+                    (-gk[i][0] - gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (-gk[i][0] + gk[i][1] - gk[i][2]) * (1.0f / 6),
+                    (gk[i][0] + 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    (gk[i][0] - 2.0f * gk[i][1] + 4.0f * gk[i][2]) * (1.0f / 24),
+                    gk[i][2]
+                };
+                for (int j = 0; j < 6; j++)
+                    store_vec(u + ((i * 6 + j) * 64 + ci) * 64 + co, &row[j]);
             }
         }
 }
 
 #if LANES == 16
-/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 4 tiles x 4 vectors in
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 2 tiles x 4 vectors in
    registers. */
 static inline __attribute__((always_inline)) void
 conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 4 + t0) * 64, *uk = u + xi * 4096;
-    vf acc[4][4];
+    const float *vt = v + (xi * 2 + t0) * 64, *uk = u + xi * 4096;
+    vf acc[2][4];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             acc[p][c] = (vf){0};
@@ -2260,76 +2328,93 @@ conv2d_4_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 4 + t0) * 64;
+    float *mt = m + (xi * 2 + t0) * 64;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             store_vec(mt + p * 64 + 16 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 2 tiles, 2 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_4_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 4 * 64] ALIGNED, m[16 * 4 * 64] ALIGNED;
+    float v[36 * 2 * 64] ALIGNED, m[36 * 2 * 64] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 4; ty++) {
-            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
-                const int nt = 4; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 2; ty++) {
+            for (int tx0 = 0; tx0 < 2; tx0 += 2) {
+                const int nt = 2; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        const float *px = in + (((size_t)b * 10 + 2 * ty) * 10 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 10 + 4 * ty) * 10 + 4 * (tx0 + t))
                                 * 64 + 16 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 10 + k) * 64);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 4 + t) * 64 + 16 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 2 + t) * 64 + 16 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
-                    for (; t0 + 4 <= nt; t0 += 4)
-                        conv2d_4_winograd_products(m, v, u, xi, t0, 4);
+                    for (; t0 + 2 <= nt; t0 += 2)
+                        conv2d_4_winograd_products(m, v, u, xi, t0, 2);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 16 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 64 + 16 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 2 + t) * 64 + 16 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 8 + 4 * ty + i) * 8 + 4 * (tx0 + t))
                                     * 64 + 16 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 64, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 64, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 8 + 2 * ty) * 512;
-            for (int j = 0; j < 1024; j++)
+            float *o = out + ((size_t)b * 8 + 4 * ty) * 512;
+            for (int j = 0; j < 2048; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }
@@ -2341,7 +2426,7 @@ static inline __attribute__((always_inline)) void
 conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 4 + t0) * 64, *uk = u + xi * 4096;
+    const float *vt = v + (xi * 2 + t0) * 64, *uk = u + xi * 4096;
     vf acc[1][8];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 8; c++)
@@ -2356,76 +2441,93 @@ conv2d_4_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 4 + t0) * 64;
+    float *mt = m + (xi * 2 + t0) * 64;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 8; c++)
             store_vec(mt + p * 64 + 8 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(2x2, 3x3), in rows of 4 tiles, 4 a block:
- * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 2 tiles, 2 a block:
+ * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
 static void conv2d_4_winograd_forward(float *restrict out, const float *restrict in,
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[16 * 4 * 64] ALIGNED, m[16 * 4 * 64] ALIGNED;
+    float v[36 * 2 * 64] ALIGNED, m[36 * 2 * 64] ALIGNED;
     for (int b = lo; b < hi; b++)
-        for (int ty = 0; ty < 4; ty++) {
-            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
-                const int nt = 4; /* tiles in this block */
-                /* V = B^T d B for each tile's 4x4 input d */
+        for (int ty = 0; ty < 2; ty++) {
+            for (int tx0 = 0; tx0 < 2; tx0 += 2) {
+                const int nt = 2; /* tiles in this block */
+                /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        const float *px = in + (((size_t)b * 10 + 2 * ty) * 10 + 2 * (tx0 + t))
+                        const float *px = in + (((size_t)b * 10 + 4 * ty) * 10 + 4 * (tx0 + t))
                                 * 64 + 8 * c;
-                        vf d[4][4], e[4][4];
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
+                        vf d[6][6], e[6][6];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
                                 load_vec(&d[r][k], px + (r * 10 + k) * 64);
-                        for (int k = 0; k < 4; k++) {
-                            e[0][k] = d[0][k] - d[2][k];
-                            e[1][k] = d[1][k] + d[2][k];
-                            e[2][k] = d[2][k] - d[1][k];
-                            e[3][k] = d[1][k] - d[3][k];
+                        for (int k = 0; k < 6; k++) {
+                            e[0][k] = 4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k];
+                            e[1][k] = -4.0f * d[1][k] - 4.0f * d[2][k] + d[3][k] + d[4][k];
+                            e[2][k] = 4.0f * d[1][k] - 4.0f * d[2][k] - d[3][k] + d[4][k];
+                            e[3][k] = -2.0f * d[1][k] - d[2][k] + 2.0f * d[3][k] + d[4][k];
+                            e[4][k] = 2.0f * d[1][k] - d[2][k] - 2.0f * d[3][k] + d[4][k];
+                            e[5][k] = 4.0f * d[1][k] - 5.0f * d[3][k] + d[5][k];
                         }
-                        for (int r = 0; r < 4; r++) {
-                            vf row[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1],
-                                         e[r][1] - e[r][3]};
-                            for (int k = 0; k < 4; k++)
-                                store_vec(v + ((r * 4 + k) * 4 + t) * 64 + 8 * c, &row[k]);
+                        for (int r = 0; r < 6; r++) {
+                            vf row[6] = {
+                                4.0f * e[r][0] - 5.0f * e[r][2] + e[r][4],
+                                -4.0f * e[r][1] - 4.0f * e[r][2] + e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 4.0f * e[r][2] - e[r][3] + e[r][4],
+                                -2.0f * e[r][1] - e[r][2] + 2.0f * e[r][3] + e[r][4],
+                                2.0f * e[r][1] - e[r][2] - 2.0f * e[r][3] + e[r][4],
+                                4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
+                            };
+                            for (int k = 0; k < 6; k++)
+                                store_vec(v + ((r * 6 + k) * 2 + t) * 64 + 8 * c, &row[k]);
                         }
                     }
-                for (int xi = 0; xi < 16; xi++) {
+                for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
                     for (; t0 + 1 <= nt; t0 += 1)
                         conv2d_4_winograd_products(m, v, u, xi, t0, 1);
                 }
-                /* Y = A^T M A + bias: each tile's 2x2 output pixels */
+                /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[4][4], a[2][4], bv;
+                        vf s[6][6], at[4][6], bv;
                         load_vec(&bv, bias + 8 * c);
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++)
-                                load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 64 + 8 * c);
-                        for (int k = 0; k < 4; k++) {
-                            a[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            a[1][k] = s[1][k] - s[2][k] - s[3][k];
+                        for (int r = 0; r < 6; r++)
+                            for (int k = 0; k < 6; k++)
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 2 + t) * 64 + 8 * c);
+                        for (int k = 0; k < 6; k++) {
+                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                                    + s[5][k];
                         }
-                        for (int i = 0; i < 2; i++) {
-                            vf y0 = a[i][0] + a[i][1] + a[i][2] + bv,
-                                    y1 = a[i][1] - a[i][2] - a[i][3] + bv;
-                            float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
+                        for (int i = 0; i < 4; i++) {
+                            vf y[4] = {
+                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
+                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
+                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
+                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                        + bv
+                            };
+                            float *o = out + (((size_t)b * 8 + 4 * ty + i) * 8 + 4 * (tx0 + t))
                                     * 64 + 8 * c;
-                            store_vec(o, &y0);
-                            store_vec(o + 64, &y1);
+                            for (int j = 0; j < 4; j++)
+                                store_vec(o + j * 64, &y[j]);
                         }
                     }
             }
-            float *o = out + ((size_t)b * 8 + 2 * ty) * 512;
-            for (int j = 0; j < 1024; j++)
+            float *o = out + ((size_t)b * 8 + 4 * ty) * 512;
+            for (int j = 0; j < 2048; j++)
                 o[j] = o[j] > 0.0f ? o[j] : 0.0f;
         }
 }

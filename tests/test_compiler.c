@@ -496,6 +496,20 @@ Test(emitter, winograd_at_inference_where_it_fits)
     release(&odd);
 }
 
+/* F(4x4, 3x3) where the output is whole 4x4 tiles of at most 64 channels, F(2x2, 3x3) elsewhere. */
+Test(emitter, winograd_tile_by_shape)
+{
+    compiled c = compile_text("model m\ninput 12x12x32\nconv 32 3x3\nconv 64 3x3\nconv 128 3x3 pad=same\n" TAIL);
+    cr_assert(c.m);
+    char *t = emit_text(c.m);
+    cr_expect(strstr(t, "U = G g G^T for F(2x2, 3x3), [16][32][32]") != NULL, "a 10x10 output: F(2x2)");
+    cr_expect(strstr(t, "U = G g G^T for F(4x4, 3x3), [36][32][64]") != NULL, "an 8x8x64 output: F(4x4)");
+    cr_expect(strstr(t, "U = G g G^T for F(2x2, 3x3), [16][64][128]") != NULL, "128 channels: F(2x2)");
+    cr_expect_eq(count_of(t, "by F(4x4, 3x3), in rows of 2 tiles"), 2, "conv2d_2, 16 and 8 lanes");
+    free(t);
+    release(&c);
+}
+
 Test(checker, schedule_rules)
 {
     compiled c = compile_text(MNIST_HEAD TAIL "train\n  epochs 12\n  schedule step every=4 factor=0.1\n");

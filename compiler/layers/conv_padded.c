@@ -213,7 +213,7 @@ const kernel_strategy conv_padded = {
 
 const kernel_strategy conv_padded_winograd = {
     .description = "register-blocked direct convolution over a zero-padded copy of the input; at inference "
-                   "Winograd F(2x2, 3x3) over it",
+                   "Winograd F(4x4, 3x3) or F(2x2, 3x3) over it by shape",
     .precision = PRECISION_FP32,
     PADDED_HOOKS,
 };

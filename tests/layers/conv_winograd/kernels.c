@@ -3,14 +3,16 @@
  * against a double-precision direct convolution of the same fp32 operands,
  * beside the register-blocked direct kernels the same file trains with.
  *
- * F(2x2, 3x3) is exact in exact arithmetic; in fp32 its transforms add
- * rounding of their own. Each output element must lie within
- * WINOGRAD_TOLERANCE of the sum of its products' magnitudes (|bias| +
- * sum |x w|) from the reference; the direct kernels are held to the same
- * bound, and the Winograd error is reported beside theirs. A wrong index, a
- * tile or block left out, a transform's sign: each is of the order of the
- * magnitude itself. Elements of the batch outside the slice must stay as
- * they were.
+ * Winograd's algorithms are exact in exact arithmetic; in fp32 their
+ * transforms add rounding of their own, more the larger the tile: F(4x4,
+ * 3x3)'s matrices hold 4, 5 and 8 where F(2x2, 3x3)'s hold 1 (about 10x the
+ * error, the order Barabasz et al. 2018 report). Each output element must
+ * lie within its algorithm's tolerance times the sum of its products'
+ * magnitudes (|bias| + sum |x w|) from the reference; the direct kernels are
+ * held to F(2x2)'s, and each error is reported beside theirs. A wrong index,
+ * a tile or block left out, a transform's sign or coefficient: each is of
+ * the order of the magnitude itself. Elements of the batch outside the slice
+ * must stay as they were.
  */
 #define NNC_NO_MAIN
 #include "conv_winograd.c"
@@ -19,8 +21,10 @@
 #include <criterion/logging.h>
 #include <math.h>
 
-/* Measured: at most 7.1e-8 of the magnitude (Winograd), 2.0e-7 (direct); the bound leaves 5x over both. */
-#define WINOGRAD_TOLERANCE 1e-6
+/* Measured, of the magnitude: F(2x2) at most 7.0e-8, the direct kernels 1.8e-7, F(4x4) 1.6e-6 (AVX-512 and
+ * AVX2 alike). The bounds leave 5x over the direct kernels and 6x over F(4x4). */
+#define TOLERANCE_F2 1e-6
+#define TOLERANCE_F4 1e-5
 
 typedef enum { LINEAR, RELU, TANH } activation;
 
@@ -32,14 +36,16 @@ typedef struct {
     void (*direct)(float *out, const float *in, const float *w, const float *bias, int lo, int hi);
     int ih, iw, ci, co;
     activation act;
+    int tile; /* the output tile's side: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3) */
 } winograd_layer;
 
 #define KERNELS(id) #id, id##_winograd_weights, id##_winograd_forward, id##_forward
 
 static const winograd_layer layers[] = {
-    {KERNELS(conv2d_1), 6, 20, 64, 64, RELU},  /* rows of 9 tiles: blocks of 8 + 1 */
-    {KERNELS(conv2d_2), 4, 18, 64, 32, LINEAR}, /* 8 tiles a row: 6 + 2 in registers */
-    {KERNELS(conv2d_3), 4, 18, 32, 16, TANH},   /* the padded copy of 2x16x32 */
+    {KERNELS(conv2d_1), 10, 26, 32, 64, RELU, 4}, /* the padded copy of 8x24x32: blocks of 4 + 2 tiles */
+    {KERNELS(conv2d_2), 8, 24, 64, 32, LINEAR, 2}, /* rows of 11 tiles: blocks of 10 + 1 */
+    {KERNELS(conv2d_3), 8, 24, 32, 16, TANH, 2},   /* the padded copy of 6x22x32 */
+    {KERNELS(conv2d_4), 6, 22, 16, 16, RELU, 4},   /* a row of 5 tiles */
 };
 #define N_LAYERS (sizeof layers / sizeof layers[0])
 
@@ -106,7 +112,8 @@ Test(conv_winograd, forward_matches_direct_convolution)
         size_t n_in = (size_t)B * L->ih * L->iw * L->ci + VEC, n_out = (size_t)B * (L->ih - 2) * (L->iw - 2) * L->co;
         size_t n_w = (size_t)9 * L->ci * L->co;
         float *in = malloc(sizeof(float) * n_in), *w = malloc(sizeof(float) * n_w);
-        float *u = malloc(sizeof(float) * 16 * L->ci * L->co), *bias = malloc(sizeof(float) * L->co);
+        size_t n_u = (size_t)(L->tile + 2) * (L->tile + 2) * L->ci * L->co;
+        float *u = malloc(sizeof(float) * n_u), *bias = malloc(sizeof(float) * L->co);
         float *out = malloc(sizeof(float) * (n_out + VEC));
         cr_assert(in && w && u && bias && out);
         unsigned state = 7u + (unsigned)k;
@@ -128,12 +135,13 @@ Test(conv_winograd, forward_matches_direct_convolution)
                 out[i] = NAN;
             L->direct(out, in, w, bias, lo, hi);
             double direct = worst_error(L, out, in, w, bias, lo, hi, &untouched);
-            cr_log_info("%s, slice [%d, %d): worst error / magnitude: Winograd %.2e, direct %.2e", L->name, lo, hi,
-                        wino, direct);
-            cr_expect(wino < WINOGRAD_TOLERANCE, "%s, slice [%d, %d): Winograd output %.3e of its magnitude off",
-                      L->name, lo, hi, wino);
-            cr_expect(direct < WINOGRAD_TOLERANCE, "%s, slice [%d, %d): direct output %.3e of its magnitude off",
-                      L->name, lo, hi, direct);
+            cr_log_info("%s, slice [%d, %d): worst error / magnitude: F(%dx%d) %.2e, direct %.2e", L->name, lo, hi,
+                        L->tile, L->tile, wino, direct);
+            double tolerance = L->tile == 4 ? TOLERANCE_F4 : TOLERANCE_F2;
+            cr_expect(wino < tolerance, "%s, slice [%d, %d): F(%dx%d) output %.3e of its magnitude off", L->name, lo,
+                      hi, L->tile, L->tile, wino);
+            cr_expect(direct < TOLERANCE_F2, "%s, slice [%d, %d): direct output %.3e of its magnitude off", L->name,
+                      lo, hi, direct);
         }
         free(in), free(w), free(u), free(bias), free(out);
     }
