@@ -1048,7 +1048,7 @@ static inline __attribute__((always_inline)) void
 conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 7 + t0) * 32, *uk = u + xi * 1024;
+    const float *vt = v + (xi * 8 + t0) * 32, *uk = u + xi * 1024;
     vf acc[6][2];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 2; c++)
@@ -1063,14 +1063,14 @@ conv2d_2_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 7 + t0) * 32;
+    float *mt = m + (xi * 8 + t0) * 32;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 2; c++)
             store_vec(mt + p * 32 + 16 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 8 tiles, 7 a block:
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 8 tiles, 8 a block:
  * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
  * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
@@ -1078,11 +1078,11 @@ static void conv2d_2_winograd_forward(float *restrict out, const float *restrict
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[36 * 7 * 32] ALIGNED, m[36 * 7 * 32] ALIGNED;
+    float v[36 * 8 * 32] ALIGNED, m[36 * 8 * 32] ALIGNED;
     for (int b = lo; b < hi; b++)
         for (int ty = 0; ty < 8; ty++) {
-            for (int tx0 = 0; tx0 < 8; tx0 += 7) {
-                const int nt = tx0 + 7 <= 8 ? 7 : 8 - tx0; /* tiles in this block */
+            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
+                const int nt = 8; /* tiles in this block */
                 /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 2; c++) {
@@ -1110,7 +1110,7 @@ static void conv2d_2_winograd_forward(float *restrict out, const float *restrict
                                 4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
                             };
                             for (int k = 0; k < 6; k++)
-                                store_vec(v + ((r * 6 + k) * 7 + t) * 32 + 16 * c, &row[k]);
+                                store_vec(v + ((r * 6 + k) * 8 + t) * 32 + 16 * c, &row[k]);
                         }
                     }
                 for (int xi = 0; xi < 36; xi++) {
@@ -1127,7 +1127,7 @@ static void conv2d_2_winograd_forward(float *restrict out, const float *restrict
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
-                                load_vec(&s[r][k], m + ((r * 6 + k) * 7 + t) * 32 + 16 * c);
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 8 + t) * 32 + 16 * c);
                         for (int k = 0; k < 6; k++) {
                             at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
                             at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
@@ -1163,7 +1163,7 @@ static inline __attribute__((always_inline)) void
 conv2d_2_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 7 + t0) * 32, *uk = u + xi * 1024;
+    const float *vt = v + (xi * 8 + t0) * 32, *uk = u + xi * 1024;
     vf acc[3][4];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
@@ -1178,14 +1178,14 @@ conv2d_2_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 7 + t0) * 32;
+    float *mt = m + (xi * 8 + t0) * 32;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             store_vec(mt + p * 32 + 8 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 8 tiles, 7 a block:
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 8 tiles, 8 a block:
  * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
  * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
@@ -1193,11 +1193,11 @@ static void conv2d_2_winograd_forward(float *restrict out, const float *restrict
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[36 * 7 * 32] ALIGNED, m[36 * 7 * 32] ALIGNED;
+    float v[36 * 8 * 32] ALIGNED, m[36 * 8 * 32] ALIGNED;
     for (int b = lo; b < hi; b++)
         for (int ty = 0; ty < 8; ty++) {
-            for (int tx0 = 0; tx0 < 8; tx0 += 7) {
-                const int nt = tx0 + 7 <= 8 ? 7 : 8 - tx0; /* tiles in this block */
+            for (int tx0 = 0; tx0 < 8; tx0 += 8) {
+                const int nt = 8; /* tiles in this block */
                 /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
@@ -1225,7 +1225,7 @@ static void conv2d_2_winograd_forward(float *restrict out, const float *restrict
                                 4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
                             };
                             for (int k = 0; k < 6; k++)
-                                store_vec(v + ((r * 6 + k) * 7 + t) * 32 + 8 * c, &row[k]);
+                                store_vec(v + ((r * 6 + k) * 8 + t) * 32 + 8 * c, &row[k]);
                         }
                     }
                 for (int xi = 0; xi < 36; xi++) {
@@ -1242,7 +1242,7 @@ static void conv2d_2_winograd_forward(float *restrict out, const float *restrict
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
-                                load_vec(&s[r][k], m + ((r * 6 + k) * 7 + t) * 32 + 8 * c);
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 8 + t) * 32 + 8 * c);
                         for (int k = 0; k < 6; k++) {
                             at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
                             at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
@@ -2541,14 +2541,14 @@ static void conv2d_4_winograd_weights(float *restrict u, const float *restrict w
 }
 
 #if LANES == 16
-/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 3 tiles x 4 vectors in
+/* M[xi] of tiles t0.. (np of them): the sum over cin of V[xi] x U[xi], 4 tiles x 4 vectors in
    registers. */
 static inline __attribute__((always_inline)) void
 conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 3 + t0) * 64, *uk = u + xi * 4096;
-    vf acc[3][4];
+    const float *vt = v + (xi * 4 + t0) * 64, *uk = u + xi * 4096;
+    vf acc[4][4];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             acc[p][c] = (vf){0};
@@ -2562,14 +2562,14 @@ conv2d_4_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 3 + t0) * 64;
+    float *mt = m + (xi * 4 + t0) * 64;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 4; c++)
             store_vec(mt + p * 64 + 16 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 4 tiles, 3 a block:
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 4 tiles, 4 a block:
  * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
  * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
@@ -2577,11 +2577,11 @@ static void conv2d_4_winograd_forward(float *restrict out, const float *restrict
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[36 * 3 * 64] ALIGNED, m[36 * 3 * 64] ALIGNED;
+    float v[36 * 4 * 64] ALIGNED, m[36 * 4 * 64] ALIGNED;
     for (int b = lo; b < hi; b++)
         for (int ty = 0; ty < 4; ty++) {
-            for (int tx0 = 0; tx0 < 4; tx0 += 3) {
-                const int nt = tx0 + 3 <= 4 ? 3 : 4 - tx0; /* tiles in this block */
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
                 /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
@@ -2609,15 +2609,13 @@ static void conv2d_4_winograd_forward(float *restrict out, const float *restrict
                                 4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
                             };
                             for (int k = 0; k < 6; k++)
-                                store_vec(v + ((r * 6 + k) * 3 + t) * 64 + 16 * c, &row[k]);
+                                store_vec(v + ((r * 6 + k) * 4 + t) * 64 + 16 * c, &row[k]);
                         }
                     }
                 for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
-                    for (; t0 + 3 <= nt; t0 += 3)
-                        conv2d_4_winograd_products(m, v, u, xi, t0, 3);
-                    if (t0 < nt)
-                        conv2d_4_winograd_products(m, v, u, xi, t0, nt - t0);
+                    for (; t0 + 4 <= nt; t0 += 4)
+                        conv2d_4_winograd_products(m, v, u, xi, t0, 4);
                 }
                 /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
@@ -2626,7 +2624,7 @@ static void conv2d_4_winograd_forward(float *restrict out, const float *restrict
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
-                                load_vec(&s[r][k], m + ((r * 6 + k) * 3 + t) * 64 + 16 * c);
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 4 + t) * 64 + 16 * c);
                         for (int k = 0; k < 6; k++) {
                             at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
                             at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
@@ -2662,7 +2660,7 @@ static inline __attribute__((always_inline)) void
 conv2d_4_winograd_products(float *restrict m, const float *restrict v, const float *restrict u,
                      int xi, int t0, const int np)
 {
-    const float *vt = v + (xi * 3 + t0) * 64, *uk = u + xi * 4096;
+    const float *vt = v + (xi * 4 + t0) * 64, *uk = u + xi * 4096;
     vf acc[1][8];
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 8; c++)
@@ -2677,14 +2675,14 @@ conv2d_4_winograd_products(float *restrict m, const float *restrict v, const flo
                 acc[p][c] += x * wv[c];
         }
     }
-    float *mt = m + (xi * 3 + t0) * 64;
+    float *mt = m + (xi * 4 + t0) * 64;
     for (int p = 0; p < np; p++)
         for (int c = 0; c < 8; c++)
             store_vec(mt + p * 64 + 8 * c, &acc[p][c]);
 }
 
 /*
- * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 4 tiles, 3 a block:
+ * out = act(conv(in, w) + bias) by F(4x4, 3x3), in rows of 4 tiles, 4 a block:
  * B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
  * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  */
@@ -2692,11 +2690,11 @@ static void conv2d_4_winograd_forward(float *restrict out, const float *restrict
                        const float *restrict u, const float *restrict bias, int lo, int hi)
 {
     /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */
-    float v[36 * 3 * 64] ALIGNED, m[36 * 3 * 64] ALIGNED;
+    float v[36 * 4 * 64] ALIGNED, m[36 * 4 * 64] ALIGNED;
     for (int b = lo; b < hi; b++)
         for (int ty = 0; ty < 4; ty++) {
-            for (int tx0 = 0; tx0 < 4; tx0 += 3) {
-                const int nt = tx0 + 3 <= 4 ? 3 : 4 - tx0; /* tiles in this block */
+            for (int tx0 = 0; tx0 < 4; tx0 += 4) {
+                const int nt = 4; /* tiles in this block */
                 /* V = B^T d B for each tile's 6x6 input d */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
@@ -2724,15 +2722,13 @@ static void conv2d_4_winograd_forward(float *restrict out, const float *restrict
                                 4.0f * e[r][1] - 5.0f * e[r][3] + e[r][5]
                             };
                             for (int k = 0; k < 6; k++)
-                                store_vec(v + ((r * 6 + k) * 3 + t) * 64 + 8 * c, &row[k]);
+                                store_vec(v + ((r * 6 + k) * 4 + t) * 64 + 8 * c, &row[k]);
                         }
                     }
                 for (int xi = 0; xi < 36; xi++) {
                     int t0 = 0;
                     for (; t0 + 1 <= nt; t0 += 1)
                         conv2d_4_winograd_products(m, v, u, xi, t0, 1);
-                    if (t0 < nt)
-                        conv2d_4_winograd_products(m, v, u, xi, t0, nt - t0);
                 }
                 /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
@@ -2741,7 +2737,7 @@ static void conv2d_4_winograd_forward(float *restrict out, const float *restrict
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
-                                load_vec(&s[r][k], m + ((r * 6 + k) * 3 + t) * 64 + 8 * c);
+                                load_vec(&s[r][k], m + ((r * 6 + k) * 4 + t) * 64 + 8 * c);
                         for (int k = 0; k < 6; k++) {
                             at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
                             at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
