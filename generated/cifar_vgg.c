@@ -1123,24 +1123,24 @@ static void conv2d_2_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 2; c++) {
-                        vf s[6][6], at[4][6], bv;
+                        vf s[6][6], am[4][6], bv; /* M, A^T M */
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
                                 load_vec(&s[r][k], m + ((r * 6 + k) * 8 + t) * 32 + 16 * c);
                         for (int k = 0; k < 6; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
-                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
-                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
-                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            am[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            am[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            am[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
                                     + s[5][k];
                         }
                         for (int i = 0; i < 4; i++) {
                             vf y[4] = {
-                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
-                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
-                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
-                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                am[i][0] + am[i][1] + am[i][2] + am[i][3] + am[i][4] + bv,
+                                am[i][1] - am[i][2] + 2.0f * am[i][3] - 2.0f * am[i][4] + bv,
+                                am[i][1] + am[i][2] + 4.0f * am[i][3] + 4.0f * am[i][4] + bv,
+                                am[i][1] - am[i][2] + 8.0f * am[i][3] - 8.0f * am[i][4] + am[i][5]
                                         + bv
                             };
                             float *o = out + (((size_t)b * 32 + 4 * ty + i) * 32 + 4 * (tx0 + t))
@@ -1238,24 +1238,24 @@ static void conv2d_2_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        vf s[6][6], at[4][6], bv;
+                        vf s[6][6], am[4][6], bv; /* M, A^T M */
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
                                 load_vec(&s[r][k], m + ((r * 6 + k) * 8 + t) * 32 + 8 * c);
                         for (int k = 0; k < 6; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
-                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
-                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
-                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            am[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            am[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            am[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
                                     + s[5][k];
                         }
                         for (int i = 0; i < 4; i++) {
                             vf y[4] = {
-                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
-                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
-                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
-                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                am[i][0] + am[i][1] + am[i][2] + am[i][3] + am[i][4] + bv,
+                                am[i][1] - am[i][2] + 2.0f * am[i][3] - 2.0f * am[i][4] + bv,
+                                am[i][1] + am[i][2] + 4.0f * am[i][3] + 4.0f * am[i][4] + bv,
+                                am[i][1] - am[i][2] + 8.0f * am[i][3] - 8.0f * am[i][4] + am[i][5]
                                         + bv
                             };
                             float *o = out + (((size_t)b * 32 + 4 * ty + i) * 32 + 4 * (tx0 + t))
@@ -1910,24 +1910,24 @@ static void conv2d_3_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        vf s[6][6], at[4][6], bv;
+                        vf s[6][6], am[4][6], bv; /* M, A^T M */
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
                                 load_vec(&s[r][k], m + ((r * 6 + k) * 4 + t) * 64 + 16 * c);
                         for (int k = 0; k < 6; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
-                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
-                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
-                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            am[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            am[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            am[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
                                     + s[5][k];
                         }
                         for (int i = 0; i < 4; i++) {
                             vf y[4] = {
-                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
-                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
-                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
-                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                am[i][0] + am[i][1] + am[i][2] + am[i][3] + am[i][4] + bv,
+                                am[i][1] - am[i][2] + 2.0f * am[i][3] - 2.0f * am[i][4] + bv,
+                                am[i][1] + am[i][2] + 4.0f * am[i][3] + 4.0f * am[i][4] + bv,
+                                am[i][1] - am[i][2] + 8.0f * am[i][3] - 8.0f * am[i][4] + am[i][5]
                                         + bv
                             };
                             float *o = out + (((size_t)b * 16 + 4 * ty + i) * 16 + 4 * (tx0 + t))
@@ -2023,24 +2023,24 @@ static void conv2d_3_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[6][6], at[4][6], bv;
+                        vf s[6][6], am[4][6], bv; /* M, A^T M */
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
                                 load_vec(&s[r][k], m + ((r * 6 + k) * 4 + t) * 64 + 8 * c);
                         for (int k = 0; k < 6; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
-                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
-                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
-                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            am[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            am[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            am[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
                                     + s[5][k];
                         }
                         for (int i = 0; i < 4; i++) {
                             vf y[4] = {
-                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
-                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
-                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
-                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                am[i][0] + am[i][1] + am[i][2] + am[i][3] + am[i][4] + bv,
+                                am[i][1] - am[i][2] + 2.0f * am[i][3] - 2.0f * am[i][4] + bv,
+                                am[i][1] + am[i][2] + 4.0f * am[i][3] + 4.0f * am[i][4] + bv,
+                                am[i][1] - am[i][2] + 8.0f * am[i][3] - 8.0f * am[i][4] + am[i][5]
                                         + bv
                             };
                             float *o = out + (((size_t)b * 16 + 4 * ty + i) * 16 + 4 * (tx0 + t))
@@ -2620,24 +2620,24 @@ static void conv2d_4_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 4; c++) {
-                        vf s[6][6], at[4][6], bv;
+                        vf s[6][6], am[4][6], bv; /* M, A^T M */
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
                                 load_vec(&s[r][k], m + ((r * 6 + k) * 4 + t) * 64 + 16 * c);
                         for (int k = 0; k < 6; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
-                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
-                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
-                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            am[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            am[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            am[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
                                     + s[5][k];
                         }
                         for (int i = 0; i < 4; i++) {
                             vf y[4] = {
-                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
-                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
-                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
-                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                am[i][0] + am[i][1] + am[i][2] + am[i][3] + am[i][4] + bv,
+                                am[i][1] - am[i][2] + 2.0f * am[i][3] - 2.0f * am[i][4] + bv,
+                                am[i][1] + am[i][2] + 4.0f * am[i][3] + 4.0f * am[i][4] + bv,
+                                am[i][1] - am[i][2] + 8.0f * am[i][3] - 8.0f * am[i][4] + am[i][5]
                                         + bv
                             };
                             float *o = out + (((size_t)b * 16 + 4 * ty + i) * 16 + 4 * (tx0 + t))
@@ -2733,24 +2733,24 @@ static void conv2d_4_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 4x4 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[6][6], at[4][6], bv;
+                        vf s[6][6], am[4][6], bv; /* M, A^T M */
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 6; r++)
                             for (int k = 0; k < 6; k++)
                                 load_vec(&s[r][k], m + ((r * 6 + k) * 4 + t) * 64 + 8 * c);
                         for (int k = 0; k < 6; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
-                            at[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
-                            at[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
-                            at[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k] + s[3][k] + s[4][k];
+                            am[1][k] = s[1][k] - s[2][k] + 2.0f * s[3][k] - 2.0f * s[4][k];
+                            am[2][k] = s[1][k] + s[2][k] + 4.0f * s[3][k] + 4.0f * s[4][k];
+                            am[3][k] = s[1][k] - s[2][k] + 8.0f * s[3][k] - 8.0f * s[4][k]
                                     + s[5][k];
                         }
                         for (int i = 0; i < 4; i++) {
                             vf y[4] = {
-                                at[i][0] + at[i][1] + at[i][2] + at[i][3] + at[i][4] + bv,
-                                at[i][1] - at[i][2] + 2.0f * at[i][3] - 2.0f * at[i][4] + bv,
-                                at[i][1] + at[i][2] + 4.0f * at[i][3] + 4.0f * at[i][4] + bv,
-                                at[i][1] - at[i][2] + 8.0f * at[i][3] - 8.0f * at[i][4] + at[i][5]
+                                am[i][0] + am[i][1] + am[i][2] + am[i][3] + am[i][4] + bv,
+                                am[i][1] - am[i][2] + 2.0f * am[i][3] - 2.0f * am[i][4] + bv,
+                                am[i][1] + am[i][2] + 4.0f * am[i][3] + 4.0f * am[i][4] + bv,
+                                am[i][1] - am[i][2] + 8.0f * am[i][3] - 8.0f * am[i][4] + am[i][5]
                                         + bv
                             };
                             float *o = out + (((size_t)b * 16 + 4 * ty + i) * 16 + 4 * (tx0 + t))
@@ -3399,19 +3399,19 @@ static void conv2d_5_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[4][4], at[2][4], bv;
+                        vf s[4][4], am[2][4], bv; /* M, A^T M */
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 16 * c);
                         for (int k = 0; k < 4; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            am[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
                             vf y[2] = {
-                                at[i][0] + at[i][1] + at[i][2] + bv,
-                                at[i][1] - at[i][2] - at[i][3] + bv
+                                am[i][0] + am[i][1] + am[i][2] + bv,
+                                am[i][1] - am[i][2] - am[i][3] + bv
                             };
                             float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
                                     * 128 + 16 * c;
@@ -3502,19 +3502,19 @@ static void conv2d_5_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 16; c++) {
-                        vf s[4][4], at[2][4], bv;
+                        vf s[4][4], am[2][4], bv; /* M, A^T M */
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 8 * c);
                         for (int k = 0; k < 4; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            am[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
                             vf y[2] = {
-                                at[i][0] + at[i][1] + at[i][2] + bv,
-                                at[i][1] - at[i][2] - at[i][3] + bv
+                                am[i][0] + am[i][1] + am[i][2] + bv,
+                                am[i][1] - am[i][2] - am[i][3] + bv
                             };
                             float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
                                     * 128 + 8 * c;
@@ -4087,19 +4087,19 @@ static void conv2d_6_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 8; c++) {
-                        vf s[4][4], at[2][4], bv;
+                        vf s[4][4], am[2][4], bv; /* M, A^T M */
                         load_vec(&bv, bias + 16 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 16 * c);
                         for (int k = 0; k < 4; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            am[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
                             vf y[2] = {
-                                at[i][0] + at[i][1] + at[i][2] + bv,
-                                at[i][1] - at[i][2] - at[i][3] + bv
+                                am[i][0] + am[i][1] + am[i][2] + bv,
+                                am[i][1] - am[i][2] - am[i][3] + bv
                             };
                             float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
                                     * 128 + 16 * c;
@@ -4190,19 +4190,19 @@ static void conv2d_6_winograd_forward(float *restrict out, const float *restrict
                 /* Y = A^T M A + bias: each tile's 2x2 output pixels */
                 for (int t = 0; t < nt; t++)
                     for (int c = 0; c < 16; c++) {
-                        vf s[4][4], at[2][4], bv;
+                        vf s[4][4], am[2][4], bv; /* M, A^T M */
                         load_vec(&bv, bias + 8 * c);
                         for (int r = 0; r < 4; r++)
                             for (int k = 0; k < 4; k++)
                                 load_vec(&s[r][k], m + ((r * 4 + k) * 4 + t) * 128 + 8 * c);
                         for (int k = 0; k < 4; k++) {
-                            at[0][k] = s[0][k] + s[1][k] + s[2][k];
-                            at[1][k] = s[1][k] - s[2][k] - s[3][k];
+                            am[0][k] = s[0][k] + s[1][k] + s[2][k];
+                            am[1][k] = s[1][k] - s[2][k] - s[3][k];
                         }
                         for (int i = 0; i < 2; i++) {
                             vf y[2] = {
-                                at[i][0] + at[i][1] + at[i][2] + bv,
-                                at[i][1] - at[i][2] - at[i][3] + bv
+                                am[i][0] + am[i][1] + am[i][2] + bv,
+                                am[i][1] - am[i][2] - am[i][3] + bv
                             };
                             float *o = out + (((size_t)b * 8 + 2 * ty + i) * 8 + 2 * (tx0 + t))
                                     * 128 + 8 * c;

@@ -506,6 +506,17 @@ Test(emitter, winograd_tile_by_shape)
     cr_expect(strstr(t, "U = G g G^T for F(4x4, 3x3), [36][32][64]") != NULL, "an 8x8x64 output: F(4x4)");
     cr_expect(strstr(t, "U = G g G^T for F(2x2, 3x3), [16][64][128]") != NULL, "128 channels: F(2x2)");
     cr_expect_eq(count_of(t, "by F(4x4, 3x3), in rows of 2 tiles"), 2, "conv2d_2, 16 and 8 lanes");
+    compiled narrow = compile_text("model m\ninput 10x12x32\nconv 32 3x3\n" TAIL);
+    compiled wide = compile_text("model m\ninput 8x8x896\nconv 64 3x3 pad=same\n" TAIL);
+    cr_assert(narrow.m && wide.m);
+    char *tn = emit_text(narrow.m), *tw = emit_text(wide.m);
+    cr_expect(strstr(tn, "U = G g G^T for F(2x2, 3x3), [16][32][32]") != NULL, "an 8x10 output: F(2x2)");
+    cr_expect(strstr(tw, "U = G g G^T for F(2x2, 3x3), [16][896][64]") != NULL,
+              "896 + 64 channels: one F(4x4) tile's V and M would not fit the 128 KB block");
+    free(tn);
+    free(tw);
+    release(&narrow);
+    release(&wide);
     free(t);
     release(&c);
 }

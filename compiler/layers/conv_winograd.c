@@ -31,7 +31,8 @@
  * --bench's inference) runs these. Measured with F(2x2) on vgg's 3x3 layers
  * (26x26x32 -> 24x24x32, 12x12x32 -> 10x10x64, 10x10x64 -> 8x8x64; one core
  * of a Zen 5, batch 64): 1.7x, 2.4x and 2.0x the direct kernels' rate;
- * F(4x4) where it applies (algorithm_for) another 15-25%.
+ * F(4x4) where it applies (algorithm_for) another 15-25% (--bench of a
+ * model of that layer and a dense head).
  *
  * The tiles of a row are taken a block of at most TB at a time: the block's V
  * and M (a*a x TB x channels each) stay on the stack, under 128 KB together,
@@ -94,18 +95,20 @@ static int lanes = VEC;
 #define BLOCK_FLOATS 32768
 
 /*
- * F(4x4, 3x3) where the output is whole 4x4 tiles of at most 64 channels, else F(2x2, 3x3).
- * F(4x4) multiplies a quarter of the direct convolution's products, F(2x2) 4/9, but its 6x6
- * windows make V and M 2.25x larger a tile, so fewer tiles fit a block, and an 8x8 output has only
- * two tiles a row: with 128 output channels its products keep 1-2 tiles in registers and lose.
- * Measured at inference (one layer and a dense head, --bench, Zen 5, medians of 3, F4 against F2):
- * 26x26x32 -> 32: +20%; 10x10x64 -> 64: +15%; 'same' 32x32x32 -> 32: +25%, 16x16x32 -> 64: +5%,
- * 16x16x64 -> 64: +3%, 8x8x64 -> 128: -15%, 8x8x128 -> 128: -35%.
+ * F(4x4, 3x3) where the output is whole 4x4 tiles of at most 64 output channels and a tile's V and M
+ * fit a block, else F(2x2, 3x3). F(4x4) multiplies a quarter of the direct convolution's products,
+ * F(2x2) 4/9, but its 6x6 windows make V and M 2.25x larger a tile, so fewer tiles fit a block, and
+ * an 8x8 output has only two tiles a row: with 128 output channels its products keep 1-2 tiles in
+ * registers and lose. Measured at inference with 64 KB blocks (one layer and a dense head, --bench,
+ * Zen 5, medians of 3, F4 against F2): 26x26x32 -> 32: +20%; 10x10x64 -> 64: +15%; 'same'
+ * 32x32x32 -> 32: +25%, 16x16x32 -> 64: +5%, 16x16x64 -> 64: +3%, 8x8x64 -> 128: -15%,
+ * 8x8x128 -> 128: -35%.
  */
 static const winograd_algorithm *algorithm_for(const layer *l)
 {
     int whole_tiles = l->out.h % 4 == 0 && l->out.w % 4 == 0;
-    return whole_tiles && l->out.c <= 64 ? &f4x4 : &f2x2;
+    int tile_fits = f4x4.a * f4x4.a * (l->in.c + l->out.c) <= BLOCK_FLOATS;
+    return whole_tiles && l->out.c <= 64 && tile_fits ? &f4x4 : &f2x2;
 }
 
 /* Tiles across an output row. */
@@ -132,6 +135,7 @@ static int tiles_in_registers(const layer *l, const winograd_algorithm *w)
     return 1;
 }
 
+/* At most 1024 channels in and out together: an F(2x2) tile's V and M, 16 x 1024 floats, fit a block. */
 int conv_winograd_fits(const layer *l)
 {
     const conv_params *c = &l->u.conv;
@@ -155,10 +159,10 @@ static void workspace(const layer *l, const layer_role *r, ws_list *ws)
 /*
  * Prints the sum over j < n of coef[j] * OPERAND(j), OPERAND(j) being
  * before, j, after: "4.0f * d[0][k] - 5.0f * d[2][k] + d[4][k]". Zero terms
- * are left out and a coefficient of 1 unwritten; `number` ("f" or "") ends
- * the other coefficients. At least one coefficient is not zero.
+ * are left out and a coefficient of 1 unwritten; the others are float
+ * constants. At least one coefficient is not zero.
  */
-static void print_sum(cgen *g, const int *coef, int n, const char *before, const char *after, const char *number)
+static void print_sum(cgen *g, const int *coef, int n, const char *before, const char *after)
 {
     int first = 1;
     for (int j = 0; j < n; j++) {
@@ -167,7 +171,7 @@ static void print_sum(cgen *g, const int *coef, int n, const char *before, const
             continue;
         cg(g, "%s", first ? (c < 0 ? "-" : "") : (c < 0 ? " - " : " + "));
         if (mag != 1)
-            cg(g, "%d.0%s * ", mag, number);
+            cg(g, "%d.0f * ", mag);
         cg(g, "%s%d%s", before, j, after);
         first = 0;
     }
@@ -181,7 +185,7 @@ static void print_fraction(cgen *g, const int *row, int den, const char *before,
 {
     if (den != 1)
         cg(g, "(");
-    print_sum(g, row, 3, before, after, "f");
+    print_sum(g, row, 3, before, after);
     if (den != 1)
         cg(g, ") * (1.0f / %d)", den);
 }
@@ -244,12 +248,12 @@ static void emit_products(cgen *g, const layer *l, const winograd_algorithm *w)
 /* V = B^T d B for each tile of the block and vector of input channels. */
 static void print_input_transform(cgen *g, const layer *l, const winograd_algorithm *w, int TB)
 {
-    int IH = l->in.h, IW = l->in.w, CI = l->in.c, a = w->a, m = w->m;
+    int IH = l->in.h, IW = l->in.w, CI = l->in.c, a = w->a, tile = w->m;
     cg(g, "                /* V = B^T d B for each tile's %dx%d input d */\n", a, a);
     cg(g, "                for (int t = 0; t < nt; t++)\n                    for (int c = 0; c < %d; c++) {\n",
        CI / lanes);
     cg(g, "                        const float *px = in + (((size_t)b * %d + %d * ty) * %d + %d * (tx0 + t)) * %d + %d * c;\n",
-       IH, m, IW, m, CI, lanes);
+       IH, tile, IW, tile, CI, lanes);
     cg(g, "                        vf d[%d][%d], e[%d][%d];\n", a, a, a, a);
     cg(g, "                        for (int r = 0; r < %d; r++)\n                            for (int k = 0; k < %d; k++)\n",
        a, a);
@@ -257,7 +261,7 @@ static void print_input_transform(cgen *g, const layer *l, const winograd_algori
     cg(g, "                        for (int k = 0; k < %d; k++) {\n", a);
     for (int i = 0; i < a; i++) {
         cg(g, "                            e[%d][k] = ", i);
-        print_sum(g, w->bt[i], a, "d[", "][k]", "f");
+        print_sum(g, w->bt[i], a, "d[", "][k]");
         cg(g, ";\n");
     }
     cg(g, "                        }\n");
@@ -265,7 +269,7 @@ static void print_input_transform(cgen *g, const layer *l, const winograd_algori
     cg(g, "                            vf row[%d] = {\n", a);
     for (int j = 0; j < a; j++) { /* (e B)[r][j] = e[r] . B's column j, which is B^T's row j */
         cg(g, "                                ");
-        print_sum(g, w->bt[j], a, "e[r][", "]", "f");
+        print_sum(g, w->bt[j], a, "e[r][", "]");
         cg(g, "%s\n", j + 1 < a ? "," : "");
     }
     cg(g, "                            };\n");
@@ -277,34 +281,34 @@ static void print_input_transform(cgen *g, const layer *l, const winograd_algori
 /* Y = A^T M A + bias for each tile of the block and vector of output channels, into the output. */
 static void print_output_transform(cgen *g, const layer *l, const winograd_algorithm *w, int TB)
 {
-    int OH = l->out.h, OW = l->out.w, CO = l->out.c, a = w->a, m = w->m;
-    cg(g, "                /* Y = A^T M A + bias: each tile's %dx%d output pixels */\n", m, m);
+    int OH = l->out.h, OW = l->out.w, CO = l->out.c, a = w->a, tile = w->m;
+    cg(g, "                /* Y = A^T M A + bias: each tile's %dx%d output pixels */\n", tile, tile);
     cg(g, "                for (int t = 0; t < nt; t++)\n                    for (int c = 0; c < %d; c++) {\n",
        CO / lanes);
-    cg(g, "                        vf s[%d][%d], at[%d][%d], bv;\n", a, a, m, a);
+    cg(g, "                        vf s[%d][%d], am[%d][%d], bv; /* M, A^T M */\n", a, a, tile, a);
     cg(g, "                        load_vec(&bv, bias + %d * c);\n", lanes);
     cg(g, "                        for (int r = 0; r < %d; r++)\n                            for (int k = 0; k < %d; k++)\n",
        a, a);
     cg(g, "                                load_vec(&s[r][k], m + ((r * %d + k) * %d + t) * %d + %d * c);\n", a, TB,
        CO, lanes);
     cg(g, "                        for (int k = 0; k < %d; k++) {\n", a);
-    for (int i = 0; i < m; i++) {
-        cg(g, "                            at[%d][k] = ", i);
-        print_sum(g, w->at[i], a, "s[", "][k]", "f");
+    for (int i = 0; i < tile; i++) {
+        cg(g, "                            am[%d][k] = ", i);
+        print_sum(g, w->at[i], a, "s[", "][k]");
         cg(g, ";\n");
     }
     cg(g, "                        }\n");
-    cg(g, "                        for (int i = 0; i < %d; i++) {\n", m);
-    cg(g, "                            vf y[%d] = {\n", m);
-    for (int j = 0; j < m; j++) {
+    cg(g, "                        for (int i = 0; i < %d; i++) {\n", tile);
+    cg(g, "                            vf y[%d] = {\n", tile);
+    for (int j = 0; j < tile; j++) {
         cg(g, "                                ");
-        print_sum(g, w->at[j], a, "at[i][", "]", "f");
-        cg(g, " + bv%s\n", j + 1 < m ? "," : "");
+        print_sum(g, w->at[j], a, "am[i][", "]");
+        cg(g, " + bv%s\n", j + 1 < tile ? "," : "");
     }
     cg(g, "                            };\n");
     cg(g, "                            float *o = out + (((size_t)b * %d + %d * ty + i) * %d + %d * (tx0 + t)) * %d + %d * c;\n",
-       OH, m, OW, m, CO, lanes);
-    cg(g, "                            for (int j = 0; j < %d; j++)\n", m);
+       OH, tile, OW, tile, CO, lanes);
+    cg(g, "                            for (int j = 0; j < %d; j++)\n", tile);
     cg(g, "                                store_vec(o + j * %d, &y[j]);\n", CO);
     cg(g, "                        }\n                    }\n");
 }
@@ -320,20 +324,20 @@ static void print_matrix(cgen *g, const int (*rows)[6], int n_rows, int n_cols)
 
 static void emit_forward(cgen *g, const layer *l, const winograd_algorithm *w)
 {
-    int CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c, a = w->a, m = w->m;
+    int CI = l->in.c, OH = l->out.h, OW = l->out.w, CO = l->out.c, a = w->a, tile = w->m;
     int TW = tiles_across(l, w), TB = tile_block(l, w), NP = tiles_in_registers(l, w);
     char buf[64];
     emit_products(g, l, w);
     cg(g, "/*\n * out = act(conv(in, w) + bias) by %s, in rows of %d tiles, %d a block:\n * B^T = ", w->name, TW, TB);
     print_matrix(g, w->bt, a, a);
     cg(g, ",\n * A^T = ");
-    print_matrix(g, w->at, m, a);
+    print_matrix(g, w->at, tile, a);
     cg(g, ".\n */\n");
     cg(g, "static void %s_winograd_forward(float *restrict out, const float *restrict in,\n", l->name);
     cg(g, "                       const float *restrict u, const float *restrict bias, int lo, int hi)\n{\n");
     cg(g, "    /* a block's transformed inputs and products: per call, on the stack (see conv_winograd.c) */\n");
     cg(g, "    float v[%d * %d * %d] ALIGNED, m[%d * %d * %d] ALIGNED;\n", a * a, TB, CI, a * a, TB, CO);
-    cg(g, "    for (int b = lo; b < hi; b++)\n        for (int ty = 0; ty < %d; ty++) {\n", OH / m);
+    cg(g, "    for (int b = lo; b < hi; b++)\n        for (int ty = 0; ty < %d; ty++) {\n", OH / tile);
     cg(g, "            for (int tx0 = 0; tx0 < %d; tx0 += %d) {\n", TW, TB);
     if (TW % TB == 0)
         cg(g, "                const int nt = %d; /* tiles in this block */\n", TB);
@@ -351,8 +355,8 @@ static void emit_forward(cgen *g, const layer *l, const winograd_algorithm *w)
     print_output_transform(g, l, w, TB);
     cg(g, "            }\n");
     if (l->act != ACT_LINEAR) {
-        cg(g, "            float *o = out + ((size_t)b * %d + %d * ty) * %d;\n", OH, m, OW * CO);
-        cg(g, "            for (int j = 0; j < %d; j++)\n                o[j] = %s;\n", m * OW * CO,
+        cg(g, "            float *o = out + ((size_t)b * %d + %d * ty) * %d;\n", OH, tile, OW * CO);
+        cg(g, "            for (int j = 0; j < %d; j++)\n                o[j] = %s;\n", tile * OW * CO,
            act_expr(l->act, buf, sizeof buf, "o[j]"));
     }
     cg(g, "        }\n}\n\n");

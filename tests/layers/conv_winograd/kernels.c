@@ -34,12 +34,15 @@ typedef struct {
     void (*weights)(float *u, const float *w);
     void (*winograd)(float *out, const float *in, const float *u, const float *bias, int lo, int hi);
     void (*direct)(float *out, const float *in, const float *w, const float *bias, int lo, int hi);
+    size_t u_floats; /* the workspace's U: a*a x ci x co, a = tile + 2 by the emitter's choice */
     int ih, iw, ci, co;
     activation act;
-    int tile; /* the output tile's side: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3) */
+    int tile; /* the output tile's side this layer is meant to get: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3) */
 } winograd_layer;
 
-#define KERNELS(id) #id, id##_winograd_weights, id##_winograd_forward, id##_forward
+#define KERNELS(id)                                                                                                    \
+    #id, id##_winograd_weights, id##_winograd_forward, id##_forward,                                                   \
+        sizeof(((workspace *)0)->id##_u) / sizeof(((workspace *)0)->id##_u[0])
 
 static const winograd_layer layers[] = {
     {KERNELS(conv2d_1), 10, 50, 32, 64, RELU, 4}, /* the padded copy of 8x48x32: blocks of 9 + 3 tiles */
@@ -112,8 +115,10 @@ Test(conv_winograd, forward_matches_direct_convolution)
         size_t n_in = (size_t)B * L->ih * L->iw * L->ci + VEC, n_out = (size_t)B * (L->ih - 2) * (L->iw - 2) * L->co;
         size_t n_w = (size_t)9 * L->ci * L->co;
         float *in = malloc(sizeof(float) * n_in), *w = malloc(sizeof(float) * n_w);
-        size_t n_u = (size_t)(L->tile + 2) * (L->tile + 2) * L->ci * L->co;
-        float *u = malloc(sizeof(float) * n_u), *bias = malloc(sizeof(float) * L->co);
+        size_t a = (size_t)L->tile + 2;
+        cr_expect_eq(L->u_floats, a * a * L->ci * L->co, "%s: the emitter chose another tile than F(%dx%d)",
+                     L->name, L->tile, L->tile);
+        float *u = malloc(sizeof(float) * L->u_floats), *bias = malloc(sizeof(float) * L->co);
         float *out = malloc(sizeof(float) * (n_out + VEC));
         cr_assert(in && w && u && bias && out);
         unsigned state = 7u + (unsigned)k;
