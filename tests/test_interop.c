@@ -203,7 +203,11 @@ Test(interop, onnx_layer_kinds, .timeout = 900)
             kinds++;
         } else if (!strcmp(tool, "onnxruntime")) {
             cr_assert(sscanf(line, "%*s onnxruntime %d %d %lf", &n, &mis, &maxdiff) == 3, "%.200s", line);
-            cr_expect(n == 300 && mis == 0 && maxdiff <= 1e-5, "%s: %d of %d argmax differ, outputs by up to %g",
+            /* Measured at most 5.6e-6 (conv_bf16), but conv_winograd 1.9e-5: the trainer's inference runs
+               Winograd F(4x4, 3x3) (1.4e-6 of the products' magnitudes, tests/layers/conv_winograd), which its
+               five random-weight convolutions carry further; it gets the seed models' 1e-4. */
+            double bound = strcmp(kind, "conv_winograd") == 0 ? 1e-4 : 1e-5;
+            cr_expect(n == 300 && mis == 0 && maxdiff <= bound, "%s: %d of %d argmax differ, outputs by up to %g",
                       kind, mis, n, maxdiff);
         }
     }
