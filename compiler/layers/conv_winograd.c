@@ -278,6 +278,7 @@ static void print_input_transform(cgen *g, const layer *l, const winograd_algori
        CI, lanes);
     cg(g, "                        }\n                    }\n");
 }
+
 /* Y = A^T M A + bias for each tile of the block and vector of output channels, into the output. */
 static void print_output_transform(cgen *g, const layer *l, const winograd_algorithm *w, int TB)
 {
